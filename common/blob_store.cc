@@ -20,16 +20,17 @@ constexpr size_t kMaxUploadIdLength = 128;
 
 absl::Status ValidateUploadId(absl::string_view upload_id) {
   if (upload_id.empty() || upload_id.size() > kMaxUploadIdLength) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "upload id must be 1-", kMaxUploadIdLength, " characters, got ",
-        upload_id.size()));
+    return absl::InvalidArgumentError(
+        absl::StrCat("upload id must be 1-", kMaxUploadIdLength,
+                     " characters, got ", upload_id.size()));
   }
   for (char c : upload_id) {
     bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
               (c >= '0' && c <= '9') || c == '_' || c == '-';
     if (!ok) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "upload id '", upload_id, "' may only use letters, digits, '_' and '-'"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("upload id '", upload_id,
+                       "' may only use letters, digits, '_' and '-'"));
     }
   }
   return absl::OkStatus();
@@ -41,7 +42,8 @@ absl::StatusOr<std::string> HashOpenFile(int fd, const std::string& path) {
   std::string buffer(kIoChunk, '\0');
   uint64_t offset = 0;
   while (true) {
-    ssize_t n = ::pread(fd, buffer.data(), buffer.size(), static_cast<off_t>(offset));
+    ssize_t n =
+        ::pread(fd, buffer.data(), buffer.size(), static_cast<off_t>(offset));
     if (n < 0) {
       if (errno == EINTR) continue;
       return ErrnoToStatus(errno, absl::StrCat("read ", path));
@@ -63,7 +65,8 @@ BlobWriter::~BlobWriter() {
 }
 
 absl::Status BlobWriter::Append(absl::string_view data) {
-  if (done_) return absl::FailedPreconditionError("blob writer already committed");
+  if (done_)
+    return absl::FailedPreconditionError("blob writer already committed");
   RETURN_IF_ERROR(store_->CheckSizeLimit(size_ + data.size()));
   RETURN_IF_ERROR(WriteAll(fd_.get(), data, temp_path_));
   hasher_.Update(data);
@@ -71,8 +74,10 @@ absl::Status BlobWriter::Append(absl::string_view data) {
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::string> BlobWriter::Commit(absl::string_view expected_hash) {
-  if (done_) return absl::FailedPreconditionError("blob writer already committed");
+absl::StatusOr<std::string> BlobWriter::Commit(
+    absl::string_view expected_hash) {
+  if (done_)
+    return absl::FailedPreconditionError("blob writer already committed");
   std::string hash = DigestToHex(hasher_.Finish());
   if (!expected_hash.empty() && hash != expected_hash) {
     return absl::DataLossError(absl::StrCat("blob content hashes to ", hash,
@@ -87,9 +92,10 @@ absl::StatusOr<std::string> BlobWriter::Commit(absl::string_view expected_hash) 
   return hash;
 }
 
-absl::StatusOr<std::unique_ptr<BlobStore>> BlobStore::Open(const std::string& root,
-                                                           BlobStoreOptions options) {
-  if (root.empty()) return absl::InvalidArgumentError("blob store root is empty");
+absl::StatusOr<std::unique_ptr<BlobStore>> BlobStore::Open(
+    const std::string& root, BlobStoreOptions options) {
+  if (root.empty())
+    return absl::InvalidArgumentError("blob store root is empty");
   for (const char* sub : {"", "/objects", "/tmp", "/uploads"}) {
     RETURN_IF_ERROR(MakeDirectories(absl::StrCat(root, sub), 0700));
   }
@@ -99,14 +105,14 @@ absl::StatusOr<std::unique_ptr<BlobStore>> BlobStore::Open(const std::string& ro
     return absl::InternalError(
         absl::StrCat("resolve blob store root ", root, ": ", error.message()));
   }
-  // Anything in tmp/ is a write that never committed; the data it held was never
-  // acknowledged, so it is safe to drop.
+  // Anything in tmp/ is a write that never committed; the data it held was
+  // never acknowledged, so it is safe to drop.
   for (const auto& entry :
        std::filesystem::directory_iterator(canonical + "/tmp", error)) {
     std::filesystem::remove_all(entry.path(), error);
     if (error) {
-      return absl::InternalError(absl::StrCat("remove leftover ", entry.path().string(),
-                                              ": ", error.message()));
+      return absl::InternalError(absl::StrCat(
+          "remove leftover ", entry.path().string(), ": ", error.message()));
     }
   }
   if (error) {
@@ -118,21 +124,25 @@ absl::StatusOr<std::unique_ptr<BlobStore>> BlobStore::Open(const std::string& ro
 
 absl::Status BlobStore::CheckSizeLimit(uint64_t size) const {
   if (options_.max_blob_bytes != 0 && size > options_.max_blob_bytes) {
-    return absl::ResourceExhaustedError(absl::StrCat(
-        "blob of ", size, " bytes exceeds the limit of ", options_.max_blob_bytes));
+    return absl::ResourceExhaustedError(
+        absl::StrCat("blob of ", size, " bytes exceeds the limit of ",
+                     options_.max_blob_bytes));
   }
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::string> BlobStore::ObjectPath(absl::string_view hash) const {
+absl::StatusOr<std::string> BlobStore::ObjectPath(
+    absl::string_view hash) const {
   if (!IsSha256Hex(hash)) {
     return absl::InvalidArgumentError(absl::StrCat(
-        "'", hash, "' is not a blob name (64 lowercase hex digits of SHA-256)"));
+        "'", hash,
+        "' is not a blob name (64 lowercase hex digits of SHA-256)"));
   }
   return absl::StrCat(root_, "/objects/", hash.substr(0, 2), "/", hash);
 }
 
-absl::StatusOr<std::string> BlobStore::UploadPath(absl::string_view upload_id) const {
+absl::StatusOr<std::string> BlobStore::UploadPath(
+    absl::string_view upload_id) const {
   RETURN_IF_ERROR(ValidateUploadId(upload_id));
   return absl::StrCat(root_, "/uploads/", upload_id, ".part");
 }
@@ -142,12 +152,13 @@ std::string BlobStore::NewTempPath() {
   return absl::StrCat(root_, "/tmp/", ::getpid(), "-", temp_counter_++);
 }
 
-absl::Status BlobStore::Install(const std::string& temp_path, const std::string& hash) {
+absl::Status BlobStore::Install(const std::string& temp_path,
+                                const std::string& hash) {
   ASSIGN_OR_RETURN(std::string path, ObjectPath(hash));
   std::string dir = std::filesystem::path(path).parent_path().string();
   RETURN_IF_ERROR(MakeDirectories(dir, 0700));
-  // Renaming over an existing blob is harmless when it is intact and repairs it when it
-  // was corrupted, so a re-upload always leaves a good copy.
+  // Renaming over an existing blob is harmless when it is intact and repairs it
+  // when it was corrupted, so a re-upload always leaves a good copy.
   if (::rename(temp_path.c_str(), path.c_str()) != 0) {
     return ErrnoToStatus(errno, absl::StrCat("rename into ", path));
   }
@@ -157,7 +168,8 @@ absl::Status BlobStore::Install(const std::string& temp_path, const std::string&
 
 absl::StatusOr<std::unique_ptr<BlobWriter>> BlobStore::NewWriter() {
   std::string temp = NewTempPath();
-  ScopedFd fd(::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+  ScopedFd fd(
+      ::open(temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
   if (!fd.valid()) return ErrnoToStatus(errno, absl::StrCat("create ", temp));
   return std::unique_ptr<BlobWriter>(new BlobWriter(this, temp, std::move(fd)));
 }
@@ -180,8 +192,8 @@ absl::StatusOr<std::string> BlobStore::PutFile(const std::string& path) {
       return ErrnoToStatus(errno, absl::StrCat("read ", path));
     }
     if (n == 0) break;
-    RETURN_IF_ERROR(
-        writer->Append(absl::string_view(buffer.data(), static_cast<size_t>(n))));
+    RETURN_IF_ERROR(writer->Append(
+        absl::string_view(buffer.data(), static_cast<size_t>(n))));
   }
   return writer->Commit();
 }
@@ -206,12 +218,14 @@ absl::StatusOr<std::string> BlobStore::Get(absl::string_view hash) const {
   ASSIGN_OR_RETURN(std::string path, ObjectPath(hash));
   absl::StatusOr<std::string> data = ReadFileToString(path);
   if (!data.ok()) {
-    return absl::Status(data.status().code(),
-                        absl::StrCat("blob ", hash, ": ", data.status().message()));
+    return absl::Status(
+        data.status().code(),
+        absl::StrCat("blob ", hash, ": ", data.status().message()));
   }
   std::string actual = Sha256Hex(*data);
   if (actual != hash) {
-    return absl::DataLossError(absl::StrCat("blob ", hash, " is corrupted: its bytes at ",
+    return absl::DataLossError(absl::StrCat("blob ", hash,
+                                            " is corrupted: its bytes at ",
                                             path, " hash to ", actual));
   }
   return data;
@@ -229,8 +243,9 @@ absl::StatusOr<std::string> BlobStore::ReadRange(absl::string_view hash,
   }
   uint64_t size = static_cast<uint64_t>(info.st_size);
   if (offset > size) {
-    return absl::OutOfRangeError(absl::StrCat("offset ", offset, " is past the end of blob ",
-                                              hash, " (", size, " bytes)"));
+    return absl::OutOfRangeError(absl::StrCat("offset ", offset,
+                                              " is past the end of blob ", hash,
+                                              " (", size, " bytes)"));
   }
   uint64_t length = std::min<uint64_t>(max_bytes, size - offset);
   std::string out(length, '\0');
@@ -255,13 +270,15 @@ absl::Status BlobStore::Verify(absl::string_view hash) const {
   if (!fd.valid()) return ErrnoToStatus(errno, absl::StrCat("blob ", hash));
   ASSIGN_OR_RETURN(std::string actual, HashOpenFile(fd.get(), path));
   if (actual != hash) {
-    return absl::DataLossError(absl::StrCat("blob ", hash, " is corrupted: its bytes at ",
+    return absl::DataLossError(absl::StrCat("blob ", hash,
+                                            " is corrupted: its bytes at ",
                                             path, " hash to ", actual));
   }
   return absl::OkStatus();
 }
 
-absl::Status BlobStore::CopyToFile(absl::string_view hash, const std::string& path) const {
+absl::Status BlobStore::CopyToFile(absl::string_view hash,
+                                   const std::string& path) const {
   ASSIGN_OR_RETURN(std::string data, Get(hash));
   return WriteFileAtomically(path, data);
 }
@@ -277,8 +294,8 @@ absl::StatusOr<uint64_t> BlobStore::UploadOffset(absl::string_view upload_id) {
   return static_cast<uint64_t>(info.st_size);
 }
 
-absl::Status BlobStore::AppendUpload(absl::string_view upload_id, uint64_t offset,
-                                     absl::string_view data) {
+absl::Status BlobStore::AppendUpload(absl::string_view upload_id,
+                                     uint64_t offset, absl::string_view data) {
   ASSIGN_OR_RETURN(std::string path, UploadPath(upload_id));
   RETURN_IF_ERROR(CheckSizeLimit(offset + data.size()));
   absl::MutexLock lock(&uploads_mu_);
@@ -312,8 +329,8 @@ absl::Status BlobStore::AppendUpload(absl::string_view upload_id, uint64_t offse
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::string> BlobStore::CommitUpload(absl::string_view upload_id,
-                                                    absl::string_view expected_hash) {
+absl::StatusOr<std::string> BlobStore::CommitUpload(
+    absl::string_view upload_id, absl::string_view expected_hash) {
   ASSIGN_OR_RETURN(std::string path, UploadPath(upload_id));
   if (!IsSha256Hex(expected_hash)) {
     return absl::InvalidArgumentError(absl::StrCat(
@@ -331,12 +348,13 @@ absl::StatusOr<std::string> BlobStore::CommitUpload(absl::string_view upload_id,
   fd = ScopedFd();
   if (actual != expected_hash) {
     ::unlink(path.c_str());
-    return absl::DataLossError(absl::StrCat("upload ", upload_id, " hashes to ", actual,
-                                            ", expected ", expected_hash,
-                                            "; the partial upload was discarded"));
+    return absl::DataLossError(
+        absl::StrCat("upload ", upload_id, " hashes to ", actual, ", expected ",
+                     expected_hash, "; the partial upload was discarded"));
   }
-  // The partial file was fdatasynced chunk by chunk, so one rename commits it; a crash
-  // before that rename leaves the whole upload in place to commit again.
+  // The partial file was fdatasynced chunk by chunk, so one rename commits it;
+  // a crash before that rename leaves the whole upload in place to commit
+  // again.
   RETURN_IF_ERROR(Install(path, actual));
   RETURN_IF_ERROR(SyncDirectory(root_ + "/uploads"));
   return actual;

@@ -1,11 +1,12 @@
-// Content-addressed blob store on local disk. Every blob is named by the hex SHA-256 of
-// its bytes; writes go to a temporary file that is fsynced and renamed into place (and
-// the directory fsynced), so that a blob either exists whole or not at all, and a blob
-// that exists is on disk. Partial uploads persist under an upload id so that a client can
-// resume at the offset the store reports. Layout under the root:
-//   objects/ab/abcdef...   committed blobs (first two hex digits fan out directories)
-//   tmp/                   in-flight writes; emptied on Open(), after a crash
-//   uploads/<id>.part      resumable partial uploads
+// Content-addressed blob store on local disk. Every blob is named by the hex
+// SHA-256 of its bytes; writes go to a temporary file that is fsynced and
+// renamed into place (and the directory fsynced), so that a blob either exists
+// whole or not at all, and a blob that exists is on disk. Partial uploads
+// persist under an upload id so that a client can resume at the offset the
+// store reports. Layout under the root:
+//   objects/ab/abcdef...   committed blobs (first two hex digits fan out
+//   directories) tmp/                   in-flight writes; emptied on Open(),
+//   after a crash uploads/<id>.part      resumable partial uploads
 #ifndef OPENFORCE_COMMON_BLOB_STORE_H_
 #define OPENFORCE_COMMON_BLOB_STORE_H_
 
@@ -30,7 +31,8 @@ struct BlobStoreOptions {
 
 class BlobStore;
 
-// Streams one blob into the store. Destroying a writer without Commit() discards it.
+// Streams one blob into the store. Destroying a writer without Commit()
+// discards it.
 class BlobWriter {
  public:
   BlobWriter(const BlobWriter&) = delete;
@@ -38,8 +40,9 @@ class BlobWriter {
   ~BlobWriter();
 
   [[nodiscard]] absl::Status Append(absl::string_view data);
-  // Makes the blob durable under its hash and returns the hash. When `expected_hash` is
-  // not empty and differs, nothing is stored and the result is DataLoss.
+  // Makes the blob durable under its hash and returns the hash. When
+  // `expected_hash` is not empty and differs, nothing is stored and the result
+  // is DataLoss.
   [[nodiscard]] absl::StatusOr<std::string> Commit(
       absl::string_view expected_hash = "");
   uint64_t size() const { return size_; }
@@ -58,8 +61,8 @@ class BlobWriter {
 
 class BlobStore {
  public:
-  // Opens (creating if needed) the store under `root` and removes temporary files that a
-  // crash may have left.
+  // Opens (creating if needed) the store under `root` and removes temporary
+  // files that a crash may have left.
   [[nodiscard]] static absl::StatusOr<std::unique_ptr<BlobStore>> Open(
       const std::string& root, BlobStoreOptions options = {});
 
@@ -70,15 +73,17 @@ class BlobStore {
 
   bool Contains(absl::string_view hash) const;
   [[nodiscard]] absl::StatusOr<uint64_t> Size(absl::string_view hash) const;
-  // The whole blob, verified against its name: DataLoss when the bytes on disk no longer
-  // hash to it.
+  // The whole blob, verified against its name: DataLoss when the bytes on disk
+  // no longer hash to it.
   [[nodiscard]] absl::StatusOr<std::string> Get(absl::string_view hash) const;
-  // Up to `max_bytes` from `offset`, unverified; callers streaming a blob verify the
-  // hash of what they assembled (and the store can Verify() on its side).
+  // Up to `max_bytes` from `offset`, unverified; callers streaming a blob
+  // verify the hash of what they assembled (and the store can Verify() on its
+  // side).
   [[nodiscard]] absl::StatusOr<std::string> ReadRange(absl::string_view hash,
                                                       uint64_t offset,
                                                       uint64_t max_bytes) const;
-  // Rehashes the blob: OK, NotFound, or DataLoss naming the hash that was found.
+  // Rehashes the blob: OK, NotFound, or DataLoss naming the hash that was
+  // found.
   [[nodiscard]] absl::Status Verify(absl::string_view hash) const;
   // Copies a verified blob to `path` (atomically, fsynced).
   [[nodiscard]] absl::Status CopyToFile(absl::string_view hash,
@@ -86,13 +91,17 @@ class BlobStore {
 
   // Resumable uploads. An upload id is 1-128 characters of [A-Za-z0-9_-].
   // Bytes received so far for `upload_id` (0 when it has not started).
-  [[nodiscard]] absl::StatusOr<uint64_t> UploadOffset(absl::string_view upload_id);
-  // Appends `data` at `offset`, which must equal UploadOffset() (FailedPrecondition with
-  // the expected offset otherwise). Data is fsynced before this returns.
-  [[nodiscard]] absl::Status AppendUpload(absl::string_view upload_id, uint64_t offset,
+  [[nodiscard]] absl::StatusOr<uint64_t> UploadOffset(
+      absl::string_view upload_id);
+  // Appends `data` at `offset`, which must equal UploadOffset()
+  // (FailedPrecondition with the expected offset otherwise). Data is fsynced
+  // before this returns.
+  [[nodiscard]] absl::Status AppendUpload(absl::string_view upload_id,
+                                          uint64_t offset,
                                           absl::string_view data);
-  // Verifies the upload against `expected_hash`, moves it into the store and returns the
-  // hash. On a mismatch the partial upload is discarded and the result is DataLoss.
+  // Verifies the upload against `expected_hash`, moves it into the store and
+  // returns the hash. On a mismatch the partial upload is discarded and the
+  // result is DataLoss.
   [[nodiscard]] absl::StatusOr<std::string> CommitUpload(
       absl::string_view upload_id, absl::string_view expected_hash);
   [[nodiscard]] absl::Status AbortUpload(absl::string_view upload_id);
@@ -104,12 +113,13 @@ class BlobStore {
   BlobStore(std::string root, BlobStoreOptions options)
       : root_(std::move(root)), options_(options) {}
 
-  // Path of a committed blob; InvalidArgument when `hash` is not a hex SHA-256, so no
-  // caller-supplied name can point outside the store.
+  // Path of a committed blob; InvalidArgument when `hash` is not a hex SHA-256,
+  // so no caller-supplied name can point outside the store.
   absl::StatusOr<std::string> ObjectPath(absl::string_view hash) const;
   absl::StatusOr<std::string> UploadPath(absl::string_view upload_id) const;
   std::string NewTempPath();
-  // Renames a fully written, fsynced file (temporary or upload) into place under `hash`.
+  // Renames a fully written, fsynced file (temporary or upload) into place
+  // under `hash`.
   absl::Status Install(const std::string& temp_path, const std::string& hash);
   absl::Status CheckSizeLimit(uint64_t size) const;
 
@@ -117,8 +127,8 @@ class BlobStore {
   const BlobStoreOptions options_;
   absl::Mutex temp_mu_;
   uint64_t temp_counter_ ABSL_GUARDED_BY(temp_mu_) = 0;
-  // Serialises operations on partial uploads: two requests for the same id must not
-  // interleave their offset checks and writes.
+  // Serialises operations on partial uploads: two requests for the same id must
+  // not interleave their offset checks and writes.
   absl::Mutex uploads_mu_;
 };
 

@@ -2,23 +2,22 @@
 #include "common/config_file.h"
 
 #include <algorithm>
-
 #include <nlohmann/json.hpp>
 
 #include "absl/flags/commandlineflag.h"
 #include "absl/flags/reflection.h"
 #include "absl/strings/match.h"
-#include "absl/strings/strip.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
+#include "absl/strings/strip.h"
 #include "common/file_util.h"
 #include "common/status_macros.h"
 
 namespace openforce {
 namespace {
 
-// The flag text for one JSON value: strings as they are, numbers and booleans in JSON
-// notation, arrays of scalars comma-joined (Abseil's list flag syntax).
+// The flag text for one JSON value: strings as they are, numbers and booleans
+// in JSON notation, arrays of scalars comma-joined (Abseil's list flag syntax).
 absl::StatusOr<std::string> ValueToFlagText(const nlohmann::json& value) {
   switch (value.type()) {
     case nlohmann::json::value_t::string:
@@ -32,7 +31,8 @@ absl::StatusOr<std::string> ValueToFlagText(const nlohmann::json& value) {
       std::vector<std::string> parts;
       for (const nlohmann::json& element : value) {
         if (element.is_array() || element.is_object() || element.is_null()) {
-          return absl::InvalidArgumentError("lists may only hold strings and numbers");
+          return absl::InvalidArgumentError(
+              "lists may only hold strings and numbers");
         }
         ASSIGN_OR_RETURN(std::string part, ValueToFlagText(element));
         parts.push_back(std::move(part));
@@ -65,27 +65,30 @@ std::set<std::string> FlagsNamedOnCommandLine(int argc, char** argv) {
   return named;
 }
 
-absl::Status ApplyConfigJson(absl::string_view json_text, absl::string_view source,
+absl::Status ApplyConfigJson(absl::string_view json_text,
+                             absl::string_view source,
                              const std::vector<std::string>& allowed_keys,
                              const std::set<std::string>& set_on_command_line) {
-  nlohmann::json root = nlohmann::json::parse(json_text.begin(), json_text.end(),
-                                              nullptr, /*allow_exceptions=*/false,
-                                              /*ignore_comments=*/true);
+  nlohmann::json root = nlohmann::json::parse(
+      json_text.begin(), json_text.end(), nullptr, /*allow_exceptions=*/false,
+      /*ignore_comments=*/true);
   if (root.is_discarded()) {
     return absl::InvalidArgumentError(
         absl::StrCat("config file ", source, " is not valid JSON"));
   }
   if (!root.is_object()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "config file ", source, " must hold a JSON object, not a ", root.type_name()));
+    return absl::InvalidArgumentError(
+        absl::StrCat("config file ", source, " must hold a JSON object, not a ",
+                     root.type_name()));
   }
   // Validate every key before changing any flag, so a bad file changes nothing.
   std::vector<std::pair<absl::CommandLineFlag*, std::string>> updates;
   for (const auto& [key, value] : root.items()) {
-    if (std::find(allowed_keys.begin(), allowed_keys.end(), key) == allowed_keys.end()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("config file ", source, ": unknown key '", key,
-                       "' (known keys: ", absl::StrJoin(allowed_keys, ", "), ")"));
+    if (std::find(allowed_keys.begin(), allowed_keys.end(), key) ==
+        allowed_keys.end()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "config file ", source, ": unknown key '", key,
+          "' (known keys: ", absl::StrJoin(allowed_keys, ", "), ")"));
     }
     absl::CommandLineFlag* flag = absl::FindCommandLineFlag(key);
     if (flag == nullptr) {
@@ -94,12 +97,15 @@ absl::Status ApplyConfigJson(absl::string_view json_text, absl::string_view sour
     }
     absl::StatusOr<std::string> text = ValueToFlagText(value);
     if (!text.ok()) {
-      return absl::InvalidArgumentError(absl::StrCat("config file ", source, ": key '",
-                                                     key, "': ", text.status().message()));
+      return absl::InvalidArgumentError(
+          absl::StrCat("config file ", source, ": key '", key,
+                       "': ", text.status().message()));
     }
-    if (set_on_command_line.count(key) == 0) updates.emplace_back(flag, *std::move(text));
+    if (set_on_command_line.count(key) == 0)
+      updates.emplace_back(flag, *std::move(text));
   }
-  // Parse into the flags only when all values parse: try each, then restore on failure.
+  // Parse into the flags only when all values parse: try each, then restore on
+  // failure.
   std::vector<std::pair<absl::CommandLineFlag*, std::string>> previous;
   for (auto& [flag, text] : updates) {
     std::string old_value = flag->CurrentValue();
@@ -109,9 +115,9 @@ absl::Status ApplyConfigJson(absl::string_view json_text, absl::string_view sour
         std::string ignored;
         done_flag->ParseFrom(done_value, &ignored);
       }
-      return absl::InvalidArgumentError(absl::StrCat("config file ", source, ": key '",
-                                                     flag->Name(), "': bad value '", text,
-                                                     "': ", error));
+      return absl::InvalidArgumentError(
+          absl::StrCat("config file ", source, ": key '", flag->Name(),
+                       "': bad value '", text, "': ", error));
     }
     previous.emplace_back(flag, std::move(old_value));
   }

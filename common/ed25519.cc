@@ -38,15 +38,16 @@ absl::StatusOr<std::string> BioContents(BIO* bio) {
 
 }  // namespace
 
-absl::StatusOr<Ed25519PublicKey> Ed25519PublicKey::FromRaw(absl::string_view raw) {
+absl::StatusOr<Ed25519PublicKey> Ed25519PublicKey::FromRaw(
+    absl::string_view raw) {
   if (raw.size() != kEd25519PublicKeySize) {
     return absl::InvalidArgumentError(
         absl::StrFormat("Ed25519 public key must be %d bytes, got %d",
                         kEd25519PublicKeySize, raw.size()));
   }
   EvpPkeyPtr key(EVP_PKEY_new_raw_public_key(
-      EVP_PKEY_ED25519, nullptr, reinterpret_cast<const unsigned char*>(raw.data()),
-      raw.size()));
+      EVP_PKEY_ED25519, nullptr,
+      reinterpret_cast<const unsigned char*>(raw.data()), raw.size()));
   if (key == nullptr) {
     internal::DrainOpenSslErrors();
     return absl::InvalidArgumentError("not a valid Ed25519 public key");
@@ -54,13 +55,14 @@ absl::StatusOr<Ed25519PublicKey> Ed25519PublicKey::FromRaw(absl::string_view raw
   return Ed25519PublicKey(std::move(key));
 }
 
-absl::StatusOr<Ed25519PublicKey> Ed25519PublicKey::FromPem(absl::string_view pem) {
+absl::StatusOr<Ed25519PublicKey> Ed25519PublicKey::FromPem(
+    absl::string_view pem) {
   BioPtr bio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
   if (bio == nullptr) return OpenSslError("allocate BIO");
   EvpPkeyPtr key(PEM_read_bio_PUBKEY(bio.get(), nullptr, nullptr, nullptr));
   if (key == nullptr) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "not a PEM public key: ", internal::DrainOpenSslErrors()));
+    return absl::InvalidArgumentError(
+        absl::StrCat("not a PEM public key: ", internal::DrainOpenSslErrors()));
   }
   RETURN_IF_ERROR(CheckIsEd25519(key.get(), "PEM public key"));
   return Ed25519PublicKey(std::move(key));
@@ -80,8 +82,9 @@ absl::StatusOr<Ed25519PublicKey> Ed25519PublicKey::LoadPemFile(
 std::string Ed25519PublicKey::Raw() const {
   std::string raw(kEd25519PublicKeySize, '\0');
   size_t length = raw.size();
-  if (EVP_PKEY_get_raw_public_key(
-          key_.get(), reinterpret_cast<unsigned char*>(raw.data()), &length) != 1 ||
+  if (EVP_PKEY_get_raw_public_key(key_.get(),
+                                  reinterpret_cast<unsigned char*>(raw.data()),
+                                  &length) != 1 ||
       length != kEd25519PublicKeySize) {
     internal::DrainOpenSslErrors();
     return std::string();
@@ -112,8 +115,8 @@ absl::Status Ed25519PublicKey::Verify(absl::string_view message,
                         kEd25519SignatureSize, signature.size()));
   }
   EvpMdCtxPtr ctx(EVP_MD_CTX_new());
-  if (ctx == nullptr ||
-      EVP_DigestVerifyInit(ctx.get(), nullptr, nullptr, nullptr, key_.get()) != 1) {
+  if (ctx == nullptr || EVP_DigestVerifyInit(ctx.get(), nullptr, nullptr,
+                                             nullptr, key_.get()) != 1) {
     return OpenSslError("initialise Ed25519 verification");
   }
   int result = EVP_DigestVerify(
@@ -133,19 +136,22 @@ absl::StatusOr<Ed25519PrivateKey> Ed25519PrivateKey::Generate() {
   return Ed25519PrivateKey(EvpPkeyPtr(raw_key));
 }
 
-absl::StatusOr<Ed25519PrivateKey> Ed25519PrivateKey::FromSeed(absl::string_view seed) {
+absl::StatusOr<Ed25519PrivateKey> Ed25519PrivateKey::FromSeed(
+    absl::string_view seed) {
   if (seed.size() != kEd25519SeedSize) {
-    return absl::InvalidArgumentError(absl::StrFormat(
-        "Ed25519 seed must be %d bytes, got %d", kEd25519SeedSize, seed.size()));
+    return absl::InvalidArgumentError(
+        absl::StrFormat("Ed25519 seed must be %d bytes, got %d",
+                        kEd25519SeedSize, seed.size()));
   }
   EvpPkeyPtr key(EVP_PKEY_new_raw_private_key(
-      EVP_PKEY_ED25519, nullptr, reinterpret_cast<const unsigned char*>(seed.data()),
-      seed.size()));
+      EVP_PKEY_ED25519, nullptr,
+      reinterpret_cast<const unsigned char*>(seed.data()), seed.size()));
   if (key == nullptr) return OpenSslError("import Ed25519 seed");
   return Ed25519PrivateKey(std::move(key));
 }
 
-absl::StatusOr<Ed25519PrivateKey> Ed25519PrivateKey::FromPem(absl::string_view pem) {
+absl::StatusOr<Ed25519PrivateKey> Ed25519PrivateKey::FromPem(
+    absl::string_view pem) {
   BioPtr bio(BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())));
   if (bio == nullptr) return OpenSslError("allocate BIO");
   EvpPkeyPtr key(PEM_read_bio_PrivateKey(bio.get(), nullptr, nullptr, nullptr));
@@ -195,8 +201,8 @@ absl::StatusOr<Ed25519PrivateKey> Ed25519PrivateKey::LoadOrCreate(
 }
 
 Ed25519PublicKey Ed25519PrivateKey::PublicKey() const {
-  // An Ed25519 EVP_PKEY always carries its public half; re-import it alone so that the
-  // public object can never be used to sign.
+  // An Ed25519 EVP_PKEY always carries its public half; re-import it alone so
+  // that the public object can never be used to sign.
   unsigned char raw[kEd25519PublicKeySize];
   size_t length = sizeof(raw);
   EVP_PKEY_get_raw_public_key(key_.get(), raw, &length);
@@ -206,8 +212,9 @@ Ed25519PublicKey Ed25519PrivateKey::PublicKey() const {
 
 absl::StatusOr<std::string> Ed25519PrivateKey::ToPem() const {
   BioPtr bio(BIO_new(BIO_s_mem()));
-  if (bio == nullptr || PEM_write_bio_PrivateKey(bio.get(), key_.get(), nullptr,
-                                                 nullptr, 0, nullptr, nullptr) != 1) {
+  if (bio == nullptr ||
+      PEM_write_bio_PrivateKey(bio.get(), key_.get(), nullptr, nullptr, 0,
+                               nullptr, nullptr) != 1) {
     return OpenSslError("encode private key as PEM");
   }
   return BioContents(bio.get());
@@ -218,17 +225,19 @@ absl::Status Ed25519PrivateKey::SavePemFile(const std::string& path) const {
   return WriteFileAtomically(path, pem, 0600);
 }
 
-absl::StatusOr<std::string> Ed25519PrivateKey::Sign(absl::string_view message) const {
+absl::StatusOr<std::string> Ed25519PrivateKey::Sign(
+    absl::string_view message) const {
   EvpMdCtxPtr ctx(EVP_MD_CTX_new());
-  if (ctx == nullptr ||
-      EVP_DigestSignInit(ctx.get(), nullptr, nullptr, nullptr, key_.get()) != 1) {
+  if (ctx == nullptr || EVP_DigestSignInit(ctx.get(), nullptr, nullptr, nullptr,
+                                           key_.get()) != 1) {
     return OpenSslError("initialise Ed25519 signing");
   }
   std::string signature(kEd25519SignatureSize, '\0');
   size_t length = signature.size();
-  if (EVP_DigestSign(ctx.get(), reinterpret_cast<unsigned char*>(signature.data()),
-                     &length, reinterpret_cast<const unsigned char*>(message.data()),
-                     message.size()) != 1 ||
+  if (EVP_DigestSign(
+          ctx.get(), reinterpret_cast<unsigned char*>(signature.data()),
+          &length, reinterpret_cast<const unsigned char*>(message.data()),
+          message.size()) != 1 ||
       length != kEd25519SignatureSize) {
     return OpenSslError("Ed25519 sign");
   }

@@ -1,6 +1,7 @@
 // Ed25519 identities (RFC 8032) through OpenSSL 3 EVP: key generation, signing,
-// verification, and PEM key files. Coordinator and workers each hold one private key;
-// a private key file must be private to its owner (mode 0600) or it is refused.
+// verification, and PEM key files. Coordinator and workers each hold one
+// private key; a private key file must be private to its owner (mode 0600) or
+// it is refused.
 #ifndef OPENFORCE_COMMON_ED25519_H_
 #define OPENFORCE_COMMON_ED25519_H_
 
@@ -38,7 +39,8 @@ class Ed25519PublicKey {
   std::string Fingerprint() const;
   [[nodiscard]] absl::Status SavePemFile(const std::string& path) const;
 
-  // OK when `signature` is a valid signature of `message`; Unauthenticated otherwise.
+  // OK when `signature` is a valid signature of `message`; Unauthenticated
+  // otherwise.
   [[nodiscard]] absl::Status Verify(absl::string_view message,
                                     absl::string_view signature) const;
 
@@ -57,7 +59,8 @@ class Ed25519PrivateKey {
       absl::string_view seed);
   [[nodiscard]] static absl::StatusOr<Ed25519PrivateKey> FromPem(
       absl::string_view pem);
-  // Refuses a file that is not a regular file or that group or others may access.
+  // Refuses a file that is not a regular file or that group or others may
+  // access.
   [[nodiscard]] static absl::StatusOr<Ed25519PrivateKey> LoadPemFile(
       const std::string& path);
   // Loads `path` when it exists, otherwise generates a key and saves it there.

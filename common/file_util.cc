@@ -87,19 +87,21 @@ absl::Status WriteAll(int fd, absl::string_view data, absl::string_view what) {
 
 absl::Status SyncDirectory(const std::string& dir) {
   ScopedFd fd(::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
-  if (!fd.valid()) return ErrnoToStatus(errno, absl::StrCat("open directory ", dir));
+  if (!fd.valid())
+    return ErrnoToStatus(errno, absl::StrCat("open directory ", dir));
   if (::fsync(fd.get()) != 0) {
     return ErrnoToStatus(errno, absl::StrCat("fsync directory ", dir));
   }
   return absl::OkStatus();
 }
 
-absl::Status WriteFileAtomically(const std::string& path, absl::string_view data,
-                                 mode_t mode) {
+absl::Status WriteFileAtomically(const std::string& path,
+                                 absl::string_view data, mode_t mode) {
   std::filesystem::path target(path);
-  std::string dir = target.has_parent_path() ? target.parent_path().string() : ".";
-  std::string temp = absl::StrCat(dir, "/.", target.filename().string(), ".tmp-",
-                                  ::getpid());
+  std::string dir =
+      target.has_parent_path() ? target.parent_path().string() : ".";
+  std::string temp =
+      absl::StrCat(dir, "/.", target.filename().string(), ".tmp-", ::getpid());
   {
     ScopedFd fd(
         ::open(temp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, mode));
@@ -119,7 +121,8 @@ absl::Status WriteFileAtomically(const std::string& path, absl::string_view data
     }
   }
   if (::rename(temp.c_str(), path.c_str()) != 0) {
-    absl::Status status = ErrnoToStatus(errno, absl::StrCat("rename to ", path));
+    absl::Status status =
+        ErrnoToStatus(errno, absl::StrCat("rename to ", path));
     ::unlink(temp.c_str());
     return status;
   }
@@ -137,7 +140,8 @@ absl::Status MakeDirectories(const std::string& dir, mode_t mode) {
     return absl::InvalidArgumentError(
         absl::StrCat(dir, " exists and is not a directory"));
   }
-  // Only a directory made here gets `mode`; an existing one keeps what its owner chose.
+  // Only a directory made here gets `mode`; an existing one keeps what its
+  // owner chose.
   if (created && ::chmod(dir.c_str(), mode) != 0) {
     return ErrnoToStatus(errno, absl::StrCat("chmod ", dir));
   }

@@ -1,5 +1,6 @@
-// Small POSIX file helpers with absl::Status errors: whole-file reads, durable atomic
-// writes (temporary file, fsync, rename, fsync of the directory) and an RAII descriptor.
+// Small POSIX file helpers with absl::Status errors: whole-file reads, durable
+// atomic writes (temporary file, fsync, rename, fsync of the directory) and an
+// RAII descriptor.
 #ifndef OPENFORCE_COMMON_FILE_UTIL_H_
 #define OPENFORCE_COMMON_FILE_UTIL_H_
 
@@ -32,19 +33,21 @@ class ScopedFd {
   int fd_ = -1;
 };
 
-// An absl::Status for the current errno, e.g. "open /x/y: No such file or directory".
+// An absl::Status for the current errno, e.g. "open /x/y: No such file or
+// directory".
 absl::Status ErrnoToStatus(int errnum, absl::string_view what);
 
 // Reads a whole file. Fails with NotFound when it does not exist.
-[[nodiscard]] absl::StatusOr<std::string> ReadFileToString(const std::string& path);
+[[nodiscard]] absl::StatusOr<std::string> ReadFileToString(
+    const std::string& path);
 
 // Writes all of `data` to `fd`, retrying short writes and EINTR.
 [[nodiscard]] absl::Status WriteAll(int fd, absl::string_view data,
                                     absl::string_view what);
 
-// Writes `data` to `path` so that a crash leaves either the old file or the new one:
-// a temporary file in the same directory is written with `mode`, fsynced, renamed over
-// `path`, and the directory is fsynced.
+// Writes `data` to `path` so that a crash leaves either the old file or the new
+// one: a temporary file in the same directory is written with `mode`, fsynced,
+// renamed over `path`, and the directory is fsynced.
 [[nodiscard]] absl::Status WriteFileAtomically(const std::string& path,
                                                absl::string_view data,
                                                mode_t mode = 0644);

@@ -18,10 +18,12 @@ namespace openforce {
 namespace {
 
 // Splits "key<TAB>: value" lines.
-std::pair<absl::string_view, absl::string_view> SplitField(absl::string_view line) {
+std::pair<absl::string_view, absl::string_view> SplitField(
+    absl::string_view line) {
   std::pair<absl::string_view, absl::string_view> kv =
       absl::StrSplit(line, absl::MaxSplits(':', 1));
-  return {absl::StripAsciiWhitespace(kv.first), absl::StripAsciiWhitespace(kv.second)};
+  return {absl::StripAsciiWhitespace(kv.first),
+          absl::StripAsciiWhitespace(kv.second)};
 }
 
 }  // namespace
@@ -38,7 +40,8 @@ absl::string_view GpuVendorName(GpuVendor vendor) {
 
 absl::StatusOr<CpuInfo> ParseCpuInfo(absl::string_view text) {
   CpuInfo cpu;
-  std::set<std::pair<std::string, std::string>> cores;  // (physical id, core id)
+  std::set<std::pair<std::string, std::string>>
+      cores;  // (physical id, core id)
   std::string physical_id, core_id;
   bool flags_seen = false;
   auto finish_processor = [&] {
@@ -62,7 +65,8 @@ absl::StatusOr<CpuInfo> ParseCpuInfo(absl::string_view text) {
       core_id = std::string(value);
     } else if (key == "flags" && !flags_seen) {
       flags_seen = true;
-      for (absl::string_view flag : absl::StrSplit(value, ' ', absl::SkipEmpty())) {
+      for (absl::string_view flag :
+           absl::StrSplit(value, ' ', absl::SkipEmpty())) {
         if (flag == "fma") cpu.fma = true;
         if (flag == "avx2") cpu.avx2 = true;
         if (flag == "avx512f") cpu.avx512f = true;
@@ -76,7 +80,8 @@ absl::StatusOr<CpuInfo> ParseCpuInfo(absl::string_view text) {
   if (cpu.logical_cores == 0) {
     return absl::InvalidArgumentError("cpuinfo lists no processor");
   }
-  // Some virtual machines omit topology; then every logical CPU counts as a core.
+  // Some virtual machines omit topology; then every logical CPU counts as a
+  // core.
   cpu.physical_cores =
       cores.empty() ? cpu.logical_cores : static_cast<int>(cores.size());
   if (cpu.model.empty()) cpu.model = "unknown CPU";
@@ -103,10 +108,12 @@ absl::StatusOr<MemoryInfo> ParseMemInfo(absl::string_view text) {
       cached_kb = kb;
     }
   }
-  if (!has_total) return absl::InvalidArgumentError("meminfo has no MemTotal line");
+  if (!has_total)
+    return absl::InvalidArgumentError("meminfo has no MemTotal line");
   MemoryInfo memory;
   memory.total_bytes = total_kb * 1024;
-  memory.available_bytes = (has_available ? available_kb : free_kb + cached_kb) * 1024;
+  memory.available_bytes =
+      (has_available ? available_kb : free_kb + cached_kb) * 1024;
   return memory;
 }
 
@@ -129,7 +136,8 @@ absl::StatusOr<HardwareProfile> ProbeHardware(const ProbeOptions& options) {
     profile.notes.push_back(absl::StrCat("RAM limited by cgroup memory.max to ",
                                          FormatBytes(limit)));
     profile.memory.total_bytes = limit;
-    profile.memory.available_bytes = std::min(profile.memory.available_bytes, limit);
+    profile.memory.available_bytes =
+        std::min(profile.memory.available_bytes, limit);
   }
 
   for (internal::GpuProbeResult result :

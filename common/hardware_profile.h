@@ -1,7 +1,7 @@
-// What a machine has to offer: CPU model, cores and vector extensions, RAM, and GPUs
-// found through NVML (NVIDIA) or ROCm SMI (AMD). GPU libraries are loaded with dlopen at
-// run time, so binaries carry no GPU link dependency and probe cleanly where neither
-// driver exists.
+// What a machine has to offer: CPU model, cores and vector extensions, RAM, and
+// GPUs found through NVML (NVIDIA) or ROCm SMI (AMD). GPU libraries are loaded
+// with dlopen at run time, so binaries carry no GPU link dependency and probe
+// cleanly where neither driver exists.
 #ifndef OPENFORCE_COMMON_HARDWARE_PROFILE_H_
 #define OPENFORCE_COMMON_HARDWARE_PROFILE_H_
 
@@ -45,8 +45,8 @@ struct HardwareProfile {
   CpuInfo cpu;
   MemoryInfo memory;
   std::vector<GpuInfo> gpus;
-  // What the probe could not see and why (no NVIDIA driver, cgroup limit applied, ...),
-  // for people reading the probe output.
+  // What the probe could not see and why (no NVIDIA driver, cgroup limit
+  // applied, ...), for people reading the probe output.
   std::vector<std::string> notes;
 };
 
@@ -55,21 +55,23 @@ struct ProbeOptions {
   // cgroup v2 mount; a memory.max there lowers the usable RAM (containers).
   std::string cgroup_root = "/sys/fs/cgroup";
   // Libraries tried in order with dlopen; the first that loads is used.
-  std::vector<std::string> nvml_libraries = {"libnvidia-ml.so.1", "libnvidia-ml.so"};
+  std::vector<std::string> nvml_libraries = {"libnvidia-ml.so.1",
+                                             "libnvidia-ml.so"};
   std::vector<std::string> rocm_smi_libraries = {
       "librocm_smi64.so", "librocm_smi64.so.7", "librocm_smi64.so.6",
       "librocm_smi64.so.5", "/opt/rocm/lib/librocm_smi64.so"};
 };
 
-// Parses /proc/cpuinfo text (x86 layout). InvalidArgument when it lists no processor.
+// Parses /proc/cpuinfo text (x86 layout). InvalidArgument when it lists no
+// processor.
 [[nodiscard]] absl::StatusOr<CpuInfo> ParseCpuInfo(absl::string_view text);
 
-// Parses /proc/meminfo text. InvalidArgument when MemTotal is missing; MemAvailable falls
-// back to MemFree + Cached on kernels older than 3.14.
+// Parses /proc/meminfo text. InvalidArgument when MemTotal is missing;
+// MemAvailable falls back to MemFree + Cached on kernels older than 3.14.
 [[nodiscard]] absl::StatusOr<MemoryInfo> ParseMemInfo(absl::string_view text);
 
-// Probes this machine. Only unreadable /proc files are errors; missing GPU libraries are
-// normal and end up in `notes`.
+// Probes this machine. Only unreadable /proc files are errors; missing GPU
+// libraries are normal and end up in `notes`.
 [[nodiscard]] absl::StatusOr<HardwareProfile> ProbeHardware(
     const ProbeOptions& options = {});
 

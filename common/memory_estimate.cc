@@ -31,7 +31,8 @@ absl::StatusOr<ProjectionShape> Projection(const ModelShape& shape,
   if (module == "gate_proj") {
     return ProjectionShape{shape.hidden_size, shape.intermediate_size};
   }
-  if (module == "up_proj") return ProjectionShape{shape.hidden_size, shape.intermediate_size};
+  if (module == "up_proj")
+    return ProjectionShape{shape.hidden_size, shape.intermediate_size};
   if (module == "down_proj") {
     return ProjectionShape{shape.intermediate_size, shape.hidden_size};
   }
@@ -54,7 +55,8 @@ absl::Status ValidateWorkload(int64_t batch_size, int64_t sequence_length) {
 }
 
 uint64_t ToBytes(int64_t elements, int64_t bytes_per_element) {
-  return static_cast<uint64_t>(elements) * static_cast<uint64_t>(bytes_per_element);
+  return static_cast<uint64_t>(elements) *
+         static_cast<uint64_t>(bytes_per_element);
 }
 
 }  // namespace
@@ -74,8 +76,10 @@ absl::string_view DTypeName(DType dtype) {
 }
 
 absl::StatusOr<DType> ParseDType(absl::string_view name) {
-  if (name == "float32" || name == "fp32" || name == "f32") return DType::kFloat32;
-  if (name == "float16" || name == "fp16" || name == "f16") return DType::kFloat16;
+  if (name == "float32" || name == "fp32" || name == "f32")
+    return DType::kFloat32;
+  if (name == "float16" || name == "fp16" || name == "f16")
+    return DType::kFloat16;
   if (name == "bfloat16" || name == "bf16") return DType::kBFloat16;
   return absl::InvalidArgumentError(
       absl::StrCat("unknown dtype '", name, "' (float32, float16, bfloat16)"));
@@ -86,21 +90,26 @@ absl::Status ValidateModelShape(const ModelShape& shape) {
   RETURN_IF_ERROR(CheckPositive("hidden_size", shape.hidden_size));
   RETURN_IF_ERROR(CheckPositive("intermediate_size", shape.intermediate_size));
   RETURN_IF_ERROR(CheckPositive("num_hidden_layers", shape.num_hidden_layers));
-  RETURN_IF_ERROR(CheckPositive("num_attention_heads", shape.num_attention_heads));
-  RETURN_IF_ERROR(CheckPositive("num_key_value_heads", shape.num_key_value_heads));
+  RETURN_IF_ERROR(
+      CheckPositive("num_attention_heads", shape.num_attention_heads));
+  RETURN_IF_ERROR(
+      CheckPositive("num_key_value_heads", shape.num_key_value_heads));
   if (shape.head_dim < 0) {
     return absl::InvalidArgumentError(
         absl::StrCat("head_dim must not be negative, got ", shape.head_dim));
   }
-  if (shape.head_dim == 0 && shape.hidden_size % shape.num_attention_heads != 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "hidden_size ", shape.hidden_size, " is not divisible by num_attention_heads ",
-        shape.num_attention_heads));
+  if (shape.head_dim == 0 &&
+      shape.hidden_size % shape.num_attention_heads != 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("hidden_size ", shape.hidden_size,
+                     " is not divisible by num_attention_heads ",
+                     shape.num_attention_heads));
   }
   if (shape.num_attention_heads % shape.num_key_value_heads != 0) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "num_attention_heads ", shape.num_attention_heads,
-        " is not divisible by num_key_value_heads ", shape.num_key_value_heads));
+    return absl::InvalidArgumentError(
+        absl::StrCat("num_attention_heads ", shape.num_attention_heads,
+                     " is not divisible by num_key_value_heads ",
+                     shape.num_key_value_heads));
   }
   return absl::OkStatus();
 }
@@ -129,8 +138,8 @@ absl::StatusOr<int64_t> LoraParameterCount(const ModelShape& shape,
   int64_t per_layer = 0;
   for (size_t i = 0; i < lora.target_modules.size(); ++i) {
     const std::string& module = lora.target_modules[i];
-    if (std::find(lora.target_modules.begin(), lora.target_modules.begin() + i, module) !=
-        lora.target_modules.begin() + i) {
+    if (std::find(lora.target_modules.begin(), lora.target_modules.begin() + i,
+                  module) != lora.target_modules.begin() + i) {
       return absl::InvalidArgumentError(
           absl::StrCat("LoRA target module '", module, "' is listed twice"));
     }
@@ -140,26 +149,28 @@ absl::StatusOr<int64_t> LoraParameterCount(const ModelShape& shape,
   return per_layer * shape.num_hidden_layers;
 }
 
-absl::StatusOr<MemoryEstimate> EstimateInferenceMemory(const ModelShape& shape,
-                                                       DType weight_dtype,
-                                                       int64_t batch_size,
-                                                       int64_t sequence_length) {
+absl::StatusOr<MemoryEstimate> EstimateInferenceMemory(
+    const ModelShape& shape, DType weight_dtype, int64_t batch_size,
+    int64_t sequence_length) {
   RETURN_IF_ERROR(ValidateModelShape(shape));
   RETURN_IF_ERROR(ValidateWorkload(batch_size, sequence_length));
   const int64_t bytes = DTypeBytes(weight_dtype);
   const int64_t tokens = batch_size * sequence_length;
   MemoryEstimate estimate;
   estimate.weights_bytes = ToBytes(BaseParameterCount(shape), bytes);
-  estimate.kv_cache_bytes = ToBytes(2 * shape.num_hidden_layers * shape.num_key_value_heads *
-                                        HeadDim(shape) * tokens,
-                                    bytes);
-  // The prompt's prefill is the peak: one layer's working set for every prompt token
-  // (hidden states, q/k/v, the MLP's two intermediate tensors and their product),
-  // the attention scores of one layer, and fp32 logits for the last position.
+  estimate.kv_cache_bytes =
+      ToBytes(2 * shape.num_hidden_layers * shape.num_key_value_heads *
+                  HeadDim(shape) * tokens,
+              bytes);
+  // The prompt's prefill is the peak: one layer's working set for every prompt
+  // token (hidden states, q/k/v, the MLP's two intermediate tensors and their
+  // product), the attention scores of one layer, and fp32 logits for the last
+  // position.
   const int64_t per_token = 4 * shape.hidden_size + 3 * shape.intermediate_size;
-  const int64_t scores =
-      batch_size * shape.num_attention_heads * sequence_length * sequence_length;
-  estimate.activation_bytes = ToBytes(tokens * per_token, bytes) + ToBytes(scores, 4) +
+  const int64_t scores = batch_size * shape.num_attention_heads *
+                         sequence_length * sequence_length;
+  estimate.activation_bytes = ToBytes(tokens * per_token, bytes) +
+                              ToBytes(scores, 4) +
                               ToBytes(batch_size * shape.vocab_size, 4);
   estimate.runtime_overhead_bytes = kRuntimeOverheadBytes;
   return estimate;
@@ -179,18 +190,22 @@ absl::StatusOr<MemoryEstimate> EstimateTrainingMemory(const ModelShape& shape,
   const int64_t i = shape.intermediate_size;
   MemoryEstimate estimate;
   estimate.weights_bytes = ToBytes(BaseParameterCount(shape), bytes);
-  // Tensors autograd keeps per layer and token: two RMSNorm inputs and outputs (4h),
-  // q/k/v before and after rotary embedding (2h + 4kv), the attention output and the
-  // residual (2h), gate, up, SiLU(gate) and their product (4i) plus down's input (i),
-  // and each LoRA target's input and rank-r intermediate.
+  // Tensors autograd keeps per layer and token: two RMSNorm inputs and outputs
+  // (4h), q/k/v before and after rotary embedding (2h + 4kv), the attention
+  // output and the residual (2h), gate, up, SiLU(gate) and their product (4i)
+  // plus down's input (i), and each LoRA target's input and rank-r
+  // intermediate.
   int64_t per_token_layer = 8 * h + 4 * kv_width + 5 * i;
   for (const std::string& module : lora.target_modules) {
     ASSIGN_OR_RETURN(ProjectionShape projection, Projection(shape, module));
     per_token_layer += projection.in + lora.rank;
   }
-  // Eager attention keeps its softmax output (heads x seq per token) for backward.
-  const int64_t probabilities_per_token = shape.num_attention_heads * sequence_length;
-  const int64_t per_layer = tokens * (per_token_layer + probabilities_per_token);
+  // Eager attention keeps its softmax output (heads x seq per token) for
+  // backward.
+  const int64_t probabilities_per_token =
+      shape.num_attention_heads * sequence_length;
+  const int64_t per_layer =
+      tokens * (per_token_layer + probabilities_per_token);
   // Logits and their gradient in fp32 for a stable cross-entropy.
   const int64_t logits = 2 * tokens * shape.vocab_size;
   estimate.activation_bytes =

@@ -1,7 +1,8 @@
-// Parameter counts and memory estimates for Llama-family models: how many bytes inference
-// and LoRA training need for a model shape, dtype, LoRA config, batch and sequence length.
-// The scheduler leases a unit only when this fits a worker's free memory minus its owner's
-// headroom; `openforce-worker probe` uses it to advise what a machine can run.
+// Parameter counts and memory estimates for Llama-family models: how many bytes
+// inference and LoRA training need for a model shape, dtype, LoRA config, batch
+// and sequence length. The scheduler leases a unit only when this fits a
+// worker's free memory minus its owner's headroom; `openforce-worker probe`
+// uses it to advise what a machine can run.
 #ifndef OPENFORCE_COMMON_MEMORY_ESTIMATE_H_
 #define OPENFORCE_COMMON_MEMORY_ESTIMATE_H_
 
@@ -33,25 +34,29 @@ int64_t DTypeBytes(DType dtype);
 absl::string_view DTypeName(DType dtype);
 [[nodiscard]] absl::StatusOr<DType> ParseDType(absl::string_view name);
 
-// The seven Llama projections LoRA can wrap, by their Hugging Face module names.
+// The seven Llama projections LoRA can wrap, by their Hugging Face module
+// names.
 inline constexpr absl::string_view kLoraTargetModules[] = {
-    "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
+    "q_proj",    "k_proj",  "v_proj",   "o_proj",
+    "gate_proj", "up_proj", "down_proj"};
 
 struct LoraShape {
   int64_t rank = 8;
   std::vector<std::string> target_modules = {"q_proj", "v_proj"};
 };
 
-// InvalidArgument naming the field when a size is not positive or heads do not divide.
+// InvalidArgument naming the field when a size is not positive or heads do not
+// divide.
 [[nodiscard]] absl::Status ValidateModelShape(const ModelShape& shape);
 
-// Exact parameter count of the base model (embeddings, all layers, norms, lm_head unless
-// tied). The shape must be valid.
+// Exact parameter count of the base model (embeddings, all layers, norms,
+// lm_head unless tied). The shape must be valid.
 int64_t BaseParameterCount(const ModelShape& shape);
 
-// Exact trainable parameter count of LoRA on `lora.target_modules` of every layer.
-[[nodiscard]] absl::StatusOr<int64_t> LoraParameterCount(const ModelShape& shape,
-                                                         const LoraShape& lora);
+// Exact trainable parameter count of LoRA on `lora.target_modules` of every
+// layer.
+[[nodiscard]] absl::StatusOr<int64_t> LoraParameterCount(
+    const ModelShape& shape, const LoraShape& lora);
 
 struct MemoryEstimate {
   uint64_t weights_bytes = 0;
@@ -63,21 +68,22 @@ struct MemoryEstimate {
   uint64_t runtime_overhead_bytes = 0;
 
   uint64_t total_bytes() const {
-    return weights_bytes + kv_cache_bytes + activation_bytes + adapter_state_bytes +
-           runtime_overhead_bytes;
+    return weights_bytes + kv_cache_bytes + activation_bytes +
+           adapter_state_bytes + runtime_overhead_bytes;
   }
 };
 
 inline constexpr uint64_t kRuntimeOverheadBytes = 512ull * 1024 * 1024;
 
-// Generation with a KV cache: prompt and output together fill `sequence_length`.
+// Generation with a KV cache: prompt and output together fill
+// `sequence_length`.
 [[nodiscard]] absl::StatusOr<MemoryEstimate> EstimateInferenceMemory(
     const ModelShape& shape, DType weight_dtype, int64_t batch_size,
     int64_t sequence_length);
 
-// One LoRA training step: frozen weights in `weight_dtype`, activations kept for the
-// backward pass in the same dtype (eager attention keeps its probabilities), fp32 logits
-// for the loss, fp32 LoRA state.
+// One LoRA training step: frozen weights in `weight_dtype`, activations kept
+// for the backward pass in the same dtype (eager attention keeps its
+// probabilities), fp32 logits for the loss, fp32 LoRA state.
 [[nodiscard]] absl::StatusOr<MemoryEstimate> EstimateTrainingMemory(
     const ModelShape& shape, DType weight_dtype, const LoraShape& lora,
     int64_t batch_size, int64_t sequence_length);

@@ -4,7 +4,8 @@
 namespace openforce {
 
 const std::vector<CatalogModel>& ModelCatalog() {
-  // Field order: vocab, hidden, intermediate, layers, heads, kv heads, head_dim, tied.
+  // Field order: vocab, hidden, intermediate, layers, heads, kv heads,
+  // head_dim, tied.
   static const auto* const kCatalog = new std::vector<CatalogModel>{
       {"TinyLlama-1.1B", "1B", {32000, 2048, 5632, 22, 32, 4, 0, false}},
       {"Llama-3.2-3B", "3B", {128256, 3072, 8192, 28, 24, 8, 0, true}},

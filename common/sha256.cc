@@ -15,9 +15,10 @@ namespace openforce {
 Sha256::Sha256() : ctx_(EVP_MD_CTX_new()) { Reset(); }
 
 void Sha256::Reset() {
-  // Allocation or init failure here means OpenSSL itself is unusable; there is no
-  // meaningful way to continue hashing.
-  if (ctx_ == nullptr || EVP_DigestInit_ex(ctx_.get(), EVP_sha256(), nullptr) != 1) {
+  // Allocation or init failure here means OpenSSL itself is unusable; there is
+  // no meaningful way to continue hashing.
+  if (ctx_ == nullptr ||
+      EVP_DigestInit_ex(ctx_.get(), EVP_sha256(), nullptr) != 1) {
     std::abort();
   }
 }

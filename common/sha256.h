@@ -1,5 +1,5 @@
-// Streaming SHA-256 through OpenSSL's EVP interface. Content hashes of blobs, models,
-// shards and deltas are lowercase hex SHA-256 everywhere in openforce.
+// Streaming SHA-256 through OpenSSL's EVP interface. Content hashes of blobs,
+// models, shards and deltas are lowercase hex SHA-256 everywhere in openforce.
 #ifndef OPENFORCE_COMMON_SHA256_H_
 #define OPENFORCE_COMMON_SHA256_H_
 
@@ -23,7 +23,8 @@ class Sha256 {
   Sha256& operator=(Sha256&&) = default;
 
   void Update(absl::string_view data);
-  // Returns the digest; the hasher must not be used afterwards except via Reset().
+  // Returns the digest; the hasher must not be used afterwards except via
+  // Reset().
   Sha256Digest Finish();
   void Reset();
 
@@ -37,10 +38,11 @@ std::string DigestToHex(const Sha256Digest& digest);
 std::string Sha256Hex(absl::string_view data);
 
 // Lowercase hex SHA-256 of a file's contents, read in chunks.
-[[nodiscard]] absl::StatusOr<std::string> Sha256FileHex(const std::string& path);
+[[nodiscard]] absl::StatusOr<std::string> Sha256FileHex(
+    const std::string& path);
 
-// True when `text` has the form of a hex SHA-256 (64 lowercase hex digits). Anything used
-// as a file name in the blob store must pass this first.
+// True when `text` has the form of a hex SHA-256 (64 lowercase hex digits).
+// Anything used as a file name in the blob store must pass this first.
 bool IsSha256Hex(absl::string_view text);
 
 }  // namespace openforce

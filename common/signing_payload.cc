@@ -1,14 +1,15 @@
 // Canonical signing payload; see signing_payload.h.
 //
 // Layout (all integers big-endian):
-//   "openforce/signing-payload/v1\0"   domain separation, also versions the format
-//   u8  kind
-//   then each field as: u8 field number, value
+//   "openforce/signing-payload/v1\0"   domain separation, also versions the
+//   format u8  kind then each field as: u8 field number, value
 //     strings:  u32 length, bytes
 //     integers: u64
-//     metrics:  u32 count, then per metric (sorted by name): u32 length, name, u64 IEEE-754
+//     metrics:  u32 count, then per metric (sorted by name): u32 length, name,
+//     u64 IEEE-754
 //               bits of the value
-// Every field is always present, in field-number order, so no two payloads share bytes.
+// Every field is always present, in field-number order, so no two payloads
+// share bytes.
 #include "common/signing_payload.h"
 
 #include <cmath>
@@ -49,9 +50,9 @@ void AppendU64(uint64_t value, std::string* out) {
 absl::Status AppendString(absl::string_view field, absl::string_view value,
                           std::string* out) {
   if (value.size() > kMaxPayloadStringBytes) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "signing payload field ", field, " is ", value.size(),
-        " bytes; the limit is ", kMaxPayloadStringBytes));
+    return absl::InvalidArgumentError(
+        absl::StrCat("signing payload field ", field, " is ", value.size(),
+                     " bytes; the limit is ", kMaxPayloadStringBytes));
   }
   AppendU32(static_cast<uint32_t>(value.size()), out);
   out->append(value.data(), value.size());
@@ -69,11 +70,12 @@ absl::Status CheckHash(absl::string_view field, absl::string_view value) {
 
 }  // namespace
 
-absl::StatusOr<std::string> EncodeSigningPayload(const SigningPayload& payload) {
+absl::StatusOr<std::string> EncodeSigningPayload(
+    const SigningPayload& payload) {
   if (payload.kind != PayloadKind::kWorkerDelta &&
       payload.kind != PayloadKind::kPublishedAdapter) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("unknown signing payload kind ", static_cast<int>(payload.kind)));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "unknown signing payload kind ", static_cast<int>(payload.kind)));
   }
   if (payload.job_id.empty()) {
     return absl::InvalidArgumentError("signing payload field job_id is empty");
@@ -85,9 +87,9 @@ absl::StatusOr<std::string> EncodeSigningPayload(const SigningPayload& payload) 
   RETURN_IF_ERROR(CheckHash("base_model_hash", payload.base_model_hash));
   RETURN_IF_ERROR(CheckHash("content_hash", payload.content_hash));
   if (payload.metrics.size() > kMaxPayloadMetrics) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "signing payload has ", payload.metrics.size(), " metrics; the limit is ",
-        kMaxPayloadMetrics));
+    return absl::InvalidArgumentError(
+        absl::StrCat("signing payload has ", payload.metrics.size(),
+                     " metrics; the limit is ", kMaxPayloadMetrics));
   }
 
   std::string out(kDomain, sizeof(kDomain));  // includes the terminating NUL
@@ -99,7 +101,8 @@ absl::StatusOr<std::string> EncodeSigningPayload(const SigningPayload& payload) 
   out.push_back(static_cast<char>(kUnitId));
   RETURN_IF_ERROR(AppendString("unit_id", payload.unit_id, &out));
   out.push_back(static_cast<char>(kBaseModelHash));
-  RETURN_IF_ERROR(AppendString("base_model_hash", payload.base_model_hash, &out));
+  RETURN_IF_ERROR(
+      AppendString("base_model_hash", payload.base_model_hash, &out));
   out.push_back(static_cast<char>(kParentAdapterVersion));
   AppendU64(payload.parent_adapter_version, &out);
   out.push_back(static_cast<char>(kContentHash));
@@ -110,14 +113,16 @@ absl::StatusOr<std::string> EncodeSigningPayload(const SigningPayload& payload) 
   AppendU32(static_cast<uint32_t>(payload.metrics.size()), &out);
   for (const auto& [name, value] : payload.metrics) {
     if (name.empty()) {
-      return absl::InvalidArgumentError("signing payload has a metric with no name");
+      return absl::InvalidArgumentError(
+          "signing payload has a metric with no name");
     }
     if (!std::isfinite(value)) {
       return absl::InvalidArgumentError(
           absl::StrCat("signing payload metric ", name, " is not finite"));
     }
     RETURN_IF_ERROR(AppendString(absl::StrCat("metrics.", name), name, &out));
-    // +0.0 and -0.0 compare equal but differ in bits; sign what the value means.
+    // +0.0 and -0.0 compare equal but differ in bits; sign what the value
+    // means.
     double normalized = value == 0.0 ? 0.0 : value;
     uint64_t bits;
     std::memcpy(&bits, &normalized, sizeof(bits));

@@ -1,8 +1,8 @@
-// The canonical bytes that workers sign over a delta and the coordinator signs over a
-// published adapter. The encoding is defined here, byte by byte, so that it never depends
-// on protobuf serialization (which is not canonical) and binds every field: a signature
-// made for one job, round, unit, base model, parent version or content cannot be replayed
-// for another.
+// The canonical bytes that workers sign over a delta and the coordinator signs
+// over a published adapter. The encoding is defined here, byte by byte, so that
+// it never depends on protobuf serialization (which is not canonical) and binds
+// every field: a signature made for one job, round, unit, base model, parent
+// version or content cannot be replayed for another.
 #ifndef OPENFORCE_COMMON_SIGNING_PAYLOAD_H_
 #define OPENFORCE_COMMON_SIGNING_PAYLOAD_H_
 
@@ -16,7 +16,8 @@
 
 namespace openforce {
 
-// What a signature vouches for. Values are part of the signed bytes: append-only.
+// What a signature vouches for. Values are part of the signed bytes:
+// append-only.
 enum class PayloadKind : uint8_t {
   kWorkerDelta = 1,       // a worker's trained delta for one work unit
   kPublishedAdapter = 2,  // the coordinator's aggregated adapter version
@@ -32,8 +33,8 @@ struct SigningPayload {
   uint64_t parent_adapter_version = 0;
   std::string content_hash;  // hex SHA-256 of the delta or adapter bytes
   uint64_t sample_count = 0;
-  // Training metrics (loss, tokens, ...). Sorted by name in the encoding; values must be
-  // finite because NaN has many bit patterns.
+  // Training metrics (loss, tokens, ...). Sorted by name in the encoding;
+  // values must be finite because NaN has many bit patterns.
   std::map<std::string, double> metrics;
 };
 
@@ -41,17 +42,17 @@ struct SigningPayload {
 inline constexpr size_t kMaxPayloadStringBytes = 256;
 inline constexpr size_t kMaxPayloadMetrics = 64;
 
-// The canonical encoding. Fails with InvalidArgument naming the field when a hash is not
-// 64 lowercase hex digits, a string is over kMaxPayloadStringBytes, there are too many
-// metrics, or a metric is not finite.
+// The canonical encoding. Fails with InvalidArgument naming the field when a
+// hash is not 64 lowercase hex digits, a string is over kMaxPayloadStringBytes,
+// there are too many metrics, or a metric is not finite.
 [[nodiscard]] absl::StatusOr<std::string> EncodeSigningPayload(
     const SigningPayload& payload);
 
-[[nodiscard]] absl::StatusOr<std::string> SignPayload(const Ed25519PrivateKey& key,
-                                                      const SigningPayload& payload);
+[[nodiscard]] absl::StatusOr<std::string> SignPayload(
+    const Ed25519PrivateKey& key, const SigningPayload& payload);
 
-// OK when `signature` was made by `key` over exactly `payload`; Unauthenticated when not;
-// InvalidArgument when the payload cannot be encoded.
+// OK when `signature` was made by `key` over exactly `payload`; Unauthenticated
+// when not; InvalidArgument when the payload cannot be encoded.
 [[nodiscard]] absl::Status VerifyPayloadSignature(const Ed25519PublicKey& key,
                                                   const SigningPayload& payload,
                                                   absl::string_view signature);

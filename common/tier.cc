@@ -44,8 +44,9 @@ absl::StatusOr<Tier> ParseTier(absl::string_view name) {
                     Tier::kDatacenter}) {
     if (name == TierName(tier)) return tier;
   }
-  return absl::InvalidArgumentError(absl::StrCat(
-      "unknown tier '", name, "' (cpu, gpu-small, gpu-mid, gpu-large, datacenter)"));
+  return absl::InvalidArgumentError(
+      absl::StrCat("unknown tier '", name,
+                   "' (cpu, gpu-small, gpu-mid, gpu-large, datacenter)"));
 }
 
 }  // namespace openforce

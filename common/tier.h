@@ -1,6 +1,6 @@
-// Hardware tiers from DESIGN.md's reference table. A tier is a label for people and a
-// coarse filter for jobs ("minimum tier"); whether a unit fits is decided by the memory
-// estimator (memory_estimate.h), not by the tier.
+// Hardware tiers from DESIGN.md's reference table. A tier is a label for people
+// and a coarse filter for jobs ("minimum tier"); whether a unit fits is decided
+// by the memory estimator (memory_estimate.h), not by the tier.
 #ifndef OPENFORCE_COMMON_TIER_H_
 #define OPENFORCE_COMMON_TIER_H_
 
@@ -12,7 +12,8 @@
 
 namespace openforce {
 
-// Ordered from least to most capable; values match openforce.v1.Tier on the wire.
+// Ordered from least to most capable; values match openforce.v1.Tier on the
+// wire.
 enum class Tier {
   kCpu = 1,
   kGpuSmall = 2,    // 6-8 GB VRAM, e.g. RTX 3060 8 GB
@@ -21,19 +22,21 @@ enum class Tier {
   kDatacenter = 5,  // 40 GB+, e.g. A100, H100, MI250
 };
 
-// The smallest VRAM (as drivers report it, slightly under the marketed size) for each GPU
-// tier. A GPU under kGpuSmallMinVram is not worth using for training: the machine is
-// cpu tier.
-inline constexpr uint64_t kGpuSmallMinVram = 5ull * 1024 * 1024 * 1024 + 512ull * 1024 * 1024;
-inline constexpr uint64_t kGpuMidMinVram = 9ull * 1024 * 1024 * 1024 + 512ull * 1024 * 1024;
+// The smallest VRAM (as drivers report it, slightly under the marketed size)
+// for each GPU tier. A GPU under kGpuSmallMinVram is not worth using for
+// training: the machine is cpu tier.
+inline constexpr uint64_t kGpuSmallMinVram =
+    5ull * 1024 * 1024 * 1024 + 512ull * 1024 * 1024;
+inline constexpr uint64_t kGpuMidMinVram =
+    9ull * 1024 * 1024 * 1024 + 512ull * 1024 * 1024;
 inline constexpr uint64_t kGpuLargeMinVram = 20ull * 1024 * 1024 * 1024;
 inline constexpr uint64_t kDatacenterMinVram = 36ull * 1024 * 1024 * 1024;
 
 // The tier of one GPU with `vram_total_bytes`.
 Tier TierForVram(uint64_t vram_total_bytes);
 
-// The best tier among the machine's GPUs (a job trains on one device, so VRAM is not
-// summed), or kCpu when there is no usable GPU.
+// The best tier among the machine's GPUs (a job trains on one device, so VRAM
+// is not summed), or kCpu when there is no usable GPU.
 Tier ClassifyTier(const HardwareProfile& profile);
 
 // "cpu", "gpu-small", "gpu-mid", "gpu-large", "datacenter".

@@ -26,8 +26,9 @@ absl::StatusOr<Ed25519PublicKey> CreateIdentity(const std::string& data_dir) {
   struct stat info;
   if (::stat(key_path.c_str(), &info) == 0) {
     return absl::AlreadyExistsError(absl::StrCat(
-        key_path, " already exists; refusing to replace the key that signed this "
-                  "coordinator's adapters"));
+        key_path,
+        " already exists; refusing to replace the key that signed this "
+        "coordinator's adapters"));
   }
   ASSIGN_OR_RETURN(Ed25519PrivateKey key, Ed25519PrivateKey::Generate());
   RETURN_IF_ERROR(key.SavePemFile(key_path));

@@ -1,7 +1,9 @@
 // openforce-coordinator: the operator's binary. Subcommands:
-//   keygen   create the coordinator's Ed25519 identity under --data and print its
+//   keygen   create the coordinator's Ed25519 identity under --data and print
+//   its
 //            fingerprint, which workers and people pulling adapters pin
-// Flags may also come from a JSON config file (--config); the command line wins.
+// Flags may also come from a JSON config file (--config); the command line
+// wins.
 #include <iostream>
 #include <string>
 #include <vector>
@@ -16,7 +18,8 @@
 
 ABSL_FLAG(std::string, config, "",
           "JSON config file whose keys are this binary's flag names");
-ABSL_FLAG(std::string, data, "", "data directory: state, blobs and the identity key");
+ABSL_FLAG(std::string, data, "",
+          "data directory: state, blobs and the identity key");
 
 namespace openforce::coordinator {
 namespace {
@@ -26,7 +29,8 @@ constexpr char kUsage[] =
     "\n"
     "usage: openforce-coordinator <command> [flags]\n"
     "commands:\n"
-    "  keygen --data DIR   create the coordinator identity (DIR/coordinator.key, 0600)\n"
+    "  keygen --data DIR   create the coordinator identity "
+    "(DIR/coordinator.key, 0600)\n"
     "                      and print the public key fingerprint to pin\n";
 
 const std::vector<std::string> kConfigKeys = {"data"};
@@ -44,8 +48,8 @@ int Main(int argc, char** argv) {
   absl::SetProgramUsageMessage(kUsage);
   std::vector<char*> args = absl::ParseCommandLine(argc, argv);
   if (const std::string config = absl::GetFlag(FLAGS_config); !config.empty()) {
-    absl::Status applied =
-        ApplyConfigFile(config, kConfigKeys, FlagsNamedOnCommandLine(argc, argv));
+    absl::Status applied = ApplyConfigFile(config, kConfigKeys,
+                                           FlagsNamedOnCommandLine(argc, argv));
     if (!applied.ok()) {
       std::cerr << "openforce-coordinator: " << applied.message() << "\n";
       return 2;
@@ -60,7 +64,8 @@ int Main(int argc, char** argv) {
   if (command == "keygen") {
     status = RunKeygen();
   } else {
-    std::cerr << "openforce-coordinator: unknown command '" << command << "'\n\n"
+    std::cerr << "openforce-coordinator: unknown command '" << command
+              << "'\n\n"
               << kUsage;
     return 2;
   }
@@ -74,4 +79,6 @@ int Main(int argc, char** argv) {
 }  // namespace
 }  // namespace openforce::coordinator
 
-int main(int argc, char** argv) { return openforce::coordinator::Main(argc, argv); }
+int main(int argc, char** argv) {
+  return openforce::coordinator::Main(argc, argv);
+}

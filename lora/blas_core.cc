@@ -17,13 +17,14 @@ std::string RecommendedOpenBlasCore(const CpuInfo& cpu) {
   return "";
 }
 
-bool ShouldOverrideOpenBlasCore(absl::string_view current, absl::string_view recommended) {
+bool ShouldOverrideOpenBlasCore(absl::string_view current,
+                                absl::string_view recommended) {
   if (recommended.empty()) return false;
   const std::string name = absl::AsciiStrToLower(current);
   // What OpenBLAS falls back to for a CPU model it does not recognise.
-  for (absl::string_view generic : {"prescott", "core2", "penryn", "dunnington", "nehalem",
-                                    "atom", "katmai", "coppermine", "northwood", "banias",
-                                    "unknown"}) {
+  for (absl::string_view generic :
+       {"prescott", "core2", "penryn", "dunnington", "nehalem", "atom",
+        "katmai", "coppermine", "northwood", "banias", "unknown"}) {
     if (name == generic) return true;
   }
   return false;
@@ -31,8 +32,8 @@ bool ShouldOverrideOpenBlasCore(absl::string_view current, absl::string_view rec
 
 std::string CurrentOpenBlasCore() {
   using CoreNameFn = char*();
-  auto* core_name =
-      reinterpret_cast<CoreNameFn*>(dlsym(RTLD_DEFAULT, "openblas_get_corename"));
+  auto* core_name = reinterpret_cast<CoreNameFn*>(
+      dlsym(RTLD_DEFAULT, "openblas_get_corename"));
   if (core_name == nullptr) return "";
   const char* name = core_name();
   return name != nullptr ? name : "";
@@ -46,7 +47,8 @@ void RelaunchWithTunedOpenBlas(char** argv) {
   if (!profile.ok()) return;
   const std::string recommended = RecommendedOpenBlasCore(profile->cpu);
   if (!ShouldOverrideOpenBlasCore(current, recommended)) return;
-  if (::setenv("OPENBLAS_CORETYPE", recommended.c_str(), /*overwrite=*/0) != 0) return;
+  if (::setenv("OPENBLAS_CORETYPE", recommended.c_str(), /*overwrite=*/0) != 0)
+    return;
   ::execv("/proc/self/exe", argv);
   // exec failed: carry on with the slow kernels rather than not at all.
 }

@@ -1,5 +1,5 @@
-// libtorch backends and GEMM peak; see compute_device.h. libtorch exceptions stop here
-// and become Status values with context.
+// libtorch backends and GEMM peak; see compute_device.h. libtorch exceptions
+// stop here and become Status values with context.
 #include "lora/compute_device.h"
 
 #include <ATen/ATen.h>
@@ -30,7 +30,9 @@ at::ScalarType ToScalarType(DType dtype) {
 }
 
 void Synchronize(const at::Device& device) {
-  if (device.is_cuda()) at::detail::getCUDAHooks().deviceSynchronize(device.index() < 0 ? 0 : device.index());
+  if (device.is_cuda())
+    at::detail::getCUDAHooks().deviceSynchronize(
+        device.index() < 0 ? 0 : device.index());
 }
 
 }  // namespace
@@ -49,9 +51,9 @@ ComputeBackends ProbeComputeBackends() {
 
 absl::Status SetCpuThreads(int threads) {
   if (threads < 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("thread count must be 0 (all physical cores) or positive, got ",
-                     threads));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "thread count must be 0 (all physical cores) or positive, got ",
+        threads));
   }
   if (threads == 0) {
     absl::StatusOr<HardwareProfile> profile = ProbeHardware();
@@ -60,8 +62,8 @@ absl::Status SetCpuThreads(int threads) {
   try {
     at::set_num_threads(threads);
   } catch (const std::exception& e) {
-    return absl::InternalError(absl::StrCat("set libtorch threads to ", threads, ": ",
-                                            e.what()));
+    return absl::InternalError(
+        absl::StrCat("set libtorch threads to ", threads, ": ", e.what()));
   }
   return absl::OkStatus();
 }
@@ -77,10 +79,12 @@ absl::StatusOr<GemmMeasurement> MeasureGemmPeak(const GemmOptions& options) {
   result.size = options.size;
   try {
     const at::Device device(options.device);
-    auto tensor_options = at::TensorOptions().dtype(ToScalarType(options.dtype)).device(device);
+    auto tensor_options =
+        at::TensorOptions().dtype(ToScalarType(options.dtype)).device(device);
     at::Tensor a = at::randn({options.size, options.size}, tensor_options);
     at::Tensor b = at::randn({options.size, options.size}, tensor_options);
-    at::Tensor c = at::mm(a, b);  // warm-up: kernel selection, oneDNN primitive cache
+    at::Tensor c =
+        at::mm(a, b);  // warm-up: kernel selection, oneDNN primitive cache
     Synchronize(device);
     using Clock = std::chrono::steady_clock;
     const auto start = Clock::now();
@@ -95,9 +99,9 @@ absl::StatusOr<GemmMeasurement> MeasureGemmPeak(const GemmOptions& options) {
     const double n = static_cast<double>(options.size);
     result.gflops = 2.0 * n * n * n / result.seconds_per_matmul / 1e9;
   } catch (const std::exception& e) {
-    return absl::InternalError(absl::StrCat("GEMM ", DTypeName(options.dtype), " ",
-                                            options.size, " on ", options.device, ": ",
-                                            e.what()));
+    return absl::InternalError(absl::StrCat("GEMM ", DTypeName(options.dtype),
+                                            " ", options.size, " on ",
+                                            options.device, ": ", e.what()));
   }
   return result;
 }

@@ -1,7 +1,8 @@
-// What libtorch offers on this machine (CPU threads, CUDA or ROCm/HIP devices, which
-// libtorch appears as the cuda device) and a GEMM measurement that gives the machine's
-// own matmul peak for a dtype. The probe reports both; benchmarks divide by the peak.
-// The header is torch-free so that gRPC and coordinator code can include it cheaply.
+// What libtorch offers on this machine (CPU threads, CUDA or ROCm/HIP devices,
+// which libtorch appears as the cuda device) and a GEMM measurement that gives
+// the machine's own matmul peak for a dtype. The probe reports both; benchmarks
+// divide by the peak. The header is torch-free so that gRPC and coordinator
+// code can include it cheaply.
 #ifndef OPENFORCE_LORA_COMPUTE_DEVICE_H_
 #define OPENFORCE_LORA_COMPUTE_DEVICE_H_
 
@@ -16,11 +17,12 @@ namespace openforce::lora {
 
 struct ComputeBackends {
   std::string torch_version;
-  int cpu_threads = 0;     // libtorch's intra-op threads now
-  int gpu_devices = 0;     // devices behind at::kCUDA
-  bool gpu_is_rocm = false;  // libtorch was built for ROCm: the "cuda" devices are HIP
-  bool onednn = false;       // oneDNN (MKL-DNN) available for bf16 matmuls on CPU
-  std::string blas_core;     // OpenBLAS kernel family in use; "" when not OpenBLAS
+  int cpu_threads = 0;  // libtorch's intra-op threads now
+  int gpu_devices = 0;  // devices behind at::kCUDA
+  bool gpu_is_rocm =
+      false;  // libtorch was built for ROCm: the "cuda" devices are HIP
+  bool onednn = false;    // oneDNN (MKL-DNN) available for bf16 matmuls on CPU
+  std::string blas_core;  // OpenBLAS kernel family in use; "" when not OpenBLAS
 };
 
 ComputeBackends ProbeComputeBackends();
@@ -45,7 +47,8 @@ struct GemmMeasurement {
   double gflops = 0;  // 2 n^3 / seconds / 1e9
 };
 
-// Times torch::mm on random matrices after a warm-up, for at least `min_seconds`.
+// Times torch::mm on random matrices after a warm-up, for at least
+// `min_seconds`.
 [[nodiscard]] absl::StatusOr<GemmMeasurement> MeasureGemmPeak(
     const GemmOptions& options);
 

@@ -1,6 +1,7 @@
 // openforce-worker: the volunteer's binary. Subcommands:
 //   probe   print this machine's hardware profile, tier and model advisor
-// Flags may also come from a JSON config file (--config); the command line wins.
+// Flags may also come from a JSON config file (--config); the command line
+// wins.
 #include <cstdio>
 #include <iostream>
 #include <string>
@@ -23,9 +24,11 @@
 ABSL_FLAG(std::string, config, "",
           "JSON config file whose keys are this binary's flag names");
 ABSL_FLAG(bool, json, false, "print machine-readable JSON instead of text");
-ABSL_FLAG(openforce::ByteSize, headroom, openforce::ByteSize{4 * openforce::kGiB},
+ABSL_FLAG(openforce::ByteSize, headroom,
+          openforce::ByteSize{4 * openforce::kGiB},
           "RAM kept free for the owner's other programs (e.g. 4GiB)");
-ABSL_FLAG(openforce::ByteSize, gpu_reserve, openforce::ByteSize{512 * openforce::kMiB},
+ABSL_FLAG(openforce::ByteSize, gpu_reserve,
+          openforce::ByteSize{512 * openforce::kMiB},
           "VRAM kept free on a GPU for the desktop and driver");
 ABSL_FLAG(int, threads, 0, "libtorch CPU threads; 0 uses every physical core");
 ABSL_FLAG(bool, measure, true, "measure fp32 and bf16 GEMM rates during probe");
@@ -34,15 +37,17 @@ namespace openforce::worker {
 namespace {
 
 constexpr char kUsage[] =
-    "openforce-worker: donate this machine's idle time to community LoRA fine-tunes.\n"
+    "openforce-worker: donate this machine's idle time to community LoRA "
+    "fine-tunes.\n"
     "\n"
     "usage: openforce-worker <command> [flags]\n"
     "commands:\n"
-    "  probe   print the hardware profile, tier and the largest models this machine\n"
+    "  probe   print the hardware profile, tier and the largest models this "
+    "machine\n"
     "          can run (--json for scripts, --headroom to keep RAM free)\n";
 
-const std::vector<std::string> kConfigKeys = {"headroom", "gpu_reserve", "threads",
-                                              "measure", "json"};
+const std::vector<std::string> kConfigKeys = {"headroom", "gpu_reserve",
+                                              "threads", "measure", "json"};
 
 absl::Status RunProbe() {
   RETURN_IF_ERROR(lora::SetCpuThreads(absl::GetFlag(FLAGS_threads)));
@@ -57,13 +62,16 @@ absl::Status RunProbe() {
       gemm.device = device;
       gemm.dtype = dtype;
       gemm.min_seconds = 0.3;
-      ASSIGN_OR_RETURN(lora::GemmMeasurement measured, lora::MeasureGemmPeak(gemm));
+      ASSIGN_OR_RETURN(lora::GemmMeasurement measured,
+                       lora::MeasureGemmPeak(gemm));
       report.gemm.push_back(measured);
     }
   }
   report.advisor_options.headroom_bytes = absl::GetFlag(FLAGS_headroom).bytes;
-  report.advisor_options.gpu_reserve_bytes = absl::GetFlag(FLAGS_gpu_reserve).bytes;
-  ASSIGN_OR_RETURN(report.advice, AdviseModels(report.profile, report.advisor_options));
+  report.advisor_options.gpu_reserve_bytes =
+      absl::GetFlag(FLAGS_gpu_reserve).bytes;
+  ASSIGN_OR_RETURN(report.advice,
+                   AdviseModels(report.profile, report.advisor_options));
   std::cout << (absl::GetFlag(FLAGS_json) ? FormatProbeReportJson(report) + "\n"
                                           : FormatProbeReportText(report));
   return absl::OkStatus();
@@ -74,8 +82,8 @@ int Main(int argc, char** argv) {
   absl::SetProgramUsageMessage(kUsage);
   std::vector<char*> args = absl::ParseCommandLine(argc, argv);
   if (const std::string config = absl::GetFlag(FLAGS_config); !config.empty()) {
-    absl::Status applied =
-        ApplyConfigFile(config, kConfigKeys, FlagsNamedOnCommandLine(argc, argv));
+    absl::Status applied = ApplyConfigFile(config, kConfigKeys,
+                                           FlagsNamedOnCommandLine(argc, argv));
     if (!applied.ok()) {
       std::cerr << "openforce-worker: " << applied.message() << "\n";
       return 2;
@@ -94,7 +102,8 @@ int Main(int argc, char** argv) {
   if (command == "probe") {
     status = RunProbe();
   } else {
-    std::cerr << "openforce-worker: unknown command '" << command << "'\n\n" << kUsage;
+    std::cerr << "openforce-worker: unknown command '" << command << "'\n\n"
+              << kUsage;
     return 2;
   }
   if (!status.ok()) {

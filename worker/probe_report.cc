@@ -2,7 +2,6 @@
 #include "worker/probe_report.h"
 
 #include <algorithm>
-
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
@@ -16,7 +15,8 @@ namespace {
 const GpuInfo* BestGpu(const HardwareProfile& profile) {
   const GpuInfo* best = nullptr;
   for (const GpuInfo& gpu : profile.gpus) {
-    if (best == nullptr || gpu.vram_total_bytes > best->vram_total_bytes) best = &gpu;
+    if (best == nullptr || gpu.vram_total_bytes > best->vram_total_bytes)
+      best = &gpu;
   }
   return best;
 }
@@ -33,8 +33,9 @@ absl::StatusOr<Advice> AdviseModels(const HardwareProfile& profile,
   const GpuInfo* gpu = BestGpu(profile);
   uint64_t capacity = 0, reserve = 0;
   if (gpu != nullptr && TierForVram(gpu->vram_total_bytes) != Tier::kCpu) {
-    advice.device = absl::StrCat(gpu->vendor == GpuVendor::kAmd ? "rocm:" : "cuda:",
-                                 gpu->index, " (", gpu->name, ")");
+    advice.device = absl::StrCat(
+        gpu->vendor == GpuVendor::kAmd ? "rocm:" : "cuda:", gpu->index, " (",
+        gpu->name, ")");
     capacity = gpu->vram_total_bytes;
     reserve = options.gpu_reserve_bytes;
   } else {
@@ -53,9 +54,9 @@ absl::StatusOr<Advice> AdviseModels(const HardwareProfile& profile,
                                              options.inference_batch,
                                              options.inference_sequence));
     ASSIGN_OR_RETURN(MemoryEstimate training,
-                     EstimateTrainingMemory(model.shape, options.weight_dtype, options.lora,
-                                            options.training_batch,
-                                            options.training_sequence));
+                     EstimateTrainingMemory(
+                         model.shape, options.weight_dtype, options.lora,
+                         options.training_batch, options.training_sequence));
     row.inference_bytes = inference.total_bytes();
     row.training_bytes = training.total_bytes();
     row.inference_fits = row.inference_bytes <= advice.budget_bytes;
@@ -81,31 +82,35 @@ std::string FormatProbeReportText(const ProbeReport& report) {
   if (p.cpu.avx512_bf16) flags.push_back("AVX-512-BF16");
   if (p.cpu.amx_tile) flags.push_back("AMX-TILE");
   if (p.cpu.amx_bf16) flags.push_back("AMX-BF16");
-  absl::StrAppendFormat(&out, "  vector     %s\n",
-                        flags.empty() ? "none of AVX2/AVX-512/AMX" : absl::StrJoin(flags, " "));
+  absl::StrAppendFormat(
+      &out, "  vector     %s\n",
+      flags.empty() ? "none of AVX2/AVX-512/AMX" : absl::StrJoin(flags, " "));
   absl::StrAppendFormat(&out, "  RAM        %s total, %s available\n",
                         FormatBytes(p.memory.total_bytes),
                         FormatBytes(p.memory.available_bytes));
   if (p.gpus.empty()) absl::StrAppend(&out, "  GPUs       none\n");
   for (const GpuInfo& gpu : p.gpus) {
-    absl::StrAppendFormat(&out, "  GPU %d      %s %s, %s VRAM (%s free)\n", gpu.index,
-                          GpuVendorName(gpu.vendor), gpu.name,
+    absl::StrAppendFormat(&out, "  GPU %d      %s %s, %s VRAM (%s free)\n",
+                          gpu.index, GpuVendorName(gpu.vendor), gpu.name,
                           FormatBytes(gpu.vram_total_bytes),
                           FormatBytes(gpu.vram_free_bytes));
   }
-  absl::StrAppendFormat(&out, "  libtorch   %s, %d CPU threads, %d GPU device(s)%s%s%s\n",
-                        report.backends.torch_version, report.backends.cpu_threads,
-                        report.backends.gpu_devices,
-                        report.backends.gpu_is_rocm ? " (ROCm/HIP)" : "",
-                        report.backends.onednn ? ", oneDNN" : "",
-                        report.backends.blas_core.empty()
-                            ? ""
-                            : absl::StrCat(", OpenBLAS ", report.backends.blas_core));
+  absl::StrAppendFormat(
+      &out, "  libtorch   %s, %d CPU threads, %d GPU device(s)%s%s%s\n",
+      report.backends.torch_version, report.backends.cpu_threads,
+      report.backends.gpu_devices,
+      report.backends.gpu_is_rocm ? " (ROCm/HIP)" : "",
+      report.backends.onednn ? ", oneDNN" : "",
+      report.backends.blas_core.empty()
+          ? ""
+          : absl::StrCat(", OpenBLAS ", report.backends.blas_core));
   for (const lora::GemmMeasurement& gemm : report.gemm) {
-    absl::StrAppendFormat(&out, "  GEMM       %s %s %dx%d: %.1f GFLOP/s\n", gemm.device,
-                          DTypeName(gemm.dtype), gemm.size, gemm.size, gemm.gflops);
+    absl::StrAppendFormat(&out, "  GEMM       %s %s %dx%d: %.1f GFLOP/s\n",
+                          gemm.device, DTypeName(gemm.dtype), gemm.size,
+                          gemm.size, gemm.gflops);
   }
-  for (const std::string& note : p.notes) absl::StrAppend(&out, "  note       ", note, "\n");
+  for (const std::string& note : p.notes)
+    absl::StrAppend(&out, "  note       ", note, "\n");
   absl::StrAppendFormat(&out, "  tier       %s\n\n", TierName(report.tier));
 
   const AdvisorOptions& options = report.advisor_options;
@@ -113,7 +118,8 @@ std::string FormatProbeReportText(const ProbeReport& report) {
   absl::StrAppendFormat(
       &out,
       "Advisor: %s, %s offered to jobs (%s kept free for other programs)\n"
-      "  %s weights; inference at batch %d x %d tokens; LoRA r=%d on %s at batch %d x %d\n",
+      "  %s weights; inference at batch %d x %d tokens; LoRA r=%d on %s at "
+      "batch %d x %d\n",
       advice.device, FormatBytes(advice.budget_bytes),
       FormatBytes(advice.device == "cpu" ? options.headroom_bytes
                                          : options.gpu_reserve_bytes),
@@ -121,19 +127,23 @@ std::string FormatProbeReportText(const ProbeReport& report) {
       options.inference_sequence, options.lora.rank,
       absl::StrJoin(options.lora.target_modules, ","), options.training_batch,
       options.training_sequence);
-  absl::StrAppendFormat(&out, "  %-16s %-6s %8s  %-14s %-14s\n", "model", "class", "params",
-                        "inference", "LoRA training");
+  absl::StrAppendFormat(&out, "  %-16s %-6s %8s  %-14s %-14s\n", "model",
+                        "class", "params", "inference", "LoRA training");
   for (const AdvisorRow& row : advice.rows) {
-    absl::StrAppendFormat(
-        &out, "  %-16s %-6s %8s  %-14s %-14s\n", row.model->name, row.model->size_class,
-        Billions(row.parameters),
-        absl::StrCat(row.inference_fits ? "yes " : "no  ", FormatBytes(row.inference_bytes)),
-        absl::StrCat(row.training_fits ? "yes " : "no  ", FormatBytes(row.training_bytes)));
+    absl::StrAppendFormat(&out, "  %-16s %-6s %8s  %-14s %-14s\n",
+                          row.model->name, row.model->size_class,
+                          Billions(row.parameters),
+                          absl::StrCat(row.inference_fits ? "yes " : "no  ",
+                                       FormatBytes(row.inference_bytes)),
+                          absl::StrCat(row.training_fits ? "yes " : "no  ",
+                                       FormatBytes(row.training_bytes)));
   }
   absl::StrAppendFormat(
       &out, "  largest model class: inference %s, LoRA fine-tuning %s\n",
-      advice.largest_inference_class.empty() ? "none" : advice.largest_inference_class,
-      advice.largest_training_class.empty() ? "none" : advice.largest_training_class);
+      advice.largest_inference_class.empty() ? "none"
+                                             : advice.largest_inference_class,
+      advice.largest_training_class.empty() ? "none"
+                                            : advice.largest_training_class);
   return out;
 }
 

@@ -1,7 +1,7 @@
-// The report `openforce-worker probe` prints: the hardware profile, its tier, the libtorch
-// backends and measured GEMM rates, and an advisor table of the largest published model
-// class this machine can run for inference and for LoRA fine-tuning after keeping the
-// owner's headroom free.
+// The report `openforce-worker probe` prints: the hardware profile, its tier,
+// the libtorch backends and measured GEMM rates, and an advisor table of the
+// largest published model class this machine can run for inference and for LoRA
+// fine-tuning after keeping the owner's headroom free.
 #ifndef OPENFORCE_WORKER_PROBE_REPORT_H_
 #define OPENFORCE_WORKER_PROBE_REPORT_H_
 
@@ -21,7 +21,8 @@
 namespace openforce::worker {
 
 struct AdvisorOptions {
-  // RAM kept free for the owner's other programs (a browser and an IDE take several GB).
+  // RAM kept free for the owner's other programs (a browser and an IDE take
+  // several GB).
   uint64_t headroom_bytes = 4 * kGiB;
   // VRAM kept free on a GPU for the desktop and the driver.
   uint64_t gpu_reserve_bytes = 512 * kMiB;
@@ -43,7 +44,7 @@ struct AdvisorRow {
 };
 
 struct Advice {
-  std::string device;       // "cpu" or "cuda:0 (NVIDIA ...)"
+  std::string device;         // "cpu" or "cuda:0 (NVIDIA ...)"
   uint64_t budget_bytes = 0;  // memory offered to jobs on that device
   std::vector<AdvisorRow> rows;
   std::string largest_inference_class;  // e.g. "3B"; empty when nothing fits
@@ -59,10 +60,10 @@ struct ProbeReport {
   Advice advice;
 };
 
-// Advice for the most capable device: the best GPU when the machine ranks above cpu tier
-// (its VRAM minus the reserve), otherwise RAM minus the headroom.
-[[nodiscard]] absl::StatusOr<Advice> AdviseModels(const HardwareProfile& profile,
-                                                  const AdvisorOptions& options);
+// Advice for the most capable device: the best GPU when the machine ranks above
+// cpu tier (its VRAM minus the reserve), otherwise RAM minus the headroom.
+[[nodiscard]] absl::StatusOr<Advice> AdviseModels(
+    const HardwareProfile& profile, const AdvisorOptions& options);
 
 std::string FormatProbeReportText(const ProbeReport& report);
 std::string FormatProbeReportJson(const ProbeReport& report);

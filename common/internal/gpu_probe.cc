@@ -1,5 +1,6 @@
-// NVML and ROCm SMI through dlopen. Only the handful of entry points needed are declared
-// here, with the C ABI their vendors document, so no SDK headers are needed to build.
+// NVML and ROCm SMI through dlopen. Only the handful of entry points needed are
+// declared here, with the C ABI their vendors document, so no SDK headers are
+// needed to build.
 #include "common/internal/gpu_probe.h"
 
 #include <dlfcn.h>
@@ -19,7 +20,8 @@ struct DlCloser {
 using DlHandle = std::unique_ptr<void, DlCloser>;
 
 // Opens the first library that loads; `tried` collects the names for the note.
-DlHandle OpenFirst(const std::vector<std::string>& libraries, std::string* error) {
+DlHandle OpenFirst(const std::vector<std::string>& libraries,
+                   std::string* error) {
   std::vector<std::string> failures;
   for (const std::string& name : libraries) {
     void* handle = dlopen(name.c_str(), RTLD_NOW | RTLD_LOCAL);
@@ -67,7 +69,8 @@ GpuProbeResult ProbeNvidiaGpus(const std::vector<std::string>& libraries) {
   std::string error;
   DlHandle lib = OpenFirst(libraries, &error);
   if (lib == nullptr) {
-    result.note = absl::StrCat("no NVIDIA GPU: NVML not loadable (", error, ")");
+    result.note =
+        absl::StrCat("no NVIDIA GPU: NVML not loadable (", error, ")");
     return result;
   }
   NvmlInitFn* init;
@@ -86,7 +89,8 @@ GpuProbeResult ProbeNvidiaGpus(const std::vector<std::string>& libraries) {
     return result;
   }
   if (int rc = init(); rc != 0) {
-    result.note = absl::StrCat("NVML init failed (code ", rc, "): driver not running?");
+    result.note =
+        absl::StrCat("NVML init failed (code ", rc, "): driver not running?");
     return result;
   }
   unsigned int count = 0;
@@ -118,7 +122,8 @@ GpuProbeResult ProbeAmdGpus(const std::vector<std::string>& libraries) {
   std::string error;
   DlHandle lib = OpenFirst(libraries, &error);
   if (lib == nullptr) {
-    result.note = absl::StrCat("no AMD GPU: ROCm SMI not loadable (", error, ")");
+    result.note =
+        absl::StrCat("no AMD GPU: ROCm SMI not loadable (", error, ")");
     return result;
   }
   RsmiInitFn* init;
@@ -137,7 +142,8 @@ GpuProbeResult ProbeAmdGpus(const std::vector<std::string>& libraries) {
     return result;
   }
   if (int rc = init(0); rc != 0) {
-    result.note = absl::StrCat("ROCm SMI init failed (code ", rc, "): amdgpu not loaded?");
+    result.note = absl::StrCat("ROCm SMI init failed (code ", rc,
+                               "): amdgpu not loaded?");
     return result;
   }
   uint32_t count = 0;

@@ -1,5 +1,6 @@
-// GPU enumeration through vendor management libraries opened with dlopen: NVML for NVIDIA
-// and ROCm SMI for AMD. Used by ProbeHardware(); tests point these at fake libraries.
+// GPU enumeration through vendor management libraries opened with dlopen: NVML
+// for NVIDIA and ROCm SMI for AMD. Used by ProbeHardware(); tests point these
+// at fake libraries.
 #ifndef OPENFORCE_COMMON_INTERNAL_GPU_PROBE_H_
 #define OPENFORCE_COMMON_INTERNAL_GPU_PROBE_H_
 
@@ -12,7 +13,8 @@ namespace openforce::internal {
 
 struct GpuProbeResult {
   std::vector<GpuInfo> gpus;
-  // Empty when the library loaded and answered; otherwise why no GPUs were listed.
+  // Empty when the library loaded and answered; otherwise why no GPUs were
+  // listed.
   std::string note;
 };
 

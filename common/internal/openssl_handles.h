@@ -1,5 +1,6 @@
-// RAII owners for OpenSSL objects and a helper that turns OpenSSL's error queue into an
-// absl::Status. Internal to common/: callers use sha256.h and ed25519.h.
+// RAII owners for OpenSSL objects and a helper that turns OpenSSL's error queue
+// into an absl::Status. Internal to common/: callers use sha256.h and
+// ed25519.h.
 #ifndef OPENFORCE_COMMON_INTERNAL_OPENSSL_HANDLES_H_
 #define OPENFORCE_COMMON_INTERNAL_OPENSSL_HANDLES_H_
 
@@ -30,8 +31,8 @@ using EvpPkeyPtr = std::unique_ptr<EVP_PKEY, EvpPkeyDeleter>;
 using EvpMdCtxPtr = std::unique_ptr<EVP_MD_CTX, EvpMdCtxDeleter>;
 using BioPtr = std::unique_ptr<BIO, BioDeleter>;
 
-// Drains OpenSSL's thread-local error queue into one message, so that a failure reports
-// what OpenSSL said and later calls do not see stale errors.
+// Drains OpenSSL's thread-local error queue into one message, so that a failure
+// reports what OpenSSL said and later calls do not see stale errors.
 inline std::string DrainOpenSslErrors() {
   std::string out;
   unsigned long code;
