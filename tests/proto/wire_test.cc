@@ -1,0 +1,58 @@
+// Wire-level facts the rest of the code relies on: enum values shared with
+// common/ agree, and messages survive serialization with every field intact.
+#include <gtest/gtest.h>
+
+#include "common/memory_estimate.h"
+#include "common/sha256.h"
+#include "common/tier.h"
+#include "proto/openforce.pb.h"
+
+namespace openforce {
+namespace {
+
+TEST(WireEnumsTest, TierValuesMatchCommonTier) {
+  EXPECT_EQ(static_cast<int>(Tier::kCpu), v1::TIER_CPU);
+  EXPECT_EQ(static_cast<int>(Tier::kGpuSmall), v1::TIER_GPU_SMALL);
+  EXPECT_EQ(static_cast<int>(Tier::kGpuMid), v1::TIER_GPU_MID);
+  EXPECT_EQ(static_cast<int>(Tier::kGpuLarge), v1::TIER_GPU_LARGE);
+  EXPECT_EQ(static_cast<int>(Tier::kDatacenter), v1::TIER_DATACENTER);
+}
+
+TEST(WireEnumsTest, RejectReasonsAreAppendOnly) {
+  // Values are part of the protocol; these are the ones released so far.
+  EXPECT_EQ(v1::REJECT_BAD_SIGNATURE, 1);
+  EXPECT_EQ(v1::REJECT_LEASE_NOT_HELD, 3);
+  EXPECT_EQ(v1::REJECT_NORM_TOO_LARGE, 8);
+  EXPECT_EQ(v1::REJECT_JOB_NOT_ACTIVE, 12);
+  EXPECT_EQ(v1::RejectReason_MAX, v1::REJECT_JOB_NOT_ACTIVE);
+}
+
+TEST(WireMessagesTest, UploadChunkRoundTrips) {
+  v1::UploadDeltaChunk chunk;
+  v1::DeltaHeader* header = chunk.mutable_header();
+  header->set_worker_id("w-1");
+  header->set_job_id("job-1");
+  header->set_round(2);
+  header->set_unit_id("job-1/r2/s0/0");
+  header->set_base_model_hash(Sha256Hex("model"));
+  header->set_parent_adapter_version(1);
+  header->set_content_hash(Sha256Hex("delta"));
+  header->set_size_bytes(5);
+  header->set_sample_count(64);
+  (*header->mutable_metrics())["train_loss"] = 0.75;
+  header->set_signature(std::string(64, '\x01'));
+  chunk.set_offset(0);
+  chunk.set_data(std::string("delta\0bytes", 11));
+
+  std::string wire;
+  ASSERT_TRUE(chunk.SerializeToString(&wire));
+  v1::UploadDeltaChunk parsed;
+  ASSERT_TRUE(parsed.ParseFromString(wire));
+  EXPECT_EQ(parsed.header().unit_id(), "job-1/r2/s0/0");
+  EXPECT_EQ(parsed.header().metrics().at("train_loss"), 0.75);
+  EXPECT_EQ(parsed.header().signature().size(), 64u);
+  EXPECT_EQ(parsed.data().size(), 11u);
+}
+
+}  // namespace
+}  // namespace openforce
