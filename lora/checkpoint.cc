@@ -1,0 +1,289 @@
+// Hugging Face checkpoint IO; see checkpoint.h.
+#include "lora/checkpoint.h"
+
+#include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
+
+#include <exception>
+#include <map>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <set>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "common/file_util.h"
+#include "common/status_macros.h"
+#include "lora/safetensors.h"
+
+namespace openforce::lora {
+namespace {
+
+std::string LayerPrefix(size_t layer) {
+  return absl::StrCat("model.layers.", layer, ".");
+}
+
+std::vector<int64_t> ProjectionShape(const LlamaConfig& c, Projection p) {
+  const int64_t q = c.num_attention_heads * c.head_dim;
+  const int64_t kv = c.num_key_value_heads * c.head_dim;
+  switch (p) {
+    case Projection::kQ:
+      return {q, c.hidden_size};
+    case Projection::kK:
+    case Projection::kV:
+      return {kv, c.hidden_size};
+    case Projection::kO:
+      return {c.hidden_size, q};
+    case Projection::kGate:
+    case Projection::kUp:
+      return {c.intermediate_size, c.hidden_size};
+    case Projection::kDown:
+      return {c.hidden_size, c.intermediate_size};
+  }
+  return {};
+}
+
+// Names the loader tolerates and ignores: buffers older transformers versions
+// saved.
+bool IsIgnorable(const std::string& name) {
+  return name.size() > 22 &&
+         name.compare(name.size() - 22, 22, "rotary_emb.inv_freq") == 0;
+}
+
+std::string ShapeText(at::IntArrayRef shape) {
+  return absl::StrCat("[", absl::StrJoin(shape, ", "), "]");
+}
+
+}  // namespace
+
+const char* ProjectionName(Projection projection) {
+  static const char* const kNames[] = {"q_proj",   "k_proj",    "v_proj",
+                                       "o_proj",   "gate_proj", "up_proj",
+                                       "down_proj"};
+  return kNames[static_cast<int>(projection)];
+}
+
+const char* ProjectionPath(Projection projection) {
+  static const char* const kPaths[] = {"self_attn.q_proj", "self_attn.k_proj",
+                                       "self_attn.v_proj", "self_attn.o_proj",
+                                       "mlp.gate_proj",    "mlp.up_proj",
+                                       "mlp.down_proj"};
+  return kPaths[static_cast<int>(projection)];
+}
+
+absl::StatusOr<Projection> ParseProjection(const std::string& name) {
+  for (Projection p : kAllProjections) {
+    if (name == ProjectionName(p)) return p;
+  }
+  return absl::InvalidArgumentError(absl::StrCat(
+      "unknown target module '", name,
+      "' (q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj)"));
+}
+
+std::vector<std::pair<std::string, std::vector<int64_t>>> ExpectedTensors(
+    const LlamaConfig& c) {
+  std::vector<std::pair<std::string, std::vector<int64_t>>> out;
+  out.push_back({"model.embed_tokens.weight", {c.vocab_size, c.hidden_size}});
+  for (int64_t layer = 0; layer < c.num_hidden_layers; ++layer) {
+    const std::string prefix = LayerPrefix(layer);
+    out.push_back({prefix + "input_layernorm.weight", {c.hidden_size}});
+    out.push_back(
+        {prefix + "post_attention_layernorm.weight", {c.hidden_size}});
+    for (Projection p : kAllProjections) {
+      out.push_back({absl::StrCat(prefix, ProjectionPath(p), ".weight"),
+                     ProjectionShape(c, p)});
+    }
+    if (c.attention_bias) {
+      out.push_back({prefix + "self_attn.q_proj.bias",
+                     {c.num_attention_heads * c.head_dim}});
+      out.push_back({prefix + "self_attn.k_proj.bias",
+                     {c.num_key_value_heads * c.head_dim}});
+      out.push_back({prefix + "self_attn.v_proj.bias",
+                     {c.num_key_value_heads * c.head_dim}});
+    }
+  }
+  out.push_back({"model.norm.weight", {c.hidden_size}});
+  if (!c.tie_word_embeddings)
+    out.push_back({"lm_head.weight", {c.vocab_size, c.hidden_size}});
+  return out;
+}
+
+absl::StatusOr<LlamaWeights> LoadLlamaWeights(const std::string& model_dir,
+                                              const LlamaConfig& config,
+                                              const LoadOptions& options) {
+  // Which file holds which tensor.
+  std::map<std::string, std::unique_ptr<SafetensorsFile>> files;
+  std::map<std::string, const SafetensorsFile*> owner;
+  const std::string index_path = model_dir + "/model.safetensors.index.json";
+  absl::StatusOr<std::string> index_text = ReadFileToString(index_path);
+  if (index_text.ok()) {
+    nlohmann::json index = nlohmann::json::parse(*index_text, nullptr, false);
+    if (index.is_discarded() || !index.contains("weight_map") ||
+        !index["weight_map"].is_object()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          index_path, ": not a safetensors index (no weight_map object)"));
+    }
+    for (const auto& [name, file_value] : index["weight_map"].items()) {
+      if (!file_value.is_string()) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            index_path, ": weight_map entry '", name, "' is not a file name"));
+      }
+      const std::string file_name = file_value.get<std::string>();
+      if (file_name.find('/') != std::string::npos ||
+          file_name.rfind("..", 0) == 0) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(index_path, ": shard '", file_name,
+                         "' must be a file in the model directory"));
+      }
+      auto& file = files[file_name];
+      if (file == nullptr) {
+        ASSIGN_OR_RETURN(file,
+                         SafetensorsFile::Open(model_dir + "/" + file_name));
+      }
+      if (!file->Contains(name)) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(index_path, ": maps tensor '", name, "' to ",
+                         file_name, ", which lacks it"));
+      }
+      owner[name] = file.get();
+    }
+    for (const auto& [file_name, file] : files) {
+      for (const auto& [name, entry] : file->entries()) {
+        if (owner.count(name) == 0 || owner[name] != file.get()) {
+          if (IsIgnorable(name)) continue;
+          return absl::InvalidArgumentError(
+              absl::StrCat(file->path(), ": tensor '", name,
+                           "' is not in the index's weight_map"));
+        }
+      }
+    }
+  } else if (absl::IsNotFound(index_text.status())) {
+    ASSIGN_OR_RETURN(auto file,
+                     SafetensorsFile::Open(model_dir + "/model.safetensors"));
+    for (const auto& [name, entry] : file->entries()) owner[name] = file.get();
+    files["model.safetensors"] = std::move(file);
+  } else {
+    return index_text.status();
+  }
+
+  std::map<std::string, at::Tensor> loaded;
+  std::set<std::string> expected_names;
+  try {
+    const at::Device device(options.device);
+    for (const auto& [name, shape] : ExpectedTensors(config)) {
+      expected_names.insert(name);
+      auto it = owner.find(name);
+      if (it == owner.end()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(model_dir, ": checkpoint lacks tensor '", name, "'"));
+      }
+      const SafetensorsEntry& entry = it->second->entries().at(name);
+      if (entry.shape != shape) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(it->second->path(), ": tensor '", name, "' has shape ",
+                         ShapeText(entry.shape), " but config.json implies ",
+                         ShapeText(shape)));
+      }
+      ASSIGN_OR_RETURN(at::Tensor tensor, it->second->Tensor(name));
+      loaded[name] = tensor.to(device, options.dtype);
+    }
+  } catch (const std::exception& e) {
+    return absl::InternalError(
+        absl::StrCat("load ", model_dir, ": ", e.what()));
+  }
+  for (const auto& [name, file] : owner) {
+    if (expected_names.count(name) || IsIgnorable(name)) continue;
+    // transformers may save lm_head.weight for tied models; it must equal the
+    // embedding.
+    if (name == "lm_head.weight" && config.tie_word_embeddings) continue;
+    return absl::InvalidArgumentError(absl::StrCat(
+        file->path(), ": unexpected tensor '", name, "' for this config.json"));
+  }
+
+  LlamaWeights weights;
+  weights.embed_tokens = loaded.at("model.embed_tokens.weight");
+  for (int64_t layer = 0; layer < config.num_hidden_layers; ++layer) {
+    const std::string prefix = LayerPrefix(layer);
+    LayerWeights w;
+    w.input_norm = loaded.at(prefix + "input_layernorm.weight");
+    w.post_attention_norm =
+        loaded.at(prefix + "post_attention_layernorm.weight");
+    for (Projection p : kAllProjections) {
+      w[p] = loaded.at(absl::StrCat(prefix, ProjectionPath(p), ".weight"));
+    }
+    if (config.attention_bias) {
+      w.q_bias = loaded.at(prefix + "self_attn.q_proj.bias");
+      w.k_bias = loaded.at(prefix + "self_attn.k_proj.bias");
+      w.v_bias = loaded.at(prefix + "self_attn.v_proj.bias");
+    }
+    weights.layers.push_back(std::move(w));
+  }
+  weights.final_norm = loaded.at("model.norm.weight");
+  weights.lm_head = config.tie_word_embeddings ? weights.embed_tokens
+                                               : loaded.at("lm_head.weight");
+  return weights;
+}
+
+absl::Status SaveLlamaCheckpoint(const std::string& model_dir,
+                                 const LlamaConfig& config,
+                                 const LlamaWeights& weights) {
+  RETURN_IF_ERROR(MakeDirectories(model_dir));
+  std::vector<std::pair<std::string, at::Tensor>> tensors;
+  tensors.push_back({"model.embed_tokens.weight", weights.embed_tokens});
+  for (size_t layer = 0; layer < weights.layers.size(); ++layer) {
+    const std::string prefix = LayerPrefix(layer);
+    const LayerWeights& w = weights.layers[layer];
+    tensors.push_back({prefix + "input_layernorm.weight", w.input_norm});
+    tensors.push_back(
+        {prefix + "post_attention_layernorm.weight", w.post_attention_norm});
+    for (Projection p : kAllProjections) {
+      tensors.push_back(
+          {absl::StrCat(prefix, ProjectionPath(p), ".weight"), w[p]});
+    }
+    if (config.attention_bias) {
+      tensors.push_back({prefix + "self_attn.q_proj.bias", w.q_bias});
+      tensors.push_back({prefix + "self_attn.k_proj.bias", w.k_bias});
+      tensors.push_back({prefix + "self_attn.v_proj.bias", w.v_bias});
+    }
+  }
+  tensors.push_back({"model.norm.weight", weights.final_norm});
+  if (!config.tie_word_embeddings)
+    tensors.push_back({"lm_head.weight", weights.lm_head});
+  RETURN_IF_ERROR(WriteFileAtomically(model_dir + "/config.json",
+                                      LlamaConfigToJson(config)));
+  return WriteSafetensors(model_dir + "/model.safetensors", tensors,
+                          {{"format", "pt"}});
+}
+
+LlamaWeights RandomLlamaWeights(const LlamaConfig& config, uint64_t seed,
+                                at::ScalarType dtype) {
+  at::Generator generator = at::detail::createCPUGenerator(seed);
+  auto normal = [&](std::vector<int64_t> shape) {
+    return at::normal(0.0, 0.02, shape, generator).to(dtype);
+  };
+  auto ones = [&](int64_t size) {
+    return at::ones({size}, at::TensorOptions().dtype(dtype));
+  };
+  LlamaWeights weights;
+  weights.embed_tokens = normal({config.vocab_size, config.hidden_size});
+  for (int64_t layer = 0; layer < config.num_hidden_layers; ++layer) {
+    LayerWeights w;
+    w.input_norm = ones(config.hidden_size);
+    w.post_attention_norm = ones(config.hidden_size);
+    for (Projection p : kAllProjections)
+      w[p] = normal(ProjectionShape(config, p));
+    if (config.attention_bias) {
+      w.q_bias = normal({config.num_attention_heads * config.head_dim});
+      w.k_bias = normal({config.num_key_value_heads * config.head_dim});
+      w.v_bias = normal({config.num_key_value_heads * config.head_dim});
+    }
+    weights.layers.push_back(std::move(w));
+  }
+  weights.final_norm = ones(config.hidden_size);
+  weights.lm_head = config.tie_word_embeddings
+                        ? weights.embed_tokens
+                        : normal({config.vocab_size, config.hidden_size});
+  return weights;
+}
+
+}  // namespace openforce::lora

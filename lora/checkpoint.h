@@ -1,0 +1,87 @@
+// Llama weights in Hugging Face layout: loading a model directory (config.json
+// plus model.safetensors or a sharded model.safetensors.index.json), writing
+// one, and making seeded random weights for the tiny models tests and
+// benchmarks build.
+#ifndef OPENFORCE_LORA_CHECKPOINT_H_
+#define OPENFORCE_LORA_CHECKPOINT_H_
+
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "lora/llama_config.h"
+
+namespace openforce::lora {
+
+// The seven projections of a decoder layer, in PEFT's target-module vocabulary.
+enum class Projection { kQ, kK, kV, kO, kGate, kUp, kDown };
+inline constexpr Projection kAllProjections[] = {
+    Projection::kQ,    Projection::kK,  Projection::kV,   Projection::kO,
+    Projection::kGate, Projection::kUp, Projection::kDown};
+
+// "q_proj", ..., "down_proj".
+const char* ProjectionName(Projection projection);
+// "self_attn.q_proj", ..., "mlp.down_proj": the module path inside a layer.
+const char* ProjectionPath(Projection projection);
+[[nodiscard]] absl::StatusOr<Projection> ParseProjection(
+    const std::string& name);
+
+struct LayerWeights {
+  at::Tensor input_norm;  // [hidden]
+  at::Tensor post_attention_norm;
+  // Indexed by Projection: [out, in] as nn.Linear stores them.
+  at::Tensor projection[7];
+  at::Tensor q_bias, k_bias, v_bias;  // defined only with attention_bias
+
+  at::Tensor& operator[](Projection p) {
+    return projection[static_cast<int>(p)];
+  }
+  const at::Tensor& operator[](Projection p) const {
+    return projection[static_cast<int>(p)];
+  }
+};
+
+struct LlamaWeights {
+  at::Tensor embed_tokens;  // [vocab, hidden]
+  std::vector<LayerWeights> layers;
+  at::Tensor final_norm;  // [hidden]
+  at::Tensor
+      lm_head;  // [vocab, hidden]; the same tensor as embed_tokens when tied
+};
+
+struct LoadOptions {
+  // Weights are converted to this dtype (the compute dtype); F32 files loaded
+  // as F32 on the CPU stay views of the memory-mapped file.
+  at::ScalarType dtype = at::kFloat;
+  std::string device = "cpu";
+};
+
+// Loads and validates a model directory: every expected tensor present with the
+// shape config.json implies, nothing unexpected. Errors name the file and the
+// tensor.
+[[nodiscard]] absl::StatusOr<LlamaWeights> LoadLlamaWeights(
+    const std::string& model_dir, const LlamaConfig& config,
+    const LoadOptions& options);
+
+// Writes config.json and model.safetensors with Hugging Face tensor names.
+[[nodiscard]] absl::Status SaveLlamaCheckpoint(const std::string& model_dir,
+                                               const LlamaConfig& config,
+                                               const LlamaWeights& weights);
+
+// Seeded random weights, initialised as transformers does (normal with std 0.02
+// for matrices, ones for norms), in `dtype` on the CPU.
+LlamaWeights RandomLlamaWeights(const LlamaConfig& config, uint64_t seed,
+                                at::ScalarType dtype = at::kFloat);
+
+// The Hugging Face names and shapes of every tensor a checkpoint for `config`
+// holds.
+std::vector<std::pair<std::string, std::vector<int64_t>>> ExpectedTensors(
+    const LlamaConfig& config);
+
+}  // namespace openforce::lora
+
+#endif  // OPENFORCE_LORA_CHECKPOINT_H_

@@ -1,0 +1,190 @@
+// Llama forward pass; see llama_model.h.
+#include "lora/llama_model.h"
+
+#include <ATen/ATen.h>
+
+#include <cmath>
+#include <exception>
+#include <limits>
+
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+
+namespace openforce::lora {
+namespace {
+
+at::Tensor RotateHalf(const at::Tensor& x) {
+  const int64_t half = x.size(-1) / 2;
+  return at::cat({-x.narrow(-1, half, half), x.narrow(-1, 0, half)}, -1);
+}
+
+}  // namespace
+
+KvCache KvCache::Create(const LlamaConfig& config, int64_t batch,
+                        int64_t capacity, at::ScalarType dtype,
+                        const at::Device& device) {
+  KvCache cache;
+  cache.capacity = capacity;
+  const auto options = at::TensorOptions().dtype(dtype).device(device);
+  for (int64_t i = 0; i < config.num_hidden_layers; ++i) {
+    cache.keys.push_back(at::empty(
+        {batch, config.num_key_value_heads, capacity, config.head_dim},
+        options));
+    cache.values.push_back(at::empty(
+        {batch, config.num_key_value_heads, capacity, config.head_dim},
+        options));
+  }
+  return cache;
+}
+
+LlamaModel::LlamaModel(LlamaConfig config, LlamaWeights weights)
+    : config_(std::move(config)), weights_(std::move(weights)) {
+  const int64_t dim = config_.head_dim;
+  inv_freq_ =
+      1.0 / at::pow(config_.rope_theta,
+                    at::arange(0, dim, 2, at::TensorOptions().dtype(at::kLong))
+                            .to(at::kFloat) /
+                        static_cast<double>(dim));
+  inv_freq_ = inv_freq_.to(device());
+}
+
+absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::Load(
+    const std::string& model_dir, const LoadOptions& options) {
+  ASSIGN_OR_RETURN(LlamaConfig config, LoadLlamaConfig(model_dir));
+  ASSIGN_OR_RETURN(LlamaWeights weights,
+                   LoadLlamaWeights(model_dir, config, options));
+  try {
+    return std::make_unique<LlamaModel>(std::move(config), std::move(weights));
+  } catch (const std::exception& e) {
+    return absl::InternalError(
+        absl::StrCat("set up model ", model_dir, ": ", e.what()));
+  }
+}
+
+at::Tensor LlamaModel::RmsNorm(const at::Tensor& x,
+                               const at::Tensor& weight) const {
+  // transformers: normalise in fp32, cast back, then scale.
+  at::Tensor h = x.to(at::kFloat);
+  h = h * at::rsqrt(h.pow(2).mean(-1, /*keepdim=*/true) + config_.rms_norm_eps);
+  return weight * h.to(x.scalar_type());
+}
+
+at::Tensor LlamaModel::Project(const at::Tensor& x, size_t layer,
+                               Projection projection, const at::Tensor& bias,
+                               ForwardOptions& options) const {
+  at::Tensor y = at::linear(x, weights_.layers[layer][projection], bias);
+  if (options.adapter == nullptr) return y;
+  const LoraPair* pair = options.adapter->Find(layer, projection);
+  if (pair == nullptr) return y;
+  // PEFT: the LoRA branch runs in the adapter's dtype (fp32) and is added in
+  // the result's dtype.
+  at::Tensor h = x.to(pair->a.scalar_type());
+  const double dropout = options.adapter->config().dropout;
+  if (options.training && dropout > 0) {
+    at::Tensor keep =
+        at::empty_like(h).bernoulli_(1.0 - dropout, options.dropout_generator);
+    h = h * keep / (1.0 - dropout);
+  }
+  at::Tensor lora = at::linear(at::linear(h, pair->a), pair->b) *
+                    options.adapter->config().Scaling();
+  return (y + lora.to(y.scalar_type()));
+}
+
+at::Tensor LlamaModel::Attention(const at::Tensor& x, size_t layer,
+                                 const at::Tensor& cos, const at::Tensor& sin,
+                                 int64_t past, ForwardOptions& options) const {
+  const int64_t batch = x.size(0), seq = x.size(1);
+  const int64_t heads = config_.num_attention_heads,
+                kv_heads = config_.num_key_value_heads;
+  const int64_t dim = config_.head_dim, group = heads / kv_heads;
+  const LayerWeights& w = weights_.layers[layer];
+
+  at::Tensor q = Project(x, layer, Projection::kQ, w.q_bias, options)
+                     .view({batch, seq, heads, dim})
+                     .transpose(1, 2);
+  at::Tensor k = Project(x, layer, Projection::kK, w.k_bias, options)
+                     .view({batch, seq, kv_heads, dim})
+                     .transpose(1, 2);
+  at::Tensor v = Project(x, layer, Projection::kV, w.v_bias, options)
+                     .view({batch, seq, kv_heads, dim})
+                     .transpose(1, 2);
+  q = q * cos + RotateHalf(q) * sin;
+  k = k * cos + RotateHalf(k) * sin;
+
+  int64_t total = seq;
+  if (options.cache != nullptr) {
+    KvCache& cache = *options.cache;
+    cache.keys[layer].narrow(2, past, seq).copy_(k);
+    cache.values[layer].narrow(2, past, seq).copy_(v);
+    total = past + seq;
+    k = cache.keys[layer].narrow(2, 0, total);
+    v = cache.values[layer].narrow(2, 0, total);
+  }
+
+  // Grouped-query attention without materialising repeated keys: the `group`
+  // query heads that share kv head j become extra rows of one matmul against
+  // that head. Query head h = j * group + r uses kv head j, exactly as
+  // transformers' repeat_kv.
+  at::Tensor grouped_q = q.reshape({batch, kv_heads, group * seq, dim});
+  at::Tensor scores = at::matmul(grouped_q, k.transpose(-2, -1)) /
+                      std::sqrt(static_cast<double>(dim));
+  // Causal mask: query at absolute position past + i sees keys at positions <=
+  // past + i.
+  if (seq > 1) {
+    at::Tensor query_pos =
+        at::arange(past, past + seq,
+                   at::TensorOptions().dtype(at::kLong).device(x.device()));
+    at::Tensor key_pos = at::arange(
+        0, total, at::TensorOptions().dtype(at::kLong).device(x.device()));
+    at::Tensor blocked =
+        key_pos.unsqueeze(0) > query_pos.unsqueeze(1);  // [seq, total]
+    blocked = blocked.repeat({group, 1});               // rows ordered (r, i)
+    scores =
+        scores.masked_fill(blocked, -std::numeric_limits<float>::infinity());
+  }
+  at::Tensor probs = at::softmax(scores, -1, at::kFloat).to(q.scalar_type());
+  at::Tensor out = at::matmul(probs, v)  // [batch, kv_heads, group * seq, dim]
+                       .view({batch, heads, seq, dim})
+                       .transpose(1, 2)
+                       .reshape({batch, seq, heads * dim});
+  return Project(out, layer, Projection::kO, at::Tensor(), options);
+}
+
+at::Tensor LlamaModel::Forward(const at::Tensor& input_ids,
+                               ForwardOptions& options) const {
+  TORCH_CHECK(input_ids.dim() == 2, "input_ids must be [batch, seq]");
+  const int64_t seq = input_ids.size(1);
+  const int64_t past = options.cache != nullptr ? options.cache->length : 0;
+  if (options.cache != nullptr) {
+    TORCH_CHECK(past + seq <= options.cache->capacity, "KV cache holds ",
+                options.cache->capacity, " positions; ", past + seq,
+                " requested");
+  }
+  at::Tensor ids = input_ids.to(device(), at::kLong);
+  at::Tensor h = at::embedding(weights_.embed_tokens, ids);
+
+  at::Tensor positions = at::arange(
+      past, past + seq, at::TensorOptions().dtype(at::kFloat).device(device()));
+  at::Tensor freqs = at::outer(positions, inv_freq_);
+  at::Tensor emb = at::cat({freqs, freqs}, -1);
+  at::Tensor cos =
+      emb.cos().to(dtype());  // [seq, dim], broadcast over batch and heads
+  at::Tensor sin = emb.sin().to(dtype());
+
+  for (size_t layer = 0; layer < weights_.layers.size(); ++layer) {
+    const LayerWeights& w = weights_.layers[layer];
+    h = h + Attention(RmsNorm(h, w.input_norm), layer, cos, sin, past, options);
+    at::Tensor x = RmsNorm(h, w.post_attention_norm);
+    at::Tensor gate =
+        Project(x, layer, Projection::kGate, at::Tensor(), options);
+    at::Tensor up = Project(x, layer, Projection::kUp, at::Tensor(), options);
+    h = h + Project(at::silu(gate) * up, layer, Projection::kDown, at::Tensor(),
+                    options);
+  }
+  if (options.cache != nullptr) options.cache->length = past + seq;
+  if (options.last_position_only) h = h.narrow(1, seq - 1, 1);
+  h = RmsNorm(h, weights_.final_norm);
+  return at::linear(h, weights_.lm_head).to(at::kFloat);
+}
+
+}  // namespace openforce::lora

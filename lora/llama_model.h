@@ -1,0 +1,80 @@
+// The decoder-only Llama architecture as transformers' LlamaForCausalLM
+// computes it: token embedding, RMSNorm (in fp32), rotary position embeddings
+// (rotate-half, with rope_theta), grouped-query attention with a causal mask
+// (softmax in fp32), SwiGLU MLP, optional q/k/v bias, tied or separate lm_head.
+// LoRA adapters apply unmerged, PEFT-style: base(x) + B(A(dropout(x))) *
+// scaling. A KV cache serves incremental generation. Functions here throw
+// c10::Error; the public entry points of lora catch it.
+#ifndef OPENFORCE_LORA_LLAMA_MODEL_H_
+#define OPENFORCE_LORA_LLAMA_MODEL_H_
+
+#include <ATen/core/Generator.h>
+#include <ATen/core/Tensor.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "lora/checkpoint.h"
+#include "lora/llama_config.h"
+#include "lora/lora_adapter.h"
+
+namespace openforce::lora {
+
+// Keys and values of every layer for the positions processed so far.
+struct KvCache {
+  std::vector<at::Tensor>
+      keys;  // per layer [batch, kv_heads, capacity, head_dim]
+  std::vector<at::Tensor> values;  // same
+  int64_t length = 0;              // positions filled
+  int64_t capacity = 0;
+
+  static KvCache Create(const LlamaConfig& config, int64_t batch,
+                        int64_t capacity, at::ScalarType dtype,
+                        const at::Device& device);
+};
+
+struct ForwardOptions {
+  const LoraAdapter* adapter = nullptr;  // applied unmerged when set
+  bool training = false;  // LoRA dropout is active only while training
+  at::Generator dropout_generator;  // required when training with dropout > 0
+  KvCache* cache = nullptr;  // appended to; positions continue from its length
+  bool last_position_only = false;  // logits for the final position only
+};
+
+class LlamaModel {
+ public:
+  LlamaModel(LlamaConfig config, LlamaWeights weights);
+
+  // Reads config.json and the weights of a Hugging Face model directory.
+  [[nodiscard]] static absl::StatusOr<std::unique_ptr<LlamaModel>> Load(
+      const std::string& model_dir, const LoadOptions& options);
+
+  // input_ids: [batch, seq] int64. Returns fp32 logits [batch, seq (or 1),
+  // vocab].
+  at::Tensor Forward(const at::Tensor& input_ids,
+                     ForwardOptions& options) const;
+
+  const LlamaConfig& config() const { return config_; }
+  LlamaWeights& weights() { return weights_; }
+  const LlamaWeights& weights() const { return weights_; }
+  at::ScalarType dtype() const { return weights_.embed_tokens.scalar_type(); }
+  at::Device device() const { return weights_.embed_tokens.device(); }
+
+ private:
+  at::Tensor RmsNorm(const at::Tensor& x, const at::Tensor& weight) const;
+  at::Tensor Project(const at::Tensor& x, size_t layer, Projection projection,
+                     const at::Tensor& bias, ForwardOptions& options) const;
+  at::Tensor Attention(const at::Tensor& x, size_t layer, const at::Tensor& cos,
+                       const at::Tensor& sin, int64_t past,
+                       ForwardOptions& options) const;
+
+  LlamaConfig config_;
+  LlamaWeights weights_;
+  at::Tensor inv_freq_;  // [head_dim / 2] fp32
+};
+
+}  // namespace openforce::lora
+
+#endif  // OPENFORCE_LORA_LLAMA_MODEL_H_

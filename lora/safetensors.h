@@ -1,0 +1,88 @@
+// Reading and writing the safetensors format (Hugging Face checkpoints and PEFT
+// adapters). Files are memory-mapped copy-on-write: tensors are views of the
+// mapping, so loading an F32 checkpoint for F32 compute makes no second copy in
+// RAM, and merging an adapter into a weight copies only the pages it touches.
+// Every header is validated before any tensor is handed out; each failure names
+// the file and the tensor.
+#ifndef OPENFORCE_LORA_SAFETENSORS_H_
+#define OPENFORCE_LORA_SAFETENSORS_H_
+
+#include <ATen/core/Tensor.h>
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+
+namespace openforce::lora {
+
+// The JSON header is bounded so a hostile file cannot make us parse gigabytes.
+inline constexpr uint64_t kMaxSafetensorsHeaderBytes = 100ull << 20;
+
+struct SafetensorsEntry {
+  at::ScalarType dtype = at::kFloat;
+  std::vector<int64_t> shape;
+  uint64_t begin = 0;  // offsets into the data section
+  uint64_t end = 0;
+};
+
+class SafetensorsFile {
+ public:
+  // Maps and validates `path`: header length within the file and under the
+  // limit, valid JSON, known dtypes (F32, F16, BF16), byte ranges that match
+  // dtype and shape, lie inside the data section and do not overlap.
+  [[nodiscard]] static absl::StatusOr<std::unique_ptr<SafetensorsFile>> Open(
+      const std::string& path);
+
+  ~SafetensorsFile();
+  SafetensorsFile(const SafetensorsFile&) = delete;
+  SafetensorsFile& operator=(const SafetensorsFile&) = delete;
+
+  const std::string& path() const { return path_; }
+  const std::map<std::string, std::string>& metadata() const {
+    return metadata_;
+  }
+  const std::map<std::string, SafetensorsEntry>& entries() const {
+    return entries_;
+  }
+  bool Contains(const std::string& name) const {
+    return entries_.count(name) > 0;
+  }
+
+  // A CPU tensor viewing the mapped bytes; it keeps the mapping alive. Writing
+  // to it changes this process's private copy only, never the file.
+  [[nodiscard]] absl::StatusOr<at::Tensor> Tensor(
+      const std::string& name) const;
+
+ private:
+  struct Mapping;
+  SafetensorsFile() = default;
+
+  std::string path_;
+  std::shared_ptr<Mapping> mapping_;
+  uint64_t data_start_ = 0;
+  std::map<std::string, std::string> metadata_;
+  std::map<std::string, SafetensorsEntry> entries_;
+};
+
+// Writes tensors (any device; F32, F16 or BF16) and string metadata atomically
+// (temporary file, fsync, rename). Names must be unique and non-empty.
+[[nodiscard]] absl::Status WriteSafetensors(
+    const std::string& path,
+    const std::vector<std::pair<std::string, at::Tensor>>& tensors,
+    const std::map<std::string, std::string>& metadata = {});
+
+// "F32", "F16", "BF16" <-> at::ScalarType.
+[[nodiscard]] absl::StatusOr<at::ScalarType> ParseSafetensorsDtype(
+    const std::string& name);
+[[nodiscard]] absl::StatusOr<std::string> SafetensorsDtypeName(
+    at::ScalarType dtype);
+
+}  // namespace openforce::lora
+
+#endif  // OPENFORCE_LORA_SAFETENSORS_H_
