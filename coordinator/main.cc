@@ -12,6 +12,7 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/status/status.h"
+#include "common/command_line.h"
 #include "common/config_file.h"
 #include "common/status_macros.h"
 #include "coordinator/identity.h"
@@ -46,10 +47,13 @@ absl::Status RunKeygen() {
 
 int Main(int argc, char** argv) {
   absl::SetProgramUsageMessage(kUsage);
-  std::vector<char*> args = absl::ParseCommandLine(argc, argv);
+  ArgvBuffer normalized(NormalizeFlagNames(argc, argv));
+  std::vector<char*> args =
+      absl::ParseCommandLine(normalized.argc(), normalized.argv());
   if (const std::string config = absl::GetFlag(FLAGS_config); !config.empty()) {
-    absl::Status applied = ApplyConfigFile(config, kConfigKeys,
-                                           FlagsNamedOnCommandLine(argc, argv));
+    absl::Status applied = ApplyConfigFile(
+        config, kConfigKeys,
+        FlagsNamedOnCommandLine(normalized.argc(), normalized.argv()));
     if (!applied.ok()) {
       std::cerr << "openforce-coordinator: " << applied.message() << "\n";
       return 2;

@@ -1,9 +1,12 @@
 // openforce-worker: the volunteer's binary. Subcommands:
 //   probe   print this machine's hardware profile, tier and model advisor
+//   infer   generate text locally, offline, with a model and an optional PEFT
+//   adapter
 // Flags may also come from a JSON config file (--config); the command line
 // wins.
 #include <cstdio>
 #include <iostream>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -13,12 +16,14 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "common/byte_size.h"
+#include "common/command_line.h"
 #include "common/config_file.h"
 #include "common/hardware_profile.h"
 #include "common/status_macros.h"
 #include "common/tier.h"
 #include "lora/blas_core.h"
 #include "lora/compute_device.h"
+#include "worker/infer_command.h"
 #include "worker/probe_report.h"
 
 ABSL_FLAG(std::string, config, "",
@@ -32,6 +37,28 @@ ABSL_FLAG(openforce::ByteSize, gpu_reserve,
           "VRAM kept free on a GPU for the desktop and driver");
 ABSL_FLAG(int, threads, 0, "libtorch CPU threads; 0 uses every physical core");
 ABSL_FLAG(bool, measure, true, "measure fp32 and bf16 GEMM rates during probe");
+ABSL_FLAG(std::string, model, "", "infer: Hugging Face model directory");
+ABSL_FLAG(std::string, adapter, "", "infer: PEFT adapter directory (optional)");
+ABSL_FLAG(std::string, prompt, "",
+          "infer: prompt text (needs the model's tokenizer)");
+ABSL_FLAG(std::vector<std::string>, prompt_ids, {},
+          "infer: prompt token ids, e.g. 1,2,3");
+ABSL_FLAG(int64_t, max_new_tokens, 64, "infer: tokens to generate at most");
+ABSL_FLAG(bool, greedy, false,
+          "infer: argmax decoding (the default without --temperature)");
+ABSL_FLAG(double, temperature, 0, "infer: sampling temperature; > 0 samples");
+ABSL_FLAG(int64_t, top_k, 0,
+          "infer: keep the k most likely tokens; 0 keeps all");
+ABSL_FLAG(double, top_p, 1.0, "infer: nucleus sampling threshold");
+ABSL_FLAG(double, repetition_penalty, 1.0, "infer: > 1 discourages repeats");
+ABSL_FLAG(uint64_t, seed, 0, "infer: sampling seed");
+ABSL_FLAG(std::string, device, "cpu",
+          "infer: cpu or cuda[:N] (ROCm GPUs appear as cuda)");
+ABSL_FLAG(
+    std::string, dtype, "auto",
+    "infer: auto (config.json's torch_dtype), float32, bfloat16 or float16");
+ABSL_FLAG(bool, merge_adapter, false,
+          "infer: merge the adapter into the weights first");
 
 namespace openforce::worker {
 namespace {
@@ -77,13 +104,55 @@ absl::Status RunProbe() {
   return absl::OkStatus();
 }
 
+absl::Status RunInfer(const std::set<std::string>& named_on_command_line) {
+  RETURN_IF_ERROR(lora::SetCpuThreads(absl::GetFlag(FLAGS_threads)));
+  lora::InferenceRequest request;
+  request.model_dir = absl::GetFlag(FLAGS_model);
+  if (request.model_dir.empty())
+    return absl::InvalidArgumentError("--model is required");
+  request.adapter_dir = absl::GetFlag(FLAGS_adapter);
+  const std::string prompt = absl::GetFlag(FLAGS_prompt);
+  const std::vector<std::string> prompt_ids = absl::GetFlag(FLAGS_prompt_ids);
+  if (prompt.empty() == prompt_ids.empty()) {
+    return absl::InvalidArgumentError(
+        "give exactly one of --prompt or --prompt-ids");
+  }
+  if (!prompt.empty()) request.prompt_text = prompt;
+  ASSIGN_OR_RETURN(request.prompt_ids, ParseTokenIds(prompt_ids));
+  request.max_new_tokens = absl::GetFlag(FLAGS_max_new_tokens);
+  const double temperature = absl::GetFlag(FLAGS_temperature);
+  const bool sampling_flags = named_on_command_line.count("temperature") ||
+                              named_on_command_line.count("top_k") ||
+                              named_on_command_line.count("top_p");
+  if (absl::GetFlag(FLAGS_greedy) && sampling_flags) {
+    return absl::InvalidArgumentError(
+        "--greedy cannot be combined with --temperature, --top-k or --top-p");
+  }
+  if (sampling_flags && !(temperature > 0)) {
+    return absl::InvalidArgumentError("sampling needs --temperature > 0");
+  }
+  request.sampling.greedy = !(temperature > 0);
+  request.sampling.temperature = temperature > 0 ? temperature : 1.0;
+  request.sampling.top_k = absl::GetFlag(FLAGS_top_k);
+  request.sampling.top_p = absl::GetFlag(FLAGS_top_p);
+  request.sampling.repetition_penalty = absl::GetFlag(FLAGS_repetition_penalty);
+  request.sampling.seed = absl::GetFlag(FLAGS_seed);
+  request.device = absl::GetFlag(FLAGS_device);
+  request.dtype = absl::GetFlag(FLAGS_dtype);
+  request.merge_adapter = absl::GetFlag(FLAGS_merge_adapter);
+  return RunInferCommand(request, absl::GetFlag(FLAGS_json), std::cout);
+}
+
 int Main(int argc, char** argv) {
   lora::RelaunchWithTunedOpenBlas(argv);
   absl::SetProgramUsageMessage(kUsage);
-  std::vector<char*> args = absl::ParseCommandLine(argc, argv);
+  ArgvBuffer normalized(NormalizeFlagNames(argc, argv));
+  std::vector<char*> args =
+      absl::ParseCommandLine(normalized.argc(), normalized.argv());
+  const std::set<std::string> named =
+      FlagsNamedOnCommandLine(normalized.argc(), normalized.argv());
   if (const std::string config = absl::GetFlag(FLAGS_config); !config.empty()) {
-    absl::Status applied = ApplyConfigFile(config, kConfigKeys,
-                                           FlagsNamedOnCommandLine(argc, argv));
+    absl::Status applied = ApplyConfigFile(config, kConfigKeys, named);
     if (!applied.ok()) {
       std::cerr << "openforce-worker: " << applied.message() << "\n";
       return 2;
@@ -101,6 +170,8 @@ int Main(int argc, char** argv) {
   absl::Status status;
   if (command == "probe") {
     status = RunProbe();
+  } else if (command == "infer") {
+    status = RunInfer(named);
   } else {
     std::cerr << "openforce-worker: unknown command '" << command << "'\n\n"
               << kUsage;

@@ -1,0 +1,157 @@
+// Local inference; see inference.h.
+#include "lora/inference.h"
+
+#include <ATen/ATen.h>
+
+#include <chrono>
+#include <exception>
+
+#include "absl/strings/str_cat.h"
+#include "common/status_macros.h"
+#include "lora/generation.h"
+#include "lora/llama_model.h"
+#include "lora/lora_adapter.h"
+#include "lora/tokenizer.h"
+
+namespace openforce::lora {
+namespace {
+
+absl::StatusOr<at::ScalarType> ChooseDtype(const std::string& requested,
+                                           const LlamaConfig& config,
+                                           const std::string& device) {
+  std::string name = requested;
+  if (name == "auto") {
+    name = config.torch_dtype;
+    // fp16 matmuls are slow on CPUs; bf16 keeps the range and uses oneDNN's
+    // fast path.
+    if (name == "float16" && device == "cpu") name = "bfloat16";
+  }
+  if (name == "float32") return at::kFloat;
+  if (name == "bfloat16") return at::kBFloat16;
+  if (name == "float16") return at::kHalf;
+  return absl::InvalidArgumentError(absl::StrCat(
+      "dtype '", name, "' is not supported (float32, bfloat16, float16)"));
+}
+
+// Length of the longest prefix of `text` that ends on a UTF-8 character
+// boundary.
+size_t CompleteUtf8Prefix(absl::string_view text) {
+  size_t end = text.size();
+  // Look back at most 3 bytes for the start of a multi-byte sequence.
+  for (size_t back = 1; back <= 3 && back <= text.size(); ++back) {
+    const unsigned char c =
+        static_cast<unsigned char>(text[text.size() - back]);
+    if ((c & 0xC0) == 0x80) continue;  // continuation byte
+    size_t needed = (c & 0x80) == 0      ? 1
+                    : (c & 0xE0) == 0xC0 ? 2
+                    : (c & 0xF0) == 0xE0 ? 3
+                                         : 4;
+    if (needed > back) end = text.size() - back;
+    break;
+  }
+  return end;
+}
+
+}  // namespace
+
+absl::StatusOr<InferenceResult> RunInference(
+    const InferenceRequest& request,
+    const std::function<void(absl::string_view piece)>& on_text) {
+  const auto start = std::chrono::steady_clock::now();
+  InferenceResult result;
+  ASSIGN_OR_RETURN(LlamaConfig config, LoadLlamaConfig(request.model_dir));
+  ASSIGN_OR_RETURN(at::ScalarType dtype,
+                   ChooseDtype(request.dtype, config, request.device));
+  result.dtype = dtype == at::kFloat      ? "float32"
+                 : dtype == at::kBFloat16 ? "bfloat16"
+                                          : "float16";
+
+  std::unique_ptr<Tokenizer> tokenizer;
+  absl::StatusOr<std::unique_ptr<Tokenizer>> loaded_tokenizer =
+      LoadTokenizer(request.model_dir);
+  if (loaded_tokenizer.ok()) {
+    tokenizer = *std::move(loaded_tokenizer);
+  } else if (!absl::IsNotFound(loaded_tokenizer.status()) ||
+             request.prompt_text.has_value()) {
+    return loaded_tokenizer.status();
+  }
+  if (request.prompt_text.has_value() == !request.prompt_ids.empty()) {
+    return absl::InvalidArgumentError(
+        "give exactly one of a text prompt or prompt token ids");
+  }
+  if (request.prompt_text.has_value()) {
+    ASSIGN_OR_RETURN(result.prompt_ids,
+                     tokenizer->Encode(*request.prompt_text, true));
+  } else {
+    result.prompt_ids = request.prompt_ids;
+  }
+
+  LoadOptions load;
+  load.dtype = dtype;
+  load.device = request.device;
+  ASSIGN_OR_RETURN(LlamaWeights weights,
+                   LoadLlamaWeights(request.model_dir, config, load));
+  std::optional<LoraAdapter> adapter;
+  if (!request.adapter_dir.empty()) {
+    ASSIGN_OR_RETURN(adapter, LoraAdapter::Load(request.adapter_dir, config,
+                                                request.device));
+    if (request.merge_adapter) RETURN_IF_ERROR(adapter->Merge(&weights));
+  }
+  std::unique_ptr<LlamaModel> model;
+  try {
+    model = std::make_unique<LlamaModel>(config, std::move(weights));
+  } catch (const std::exception& e) {
+    return absl::InternalError(absl::StrCat("set up model: ", e.what()));
+  }
+  result.load_seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
+          .count();
+
+  GenerationOptions options;
+  options.max_new_tokens = request.max_new_tokens;
+  options.sampling = request.sampling;
+  if (adapter.has_value() && !request.merge_adapter)
+    options.adapter = &*adapter;
+  if (request.stop_at_eos) {
+    options.stop_tokens = config.eos_token_ids;
+    if (options.stop_tokens.empty() && tokenizer != nullptr &&
+        tokenizer->eos_id()) {
+      options.stop_tokens.push_back(*tokenizer->eos_id());
+    }
+  }
+  std::vector<int64_t> generated;
+  size_t emitted = 0;
+  std::string streamed;
+  if (tokenizer != nullptr && on_text) {
+    options.on_token = [&](int64_t token) {
+      generated.push_back(token);
+      absl::StatusOr<std::string> text = tokenizer->Decode(generated);
+      if (!text.ok()) return true;
+      const size_t complete = CompleteUtf8Prefix(*text);
+      if (complete > emitted) {
+        on_text(absl::string_view(*text).substr(emitted, complete - emitted));
+        emitted = complete;
+      }
+      return true;
+    };
+  }
+  ASSIGN_OR_RETURN(GenerationResult generation,
+                   Generate(*model, result.prompt_ids, options));
+  result.generated_ids = generation.tokens;
+  result.stop_reason = generation.stop_reason;
+  result.prefill_seconds = generation.prefill_seconds;
+  if (generation.decode_seconds > 0) {
+    result.decode_tokens_per_second =
+        static_cast<double>(generation.tokens.size() - 1) /
+        generation.decode_seconds;
+  }
+  if (tokenizer != nullptr) {
+    ASSIGN_OR_RETURN(result.text, tokenizer->Decode(result.generated_ids));
+    if (on_text && result.text.size() > emitted) {
+      on_text(absl::string_view(result.text).substr(emitted));
+    }
+  }
+  return result;
+}
+
+}  // namespace openforce::lora

@@ -1,0 +1,56 @@
+// Local generation from a model directory and an optional PEFT adapter
+// directory, for `openforce-worker infer` and for people running pulled
+// adapters offline. Torch-free, so the worker binary's command-line code does
+// not compile libtorch headers.
+#ifndef OPENFORCE_LORA_INFERENCE_H_
+#define OPENFORCE_LORA_INFERENCE_H_
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "lora/sampling.h"
+
+namespace openforce::lora {
+
+struct InferenceRequest {
+  std::string model_dir;
+  std::string adapter_dir;  // empty: base model only
+  // Exactly one of these: text (needs the model's tokenizer) or token ids.
+  std::optional<std::string> prompt_text;
+  std::vector<int64_t> prompt_ids;
+  int64_t max_new_tokens = 64;
+  SamplingOptions sampling;
+  std::string device = "cpu";
+  // "auto" follows config.json's torch_dtype, with bf16 for fp16 models on the
+  // CPU; otherwise float32, bfloat16 or float16.
+  std::string dtype = "auto";
+  bool merge_adapter =
+      false;  // fold the adapter into the weights before generating
+  bool stop_at_eos = true;
+};
+
+struct InferenceResult {
+  std::vector<int64_t> prompt_ids;
+  std::vector<int64_t> generated_ids;
+  std::string text;  // generated text; empty when the model has no tokenizer
+  std::string stop_reason;
+  std::string dtype;
+  double load_seconds = 0;
+  double prefill_seconds = 0;
+  double decode_tokens_per_second = 0;
+};
+
+// Loads, generates, and calls `on_text` with each piece of generated text as
+// soon as it forms whole UTF-8 characters (never when there is no tokenizer).
+[[nodiscard]] absl::StatusOr<InferenceResult> RunInference(
+    const InferenceRequest& request,
+    const std::function<void(absl::string_view piece)>& on_text = nullptr);
+
+}  // namespace openforce::lora
+
+#endif  // OPENFORCE_LORA_INFERENCE_H_
