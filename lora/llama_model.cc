@@ -13,6 +13,12 @@
 namespace openforce::lora {
 namespace {
 
+// Norms, softmax and logits run in fp32 as transformers does, or in fp64 when
+// the model itself is fp64 (gradient checks).
+at::ScalarType AccumulateType(at::ScalarType dtype) {
+  return dtype == at::kDouble ? at::kDouble : at::kFloat;
+}
+
 at::Tensor RotateHalf(const at::Tensor& x) {
   const int64_t half = x.size(-1) / 2;
   return at::cat({-x.narrow(-1, half, half), x.narrow(-1, 0, half)}, -1);
@@ -64,7 +70,7 @@ absl::StatusOr<std::unique_ptr<LlamaModel>> LlamaModel::Load(
 at::Tensor LlamaModel::RmsNorm(const at::Tensor& x,
                                const at::Tensor& weight) const {
   // transformers: normalise in fp32, cast back, then scale.
-  at::Tensor h = x.to(at::kFloat);
+  at::Tensor h = x.to(AccumulateType(x.scalar_type()));
   h = h * at::rsqrt(h.pow(2).mean(-1, /*keepdim=*/true) + config_.rms_norm_eps);
   return weight * h.to(x.scalar_type());
 }
@@ -142,7 +148,9 @@ at::Tensor LlamaModel::Attention(const at::Tensor& x, size_t layer,
     scores =
         scores.masked_fill(blocked, -std::numeric_limits<float>::infinity());
   }
-  at::Tensor probs = at::softmax(scores, -1, at::kFloat).to(q.scalar_type());
+  at::Tensor probs =
+      at::softmax(scores, -1, AccumulateType(scores.scalar_type()))
+          .to(q.scalar_type());
   at::Tensor out = at::matmul(probs, v)  // [batch, kv_heads, group * seq, dim]
                        .view({batch, heads, seq, dim})
                        .transpose(1, 2)
@@ -184,7 +192,7 @@ at::Tensor LlamaModel::Forward(const at::Tensor& input_ids,
   if (options.cache != nullptr) options.cache->length = past + seq;
   if (options.last_position_only) h = h.narrow(1, seq - 1, 1);
   h = RmsNorm(h, weights_.final_norm);
-  return at::linear(h, weights_.lm_head).to(at::kFloat);
+  return at::linear(h, weights_.lm_head).to(AccumulateType(dtype()));
 }
 
 }  // namespace openforce::lora

@@ -21,12 +21,7 @@ class SentencePieceTokenizer : public Tokenizer {
 
   absl::StatusOr<std::vector<int64_t>> Encode(absl::string_view text,
                                               bool add_bos) const override {
-    std::vector<int> pieces;
-    std::string error;
-    if (!sp_->Encode(std::string(text), &pieces, &error)) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("SentencePiece encode: ", error));
-    }
+    ASSIGN_OR_RETURN(std::vector<int> pieces, sp_->Encode(std::string(text)));
     std::vector<int64_t> ids;
     if (add_bos && sp_->BosId() >= 0) ids.push_back(sp_->BosId());
     ids.insert(ids.end(), pieces.begin(), pieces.end());
@@ -44,12 +39,7 @@ class SentencePieceTokenizer : public Tokenizer {
       }
       pieces.push_back(static_cast<int>(id));
     }
-    std::string text, error;
-    if (!sp_->Decode(pieces, &text, &error)) {
-      return absl::InvalidArgumentError(
-          absl::StrCat("SentencePiece decode: ", error));
-    }
-    return text;
+    return sp_->Decode(pieces);
   }
 
   int64_t vocab_size() const override { return sp_->PieceSize(); }
@@ -95,13 +85,8 @@ absl::StatusOr<std::string> ByteTokenizer::Decode(
 
 absl::StatusOr<std::unique_ptr<Tokenizer>> LoadSentencePieceTokenizer(
     const std::string& model_path) {
-  std::string error;
-  std::unique_ptr<internal::SentencePieceBridge> sp =
-      internal::SentencePieceBridge::Load(model_path, &error);
-  if (sp == nullptr) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "cannot load SentencePiece model ", model_path, ": ", error));
-  }
+  ASSIGN_OR_RETURN(std::unique_ptr<internal::SentencePieceBridge> sp,
+                   internal::SentencePieceBridge::Load(model_path));
   return std::unique_ptr<Tokenizer>(new SentencePieceTokenizer(std::move(sp)));
 }
 

@@ -210,7 +210,7 @@ std::string FormatProbeReportJson(const ProbeReport& report) {
         {"largest_training_class", report.advice.largest_training_class},
         {"models", rows}}},
   };
-  return out.dump(2);
+  return out.dump(2, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
 }  // namespace openforce::worker

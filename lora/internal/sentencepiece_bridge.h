@@ -1,7 +1,6 @@
-// A narrow wrapper around sentencepiece::SentencePieceProcessor.
-// SentencePiece's header declares its own `absl::string_view`, which collides
-// with Abseil's, so it is included only in sentencepiece_bridge.cc, and this
-// interface uses standard types alone.
+// C++ access to SentencePiece through the openforce_sentencepiece plugin, which
+// is opened with dlmopen in its own link-map namespace (see
+// sentencepiece_c_api.h for why).
 #ifndef OPENFORCE_LORA_INTERNAL_SENTENCEPIECE_BRIDGE_H_
 #define OPENFORCE_LORA_INTERNAL_SENTENCEPIECE_BRIDGE_H_
 
@@ -9,28 +8,33 @@
 #include <string>
 #include <vector>
 
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+
 namespace openforce::lora::internal {
 
 class SentencePieceBridge {
  public:
-  // Null with `error` set when the model cannot be loaded.
-  static std::unique_ptr<SentencePieceBridge> Load(const std::string& path,
-                                                   std::string* error);
+  [[nodiscard]] static absl::StatusOr<std::unique_ptr<SentencePieceBridge>>
+  Load(const std::string& model_path);
   ~SentencePieceBridge();
 
-  bool Encode(const std::string& text, std::vector<int>* ids,
-              std::string* error) const;
-  bool Decode(const std::vector<int>& ids, std::string* text,
-              std::string* error) const;
+  [[nodiscard]] absl::StatusOr<std::vector<int>> Encode(
+      const std::string& text) const;
+  [[nodiscard]] absl::StatusOr<std::string> Decode(
+      const std::vector<int>& ids) const;
   int PieceSize() const;
   int BosId() const;  // -1 when the model has none
   int EosId() const;
 
  private:
-  struct Impl;
-  explicit SentencePieceBridge(std::unique_ptr<Impl> impl);
-  std::unique_ptr<Impl> impl_;
+  explicit SentencePieceBridge(void* processor) : processor_(processor) {}
+  void* processor_;
 };
+
+// Trains a SentencePiece model (SentencePieceTrainer::Train arguments), for
+// tests and for people who build small models.
+[[nodiscard]] absl::Status TrainSentencePiece(const std::string& arguments);
 
 }  // namespace openforce::lora::internal
 

@@ -1,0 +1,35 @@
+// Tiny checkpoints for tests; see tiny_llama.h.
+#include "tests/testing/tiny_llama.h"
+
+#include <stdexcept>
+
+#include "lora/tokenizer.h"
+
+namespace openforce::testing {
+
+lora::LlamaConfig TinyLlamaConfig() {
+  lora::LlamaConfig config;
+  config.vocab_size = 259;
+  config.hidden_size = 32;
+  config.intermediate_size = 64;
+  config.num_hidden_layers = 2;
+  config.num_attention_heads = 4;
+  config.num_key_value_heads = 2;
+  config.head_dim = 8;
+  config.max_position_embeddings = 256;
+  config.rms_norm_eps = 1e-5;
+  config.bos_token_ids = {1};
+  config.eos_token_ids = {2};
+  return config;
+}
+
+std::string WriteTinyLlama(const std::string& dir,
+                           const lora::LlamaConfig& config, uint64_t seed) {
+  lora::LlamaWeights weights = lora::RandomLlamaWeights(config, seed);
+  absl::Status saved = lora::SaveLlamaCheckpoint(dir, config, weights);
+  if (saved.ok()) saved = lora::WriteByteTokenizerMarker(dir);
+  if (!saved.ok()) throw std::runtime_error(std::string(saved.message()));
+  return dir;
+}
+
+}  // namespace openforce::testing

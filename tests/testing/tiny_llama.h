@@ -1,0 +1,25 @@
+// Tiny Llama-architecture checkpoints for tests: seeded random weights written
+// as a real config.json + model.safetensors, with the byte-level tokenizer
+// marker.
+#ifndef OPENFORCE_TESTS_TESTING_TINY_LLAMA_H_
+#define OPENFORCE_TESTS_TESTING_TINY_LLAMA_H_
+
+#include <string>
+
+#include "lora/checkpoint.h"
+#include "lora/llama_config.h"
+
+namespace openforce::testing {
+
+// vocab 259 (byte tokenizer), hidden 32, 2 layers, 4 heads, 2 kv heads,
+// intermediate 64.
+lora::LlamaConfig TinyLlamaConfig();
+
+// Writes a checkpoint for `config` with weights from `seed` into `dir`; returns
+// `dir`.
+std::string WriteTinyLlama(const std::string& dir,
+                           const lora::LlamaConfig& config, uint64_t seed);
+
+}  // namespace openforce::testing
+
+#endif  // OPENFORCE_TESTS_TESTING_TINY_LLAMA_H_
