@@ -256,10 +256,10 @@ absl::Status SaveLlamaCheckpoint(const std::string& model_dir,
 }
 
 LlamaWeights RandomLlamaWeights(const LlamaConfig& config, uint64_t seed,
-                                at::ScalarType dtype) {
+                                at::ScalarType dtype, double init_std) {
   at::Generator generator = at::detail::createCPUGenerator(seed);
   auto normal = [&](std::vector<int64_t> shape) {
-    return at::normal(0.0, 0.02, shape, generator).to(dtype);
+    return at::normal(0.0, init_std, shape, generator).to(dtype);
   };
   auto ones = [&](int64_t size) {
     return at::ones({size}, at::TensorOptions().dtype(dtype));

@@ -72,10 +72,12 @@ struct LoadOptions {
                                                const LlamaConfig& config,
                                                const LlamaWeights& weights);
 
-// Seeded random weights, initialised as transformers does (normal with std 0.02
-// for matrices, ones for norms), in `dtype` on the CPU.
+// Seeded random weights, initialised as transformers does (normal with std
+// `init_std`, 0.02 by default, for matrices; ones for norms), in `dtype` on the
+// CPU.
 LlamaWeights RandomLlamaWeights(const LlamaConfig& config, uint64_t seed,
-                                at::ScalarType dtype = at::kFloat);
+                                at::ScalarType dtype = at::kFloat,
+                                double init_std = 0.02);
 
 // The Hugging Face names and shapes of every tensor a checkpoint for `config`
 // holds.
