@@ -3,8 +3,9 @@
 
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
-#include <torch/nn/utils/clip_grad.h>
 #include <torch/optim/adamw.h>
+// clip_grad.h uses torch::Tensor without including its declaration.
+#include <torch/nn/utils/clip_grad.h>
 #include <torch/types.h>
 
 #include <cmath>
