@@ -19,11 +19,13 @@ at::ScalarType AccumulateType(at::ScalarType dtype) {
   return dtype == at::kDouble ? at::kDouble : at::kFloat;
 }
 
-// y = x W^T + b. A single row on the CPU in fp32 goes through a matrix-vector product:
-// OpenBLAS's sgemm packs the whole weight even for one row, which halves decode speed
-// (16 vs 49 GB/s on the reference machine), while sgemv streams it once. bf16 stays on
-// at::linear, which oneDNN serves well for one row and at::mv does not.
-at::Tensor Linear(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias) {
+// y = x W^T + b. A single row on the CPU in fp32 goes through a matrix-vector
+// product: OpenBLAS's sgemm packs the whole weight even for one row, which
+// halves decode speed (16 vs 49 GB/s on the reference machine), while sgemv
+// streams it once. bf16 stays on at::linear, which oneDNN serves well for one
+// row and at::mv does not.
+at::Tensor Linear(const at::Tensor& x, const at::Tensor& weight,
+                  const at::Tensor& bias) {
   if (x.numel() == x.size(-1) && weight.scalar_type() == at::kFloat &&
       x.scalar_type() == at::kFloat && weight.device().is_cpu()) {
     std::vector<int64_t> shape = x.sizes().vec();
@@ -114,7 +116,8 @@ at::Tensor LlamaModel::Project(const at::Tensor& x, size_t layer,
 
 at::Tensor LlamaModel::Attention(const at::Tensor& x, size_t layer,
                                  const at::Tensor& cos, const at::Tensor& sin,
-                                 int64_t past, ForwardOptions& options) const {
+                                 const at::Tensor& causal_mask, int64_t past,
+                                 ForwardOptions& options) const {
   const int64_t batch = x.size(0), seq = x.size(1);
   const int64_t heads = config_.num_attention_heads,
                 kv_heads = config_.num_key_value_heads;
@@ -144,30 +147,26 @@ at::Tensor LlamaModel::Attention(const at::Tensor& x, size_t layer,
   }
 
   // Grouped-query attention without materialising repeated keys: the `group`
-  // query heads that share kv head j become extra rows of one matmul against
-  // that head. Query head h = j * group + r uses kv head j, exactly as
-  // transformers' repeat_kv.
-  at::Tensor grouped_q = q.reshape({batch, kv_heads, group * seq, dim});
-  at::Tensor scores = at::matmul(grouped_q, k.transpose(-2, -1)) /
-                      std::sqrt(static_cast<double>(dim));
-  // Causal mask: query at absolute position past + i sees keys at positions <=
-  // past + i.
-  if (seq > 1) {
-    at::Tensor query_pos =
-        at::arange(past, past + seq,
-                   at::TensorOptions().dtype(at::kLong).device(x.device()));
-    at::Tensor key_pos = at::arange(
-        0, total, at::TensorOptions().dtype(at::kLong).device(x.device()));
-    at::Tensor blocked =
-        key_pos.unsqueeze(0) > query_pos.unsqueeze(1);  // [seq, total]
-    blocked = blocked.repeat({group, 1});               // rows ordered (r, i)
-    scores =
-        scores.masked_fill(blocked, -std::numeric_limits<float>::infinity());
-  }
+  // query heads that share kv head j become extra rows of one batched matmul
+  // against that head. Query head h = j * group + r uses kv head j, exactly as
+  // transformers' repeat_kv. Scale and causal mask ride along in baddbmm: no
+  // separate division or masked_fill in the forward pass, and none in the
+  // backward pass either.
+  const double scale = 1.0 / std::sqrt(static_cast<double>(dim));
+  at::Tensor grouped_q = q.reshape({batch * kv_heads, group * seq, dim});
+  at::Tensor keys_t = k.reshape({batch * kv_heads, total, dim}).transpose(1, 2);
+  at::Tensor scores =
+      causal_mask.defined()
+          ? at::baddbmm(causal_mask, grouped_q, keys_t, 1.0, scale)
+          : at::bmm(grouped_q, keys_t).mul_(scale);
+  // Softmax in fp32 (fp64 for an fp64 model); already-fp32 scores skip the
+  // dtype argument, whose kernels are several times slower in libtorch 1.13.
+  const at::ScalarType accumulate = AccumulateType(scores.scalar_type());
   at::Tensor probs =
-      at::softmax(scores, -1, AccumulateType(scores.scalar_type()))
-          .to(q.scalar_type());
-  at::Tensor out = at::matmul(probs, v)  // [batch, kv_heads, group * seq, dim]
+      accumulate == scores.scalar_type()
+          ? at::softmax(scores, -1)
+          : at::softmax(scores, -1, accumulate).to(q.scalar_type());
+  at::Tensor out = at::bmm(probs, v.reshape({batch * kv_heads, total, dim}))
                        .view({batch, heads, seq, dim})
                        .transpose(1, 2)
                        .reshape({batch, seq, heads * dim});
@@ -195,9 +194,32 @@ at::Tensor LlamaModel::Forward(const at::Tensor& input_ids,
       emb.cos().to(dtype());  // [seq, dim], broadcast over batch and heads
   at::Tensor sin = emb.sin().to(dtype());
 
+  // Additive causal mask, shared by every layer: the query at absolute position
+  // past + i sees keys at positions <= past + i. Rows are ordered (group
+  // member, position) to match the grouped queries in Attention(). A single new
+  // position sees everything.
+  at::Tensor causal_mask;
+  if (seq > 1) {
+    const int64_t total = past + seq;
+    const int64_t group =
+        config_.num_attention_heads / config_.num_key_value_heads;
+    const auto long_options =
+        at::TensorOptions().dtype(at::kLong).device(device());
+    at::Tensor query_pos = at::arange(past, total, long_options);
+    at::Tensor key_pos = at::arange(0, total, long_options);
+    at::Tensor blocked =
+        (key_pos.unsqueeze(0) > query_pos.unsqueeze(1)).repeat({group, 1});
+    causal_mask =
+        at::zeros({group * seq, total},
+                  at::TensorOptions().dtype(dtype()).device(device()))
+            .masked_fill_(blocked, -std::numeric_limits<float>::infinity())
+            .unsqueeze(0);
+  }
+
   for (size_t layer = 0; layer < weights_.layers.size(); ++layer) {
     const LayerWeights& w = weights_.layers[layer];
-    h = h + Attention(RmsNorm(h, w.input_norm), layer, cos, sin, past, options);
+    h = h + Attention(RmsNorm(h, w.input_norm), layer, cos, sin, causal_mask,
+                      past, options);
     at::Tensor x = RmsNorm(h, w.post_attention_norm);
     at::Tensor gate =
         Project(x, layer, Projection::kGate, at::Tensor(), options);

@@ -67,8 +67,8 @@ class LlamaModel {
   at::Tensor Project(const at::Tensor& x, size_t layer, Projection projection,
                      const at::Tensor& bias, ForwardOptions& options) const;
   at::Tensor Attention(const at::Tensor& x, size_t layer, const at::Tensor& cos,
-                       const at::Tensor& sin, int64_t past,
-                       ForwardOptions& options) const;
+                       const at::Tensor& sin, const at::Tensor& causal_mask,
+                       int64_t past, ForwardOptions& options) const;
 
   LlamaConfig config_;
   LlamaWeights weights_;

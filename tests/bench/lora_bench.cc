@@ -1,11 +1,16 @@
-// LoRA engine benchmark on a ~100M-parameter Llama config (hidden 768, 12 layers, 12
-// heads, seq 256, batch 4) on CPU, in fp32 and bf16. Prints, for each dtype:
-//   training: tokens/s, achieved GFLOP/s from counted model FLOPs, the same-dtype GEMM
-//             peak (torch::mm 2048) measured in this run, and their ratio (target >= 0.6);
-//   generation at batch 1 with a KV cache: tokens/s, weight bytes read per token, the
-//             memory bandwidth of a large copy measured in this run, and the ratio of
-//             achieved to that bound (target >= 0.7).
-// Not a test: it prints figures. Usage: lora_bench [--steps N] [--tokens N] [--threads N]
+// LoRA engine benchmark on a ~100M-parameter Llama config (hidden 768, 12
+// layers, 12 heads, seq 256, batch 4) on CPU, in fp32 and bf16. Prints, for
+// each dtype:
+//   training: tokens/s, achieved GFLOP/s from counted model FLOPs, the
+//   same-dtype GEMM
+//             peak (torch::mm 2048) measured in this run, and their ratio
+//             (target >= 0.6);
+//   generation at batch 1 with a KV cache: tokens/s, weight bytes read per
+//   token, the
+//             memory bandwidth of a large copy measured in this run, and the
+//             ratio of achieved to that bound (target >= 0.7).
+// Not a test: it prints figures. Usage: lora_bench [--steps N] [--tokens N]
+// [--threads N]
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <torch/csrc/autograd/profiler_legacy.h>
@@ -46,8 +51,8 @@ LlamaConfig BenchConfig() {
   return config;
 }
 
-// Copy bandwidth: bytes read plus bytes written per second for a buffer far larger than
-// the caches.
+// Copy bandwidth: bytes read plus bytes written per second for a buffer far
+// larger than the caches.
 double MeasureCopyBandwidth() {
   const int64_t elements = int64_t{256} << 20;  // 1 GiB of fp32
   at::Tensor source = at::ones({elements});
@@ -68,13 +73,15 @@ struct Args {
   int threads = 0;
 };
 
-void RunDtype(const char* name, at::ScalarType dtype, DType gemm_dtype, const Args& args,
-              double bandwidth) {
+void RunDtype(const char* name, at::ScalarType dtype, DType gemm_dtype,
+              const Args& args, double bandwidth) {
   const LlamaConfig config = BenchConfig();
   LlamaModel model(config, RandomLlamaWeights(config, 1, dtype));
   const int64_t parameters = BaseParameterCount(config.Shape());
-  // FLOPs per token count every weight a token multiplies: all but the embedding lookup.
-  const int64_t matmul_parameters = parameters - config.vocab_size * config.hidden_size;
+  // FLOPs per token count every weight a token multiplies: all but the
+  // embedding lookup.
+  const int64_t matmul_parameters =
+      parameters - config.vocab_size * config.hidden_size;
   const int64_t batch = 4, sequence = 256, tokens_per_step = batch * sequence;
 
   GemmOptions gemm;
@@ -89,9 +96,11 @@ void RunDtype(const char* name, at::ScalarType dtype, DType gemm_dtype, const Ar
   std::vector<Example> data;
   at::Generator generator = at::detail::createCPUGenerator(3);
   for (int i = 0; i < 64; ++i) {
-    at::Tensor ids = at::randint(3, config.vocab_size, {sequence}, generator, at::kLong);
+    at::Tensor ids =
+        at::randint(3, config.vocab_size, {sequence}, generator, at::kLong);
     Example example;
-    example.input_ids.assign(ids.data_ptr<int64_t>(), ids.data_ptr<int64_t>() + sequence);
+    example.input_ids.assign(ids.data_ptr<int64_t>(),
+                             ids.data_ptr<int64_t>() + sequence);
     example.labels = example.input_ids;
     data.push_back(std::move(example));
   }
@@ -100,32 +109,44 @@ void RunDtype(const char* name, at::ScalarType dtype, DType gemm_dtype, const Ar
   options.max_steps = args.steps + 1;
   auto trainer = *Trainer::Create(&model, &adapter, data, options);
   (void)*trainer->Step();  // warm-up: allocator, oneDNN primitive cache
+  if (const char* trace = std::getenv("OPENFORCE_BENCH_TRACE")) {
+    torch::autograd::profiler::RecordProfile profile(
+        std::string(trace) + ".train." + name + ".json");
+    (void)*trainer->Step();
+  }
   const auto start = Clock::now();
   for (int i = 0; i < args.steps; ++i) (void)*trainer->Step();
   const double step_seconds = Seconds(start) / args.steps;
   const double tokens_per_second = tokens_per_step / step_seconds;
-  // LoRA: forward (2 P) plus backward to activations (2 P); no weight gradients.
+  // LoRA: forward (2 P) plus backward to activations (2 P); no weight
+  // gradients.
   const double linear_flops = 4.0 * static_cast<double>(matmul_parameters);
   // Attention scores and weighted values, forward and backward, per token.
   const double attention_flops = 3.0 * 4.0 * sequence * config.hidden_size *
-                                 static_cast<double>(config.num_hidden_layers) / 2.0;
-  const double achieved = tokens_per_second * (linear_flops + attention_flops) / 1e9;
+                                 static_cast<double>(config.num_hidden_layers) /
+                                 2.0;
+  const double achieved =
+      tokens_per_second * (linear_flops + attention_flops) / 1e9;
 
-  std::printf("%s training: %.0f tokens/s (%.2f s/step), %.1f GFLOP/s counted "
-              "(%.2f GFLOP/token), GEMM peak %.1f GFLOP/s, ratio %.2f\n",
-              name, tokens_per_second, step_seconds, achieved,
-              (linear_flops + attention_flops) / 1e9, peak.gflops, achieved / peak.gflops);
+  std::printf(
+      "%s training: %.0f tokens/s (%.2f s/step), %.1f GFLOP/s counted "
+      "(%.2f GFLOP/token), GEMM peak %.1f GFLOP/s, ratio %.2f\n",
+      name, tokens_per_second, step_seconds, achieved,
+      (linear_flops + attention_flops) / 1e9, peak.gflops,
+      achieved / peak.gflops);
 
   // Generation, batch 1.
   GenerationOptions generation;
   generation.max_new_tokens = args.tokens;
   std::vector<int64_t> prompt(16);
-  for (size_t i = 0; i < prompt.size(); ++i) prompt[i] = 100 + static_cast<int64_t>(i);
+  for (size_t i = 0; i < prompt.size(); ++i)
+    prompt[i] = 100 + static_cast<int64_t>(i);
   (void)*Generate(model, prompt, generation);  // warm-up
   GenerationResult result;
   if (const char* trace = std::getenv("OPENFORCE_BENCH_TRACE")) {
     // Chrome trace of every operator, for finding where decode time goes.
-    torch::autograd::profiler::RecordProfile profile(std::string(trace) + "." + name + ".json");
+    torch::autograd::profiler::RecordProfile profile(std::string(trace) + "." +
+                                                     name + ".json");
     result = *Generate(model, prompt, generation);
   } else {
     result = *Generate(model, prompt, generation);
@@ -135,10 +156,13 @@ void RunDtype(const char* name, at::ScalarType dtype, DType gemm_dtype, const Ar
   const double bytes_per_token =
       static_cast<double>(matmul_parameters) * at::elementSize(dtype);
   const double achieved_bandwidth = decode_tokens_per_second * bytes_per_token;
-  std::printf("%s generation: %.1f tokens/s, %.1f MB weights/token, %.1f GB/s achieved, "
-              "copy bandwidth %.1f GB/s, ratio %.2f\n",
-              name, decode_tokens_per_second, bytes_per_token / 1e6, achieved_bandwidth / 1e9,
-              bandwidth / 1e9, achieved_bandwidth / bandwidth);
+  std::printf(
+      "%s generation: %.1f tokens/s, %.1f MB weights/token, %.1f GB/s "
+      "achieved, "
+      "copy bandwidth %.1f GB/s, ratio %.2f\n",
+      name, decode_tokens_per_second, bytes_per_token / 1e6,
+      achieved_bandwidth / 1e9, bandwidth / 1e9,
+      achieved_bandwidth / bandwidth);
 }
 
 }  // namespace
@@ -149,9 +173,12 @@ int main(int argc, char** argv) {
   RelaunchWithTunedOpenBlas(argv);
   Args args;
   for (int i = 1; i + 1 < argc; i += 2) {
-    if (std::strcmp(argv[i], "--steps") == 0) args.steps = std::atoi(argv[i + 1]);
-    if (std::strcmp(argv[i], "--tokens") == 0) args.tokens = std::atoi(argv[i + 1]);
-    if (std::strcmp(argv[i], "--threads") == 0) args.threads = std::atoi(argv[i + 1]);
+    if (std::strcmp(argv[i], "--steps") == 0)
+      args.steps = std::atoi(argv[i + 1]);
+    if (std::strcmp(argv[i], "--tokens") == 0)
+      args.tokens = std::atoi(argv[i + 1]);
+    if (std::strcmp(argv[i], "--threads") == 0)
+      args.threads = std::atoi(argv[i + 1]);
   }
   if (!SetCpuThreads(args.threads).ok()) return 1;
   const ComputeBackends backends = ProbeComputeBackends();
@@ -159,9 +186,10 @@ int main(int argc, char** argv) {
               backends.torch_version.c_str(), backends.cpu_threads,
               backends.blas_core.c_str(), backends.onednn ? "yes" : "no");
   const LlamaConfig config = BenchConfig();
-  std::printf("model: %.1fM parameters (hidden 768, 12 layers, 12 heads, vocab 16000), "
-              "LoRA r=16 on q_proj,v_proj, batch 4 x 256 tokens\n",
-              static_cast<double>(openforce::BaseParameterCount(config.Shape())) / 1e6);
+  std::printf(
+      "model: %.1fM parameters (hidden 768, 12 layers, 12 heads, vocab 16000), "
+      "LoRA r=16 on q_proj,v_proj, batch 4 x 256 tokens\n",
+      static_cast<double>(openforce::BaseParameterCount(config.Shape())) / 1e6);
   const double bandwidth = MeasureCopyBandwidth();
   RunDtype("fp32", at::kFloat, openforce::DType::kFloat32, args, bandwidth);
   RunDtype("bf16", at::kBFloat16, openforce::DType::kBFloat16, args, bandwidth);
