@@ -6,6 +6,8 @@
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
+#include <cstdio>
+#include <fstream>
 #include <nlohmann/json.hpp>
 
 #include "common/file_util.h"
@@ -50,6 +52,43 @@ TEST_F(CheckpointTest, WriteThenLoadGivesIdenticalTensors) {
           << ProjectionName(p);
     }
   }
+}
+
+// True when `address` lies in a mapping of `path` in this process
+// (/proc/self/maps).
+bool IsMappedFrom(const void* address, const std::string& path) {
+  std::ifstream maps("/proc/self/maps");
+  std::string line;
+  const auto value = reinterpret_cast<uintptr_t>(address);
+  while (std::getline(maps, line)) {
+    if (line.find(path) == std::string::npos) continue;
+    uintptr_t begin = 0, end = 0;
+    if (std::sscanf(line.c_str(), "%lx-%lx", &begin, &end) == 2 &&
+        value >= begin && value < end) {
+      return true;
+    }
+  }
+  return false;
+}
+
+TEST_F(CheckpointTest, Float32WeightsAreViewsOfTheMappedFileNotCopies) {
+  ASSERT_OK(SaveLlamaCheckpoint(dir_.path(), config_,
+                                RandomLlamaWeights(config_, 3)));
+  absl::StatusOr<LlamaWeights> loaded =
+      LoadLlamaWeights(dir_.path(), config_, {});
+  ASSERT_OK(loaded);
+  const std::string file = dir_.Join("model.safetensors");
+  EXPECT_TRUE(
+      IsMappedFrom(loaded->layers[1][Projection::kDown].data_ptr(), file));
+  EXPECT_TRUE(IsMappedFrom(loaded->embed_tokens.data_ptr(), file));
+  // Converting to another dtype has to copy.
+  LoadOptions bf16;
+  bf16.dtype = at::kBFloat16;
+  absl::StatusOr<LlamaWeights> converted =
+      LoadLlamaWeights(dir_.path(), config_, bf16);
+  ASSERT_OK(converted);
+  EXPECT_FALSE(
+      IsMappedFrom(converted->layers[1][Projection::kDown].data_ptr(), file));
 }
 
 TEST_F(CheckpointTest, ConvertsToTheComputeDtype) {

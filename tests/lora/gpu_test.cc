@@ -1,0 +1,95 @@
+// The engine on a GPU (CUDA, or ROCm through HIP, which libtorch exposes as the
+// cuda device): the conformance fixture's logits, KV-cache generation, and a
+// training step. Labelled gpu; scripts/test.sh leaves it out on machines
+// without one.
+#include <ATen/ATen.h>
+#include <ATen/detail/CUDAHooksInterface.h>
+#include <gtest/gtest.h>
+
+#include "lora/generation.h"
+#include "lora/llama_model.h"
+#include "lora/lora_adapter.h"
+#include "lora/safetensors.h"
+#include "lora/trainer.h"
+#include "tests/testing/status_matchers.h"
+#include "tests/testing/tensor_matchers.h"
+
+namespace openforce::lora {
+namespace {
+
+const std::string kFixture = OPENFORCE_FIXTURE_DIR "/hf-llama-tiny";
+
+class GpuTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    ASSERT_TRUE(at::detail::getCUDAHooks().hasCUDA())
+        << "this libtorch has no CUDA/ROCm device; build against a GPU "
+           "libtorch";
+  }
+};
+
+TEST_F(GpuTest, FixtureLogitsMatchOnTheDevice) {
+  auto expected =
+      *SafetensorsFile::Open(kFixture + "/expected_logits.safetensors");
+  const at::Tensor ids = (*expected->Tensor("input_ids")).to(at::kLong);
+  LoadOptions options;
+  options.device = "cuda";
+  absl::StatusOr<std::unique_ptr<LlamaModel>> model =
+      LlamaModel::Load(kFixture, options);
+  ASSERT_OK(model);
+  absl::StatusOr<LoraAdapter> adapter =
+      LoraAdapter::Load(kFixture + "/adapter", (*model)->config(), "cuda");
+  ASSERT_OK(adapter);
+  ForwardOptions forward;
+  forward.adapter = &*adapter;
+  const at::Tensor logits = (*model)->Forward(ids, forward).cpu();
+  // TF32 and reduction order differ from the CPU; the fixture's 1e-4 stays the
+  // bar.
+  EXPECT_TRUE(
+      testing::TensorsNear(logits, *expected->Tensor("logits_adapter"), 1e-3));
+
+  GenerationOptions cached;
+  cached.max_new_tokens = 12;
+  cached.adapter = &*adapter;
+  GenerationOptions full = cached;
+  full.use_kv_cache = false;
+  const std::vector<int64_t> prompt = {159, 187, 270, 288, 174, 164};
+  EXPECT_EQ(Generate(**model, prompt, cached)->tokens,
+            Generate(**model, prompt, full)->tokens);
+}
+
+TEST_F(GpuTest, TrainsInBfloat16OnTheDevice) {
+  LoadOptions options;
+  options.device = "cuda";
+  options.dtype = at::kBFloat16;
+  absl::StatusOr<std::unique_ptr<LlamaModel>> model =
+      LlamaModel::Load(kFixture, options);
+  ASSERT_OK(model);
+  absl::StatusOr<LoraAdapter> adapter =
+      LoraAdapter::Create((*model)->config(), {}, 1, "cuda");
+  ASSERT_OK(adapter);
+  std::vector<Example> data;
+  for (int i = 0; i < 8; ++i) {
+    Example example;
+    for (int t = 0; t < 16; ++t)
+      example.input_ids.push_back((i * 7 + t * 3) % 320);
+    example.labels = example.input_ids;
+    data.push_back(example);
+  }
+  TrainingOptions training;
+  training.max_steps = 20;
+  training.learning_rate = 1e-2;
+  auto trainer = *Trainer::Create(model->get(), &*adapter, data, training);
+  double first = 0, last = 0;
+  for (int i = 0; i < 20; ++i) {
+    absl::StatusOr<StepMetrics> metrics = trainer->Step();
+    ASSERT_OK(metrics);
+    if (i == 0) first = metrics->loss;
+    last = metrics->loss;
+  }
+  EXPECT_LT(last, first);
+  EXPECT_EQ(adapter->Find(0, Projection::kQ)->a.scalar_type(), at::kFloat);
+}
+
+}  // namespace
+}  // namespace openforce::lora
