@@ -394,31 +394,32 @@ LoraAdapter LoraAdapter::Clone() const {
   return LoraAdapter(config_, std::move(layers));
 }
 
-absl::StatusOr<LoraAdapter> LoraAdapter::Subtract(
-    const LoraAdapter& base) const {
-  RETURN_IF_ERROR(CheckCompatible(base));
+absl::StatusOr<LoraAdapter> LoraAdapter::Combine(const LoraAdapter& other,
+                                                 double sign) const {
+  RETURN_IF_ERROR(CheckCompatible(other));
   LoraAdapter out = Clone();
-  at::NoGradGuard no_grad;
-  for (size_t layer = 0; layer < layers_.size(); ++layer) {
-    for (Projection p : config_.targets) {
-      out.Find(layer, p)->a.sub_(base.Find(layer, p)->a);
-      out.Find(layer, p)->b.sub_(base.Find(layer, p)->b);
+  try {
+    at::NoGradGuard no_grad;
+    for (size_t layer = 0; layer < layers_.size(); ++layer) {
+      for (Projection p : config_.targets) {
+        out.Find(layer, p)->a.add_(other.Find(layer, p)->a, sign);
+        out.Find(layer, p)->b.add_(other.Find(layer, p)->b, sign);
+      }
     }
+  } catch (const std::exception& e) {
+    return absl::InternalError(
+        absl::StrCat("combine LoRA adapters: ", e.what()));
   }
   return out;
 }
 
+absl::StatusOr<LoraAdapter> LoraAdapter::Subtract(
+    const LoraAdapter& base) const {
+  return Combine(base, -1.0);
+}
+
 absl::StatusOr<LoraAdapter> LoraAdapter::Add(const LoraAdapter& delta) const {
-  RETURN_IF_ERROR(CheckCompatible(delta));
-  LoraAdapter out = Clone();
-  at::NoGradGuard no_grad;
-  for (size_t layer = 0; layer < layers_.size(); ++layer) {
-    for (Projection p : config_.targets) {
-      out.Find(layer, p)->a.add_(delta.Find(layer, p)->a);
-      out.Find(layer, p)->b.add_(delta.Find(layer, p)->b);
-    }
-  }
-  return out;
+  return Combine(delta, 1.0);
 }
 
 }  // namespace openforce::lora

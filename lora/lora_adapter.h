@@ -86,6 +86,9 @@ class LoraAdapter {
   [[nodiscard]] absl::Status ApplyMerge(LlamaWeights* weights,
                                         double sign) const;
   [[nodiscard]] absl::Status CheckCompatible(const LoraAdapter& other) const;
+  // this + sign * other, element-wise.
+  [[nodiscard]] absl::StatusOr<LoraAdapter> Combine(const LoraAdapter& other,
+                                                    double sign) const;
 
   LoraConfig config_;
   // layers_[layer][projection index]; undefined tensors where not targeted.
