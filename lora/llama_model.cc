@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
+#include "lora/internal/bf16_gemv.h"
 
 namespace openforce::lora {
 namespace {
@@ -19,20 +20,31 @@ at::ScalarType AccumulateType(at::ScalarType dtype) {
   return dtype == at::kDouble ? at::kDouble : at::kFloat;
 }
 
-// y = x W^T + b. A single row on the CPU in fp32 goes through a matrix-vector
-// product: OpenBLAS's sgemm packs the whole weight even for one row, which
-// halves decode speed (16 vs 49 GB/s on the reference machine), while sgemv
-// streams it once. bf16 stays on at::linear, which oneDNN serves well for one
-// row and at::mv does not.
+// y = x W^T + b. A single row (token-by-token generation) is a matrix-vector
+// product that should stream each weight once. On the CPU, fp32 goes through
+// sgemv: OpenBLAS's sgemm packs the whole weight even for one row (16 vs 49
+// GB/s on the reference machine). bf16 goes through the AVX-512-BF16 kernel
+// where the CPU has it, since libtorch's one-row bf16 matmul streams only 12-16
+// GB/s there.
 at::Tensor Linear(const at::Tensor& x, const at::Tensor& weight,
                   const at::Tensor& bias) {
-  if (x.numel() == x.size(-1) && weight.scalar_type() == at::kFloat &&
-      x.scalar_type() == at::kFloat && weight.device().is_cpu()) {
-    std::vector<int64_t> shape = x.sizes().vec();
-    shape.back() = weight.size(0);
-    at::Tensor y = at::mv(weight, x.reshape({-1}));
-    if (bias.defined()) y = y + bias;
-    return y.view(shape);
+  const bool single_row = x.numel() == x.size(-1);
+  if (single_row && weight.device().is_cpu() && !at::GradMode::is_enabled() &&
+      x.scalar_type() == weight.scalar_type()) {
+    at::Tensor y;
+    if (weight.scalar_type() == at::kFloat) {
+      y = at::mv(weight, x.reshape({-1}));
+    } else if (weight.scalar_type() == at::kBFloat16 &&
+               weight.is_contiguous() && internal::Bf16GemvAvailable() &&
+               std::getenv("OPENFORCE_NO_BF16_GEMV") == nullptr) {
+      y = internal::Bf16Gemv(weight, x.reshape({-1})).to(at::kBFloat16);
+    }
+    if (y.defined()) {
+      std::vector<int64_t> shape = x.sizes().vec();
+      shape.back() = weight.size(0);
+      if (bias.defined()) y = y + bias;
+      return y.view(shape);
+    }
   }
   return at::linear(x, weight, bias);
 }
@@ -146,30 +158,49 @@ at::Tensor LlamaModel::Attention(const at::Tensor& x, size_t layer,
     v = cache.values[layer].narrow(2, 0, total);
   }
 
-  // Grouped-query attention without materialising repeated keys: the `group`
-  // query heads that share kv head j become extra rows of one batched matmul
-  // against that head. Query head h = j * group + r uses kv head j, exactly as
-  // transformers' repeat_kv. Scale and causal mask ride along in baddbmm: no
-  // separate division or masked_fill in the forward pass, and none in the
-  // backward pass either.
   const double scale = 1.0 / std::sqrt(static_cast<double>(dim));
-  at::Tensor grouped_q = q.reshape({batch * kv_heads, group * seq, dim});
-  at::Tensor keys_t = k.reshape({batch * kv_heads, total, dim}).transpose(1, 2);
-  at::Tensor scores =
-      causal_mask.defined()
-          ? at::baddbmm(causal_mask, grouped_q, keys_t, 1.0, scale)
-          : at::bmm(grouped_q, keys_t).mul_(scale);
-  // Softmax in fp32 (fp64 for an fp64 model); already-fp32 scores skip the
-  // dtype argument, whose kernels are several times slower in libtorch 1.13.
-  const at::ScalarType accumulate = AccumulateType(scores.scalar_type());
-  at::Tensor probs =
-      accumulate == scores.scalar_type()
-          ? at::softmax(scores, -1)
-          : at::softmax(scores, -1, accumulate).to(q.scalar_type());
-  at::Tensor out = at::bmm(probs, v.reshape({batch * kv_heads, total, dim}))
-                       .view({batch, heads, seq, dim})
-                       .transpose(1, 2)
-                       .reshape({batch, seq, heads * dim});
+  const at::ScalarType accumulate = AccumulateType(q.scalar_type());
+  at::Tensor out;
+  if (seq == 1 && !at::GradMode::is_enabled()) {
+    // One new position while generating: broadcast products read the cached
+    // keys and values in place. A batched matmul would first copy the cache
+    // slice (its rows are strided by the cache capacity) and pay per-matrix
+    // dispatch for 1-row products.
+    at::Tensor grouped_q = q.reshape({batch, kv_heads, group, 1, dim});
+    at::Tensor scores =
+        (grouped_q * k.unsqueeze(2)).sum(-1).mul_(scale);  // [b, kv, g, t]
+    at::Tensor probs =
+        accumulate == scores.scalar_type()
+            ? at::softmax(scores, -1)
+            : at::softmax(scores, -1, accumulate).to(v.scalar_type());
+    out = (probs.unsqueeze(-1) * v.unsqueeze(2))
+              .sum(3)
+              .reshape({batch, seq, heads * dim});
+  } else {
+    // Grouped-query attention without materialising repeated keys: the `group`
+    // query heads that share kv head j become extra rows of one batched matmul
+    // against that head. Query head h = j * group + r uses kv head j, exactly
+    // as transformers' repeat_kv. Scale and causal mask ride along in baddbmm:
+    // no separate division or masked_fill in the forward pass, and none in the
+    // backward pass either.
+    at::Tensor grouped_q = q.reshape({batch * kv_heads, group * seq, dim});
+    at::Tensor keys_t =
+        k.reshape({batch * kv_heads, total, dim}).transpose(1, 2);
+    at::Tensor scores =
+        causal_mask.defined()
+            ? at::baddbmm(causal_mask, grouped_q, keys_t, 1.0, scale)
+            : at::bmm(grouped_q, keys_t).mul_(scale);
+    // Softmax in fp32 (fp64 for an fp64 model); already-fp32 scores skip the
+    // dtype argument, whose kernels are several times slower in libtorch 1.13.
+    at::Tensor probs =
+        accumulate == scores.scalar_type()
+            ? at::softmax(scores, -1)
+            : at::softmax(scores, -1, accumulate).to(q.scalar_type());
+    out = at::bmm(probs, v.reshape({batch * kv_heads, total, dim}))
+              .view({batch, heads, seq, dim})
+              .transpose(1, 2)
+              .reshape({batch, seq, heads * dim});
+  }
   return Project(out, layer, Projection::kO, at::Tensor(), options);
 }
 
