@@ -35,8 +35,7 @@ at::Tensor Linear(const at::Tensor& x, const at::Tensor& weight,
     if (weight.scalar_type() == at::kFloat) {
       y = at::mv(weight, x.reshape({-1}));
     } else if (weight.scalar_type() == at::kBFloat16 &&
-               weight.is_contiguous() && internal::Bf16GemvAvailable() &&
-               std::getenv("OPENFORCE_NO_BF16_GEMV") == nullptr) {
+               weight.is_contiguous() && internal::Bf16GemvAvailable()) {
       y = internal::Bf16Gemv(weight, x.reshape({-1})).to(at::kBFloat16);
     }
     if (y.defined()) {
