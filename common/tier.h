@@ -8,6 +8,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "common/byte_size.h"
 #include "common/hardware_profile.h"
 
 namespace openforce {
@@ -25,12 +26,10 @@ enum class Tier {
 // The smallest VRAM (as drivers report it, slightly under the marketed size)
 // for each GPU tier. A GPU under kGpuSmallMinVram is not worth using for
 // training: the machine is cpu tier.
-inline constexpr uint64_t kGpuSmallMinVram =
-    5ull * 1024 * 1024 * 1024 + 512ull * 1024 * 1024;
-inline constexpr uint64_t kGpuMidMinVram =
-    9ull * 1024 * 1024 * 1024 + 512ull * 1024 * 1024;
-inline constexpr uint64_t kGpuLargeMinVram = 20ull * 1024 * 1024 * 1024;
-inline constexpr uint64_t kDatacenterMinVram = 36ull * 1024 * 1024 * 1024;
+inline constexpr uint64_t kGpuSmallMinVram = 5 * kGiB + 512 * kMiB;
+inline constexpr uint64_t kGpuMidMinVram = 9 * kGiB + 512 * kMiB;
+inline constexpr uint64_t kGpuLargeMinVram = 20 * kGiB;
+inline constexpr uint64_t kDatacenterMinVram = 36 * kGiB;
 
 // The tier of one GPU with `vram_total_bytes`.
 Tier TierForVram(uint64_t vram_total_bytes);
