@@ -107,15 +107,15 @@ class BlobStore {
   [[nodiscard]] absl::Status AbortUpload(absl::string_view upload_id);
 
   const std::string& root() const { return root_; }
+  // Path of a committed blob; InvalidArgument when `hash` is not a hex
+  // SHA-256, so no caller-supplied name can point outside the store.
+  absl::StatusOr<std::string> ObjectPath(absl::string_view hash) const;
 
  private:
   friend class BlobWriter;
   BlobStore(std::string root, BlobStoreOptions options)
       : root_(std::move(root)), options_(options) {}
 
-  // Path of a committed blob; InvalidArgument when `hash` is not a hex SHA-256,
-  // so no caller-supplied name can point outside the store.
-  absl::StatusOr<std::string> ObjectPath(absl::string_view hash) const;
   absl::StatusOr<std::string> UploadPath(absl::string_view upload_id) const;
   std::string NewTempPath();
   // Renames a fully written, fsynced file (temporary or upload) into place

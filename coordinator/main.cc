@@ -1,9 +1,14 @@
 // openforce-coordinator: the operator's binary. Subcommands:
-//   keygen   create the coordinator's Ed25519 identity under --data and print
-//   its
-//            fingerprint, which workers and people pulling adapters pin
+//   keygen                 create the coordinator's Ed25519 identity under
+//                          --data and print the fingerprint workers pin
+//   serve                  run the coordinator (state and blobs under --data)
+//   job submit|status|list|cancel, workers
+//                          admin calls to a running coordinator
 // Flags may also come from a JSON config file (--config); the command line
 // wins.
+#include <signal.h>
+
+#include <chrono>
 #include <iostream>
 #include <string>
 #include <vector>
@@ -12,15 +17,93 @@
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
+#include "common/blob_store.h"
+#include "common/byte_size.h"
 #include "common/command_line.h"
 #include "common/config_file.h"
+#include "common/file_util.h"
+#include "common/secret_token.h"
 #include "common/status_macros.h"
+#include "common/tier.h"
+#include "coordinator/admin_client.h"
+#include "coordinator/coordinator.h"
 #include "coordinator/identity.h"
+#include "coordinator/server.h"
+#include "coordinator/sqlite_state_store.h"
+#include "google/protobuf/util/json_util.h"
+#include "lora/compute_device.h"
 
 ABSL_FLAG(std::string, config, "",
           "JSON config file whose keys are this binary's flag names");
 ABSL_FLAG(std::string, data, "",
-          "data directory: state, blobs and the identity key");
+          "data directory: state, blobs, tokens and the identity key");
+// serve
+ABSL_FLAG(std::string, listen, "127.0.0.1:7443",
+          "serve: address to listen on (port 0 picks a free one)");
+ABSL_FLAG(std::string, tls_cert, "", "serve: PEM certificate chain for TLS");
+ABSL_FLAG(std::string, tls_key, "", "serve: PEM private key for TLS");
+ABSL_FLAG(std::string, tls_ca, "",
+          "admin commands: PEM CA certificate that signed the coordinator's");
+ABSL_FLAG(bool, insecure, false,
+          "allow plaintext on a non-loopback address (traffic readable and "
+          "alterable by the network)");
+ABSL_FLAG(std::string, admin_token_file, "",
+          "file holding the admin token (default DATA/admin.token; serve "
+          "creates it)");
+ABSL_FLAG(std::string, enrollment_token_file, "",
+          "serve: file holding the worker enrollment token (default "
+          "DATA/enrollment.token, created when missing)");
+ABSL_FLAG(bool, open_enrollment, false,
+          "serve: let any worker register without an enrollment token");
+ABSL_FLAG(uint32_t, heartbeat_interval_ms, 10000,
+          "serve: how often workers heartbeat");
+ABSL_FLAG(uint32_t, worker_timeout_s, 60,
+          "serve: a worker silent this long gets no new lease");
+ABSL_FLAG(uint32_t, lease_retry_ms, 5000,
+          "serve: how long a worker waits when nothing fits it");
+ABSL_FLAG(openforce::ByteSize, max_upload, openforce::ByteSize{256ull << 20},
+          "serve: largest delta accepted");
+ABSL_FLAG(openforce::ByteSize, max_blob, openforce::ByteSize{64ull << 30},
+          "serve: largest model or dataset file accepted");
+// admin commands
+ABSL_FLAG(std::string, coordinator, "127.0.0.1:7443",
+          "admin commands: the coordinator's address");
+ABSL_FLAG(bool, json, false, "admin commands: print JSON");
+ABSL_FLAG(std::string, name, "", "job submit: a name for people");
+ABSL_FLAG(std::string, model, "", "job submit: base model directory");
+ABSL_FLAG(std::string, dataset, "",
+          "job submit: JSONL of {\"text\"} or {\"prompt\",\"completion\"}");
+ABSL_FLAG(uint32_t, rounds, 3, "job submit: federated rounds");
+ABSL_FLAG(uint32_t, shards, 3, "job submit: shards (work units) per round");
+ABSL_FLAG(uint32_t, replication, 1,
+          "job submit: distinct workers that train each shard");
+ABSL_FLAG(int32_t, lora_rank, 8, "job submit: LoRA rank r");
+ABSL_FLAG(double, lora_alpha, 16, "job submit: LoRA alpha");
+ABSL_FLAG(double, lora_dropout, 0.0, "job submit: LoRA dropout");
+ABSL_FLAG(std::vector<std::string>, lora_targets,
+          std::vector<std::string>({"q_proj", "v_proj"}),
+          "job submit: projections to wrap, e.g. q_proj,k_proj,v_proj,o_proj");
+ABSL_FLAG(int32_t, steps, 50, "job submit: optimizer steps per shard");
+ABSL_FLAG(double, learning_rate, 2e-4, "job submit: AdamW peak learning rate");
+ABSL_FLAG(int32_t, batch, 8, "job submit: sequences per batch");
+ABSL_FLAG(int32_t, seq_len, 256, "job submit: tokens per sequence");
+ABSL_FLAG(int32_t, warmup_steps, 0, "job submit: linear warmup steps");
+ABSL_FLAG(double, max_grad_norm, 1.0, "job submit: gradient clipping");
+ABSL_FLAG(uint64_t, seed, 0, "job submit: seed for adapter init and data order");
+ABSL_FLAG(std::string, min_tier, "cpu",
+          "job submit: lowest worker tier (cpu, gpu-small, gpu-mid, "
+          "gpu-large, datacenter)");
+ABSL_FLAG(uint32_t, unit_deadline_s, 1800, "job submit: lease length");
+ABSL_FLAG(uint32_t, round_deadline_s, 0,
+          "job submit: aggregate with what arrived after this (0: wait for "
+          "every unit)");
+ABSL_FLAG(uint32_t, min_results, 0,
+          "job submit: results a round needs at its deadline (0: all units)");
+ABSL_FLAG(double, max_norm, 100.0, "job submit: L2 bound on one delta");
+ABSL_FLAG(std::string, aggregation, "fedavg", "job submit: aggregation");
+ABSL_FLAG(std::string, reason, "", "job cancel: why, for the record");
+ABSL_FLAG(bool, all, false, "workers: include workers that went silent");
 
 namespace openforce::coordinator {
 namespace {
@@ -30,19 +113,230 @@ constexpr char kUsage[] =
     "\n"
     "usage: openforce-coordinator <command> [flags]\n"
     "commands:\n"
-    "  keygen --data DIR   create the coordinator identity "
-    "(DIR/coordinator.key, 0600)\n"
-    "                      and print the public key fingerprint to pin\n";
+    "  keygen --data DIR                create the coordinator identity and "
+    "print its\n"
+    "                                   fingerprint, which workers pin\n"
+    "  serve --data DIR [--listen ADDR] run the coordinator (TLS with "
+    "--tls-cert/--tls-key;\n"
+    "                                   plaintext only on loopback or with "
+    "--insecure)\n"
+    "  job submit --model DIR --dataset FILE [--rounds N --shards N ...]\n"
+    "  job status ID | job list | job cancel ID [--reason TEXT]\n"
+    "  workers [--all]                  registered workers\n"
+    "admin commands take --coordinator ADDR and --admin-token-file FILE\n"
+    "(default DATA/admin.token with --data).\n";
 
-const std::vector<std::string> kConfigKeys = {"data"};
+const std::vector<std::string> kConfigKeys = {
+    "data",          "listen",           "tls_cert",
+    "tls_key",       "tls_ca",           "insecure",
+    "admin_token_file", "enrollment_token_file", "open_enrollment",
+    "heartbeat_interval_ms", "worker_timeout_s", "lease_retry_ms",
+    "max_upload",    "max_blob",         "coordinator"};
+
+std::string DataPath(const std::string& name) {
+  return absl::StrCat(absl::GetFlag(FLAGS_data), "/", name);
+}
+
+TransportOptions Transport() {
+  TransportOptions transport;
+  transport.tls_cert_file = absl::GetFlag(FLAGS_tls_cert);
+  transport.tls_key_file = absl::GetFlag(FLAGS_tls_key);
+  transport.tls_ca_file = absl::GetFlag(FLAGS_tls_ca);
+  transport.insecure = absl::GetFlag(FLAGS_insecure);
+  return transport;
+}
+
+absl::Status RequireData() {
+  if (absl::GetFlag(FLAGS_data).empty())
+    return absl::InvalidArgumentError("--data DIR is required");
+  return absl::OkStatus();
+}
 
 absl::Status RunKeygen() {
+  RETURN_IF_ERROR(RequireData());
   const std::string data_dir = absl::GetFlag(FLAGS_data);
   ASSIGN_OR_RETURN(Ed25519PublicKey public_key, CreateIdentity(data_dir));
   std::cout << "private key  " << PrivateKeyPath(data_dir) << " (mode 0600)\n"
             << "public key   " << PublicKeyPath(data_dir) << "\n"
             << "fingerprint  " << public_key.Fingerprint() << "\n";
   return absl::OkStatus();
+}
+
+absl::Status RunServe() {
+  RETURN_IF_ERROR(RequireData());
+  const std::string data_dir = absl::GetFlag(FLAGS_data);
+  absl::StatusOr<Ed25519PrivateKey> identity = LoadIdentity(data_dir);
+  if (absl::IsNotFound(identity.status())) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "no coordinator identity in ", data_dir,
+        "; run `openforce-coordinator keygen --data ", data_dir, "` first"));
+  }
+  RETURN_IF_ERROR(identity.status());
+  std::string admin_file = absl::GetFlag(FLAGS_admin_token_file);
+  if (admin_file.empty()) admin_file = DataPath("admin.token");
+  ASSIGN_OR_RETURN(std::string admin_token, LoadOrCreateTokenFile(admin_file));
+  CoordinatorOptions options;
+  options.data_dir = data_dir;
+  if (!absl::GetFlag(FLAGS_open_enrollment)) {
+    std::string file = absl::GetFlag(FLAGS_enrollment_token_file);
+    if (file.empty()) file = DataPath("enrollment.token");
+    ASSIGN_OR_RETURN(options.enrollment_token, LoadOrCreateTokenFile(file));
+  }
+  options.heartbeat_interval_ms = absl::GetFlag(FLAGS_heartbeat_interval_ms);
+  options.worker_timeout_ms = 1000 * absl::GetFlag(FLAGS_worker_timeout_s);
+  options.lease_retry_ms = absl::GetFlag(FLAGS_lease_retry_ms);
+  options.max_upload_bytes = absl::GetFlag(FLAGS_max_upload).bytes;
+  options.max_blob_bytes = absl::GetFlag(FLAGS_max_blob).bytes;
+  ASSIGN_OR_RETURN(std::unique_ptr<StateStore> state,
+                   OpenSqliteStateStore(DataPath("state.db")));
+  BlobStoreOptions blob_options;
+  blob_options.max_blob_bytes =
+      std::max(options.max_blob_bytes, options.max_upload_bytes);
+  ASSIGN_OR_RETURN(std::unique_ptr<BlobStore> blobs,
+                   BlobStore::Open(DataPath("blobs"), blob_options));
+  RETURN_IF_ERROR(lora::SetCpuThreads(1));  // aggregation only; serve others
+  const std::string fingerprint = identity->PublicKey().Fingerprint();
+  ASSIGN_OR_RETURN(std::unique_ptr<Coordinator> coordinator,
+                   Coordinator::Create(options, *std::move(identity),
+                                       std::move(state), std::move(blobs)));
+  ServerOptions server_options;
+  server_options.listen_address = absl::GetFlag(FLAGS_listen);
+  server_options.transport = Transport();
+  server_options.admin_token = admin_token;
+
+  // Handle SIGINT/SIGTERM on this thread; block them before gRPC starts its
+  // threads so that none of those receives them.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  ASSIGN_OR_RETURN(
+      std::unique_ptr<CoordinatorServer> server,
+      CoordinatorServer::Start(std::move(coordinator), server_options));
+  RETURN_IF_ERROR(
+      WriteFileAtomically(DataPath("coordinator.address"), server->address() + "\n"));
+  std::cout << "openforce-coordinator listening on " << server->address()
+            << (Transport().tls_cert_file.empty() ? " (plaintext)" : " (TLS)")
+            << "\n  identity fingerprint " << fingerprint
+            << "\n  admin token file     " << admin_file << "\n  enrollment "
+            << (options.enrollment_token.empty() ? "open" : "needs a token")
+            << std::endl;
+  int received = 0;
+  sigwait(&signals, &received);
+  std::cout << "openforce-coordinator: shutting down" << std::endl;
+  server->Shutdown();
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<AdminClient>> ConnectAdmin() {
+  std::string token_file = absl::GetFlag(FLAGS_admin_token_file);
+  if (token_file.empty() && !absl::GetFlag(FLAGS_data).empty())
+    token_file = DataPath("admin.token");
+  if (token_file.empty()) {
+    return absl::InvalidArgumentError(
+        "give --admin-token-file FILE (or --data DIR of the coordinator)");
+  }
+  ASSIGN_OR_RETURN(std::string token, ReadTokenFile(token_file));
+  return AdminClient::Connect(absl::GetFlag(FLAGS_coordinator), Transport(),
+                              token);
+}
+
+std::string ToJson(const google::protobuf::Message& message) {
+  std::string json;
+  google::protobuf::util::JsonPrintOptions options;
+  options.add_whitespace = true;
+  options.preserve_proto_field_names = true;
+  (void)google::protobuf::util::MessageToJsonString(message, &json, options);
+  return json;
+}
+
+absl::Status RunJobSubmit(AdminClient& client) {
+  const std::string model = absl::GetFlag(FLAGS_model);
+  const std::string dataset = absl::GetFlag(FLAGS_dataset);
+  if (model.empty() || dataset.empty())
+    return absl::InvalidArgumentError("job submit needs --model and --dataset");
+  v1::JobSpec spec;
+  spec.set_name(absl::GetFlag(FLAGS_name).empty() ? "fine-tune"
+                                                  : absl::GetFlag(FLAGS_name));
+  RETURN_IF_ERROR(client.UploadModel(model, &spec));
+  ASSIGN_OR_RETURN(*spec.mutable_dataset(), client.UploadFile(dataset));
+  v1::LoraConfig* lora = spec.mutable_lora();
+  lora->set_rank(absl::GetFlag(FLAGS_lora_rank));
+  lora->set_alpha(absl::GetFlag(FLAGS_lora_alpha));
+  lora->set_dropout(absl::GetFlag(FLAGS_lora_dropout));
+  for (const std::string& target : absl::GetFlag(FLAGS_lora_targets))
+    lora->add_target_modules(target);
+  v1::TrainingConfig* training = spec.mutable_training();
+  training->set_learning_rate(absl::GetFlag(FLAGS_learning_rate));
+  training->set_steps_per_shard(absl::GetFlag(FLAGS_steps));
+  training->set_batch_size(absl::GetFlag(FLAGS_batch));
+  training->set_sequence_length(absl::GetFlag(FLAGS_seq_len));
+  training->set_seed(absl::GetFlag(FLAGS_seed));
+  training->set_warmup_steps(absl::GetFlag(FLAGS_warmup_steps));
+  training->set_max_grad_norm(absl::GetFlag(FLAGS_max_grad_norm));
+  training->set_compute_dtype(v1::DTYPE_FLOAT32);
+  spec.set_rounds(absl::GetFlag(FLAGS_rounds));
+  spec.set_shards_per_round(absl::GetFlag(FLAGS_shards));
+  spec.set_replication(absl::GetFlag(FLAGS_replication));
+  ASSIGN_OR_RETURN(Tier tier, ParseTier(absl::GetFlag(FLAGS_min_tier)));
+  spec.set_min_tier(static_cast<v1::Tier>(static_cast<int>(tier)));
+  spec.set_unit_deadline_s(absl::GetFlag(FLAGS_unit_deadline_s));
+  spec.set_round_deadline_s(absl::GetFlag(FLAGS_round_deadline_s));
+  spec.set_min_results_per_round(absl::GetFlag(FLAGS_min_results));
+  spec.set_max_delta_norm(absl::GetFlag(FLAGS_max_norm));
+  spec.set_aggregation(absl::GetFlag(FLAGS_aggregation));
+  ASSIGN_OR_RETURN(std::string job_id, client.SubmitJob(spec));
+  std::cout << job_id << "\n";
+  return absl::OkStatus();
+}
+
+absl::Status RunAdmin(const std::vector<std::string>& args) {
+  ASSIGN_OR_RETURN(std::unique_ptr<AdminClient> client, ConnectAdmin());
+  const bool json = absl::GetFlag(FLAGS_json);
+  if (args[0] == "workers") {
+    if (args.size() != 1) return absl::InvalidArgumentError("workers takes no arguments");
+    ASSIGN_OR_RETURN(std::vector<v1::WorkerStatus> workers,
+                     client->ListWorkers(absl::GetFlag(FLAGS_all)));
+    if (json) {
+      v1::ListWorkersResponse response;
+      for (auto& worker : workers) *response.add_workers() = worker;
+      std::cout << ToJson(response);
+    } else {
+      const int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
+                              std::chrono::system_clock::now().time_since_epoch())
+                              .count();
+      std::cout << FormatWorkers(workers, now);
+    }
+    return absl::OkStatus();
+  }
+  if (args.size() < 2) return absl::InvalidArgumentError("job needs a subcommand");
+  const std::string& sub = args[1];
+  if (sub == "submit" && args.size() == 2) return RunJobSubmit(*client);
+  if (sub == "list" && args.size() == 2) {
+    ASSIGN_OR_RETURN(std::vector<v1::JobStatus> jobs, client->ListJobs());
+    if (json) {
+      v1::ListJobsResponse response;
+      for (auto& job : jobs) *response.add_jobs() = job;
+      std::cout << ToJson(response);
+    } else {
+      std::cout << FormatJobList(jobs);
+    }
+    return absl::OkStatus();
+  }
+  if (sub == "status" && args.size() == 3) {
+    ASSIGN_OR_RETURN(v1::JobStatus job, client->GetJob(args[2]));
+    std::cout << (json ? ToJson(job) : FormatJobStatus(job));
+    return absl::OkStatus();
+  }
+  if (sub == "cancel" && args.size() == 3) {
+    ASSIGN_OR_RETURN(v1::JobState state,
+                     client->CancelJob(args[2], absl::GetFlag(FLAGS_reason)));
+    std::cout << args[2] << " " << v1::JobState_Name(state) << "\n";
+    return absl::OkStatus();
+  }
+  return absl::InvalidArgumentError(
+      "usage: job submit | job status ID | job list | job cancel ID");
 }
 
 int Main(int argc, char** argv) {
@@ -59,14 +353,19 @@ int Main(int argc, char** argv) {
       return 2;
     }
   }
-  if (args.size() != 2) {
+  if (args.size() < 2) {
     std::cerr << kUsage;
     return 2;
   }
-  const std::string command = args[1];
+  const std::vector<std::string> words(args.begin() + 1, args.end());
+  const std::string& command = words[0];
   absl::Status status;
-  if (command == "keygen") {
+  if (command == "keygen" && words.size() == 1) {
     status = RunKeygen();
+  } else if (command == "serve" && words.size() == 1) {
+    status = RunServe();
+  } else if (command == "job" || command == "workers") {
+    status = RunAdmin(words);
   } else {
     std::cerr << "openforce-coordinator: unknown command '" << command
               << "'\n\n"

@@ -187,6 +187,20 @@ std::string AdapterConfigToJson(const LoraConfig& config) {
   return json.dump(2);
 }
 
+std::map<std::string, std::vector<int64_t>> ExpectedAdapterTensors(
+    const LlamaConfig& model, const LoraConfig& config) {
+  std::map<std::string, std::vector<int64_t>> expected;
+  for (int64_t layer = 0; layer < model.num_hidden_layers; ++layer) {
+    for (Projection p : kAllProjections) {
+      if (!config.Targets(p)) continue;
+      const size_t index = static_cast<size_t>(layer);
+      expected[PeftKey(index, p, true)] = {config.rank, InFeatures(model, p)};
+      expected[PeftKey(index, p, false)] = {OutFeatures(model, p), config.rank};
+    }
+  }
+  return expected;
+}
+
 absl::StatusOr<LoraAdapter> LoraAdapter::Create(const LlamaConfig& model,
                                                 const LoraConfig& config,
                                                 uint64_t seed,

@@ -10,6 +10,7 @@
 #include <ATen/core/Tensor.h>
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -97,6 +98,10 @@ class LoraAdapter {
 
 // PEFT's key for A or B of `projection` in `layer`.
 std::string PeftKey(size_t layer, Projection projection, bool is_a);
+
+// PEFT key -> shape of every tensor an adapter for `model` and `config` holds.
+std::map<std::string, std::vector<int64_t>> ExpectedAdapterTensors(
+    const LlamaConfig& model, const LoraConfig& config);
 
 // Parses adapter_config.json text. Accepts every field PEFT writes; refuses
 // settings this engine would apply wrongly (DoRA, rank or alpha patterns, bias

@@ -1,0 +1,1088 @@
+// The coordinator's logic; see coordinator.h.
+#include "coordinator/coordinator.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <limits>
+#include <map>
+#include <utility>
+
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "common/memory_estimate.h"
+#include "common/model_manifest.h"
+#include "common/secret_token.h"
+#include "common/sha256.h"
+#include "common/signing_payload.h"
+#include "common/status_macros.h"
+#include "common/tier.h"
+#include "coordinator/aggregator.h"
+#include "lora/adapter_delta.h"
+#include "lora/dataset.h"
+#include "lora/llama_config.h"
+#include "lora/lora_adapter.h"
+#include "proto/channel.h"
+#include "proto/lora_convert.h"
+#include "proto/status_convert.h"
+
+namespace openforce::coordinator {
+namespace {
+
+constexpr char kRegisterDomain[] = "openforce/register/v1";
+constexpr size_t kMaxDisplayName = 128;
+constexpr uint32_t kMaxRounds = 10'000;
+constexpr uint32_t kMaxUnitsPerRound = 100'000;
+constexpr uint32_t kDefaultPageSize = 50;
+
+int64_t SystemNowMs() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+std::string UnitId(const std::string& job_id, uint64_t round, uint32_t shard,
+                   uint32_t replica) {
+  return absl::StrCat(job_id, "-r", round, "-s", shard, "-p", replica);
+}
+
+std::vector<UnitRecord> MakeUnits(const JobRecord& job, uint64_t round) {
+  std::vector<UnitRecord> units;
+  for (uint32_t shard = 0; shard < job.spec.shards_per_round(); ++shard) {
+    for (uint32_t replica = 0; replica < job.spec.replication(); ++replica) {
+      UnitRecord unit;
+      unit.unit_id = UnitId(job.job_id, round, shard, replica);
+      unit.job_id = job.job_id;
+      unit.round = round;
+      unit.shard_index = shard;
+      unit.replica = replica;
+      units.push_back(unit);
+    }
+  }
+  return units;
+}
+
+RoundRecord MakeRound(const JobRecord& job, uint64_t round,
+                      uint64_t parent_version, int64_t now) {
+  RoundRecord record;
+  record.job_id = job.job_id;
+  record.round = round;
+  record.parent_version = parent_version;
+  record.opened_ms = now;
+  record.deadline_ms =
+      job.spec.round_deadline_s() == 0
+          ? 0
+          : now + int64_t{1000} * job.spec.round_deadline_s();
+  return record;
+}
+
+// Seeds differ per unit (so replicas and shards do not repeat each other's
+// dropout and data order) but follow from the job's seed.
+uint64_t UnitSeed(uint64_t job_seed, const UnitRecord& unit) {
+  const Sha256Digest digest = [&] {
+    Sha256 hasher;
+    hasher.Update(absl::StrCat("openforce/unit-seed/v1\n", job_seed, "\n",
+                               unit.round, "\n", unit.shard_index, "\n",
+                               unit.replica));
+    return hasher.Finish();
+  }();
+  uint64_t seed = 0;
+  for (int i = 0; i < 8; ++i) seed = (seed << 8) | digest[i];
+  return seed;
+}
+
+uint32_t MinResults(const v1::JobSpec& spec) {
+  return spec.min_results_per_round() > 0
+             ? spec.min_results_per_round()
+             : spec.shards_per_round() * spec.replication();
+}
+
+SigningPayload DeltaPayload(const v1::DeltaHeader& header) {
+  SigningPayload payload;
+  payload.kind = PayloadKind::kWorkerDelta;
+  payload.job_id = header.job_id();
+  payload.round = header.round();
+  payload.unit_id = header.unit_id();
+  payload.base_model_hash = header.base_model_hash();
+  payload.parent_adapter_version = header.parent_adapter_version();
+  payload.content_hash = header.content_hash();
+  payload.sample_count = header.sample_count();
+  payload.metrics.insert(header.metrics().begin(), header.metrics().end());
+  return payload;
+}
+
+bool IsTerminal(v1::JobState state) {
+  return state == v1::JOB_SUCCEEDED || state == v1::JOB_FAILED ||
+         state == v1::JOB_CANCELLED;
+}
+
+absl::Status NotFoundJob(const std::string& job_id) {
+  return absl::NotFoundError(absl::StrCat("no job '", job_id, "'"));
+}
+
+v1::BlobRef MakeRef(const std::string& sha256, uint64_t size,
+                    const std::string& name) {
+  v1::BlobRef ref;
+  ref.set_sha256(sha256);
+  ref.set_size_bytes(size);
+  ref.set_name(name);
+  return ref;
+}
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Create(
+    CoordinatorOptions options, Ed25519PrivateKey identity,
+    std::unique_ptr<StateStore> state, std::unique_ptr<BlobStore> blobs) {
+  if (!options.now_ms) options.now_ms = SystemNowMs;
+  if (options.heartbeat_interval_ms == 0 || options.lease_retry_ms == 0)
+    return absl::InvalidArgumentError("intervals must be positive");
+  RETURN_IF_ERROR(MakeDirectories(options.data_dir + "/tmp"));
+  return std::unique_ptr<Coordinator>(new Coordinator(
+      std::move(options), std::move(identity), std::move(state),
+      std::move(blobs)));
+}
+
+Coordinator::Coordinator(CoordinatorOptions options, Ed25519PrivateKey identity,
+                         std::unique_ptr<StateStore> state,
+                         std::unique_ptr<BlobStore> blobs)
+    : options_(std::move(options)),
+      identity_(std::move(identity)),
+      public_key_(identity_.PublicKey()),
+      state_(std::move(state)),
+      blobs_(std::move(blobs)) {}
+
+absl::StatusOr<std::string> Coordinator::BlobPath(
+    const std::string& sha256) const {
+  return blobs_->ObjectPath(sha256);
+}
+
+absl::StatusOr<WorkerRecord> Coordinator::RequireWorker(
+    const std::string& worker_id) {
+  ASSIGN_OR_RETURN(std::optional<WorkerRecord> worker,
+                   state_->GetWorker(worker_id));
+  if (!worker.has_value()) {
+    return Rejection(absl::StatusCode::kUnauthenticated,
+                     v1::REJECT_UNKNOWN_WORKER,
+                     absl::StrCat("worker '", worker_id,
+                                  "' is not registered; call Register first"));
+  }
+  return *std::move(worker);
+}
+
+// ---------------------------------------------------------------------------
+// Worker calls
+
+absl::StatusOr<v1::RegisterResponse> Coordinator::Register(
+    const v1::RegisterRequest& request) {
+  if (!options_.enrollment_token.empty() &&
+      !TokensEqual(request.enrollment_token(), options_.enrollment_token)) {
+    return absl::UnauthenticatedError(
+        request.enrollment_token().empty()
+            ? "this coordinator needs an enrollment token to register"
+            : "the enrollment token is not valid");
+  }
+  absl::StatusOr<Ed25519PublicKey> key =
+      Ed25519PublicKey::FromRaw(request.public_key());
+  if (!key.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("public_key: ", key.status().message()));
+  }
+  if (request.nonce().size() < 16 || request.nonce().size() > 64) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("nonce must be 16-64 bytes, got ", request.nonce().size()));
+  }
+  const std::string proof_message = absl::StrCat(
+      absl::string_view(kRegisterDomain, sizeof(kRegisterDomain)),
+      request.public_key(), request.nonce());
+  if (!key->Verify(proof_message, request.proof_of_possession()).ok()) {
+    return absl::UnauthenticatedError(
+        "proof_of_possession does not verify: the caller does not hold the "
+        "private key");
+  }
+  if (request.display_name().size() > kMaxDisplayName) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "display_name is longer than ", kMaxDisplayName, " bytes"));
+  }
+  if (!v1::Tier_IsValid(request.profile().tier()) ||
+      request.profile().tier() == v1::TIER_UNSPECIFIED) {
+    return absl::InvalidArgumentError("profile.tier is missing or unknown");
+  }
+  WorkerRecord worker;
+  worker.worker_id = absl::StrCat("w-", key->Fingerprint().substr(0, 16));
+  worker.public_key = request.public_key();
+  worker.display_name = request.display_name();
+  worker.profile = request.profile();
+  worker.registered_ms = Now();
+  worker.last_heartbeat_ms = Now();
+  worker.availability = v1::AVAILABLE;
+  RETURN_IF_ERROR(state_->UpsertWorker(worker));
+  v1::RegisterResponse response;
+  response.set_worker_id(worker.worker_id);
+  response.set_heartbeat_interval_ms(options_.heartbeat_interval_ms);
+  response.set_coordinator_public_key(public_key_.Raw());
+  response.set_max_upload_bytes(options_.max_upload_bytes);
+  response.set_max_chunk_bytes(kMaxChunkBytes);
+  return response;
+}
+
+absl::StatusOr<v1::HeartbeatResponse> Coordinator::Heartbeat(
+    const v1::HeartbeatRequest& request) {
+  ASSIGN_OR_RETURN(WorkerRecord worker, RequireWorker(request.worker_id()));
+  RETURN_IF_ERROR(state_->RecordHeartbeat(worker.worker_id, Now(),
+                                          request.availability(),
+                                          request.current_unit_id()));
+  v1::HeartbeatResponse response;
+  response.set_next_heartbeat_ms(options_.heartbeat_interval_ms);
+  if (!request.current_unit_id().empty()) {
+    ASSIGN_OR_RETURN(std::optional<UnitRecord> unit,
+                     state_->GetUnit(request.current_unit_id()));
+    if (!unit.has_value() || unit->state != v1::UNIT_LEASED ||
+        unit->worker_id != worker.worker_id) {
+      response.add_revoked_unit_ids(request.current_unit_id());
+    }
+  }
+  return response;
+}
+
+absl::StatusOr<v1::LeaseWorkUnitResponse> Coordinator::LeaseWorkUnit(
+    const v1::LeaseWorkUnitRequest& request) {
+  ASSIGN_OR_RETURN(WorkerRecord worker, RequireWorker(request.worker_id()));
+  v1::LeaseWorkUnitResponse response;
+  response.set_retry_after_ms(options_.lease_retry_ms);
+  const int64_t now = Now();
+  if (now - worker.last_heartbeat_ms > options_.worker_timeout_ms) {
+    return absl::FailedPreconditionError(
+        "no heartbeat from this worker recently; send Heartbeat before "
+        "leasing");
+  }
+  uint64_t free_memory = request.free_memory_bytes();
+  if (free_memory == 0) {
+    const uint64_t available = worker.profile.ram_available_bytes();
+    free_memory = available > worker.profile.headroom_bytes()
+                      ? available - worker.profile.headroom_bytes()
+                      : 0;
+  }
+  absl::MutexLock lock(&mu_);
+  ASSIGN_OR_RETURN(std::vector<JobRecord> jobs, state_->ListJobs());
+  std::reverse(jobs.begin(), jobs.end());  // oldest job first
+  for (const JobRecord& job : jobs) {
+    if (job.state != v1::JOB_RUNNING) continue;
+    const v1::Tier min_tier = job.spec.min_tier() == v1::TIER_UNSPECIFIED
+                                  ? v1::TIER_CPU
+                                  : job.spec.min_tier();
+    if (worker.profile.tier() < min_tier) continue;
+    if (free_memory < job.estimated_memory_bytes) continue;
+    ASSIGN_OR_RETURN(
+        std::optional<UnitRecord> unit,
+        state_->FindLeasableUnit(job.job_id, job.current_round,
+                                 worker.worker_id));
+    if (!unit.has_value()) continue;
+    unit->lease_deadline_ms = now + int64_t{1000} * job.spec.unit_deadline_s();
+    RETURN_IF_ERROR(state_->LeaseUnit(unit->unit_id, worker.worker_id,
+                                      unit->lease_deadline_ms));
+    ASSIGN_OR_RETURN(*response.mutable_unit(), DescribeUnit(job, *unit));
+    response.set_retry_after_ms(0);
+    return response;
+  }
+  return response;
+}
+
+absl::StatusOr<v1::WorkUnit> Coordinator::DescribeUnit(const JobRecord& job,
+                                                       const UnitRecord& unit) {
+  v1::WorkUnit out;
+  out.set_unit_id(unit.unit_id);
+  out.set_job_id(job.job_id);
+  out.set_round(unit.round);
+  out.set_shard_index(unit.shard_index);
+  out.set_replica(unit.replica);
+  out.set_base_model_hash(job.spec.base_model_hash());
+  *out.mutable_base_model_files() = job.spec.base_model_files();
+  ASSIGN_OR_RETURN(std::vector<RoundRecord> rounds,
+                   state_->ListRounds(job.job_id));
+  uint64_t parent_version = 0;
+  for (const RoundRecord& round : rounds) {
+    if (round.round == unit.round) parent_version = round.parent_version;
+  }
+  out.set_parent_adapter_version(parent_version);
+  if (parent_version == 0) {
+    *out.mutable_parent_adapter() = job.initial_adapter;
+  } else {
+    ASSIGN_OR_RETURN(std::optional<AdapterRecord> parent,
+                     state_->GetAdapter(job.job_id, parent_version));
+    if (!parent.has_value()) {
+      return absl::InternalError(absl::StrCat(
+          "adapter version ", parent_version, " of ", job.job_id, " missing"));
+    }
+    *out.mutable_parent_adapter() = parent->adapter.adapter_model();
+  }
+  ASSIGN_OR_RETURN(std::vector<ShardRecord> shards,
+                   state_->ListShards(job.job_id));
+  if (unit.shard_index >= shards.size())
+    return absl::InternalError("shard missing for unit " + unit.unit_id);
+  *out.mutable_shard() = shards[unit.shard_index].blob;
+  *out.mutable_lora() = job.spec.lora();
+  *out.mutable_training() = job.spec.training();
+  out.mutable_training()->set_seed(UnitSeed(job.spec.training().seed(), unit));
+  out.set_lease_deadline_ms(unit.lease_deadline_ms);
+  out.set_estimated_memory_bytes(job.estimated_memory_bytes);
+  return out;
+}
+
+absl::Status Coordinator::ReleaseWorkUnit(
+    const v1::ReleaseWorkUnitRequest& request) {
+  ASSIGN_OR_RETURN(WorkerRecord worker, RequireWorker(request.worker_id()));
+  absl::MutexLock lock(&mu_);
+  absl::Status released = state_->ReleaseUnit(request.unit_id(), worker.worker_id);
+  if (absl::IsFailedPrecondition(released)) {
+    return Rejection(absl::StatusCode::kPermissionDenied,
+                     v1::REJECT_LEASE_NOT_HELD, released.message());
+  }
+  return released;
+}
+
+absl::StatusOr<v1::GetUploadOffsetResponse> Coordinator::GetUploadOffset(
+    const v1::GetUploadOffsetRequest& request) {
+  ASSIGN_OR_RETURN(WorkerRecord worker, RequireWorker(request.worker_id()));
+  if (!IsSha256Hex(request.content_hash())) {
+    return absl::InvalidArgumentError(
+        "content_hash is not 64 lowercase hex digits");
+  }
+  const std::string upload_id = absl::StrCat(
+      "d", Sha256Hex(absl::StrCat(worker.worker_id, "\n", request.unit_id(),
+                                  "\n", request.content_hash()))
+               .substr(0, 40));
+  v1::GetUploadOffsetResponse response;
+  ASSIGN_OR_RETURN(uint64_t offset, blobs_->UploadOffset(upload_id));
+  response.set_offset(offset);
+  return response;
+}
+
+absl::StatusOr<DeltaUpload> Coordinator::BeginUpload(
+    const v1::DeltaHeader& header) {
+  ASSIGN_OR_RETURN(WorkerRecord worker, RequireWorker(header.worker_id()));
+  ASSIGN_OR_RETURN(Ed25519PublicKey key,
+                   Ed25519PublicKey::FromRaw(worker.public_key));
+  absl::Status signature =
+      VerifyPayloadSignature(key, DeltaPayload(header), header.signature());
+  if (!signature.ok()) {
+    return Rejection(absl::IsInvalidArgument(signature)
+                         ? absl::StatusCode::kInvalidArgument
+                         : absl::StatusCode::kUnauthenticated,
+                     v1::REJECT_BAD_SIGNATURE,
+                     absl::StrCat("delta header signature: ",
+                                  signature.message()));
+  }
+  ASSIGN_OR_RETURN(std::optional<UnitRecord> unit,
+                   state_->GetUnit(header.unit_id()));
+  if (!unit.has_value()) {
+    return Rejection(absl::StatusCode::kNotFound, v1::REJECT_LEASE_NOT_HELD,
+                     absl::StrCat("no unit '", header.unit_id(), "'"));
+  }
+  if (unit->job_id != header.job_id()) {
+    return Rejection(absl::StatusCode::kFailedPrecondition,
+                     v1::REJECT_WRONG_JOB,
+                     absl::StrCat("unit ", unit->unit_id, " belongs to job ",
+                                  unit->job_id, ", the delta names job ",
+                                  header.job_id()));
+  }
+  ASSIGN_OR_RETURN(std::optional<JobRecord> job, state_->GetJob(unit->job_id));
+  if (!job.has_value()) return NotFoundJob(unit->job_id);
+  if (job->state != v1::JOB_RUNNING) {
+    return Rejection(absl::StatusCode::kFailedPrecondition,
+                     v1::REJECT_JOB_NOT_ACTIVE,
+                     absl::StrCat("job ", job->job_id, " is ",
+                                  v1::JobState_Name(job->state)));
+  }
+  if (header.base_model_hash() != job->spec.base_model_hash()) {
+    return Rejection(absl::StatusCode::kFailedPrecondition,
+                     v1::REJECT_WRONG_JOB,
+                     "the delta names another base model than the job's");
+  }
+  ASSIGN_OR_RETURN(std::vector<RoundRecord> rounds,
+                   state_->ListRounds(job->job_id));
+  uint64_t parent_version = 0;
+  for (const RoundRecord& round : rounds) {
+    if (round.round == job->current_round) parent_version = round.parent_version;
+  }
+  if (header.round() != unit->round || unit->round != job->current_round ||
+      header.parent_adapter_version() != parent_version) {
+    return Rejection(
+        absl::StatusCode::kFailedPrecondition, v1::REJECT_WRONG_ROUND,
+        absl::StrCat("the delta is for round ", header.round(),
+                     " from adapter version ", header.parent_adapter_version(),
+                     "; the job is in round ", job->current_round,
+                     " from version ", parent_version));
+  }
+  DeltaUpload upload;
+  upload.header = header;
+  upload.unit = *unit;
+  if (unit->state == v1::UNIT_ACCEPTED && unit->worker_id == worker.worker_id) {
+    ASSIGN_OR_RETURN(std::optional<ResultRecord> accepted,
+                     state_->GetAcceptedResult(unit->unit_id));
+    if (accepted.has_value() &&
+        accepted->header.content_hash() == header.content_hash()) {
+      upload.already_accepted = true;
+      upload.received = header.size_bytes();
+      return upload;
+    }
+  }
+  if (unit->state != v1::UNIT_LEASED || unit->worker_id != worker.worker_id) {
+    return Rejection(absl::StatusCode::kPermissionDenied,
+                     v1::REJECT_LEASE_NOT_HELD,
+                     absl::StrCat("worker ", worker.worker_id,
+                                  " holds no lease on unit ", unit->unit_id));
+  }
+  if (header.size_bytes() > options_.max_upload_bytes) {
+    return Rejection(absl::StatusCode::kResourceExhausted,
+                     v1::REJECT_TOO_LARGE,
+                     absl::StrCat("delta of ", header.size_bytes(),
+                                  " bytes is over the limit of ",
+                                  options_.max_upload_bytes));
+  }
+  if (header.size_bytes() == 0 || header.sample_count() == 0) {
+    return absl::InvalidArgumentError(
+        "size_bytes and sample_count must be positive");
+  }
+  ASSIGN_OR_RETURN(v1::GetUploadOffsetResponse offset, [&] {
+    v1::GetUploadOffsetRequest request;
+    request.set_worker_id(worker.worker_id);
+    request.set_unit_id(unit->unit_id);
+    request.set_content_hash(header.content_hash());
+    return GetUploadOffset(request);
+  }());
+  upload.upload_id = absl::StrCat(
+      "d", Sha256Hex(absl::StrCat(worker.worker_id, "\n", unit->unit_id, "\n",
+                                  header.content_hash()))
+               .substr(0, 40));
+  upload.received = offset.offset();
+  return upload;
+}
+
+absl::Status Coordinator::AppendUpload(DeltaUpload* upload, uint64_t offset,
+                                       const std::string& data) {
+  if (upload->already_accepted) return absl::OkStatus();
+  if (offset != upload->received) {
+    return Rejection(absl::StatusCode::kOutOfRange, v1::REJECT_BAD_OFFSET,
+                     absl::StrCat("chunk at offset ", offset,
+                                  " does not continue the upload, which has ",
+                                  upload->received, " bytes"));
+  }
+  if (data.size() > upload->header.size_bytes() - offset) {
+    return Rejection(absl::StatusCode::kResourceExhausted,
+                     v1::REJECT_TOO_LARGE,
+                     absl::StrCat("upload goes past its declared size of ",
+                                  upload->header.size_bytes(), " bytes"));
+  }
+  absl::Status appended = blobs_->AppendUpload(upload->upload_id, offset, data);
+  if (absl::IsFailedPrecondition(appended)) {
+    return Rejection(absl::StatusCode::kOutOfRange, v1::REJECT_BAD_OFFSET,
+                     appended.message());
+  }
+  RETURN_IF_ERROR(appended);
+  upload->received += data.size();
+  return absl::OkStatus();
+}
+
+absl::Status Coordinator::RejectDelta(const DeltaUpload& upload,
+                                      v1::RejectReason reason,
+                                      absl::StatusCode code,
+                                      const std::string& message) {
+  ResultRecord result;
+  result.unit_id = upload.unit.unit_id;
+  result.worker_id = upload.header.worker_id();
+  result.job_id = upload.unit.job_id;
+  result.round = upload.unit.round;
+  result.shard_index = upload.unit.shard_index;
+  result.accepted = false;
+  result.reject_reason = reason;
+  result.message = message;
+  result.header = upload.header;
+  result.created_ms = Now();
+  RETURN_IF_ERROR(state_->RecordResult(result));
+  return Rejection(code, reason, message);
+}
+
+absl::StatusOr<v1::UploadDeltaResponse> Coordinator::FinishUpload(
+    DeltaUpload* upload) {
+  v1::UploadDeltaResponse response;
+  response.set_received_bytes(upload->received);
+  if (upload->already_accepted) {
+    response.set_accepted(true);
+    response.set_message("already accepted");
+    return response;
+  }
+  if (upload->received < upload->header.size_bytes()) {
+    response.set_message(absl::StrCat("incomplete: ", upload->received, " of ",
+                                      upload->header.size_bytes(),
+                                      " bytes; resume at that offset"));
+    return response;
+  }
+  absl::MutexLock lock(&mu_);
+  // The lease or round may have moved on while bytes were arriving.
+  ASSIGN_OR_RETURN(DeltaUpload current, BeginUpload(upload->header));
+  if (current.already_accepted) {
+    response.set_accepted(true);
+    return response;
+  }
+  absl::StatusOr<std::string> committed =
+      blobs_->CommitUpload(upload->upload_id, upload->header.content_hash());
+  if (absl::IsDataLoss(committed.status())) {
+    return Rejection(absl::StatusCode::kDataLoss, v1::REJECT_HASH_MISMATCH,
+                     committed.status().message());
+  }
+  RETURN_IF_ERROR(committed.status());
+  ASSIGN_OR_RETURN(std::optional<JobRecord> job,
+                   state_->GetJob(upload->unit.job_id));
+  if (!job.has_value()) return NotFoundJob(upload->unit.job_id);
+  std::string config_json;
+  for (const v1::BlobRef& file : job->spec.base_model_files()) {
+    if (file.name() == "config.json") {
+      ASSIGN_OR_RETURN(config_json, blobs_->Get(file.sha256()));
+    }
+  }
+  ASSIGN_OR_RETURN(lora::LlamaConfig model,
+                   lora::ParseLlamaConfig(config_json, "config.json"));
+  ASSIGN_OR_RETURN(lora::LoraConfig lora_config,
+                   LoraConfigFromProto(job->spec.lora()));
+  ASSIGN_OR_RETURN(std::string path, BlobPath(upload->header.content_hash()));
+  ASSIGN_OR_RETURN(lora::DeltaCheck check,
+                   lora::CheckAdapterDelta(path, model, lora_config,
+                                           job->spec.max_delta_norm()));
+  switch (check.problem) {
+    case lora::DeltaCheck::Problem::kNone:
+      break;
+    case lora::DeltaCheck::Problem::kBadShape:
+      return RejectDelta(*upload, v1::REJECT_BAD_SHAPE,
+                         absl::StatusCode::kInvalidArgument, check.message);
+    case lora::DeltaCheck::Problem::kNonFinite:
+      return RejectDelta(*upload, v1::REJECT_NON_FINITE,
+                         absl::StatusCode::kInvalidArgument, check.message);
+    case lora::DeltaCheck::Problem::kNormTooLarge:
+      return RejectDelta(*upload, v1::REJECT_NORM_TOO_LARGE,
+                         absl::StatusCode::kInvalidArgument, check.message);
+  }
+  ResultRecord result;
+  result.unit_id = upload->unit.unit_id;
+  result.worker_id = upload->header.worker_id();
+  result.job_id = upload->unit.job_id;
+  result.round = upload->unit.round;
+  result.shard_index = upload->unit.shard_index;
+  result.accepted = true;
+  result.header = upload->header;
+  result.created_ms = Now();
+  RETURN_IF_ERROR(state_->RecordResult(result));
+  response.set_accepted(true);
+  response.set_message(absl::StrCat("accepted; L2 norm ", check.l2_norm));
+  return response;
+}
+
+absl::Status Coordinator::CheckFetchAllowed(
+    const v1::FetchBlobRequest& request) {
+  if (!IsSha256Hex(request.sha256()))
+    return absl::InvalidArgumentError("sha256 is not 64 lowercase hex digits");
+  if (!request.worker_id().empty()) {
+    RETURN_IF_ERROR(RequireWorker(request.worker_id()).status());
+  } else {
+    ASSIGN_OR_RETURN(bool published,
+                     state_->IsPublishedAdapterBlob(request.sha256()));
+    if (!published) {
+      return absl::PermissionDeniedError(
+          "without a worker id only published adapter files can be fetched");
+    }
+  }
+  if (!blobs_->Contains(request.sha256())) {
+    return absl::NotFoundError(
+        absl::StrCat("no blob ", request.sha256()));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<v1::GetLatestAdapterResponse> Coordinator::GetLatestAdapter(
+    const v1::GetLatestAdapterRequest& request) {
+  ASSIGN_OR_RETURN(std::optional<JobRecord> job,
+                   state_->GetJob(request.job_id()));
+  if (!job.has_value()) return NotFoundJob(request.job_id());
+  ASSIGN_OR_RETURN(std::optional<AdapterRecord> adapter,
+                   state_->GetAdapter(request.job_id(), request.version()));
+  v1::GetLatestAdapterResponse response;
+  if (adapter.has_value()) {
+    *response.mutable_adapter() = adapter->adapter;
+  } else if (request.version() != 0) {
+    return absl::NotFoundError(absl::StrCat("job ", request.job_id(),
+                                            " has no adapter version ",
+                                            request.version()));
+  }
+  return response;
+}
+
+// ---------------------------------------------------------------------------
+// Admin calls
+
+absl::StatusOr<BlobUpload> Coordinator::BeginBlobUpload(
+    const v1::UploadBlobChunk& first) {
+  if (!IsSha256Hex(first.sha256())) {
+    return absl::InvalidArgumentError(
+        "the first chunk must carry the blob's sha256 (64 lowercase hex)");
+  }
+  if (first.size_bytes() > options_.max_blob_bytes) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("blob of ", first.size_bytes(), " bytes is over the limit of ",
+                     options_.max_blob_bytes));
+  }
+  BlobUpload upload;
+  upload.sha256 = first.sha256();
+  upload.size = first.size_bytes();
+  upload.upload_id = "b" + first.sha256();
+  if (blobs_->Contains(first.sha256())) {
+    upload.complete = true;
+    upload.received = upload.size;
+    return upload;
+  }
+  ASSIGN_OR_RETURN(upload.received, blobs_->UploadOffset(upload.upload_id));
+  return upload;
+}
+
+absl::Status Coordinator::AppendBlobChunk(BlobUpload* upload,
+                                          const v1::UploadBlobChunk& chunk) {
+  if (upload->complete || chunk.data().empty()) return absl::OkStatus();
+  if (chunk.offset() != upload->received) {
+    return absl::OutOfRangeError(absl::StrCat(
+        "chunk at offset ", chunk.offset(), " does not continue the upload of ",
+        upload->sha256, ", which has ", upload->received, " bytes"));
+  }
+  if (chunk.data().size() > upload->size - upload->received) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "upload goes past its declared size of ", upload->size, " bytes"));
+  }
+  RETURN_IF_ERROR(
+      blobs_->AppendUpload(upload->upload_id, chunk.offset(), chunk.data()));
+  upload->received += chunk.data().size();
+  return absl::OkStatus();
+}
+
+absl::StatusOr<v1::UploadBlobResponse> Coordinator::FinishBlobUpload(
+    BlobUpload* upload) {
+  v1::UploadBlobResponse response;
+  response.set_sha256(upload->sha256);
+  if (!upload->complete && upload->received == upload->size) {
+    RETURN_IF_ERROR(
+        blobs_->CommitUpload(upload->upload_id, upload->sha256).status());
+    upload->complete = true;
+  }
+  response.set_received_bytes(upload->received);
+  response.set_complete(upload->complete);
+  return response;
+}
+
+absl::StatusOr<v1::SubmitJobResponse> Coordinator::SubmitJob(
+    const v1::SubmitJobRequest& request) {
+  v1::JobSpec spec = request.spec();
+  // Everything a worker would trip over later is refused now, by name.
+  if (spec.name().empty() || spec.name().size() > kMaxDisplayName) {
+    return absl::InvalidArgumentError("name must be 1-128 bytes");
+  }
+  if (spec.rounds() == 0 || spec.rounds() > kMaxRounds) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("rounds must be in 1..", kMaxRounds));
+  }
+  if (spec.replication() == 0) spec.set_replication(1);
+  if (spec.shards_per_round() == 0 ||
+      uint64_t{spec.shards_per_round()} * spec.replication() >
+          kMaxUnitsPerRound) {
+    return absl::InvalidArgumentError(
+        "shards_per_round must be >= 1 and shards x replication at most "
+        "100000");
+  }
+  if (spec.unit_deadline_s() == 0)
+    return absl::InvalidArgumentError("unit_deadline_s must be > 0");
+  if (MinResults(spec) > spec.shards_per_round() * spec.replication()) {
+    return absl::InvalidArgumentError(
+        "min_results_per_round is larger than the units of a round");
+  }
+  if (!(spec.max_delta_norm() > 0) || !std::isfinite(spec.max_delta_norm())) {
+    return absl::InvalidArgumentError("max_delta_norm must be > 0");
+  }
+  if (spec.min_tier() != v1::TIER_UNSPECIFIED &&
+      !v1::Tier_IsValid(spec.min_tier())) {
+    return absl::InvalidArgumentError("min_tier is unknown");
+  }
+  RETURN_IF_ERROR(MakeAggregator(spec.aggregation()).status());
+  ASSIGN_OR_RETURN(lora::LoraConfig lora_config, LoraConfigFromProto(spec.lora()));
+  ASSIGN_OR_RETURN(lora::TrainingOptions training,
+                   TrainingOptionsFromProto(spec.training()));
+  (void)training;
+
+  std::vector<ManifestFile> manifest;
+  std::string config_json;
+  bool has_tokenizer = false;
+  for (const v1::BlobRef& file : spec.base_model_files()) {
+    RETURN_IF_ERROR(CheckPortableFileName(file.name()));
+    if (!blobs_->Contains(file.sha256())) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "model file ", file.name(), " (", file.sha256(),
+          ") was not uploaded; UploadBlob it first"));
+    }
+    ASSIGN_OR_RETURN(uint64_t size, blobs_->Size(file.sha256()));
+    if (size != file.size_bytes()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "model file ", file.name(), " is ", size, " bytes, spec says ",
+          file.size_bytes()));
+    }
+    if (file.name() == "config.json") {
+      ASSIGN_OR_RETURN(config_json, blobs_->Get(file.sha256()));
+    }
+    has_tokenizer |= file.name() == "tokenizer.model" ||
+                     file.name() == "openforce_tokenizer.json";
+    manifest.push_back({file.name(), file.sha256()});
+  }
+  ASSIGN_OR_RETURN(std::string model_hash, ModelContentHash(manifest));
+  if (model_hash != spec.base_model_hash()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "base_model_hash ", spec.base_model_hash(),
+        " does not match the files, which hash to ", model_hash));
+  }
+  if (config_json.empty())
+    return absl::InvalidArgumentError("the model files have no config.json");
+  if (!has_tokenizer) {
+    return absl::InvalidArgumentError(
+        "the model files have no tokenizer a worker can read "
+        "(tokenizer.model or openforce_tokenizer.json)");
+  }
+  ASSIGN_OR_RETURN(lora::LlamaConfig model,
+                   lora::ParseLlamaConfig(config_json, "config.json"));
+
+  // Split the dataset: record i goes to shard i mod shards_per_round.
+  if (!blobs_->Contains(spec.dataset().sha256())) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "dataset ", spec.dataset().sha256(), " was not uploaded"));
+  }
+  ASSIGN_OR_RETURN(std::string dataset, blobs_->Get(spec.dataset().sha256()));
+  RETURN_IF_ERROR(lora::ParseJsonl(dataset, "dataset").status());
+  std::vector<std::string> lines;
+  for (absl::string_view line : absl::StrSplit(dataset, '\n')) {
+    if (!absl::StripAsciiWhitespace(line).empty()) lines.emplace_back(line);
+  }
+  if (lines.size() < spec.shards_per_round()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "the dataset has ", lines.size(), " records, fewer than ",
+        spec.shards_per_round(), " shards"));
+  }
+  std::vector<std::string> shard_texts(spec.shards_per_round());
+  for (size_t i = 0; i < lines.size(); ++i)
+    absl::StrAppend(&shard_texts[i % shard_texts.size()], lines[i], "\n");
+
+  JobRecord job;
+  job.job_id = absl::StrCat("job-", RandomHex(6));
+  job.spec = spec;
+  job.state = v1::JOB_RUNNING;
+  job.current_round = 1;
+  job.created_ms = Now();
+  std::vector<ShardRecord> shards;
+  for (size_t i = 0; i < shard_texts.size(); ++i) {
+    ASSIGN_OR_RETURN(std::string sha, blobs_->Put(shard_texts[i]));
+    ShardRecord shard;
+    shard.shard_index = static_cast<uint32_t>(i);
+    shard.blob = MakeRef(sha, shard_texts[i].size(),
+                         absl::StrCat("shard-", i, ".jsonl"));
+    shard.records = (lines.size() - i + shard_texts.size() - 1) / shard_texts.size();
+    shards.push_back(shard);
+  }
+
+  // Version 0, the common starting point of round 1.
+  lora_config.base_model_name_or_path = spec.name();
+  ASSIGN_OR_RETURN(lora::LoraAdapter initial,
+                   lora::LoraAdapter::Create(model, lora_config,
+                                             spec.training().seed()));
+  const std::string temp_dir = absl::StrCat(options_.data_dir, "/tmp/", job.job_id);
+  RETURN_IF_ERROR(initial.Save(temp_dir));
+  absl::StatusOr<std::string> initial_sha =
+      blobs_->PutFile(temp_dir + "/adapter_model.safetensors");
+  std::error_code ignored;
+  std::filesystem::remove_all(temp_dir, ignored);
+  RETURN_IF_ERROR(initial_sha.status());
+  ASSIGN_OR_RETURN(uint64_t initial_size, blobs_->Size(*initial_sha));
+  job.initial_adapter =
+      MakeRef(*initial_sha, initial_size, "adapter_model.safetensors");
+  const std::string adapter_config = lora::AdapterConfigToJson(lora_config);
+  ASSIGN_OR_RETURN(std::string config_sha, blobs_->Put(adapter_config));
+  job.adapter_config =
+      MakeRef(config_sha, adapter_config.size(), "adapter_config.json");
+
+  ModelShape shape = model.Shape();
+  LoraShape lora_shape;
+  lora_shape.rank = lora_config.rank;
+  lora_shape.target_modules.clear();
+  for (lora::Projection p : lora_config.targets)
+    lora_shape.target_modules.push_back(lora::ProjectionName(p));
+  const DType dtype =
+      spec.training().compute_dtype() == v1::DTYPE_BFLOAT16   ? DType::kBFloat16
+      : spec.training().compute_dtype() == v1::DTYPE_FLOAT16 ? DType::kFloat16
+                                                             : DType::kFloat32;
+  ASSIGN_OR_RETURN(MemoryEstimate estimate,
+                   EstimateTrainingMemory(shape, dtype, lora_shape,
+                                          spec.training().batch_size(),
+                                          spec.training().sequence_length()));
+  job.estimated_memory_bytes = estimate.total_bytes();
+
+  RETURN_IF_ERROR(state_->CreateJob(job, shards, MakeRound(job, 1, 0, Now()),
+                                    MakeUnits(job, 1)));
+  v1::SubmitJobResponse response;
+  response.set_job_id(job.job_id);
+  return response;
+}
+
+absl::StatusOr<v1::JobStatus> Coordinator::DescribeJob(const JobRecord& job) {
+  v1::JobStatus status;
+  status.set_job_id(job.job_id);
+  *status.mutable_spec() = job.spec;
+  status.set_state(job.state);
+  status.set_current_round(job.current_round);
+  status.set_latest_adapter_version(job.latest_version);
+  status.set_created_at_ms(job.created_ms);
+  status.set_message(job.message);
+  ASSIGN_OR_RETURN(std::vector<RoundRecord> rounds, state_->ListRounds(job.job_id));
+  for (const RoundRecord& round : rounds) {
+    v1::RoundStatus* out = status.add_rounds();
+    out->set_round(round.round);
+    out->set_adapter_version(round.adapter_version);
+    out->set_opened_at_ms(round.opened_ms);
+    out->set_deadline_ms(round.deadline_ms);
+    ASSIGN_OR_RETURN(std::vector<UnitRecord> units,
+                     state_->ListUnits(job.job_id, round.round));
+    for (const UnitRecord& unit : units) {
+      if (unit.state == v1::UNIT_PENDING) out->set_units_pending(out->units_pending() + 1);
+      if (unit.state == v1::UNIT_LEASED) out->set_units_leased(out->units_leased() + 1);
+      if (unit.state == v1::UNIT_ACCEPTED) out->set_units_accepted(out->units_accepted() + 1);
+    }
+    ASSIGN_OR_RETURN(std::vector<ResultRecord> results,
+                     state_->ListResults(job.job_id, round.round));
+    double loss_sum = 0, weight_sum = 0;
+    for (const ResultRecord& result : results) {
+      if (!result.accepted) {
+        out->set_units_rejected(out->units_rejected() + 1);
+        continue;
+      }
+      auto loss = result.header.metrics().find("train_loss");
+      if (loss == result.header.metrics().end()) continue;
+      const double weight = static_cast<double>(result.header.sample_count());
+      loss_sum += loss->second * weight;
+      weight_sum += weight;
+    }
+    out->set_mean_train_loss(weight_sum > 0 ? loss_sum / weight_sum : 0);
+  }
+  return status;
+}
+
+absl::StatusOr<v1::JobStatus> Coordinator::GetJob(const std::string& job_id) {
+  ASSIGN_OR_RETURN(std::optional<JobRecord> job, state_->GetJob(job_id));
+  if (!job.has_value()) return NotFoundJob(job_id);
+  return DescribeJob(*job);
+}
+
+absl::StatusOr<v1::ListJobsResponse> Coordinator::ListJobs(
+    const v1::ListJobsRequest& request) {
+  size_t start = 0;
+  if (!request.page_token().empty() &&
+      !absl::SimpleAtoi(request.page_token(), &start)) {
+    return absl::InvalidArgumentError("page_token is not one this server gave");
+  }
+  const size_t page_size =
+      request.page_size() == 0 ? kDefaultPageSize
+                               : std::min<size_t>(request.page_size(), 1000);
+  ASSIGN_OR_RETURN(std::vector<JobRecord> jobs, state_->ListJobs());
+  v1::ListJobsResponse response;
+  for (size_t i = start; i < jobs.size() && i < start + page_size; ++i) {
+    ASSIGN_OR_RETURN(*response.add_jobs(), DescribeJob(jobs[i]));
+  }
+  if (start + page_size < jobs.size())
+    response.set_next_page_token(absl::StrCat(start + page_size));
+  return response;
+}
+
+absl::StatusOr<v1::CancelJobResponse> Coordinator::CancelJob(
+    const v1::CancelJobRequest& request) {
+  absl::MutexLock lock(&mu_);
+  ASSIGN_OR_RETURN(std::optional<JobRecord> job,
+                   state_->GetJob(request.job_id()));
+  if (!job.has_value()) return NotFoundJob(request.job_id());
+  if (IsTerminal(job->state)) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "job ", job->job_id, " is already ", v1::JobState_Name(job->state)));
+  }
+  RETURN_IF_ERROR(state_->SetJobState(
+      job->job_id, v1::JOB_CANCELLED,
+      absl::StrCat("cancelled by an operator",
+                   request.reason().empty() ? "" : ": ", request.reason())));
+  v1::CancelJobResponse response;
+  response.set_state(v1::JOB_CANCELLED);
+  return response;
+}
+
+absl::StatusOr<v1::ListWorkersResponse> Coordinator::ListWorkers(
+    const v1::ListWorkersRequest& request) {
+  ASSIGN_OR_RETURN(std::vector<WorkerRecord> workers, state_->ListWorkers());
+  v1::ListWorkersResponse response;
+  const int64_t now = Now();
+  for (const WorkerRecord& worker : workers) {
+    if (!request.include_inactive() &&
+        now - worker.last_heartbeat_ms > options_.worker_timeout_ms) {
+      continue;
+    }
+    v1::WorkerStatus* out = response.add_workers();
+    out->set_worker_id(worker.worker_id);
+    out->set_display_name(worker.display_name);
+    out->set_public_key_fingerprint(Sha256Hex(worker.public_key));
+    *out->mutable_profile() = worker.profile;
+    out->set_availability(worker.availability);
+    out->set_last_heartbeat_ms(worker.last_heartbeat_ms);
+    out->set_current_unit_id(worker.current_unit_id);
+    out->set_units_accepted(worker.units_accepted);
+    out->set_units_rejected(worker.units_rejected);
+  }
+  return response;
+}
+
+// ---------------------------------------------------------------------------
+// Rounds
+
+absl::Status Coordinator::Tick() {
+  absl::MutexLock tick_lock(&tick_mu_);
+  {
+    absl::MutexLock lock(&mu_);
+    RETURN_IF_ERROR(state_->ExpireLeases(Now()).status());
+  }
+  ASSIGN_OR_RETURN(std::vector<JobRecord> jobs, state_->ListJobs());
+  absl::Status first_error;
+  for (const JobRecord& job : jobs) {
+    if (job.state != v1::JOB_RUNNING) continue;
+    absl::Status closed = MaybeCloseRound(job);
+    if (!closed.ok() && first_error.ok()) {
+      first_error = absl::Status(
+          closed.code(), absl::StrCat(job.job_id, ": ", closed.message()));
+    }
+  }
+  return first_error;
+}
+
+absl::Status Coordinator::MaybeCloseRound(const JobRecord& job) {
+  ASSIGN_OR_RETURN(std::vector<RoundRecord> rounds, state_->ListRounds(job.job_id));
+  const RoundRecord* round = nullptr;
+  for (const RoundRecord& candidate : rounds) {
+    if (candidate.round == job.current_round) round = &candidate;
+  }
+  if (round == nullptr || round->adapter_version != 0) return absl::OkStatus();
+  ASSIGN_OR_RETURN(std::vector<UnitRecord> units,
+                   state_->ListUnits(job.job_id, round->round));
+  ASSIGN_OR_RETURN(std::vector<ResultRecord> results,
+                   state_->ListResults(job.job_id, round->round));
+  std::vector<ResultRecord> accepted;
+  for (ResultRecord& result : results) {
+    if (result.accepted) accepted.push_back(std::move(result));
+  }
+  const bool all_accepted =
+      !units.empty() &&
+      std::all_of(units.begin(), units.end(), [](const UnitRecord& unit) {
+        return unit.state == v1::UNIT_ACCEPTED;
+      });
+  const bool past_deadline =
+      round->deadline_ms != 0 && Now() >= round->deadline_ms;
+  if (all_accepted || (past_deadline && accepted.size() >= MinResults(job.spec))) {
+    return CloseRound(job, *round, accepted);
+  }
+  if (past_deadline) {
+    absl::MutexLock lock(&mu_);
+    return state_->SetJobState(
+        job.job_id, v1::JOB_FAILED,
+        absl::StrCat("round ", round->round, " reached its deadline with ",
+                     accepted.size(), " accepted results, fewer than the ",
+                     MinResults(job.spec), " it needs"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Coordinator::CloseRound(const JobRecord& job,
+                                     const RoundRecord& round,
+                                     const std::vector<ResultRecord>& accepted) {
+  std::string parent_sha = job.initial_adapter.sha256();
+  if (round.parent_version != 0) {
+    ASSIGN_OR_RETURN(std::optional<AdapterRecord> parent,
+                     state_->GetAdapter(job.job_id, round.parent_version));
+    if (!parent.has_value())
+      return absl::InternalError("parent adapter version is missing");
+    parent_sha = parent->adapter.adapter_model().sha256();
+  }
+  ASSIGN_OR_RETURN(std::string parent_path, BlobPath(parent_sha));
+  std::vector<AggregationInput> inputs;
+  uint64_t samples = 0;
+  double loss_sum = 0, loss_weight = 0;
+  for (const ResultRecord& result : accepted) {
+    AggregationInput input;
+    ASSIGN_OR_RETURN(input.delta_path, BlobPath(result.header.content_hash()));
+    input.sample_count = result.header.sample_count();
+    input.worker_id = result.worker_id;
+    input.shard_index = result.shard_index;
+    inputs.push_back(input);
+    samples += input.sample_count;
+    auto loss = result.header.metrics().find("train_loss");
+    if (loss != result.header.metrics().end()) {
+      loss_sum += loss->second * static_cast<double>(input.sample_count);
+      loss_weight += static_cast<double>(input.sample_count);
+    }
+  }
+  ASSIGN_OR_RETURN(std::unique_ptr<Aggregator> aggregator,
+                   MakeAggregator(job.spec.aggregation()));
+  const std::string out_path =
+      absl::StrCat(options_.data_dir, "/tmp/aggregate-", job.job_id, "-r",
+                   round.round, ".safetensors");
+  RETURN_IF_ERROR(aggregator->Aggregate(parent_path, inputs, out_path));
+  absl::StatusOr<std::string> model_sha = blobs_->PutFile(out_path);
+  std::error_code ignored;
+  std::filesystem::remove(out_path, ignored);
+  RETURN_IF_ERROR(model_sha.status());
+  ASSIGN_OR_RETURN(uint64_t model_size, blobs_->Size(*model_sha));
+
+  RoundOutcome outcome;
+  v1::SignedAdapter& adapter = outcome.adapter.adapter;
+  adapter.set_job_id(job.job_id);
+  adapter.set_version(round.round);
+  adapter.set_parent_version(round.parent_version);
+  adapter.set_base_model_hash(job.spec.base_model_hash());
+  *adapter.mutable_adapter_model() =
+      MakeRef(*model_sha, model_size, "adapter_model.safetensors");
+  *adapter.mutable_adapter_config() = job.adapter_config;
+  adapter.set_sample_count(samples);
+  if (loss_weight > 0)
+    (*adapter.mutable_metrics())["train_loss"] = loss_sum / loss_weight;
+  (*adapter.mutable_metrics())["deltas"] = static_cast<double>(accepted.size());
+  adapter.set_published_at_ms(Now());
+  adapter.set_content_hash(
+      AdapterContentHash(*model_sha, job.adapter_config.sha256()));
+  SigningPayload payload;
+  payload.kind = PayloadKind::kPublishedAdapter;
+  payload.job_id = job.job_id;
+  payload.round = adapter.version();
+  payload.base_model_hash = adapter.base_model_hash();
+  payload.parent_adapter_version = adapter.parent_version();
+  payload.content_hash = adapter.content_hash();
+  payload.sample_count = samples;
+  payload.metrics.insert(adapter.metrics().begin(), adapter.metrics().end());
+  ASSIGN_OR_RETURN(std::string signature, SignPayload(identity_, payload));
+  adapter.set_signature(signature);
+  if (round.round < job.spec.rounds()) {
+    outcome.next_round = MakeRound(job, round.round + 1, adapter.version(), Now());
+    outcome.next_units = MakeUnits(job, round.round + 1);
+  }
+  absl::MutexLock lock(&mu_);
+  ASSIGN_OR_RETURN(std::optional<JobRecord> current, state_->GetJob(job.job_id));
+  if (!current.has_value() || current->state != v1::JOB_RUNNING)
+    return absl::OkStatus();  // cancelled while aggregating
+  absl::Status closed = state_->CloseRound(job.job_id, round.round, outcome);
+  if (absl::IsFailedPrecondition(closed)) return absl::OkStatus();
+  return closed;
+}
+
+}  // namespace openforce::coordinator

@@ -1,0 +1,156 @@
+// The coordinator's logic, independent of gRPC: registration, scheduling and
+// leases, delta uploads and their checks, rounds and their aggregation into
+// signed adapter versions, and the admin operations. The gRPC services
+// (service.h) translate calls into these methods; state lives in a StateStore
+// and blobs in a BlobStore, both under the data directory.
+#ifndef OPENFORCE_COORDINATOR_COORDINATOR_H_
+#define OPENFORCE_COORDINATOR_COORDINATOR_H_
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "common/blob_store.h"
+#include "common/ed25519.h"
+#include "coordinator/state_store.h"
+#include "proto/openforce.pb.h"
+
+namespace openforce::coordinator {
+
+struct CoordinatorOptions {
+  std::string data_dir;
+  // Empty: enrollment is open, anyone with a key may register.
+  std::string enrollment_token;
+  uint32_t heartbeat_interval_ms = 10'000;
+  // A worker whose last heartbeat is older than this gets no new lease.
+  uint32_t worker_timeout_ms = 60'000;
+  // What LeaseWorkUnit tells a worker to wait when nothing fits.
+  uint32_t lease_retry_ms = 5'000;
+  uint64_t max_upload_bytes = 256ull << 20;  // one delta
+  uint64_t max_blob_bytes = 64ull << 30;     // one admin-uploaded file
+  // Wall clock in Unix milliseconds; tests substitute their own.
+  std::function<int64_t()> now_ms;
+};
+
+// An upload in progress: what BeginUpload() checked, for the chunks after.
+struct DeltaUpload {
+  v1::DeltaHeader header;
+  UnitRecord unit;
+  std::string upload_id;
+  uint64_t received = 0;
+  bool already_accepted = false;  // a retry of an acknowledged upload
+};
+
+// An admin blob upload in progress.
+struct BlobUpload {
+  std::string sha256;
+  uint64_t size = 0;
+  std::string upload_id;
+  uint64_t received = 0;
+  bool complete = false;  // already in the store
+};
+
+class Coordinator {
+ public:
+  [[nodiscard]] static absl::StatusOr<std::unique_ptr<Coordinator>> Create(
+      CoordinatorOptions options, Ed25519PrivateKey identity,
+      std::unique_ptr<StateStore> state, std::unique_ptr<BlobStore> blobs);
+
+  // Worker calls.
+  [[nodiscard]] absl::StatusOr<v1::RegisterResponse> Register(
+      const v1::RegisterRequest& request);
+  [[nodiscard]] absl::StatusOr<v1::HeartbeatResponse> Heartbeat(
+      const v1::HeartbeatRequest& request);
+  [[nodiscard]] absl::StatusOr<v1::LeaseWorkUnitResponse> LeaseWorkUnit(
+      const v1::LeaseWorkUnitRequest& request);
+  [[nodiscard]] absl::Status ReleaseWorkUnit(
+      const v1::ReleaseWorkUnitRequest& request);
+  [[nodiscard]] absl::StatusOr<v1::GetUploadOffsetResponse> GetUploadOffset(
+      const v1::GetUploadOffsetRequest& request);
+  // Checks the header (worker, signature, job, round, parent, lease, size)
+  // before any byte is stored. Rejections carry a RejectReason.
+  [[nodiscard]] absl::StatusOr<DeltaUpload> BeginUpload(
+      const v1::DeltaHeader& header);
+  // Appends a chunk durably; the offset must continue the upload.
+  [[nodiscard]] absl::Status AppendUpload(DeltaUpload* upload, uint64_t offset,
+                                          const std::string& data);
+  // When every byte arrived: verifies hash and content, records the result
+  // durably and only then reports it accepted. Before that: how far it got.
+  [[nodiscard]] absl::StatusOr<v1::UploadDeltaResponse> FinishUpload(
+      DeltaUpload* upload);
+  // Blobs a caller may fetch: anything for a registered worker, published
+  // adapter files for anyone.
+  [[nodiscard]] absl::Status CheckFetchAllowed(
+      const v1::FetchBlobRequest& request);
+  const BlobStore& blobs() const { return *blobs_; }
+  [[nodiscard]] absl::StatusOr<v1::GetLatestAdapterResponse> GetLatestAdapter(
+      const v1::GetLatestAdapterRequest& request);
+
+  // Admin calls (the service checks the admin token first). A blob upload
+  // starts with the first chunk's declared hash and size; a first chunk with
+  // no data only asks how far an earlier upload got.
+  [[nodiscard]] absl::StatusOr<BlobUpload> BeginBlobUpload(
+      const v1::UploadBlobChunk& first);
+  [[nodiscard]] absl::Status AppendBlobChunk(BlobUpload* upload,
+                                             const v1::UploadBlobChunk& chunk);
+  [[nodiscard]] absl::StatusOr<v1::UploadBlobResponse> FinishBlobUpload(
+      BlobUpload* upload);
+  [[nodiscard]] absl::StatusOr<v1::SubmitJobResponse> SubmitJob(
+      const v1::SubmitJobRequest& request);
+  [[nodiscard]] absl::StatusOr<v1::JobStatus> GetJob(const std::string& job_id);
+  [[nodiscard]] absl::StatusOr<v1::ListJobsResponse> ListJobs(
+      const v1::ListJobsRequest& request);
+  [[nodiscard]] absl::StatusOr<v1::CancelJobResponse> CancelJob(
+      const v1::CancelJobRequest& request);
+  [[nodiscard]] absl::StatusOr<v1::ListWorkersResponse> ListWorkers(
+      const v1::ListWorkersRequest& request);
+
+  // Periodic work: expires leases and closes rounds that are complete or past
+  // their deadline (aggregating, signing and publishing). Safe to call at any
+  // time; the server calls it a few times a second.
+  [[nodiscard]] absl::Status Tick();
+
+  const Ed25519PublicKey& public_key() const { return public_key_; }
+
+ private:
+  Coordinator(CoordinatorOptions options, Ed25519PrivateKey identity,
+              std::unique_ptr<StateStore> state,
+              std::unique_ptr<BlobStore> blobs);
+
+  int64_t Now() const { return options_.now_ms(); }
+  absl::StatusOr<WorkerRecord> RequireWorker(const std::string& worker_id);
+  absl::StatusOr<v1::WorkUnit> DescribeUnit(const JobRecord& job,
+                                            const UnitRecord& unit);
+  absl::StatusOr<v1::JobStatus> DescribeJob(const JobRecord& job);
+  // Records a rejected result for `upload`'s unit (which goes back to
+  // pending) and returns the rejection to send.
+  absl::Status RejectDelta(const DeltaUpload& upload, v1::RejectReason reason,
+                           absl::StatusCode code, const std::string& message);
+  absl::Status MaybeCloseRound(const JobRecord& job);
+  absl::Status CloseRound(const JobRecord& job, const RoundRecord& round,
+                          const std::vector<ResultRecord>& accepted);
+  absl::StatusOr<std::string> BlobPath(const std::string& sha256) const;
+
+  const CoordinatorOptions options_;
+  const Ed25519PrivateKey identity_;
+  const Ed25519PublicKey public_key_;
+  const std::unique_ptr<StateStore> state_;
+  const std::unique_ptr<BlobStore> blobs_;
+  // Serialises decisions that read then write state (lease a pending unit,
+  // accept a result for a held lease, close a round), so two calls never
+  // both act on what each read.
+  absl::Mutex mu_;
+  // Aggregation runs outside mu_; this keeps two ticks from running it at
+  // once.
+  absl::Mutex tick_mu_;
+};
+
+}  // namespace openforce::coordinator
+
+#endif  // OPENFORCE_COORDINATOR_COORDINATOR_H_

@@ -1,0 +1,81 @@
+// gRPC server assembly and the round ticker; see server.h.
+#include "coordinator/server.h"
+
+#include <iostream>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
+#include "coordinator/service.h"
+#include "grpcpp/ext/proto_server_reflection_plugin.h"
+#include "grpcpp/health_check_service_interface.h"
+#include "grpcpp/server.h"
+#include "grpcpp/server_builder.h"
+
+namespace openforce::coordinator {
+
+absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
+    std::unique_ptr<Coordinator> coordinator, const ServerOptions& options) {
+  absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> credentials =
+      MakeServerCredentials(options.listen_address, options.transport);
+  if (!credentials.ok()) return credentials.status();
+  if (options.admin_token.empty())
+    return absl::InvalidArgumentError("an admin token is required");
+  std::unique_ptr<CoordinatorServer> server(new CoordinatorServer());
+  server->coordinator_ = std::move(coordinator);
+  server->worker_service_ =
+      std::make_unique<WorkerServiceImpl>(server->coordinator_.get());
+  server->admin_service_ = std::make_unique<AdminServiceImpl>(
+      server->coordinator_.get(), options.admin_token);
+
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort(options.listen_address, *credentials, &port);
+  builder.RegisterService(server->worker_service_.get());
+  builder.RegisterService(server->admin_service_.get());
+  // One chunk plus its header per message; anything bigger is refused by
+  // gRPC before it reaches a handler.
+  builder.SetMaxReceiveMessageSize(kMaxMessageBytes);
+  builder.SetMaxSendMessageSize(kMaxMessageBytes);
+  server->server_ = builder.BuildAndStart();
+  if (server->server_ == nullptr || port == 0) {
+    return absl::UnavailableError(
+        absl::StrCat("cannot listen on ", options.listen_address));
+  }
+  const std::string& listen = options.listen_address;
+  const size_t colon = listen.rfind(':');
+  server->address_ = absl::StrCat(listen.substr(0, colon), ":", port);
+  server->server_->GetHealthCheckService()->SetServingStatus(true);
+  server->ticker_ = std::thread(&CoordinatorServer::TickLoop, server.get(),
+                                options.tick_interval_ms);
+  return server;
+}
+
+CoordinatorServer::~CoordinatorServer() { Shutdown(); }
+
+void CoordinatorServer::Shutdown() {
+  if (!stop_.HasBeenNotified()) stop_.Notify();
+  if (ticker_.joinable()) ticker_.join();
+  if (server_ != nullptr) {
+    server_->GetHealthCheckService()->SetServingStatus(false);
+    server_->Shutdown(std::chrono::system_clock::now() +
+                      std::chrono::seconds(5));
+    server_.reset();
+  }
+}
+
+void CoordinatorServer::TickLoop(uint32_t interval_ms) {
+  std::string last_error;
+  while (!stop_.WaitForNotificationWithTimeout(
+      absl::Milliseconds(interval_ms))) {
+    absl::Status ticked = coordinator_->Tick();
+    // Report each distinct problem once instead of four times a second.
+    const std::string error = ticked.ok() ? "" : ticked.ToString();
+    if (!error.empty() && error != last_error)
+      std::cerr << "openforce-coordinator: " << error << "\n";
+    last_error = error;
+  }
+}
+
+}  // namespace openforce::coordinator

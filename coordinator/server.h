@@ -1,0 +1,60 @@
+// The running coordinator: a gRPC server (WorkerService, AdminService, the
+// standard health service and server reflection) with deliberate message size
+// limits, plus the background ticker that expires leases and closes rounds.
+#ifndef OPENFORCE_COORDINATOR_SERVER_H_
+#define OPENFORCE_COORDINATOR_SERVER_H_
+
+#include <memory>
+#include <string>
+#include <thread>
+
+#include "absl/status/statusor.h"
+#include "absl/synchronization/notification.h"
+#include "coordinator/coordinator.h"
+#include "proto/channel.h"
+
+namespace grpc {
+class Server;
+}
+
+namespace openforce::coordinator {
+
+class WorkerServiceImpl;
+class AdminServiceImpl;
+
+struct ServerOptions {
+  std::string listen_address = "127.0.0.1:7443";  // port 0 picks a free port
+  TransportOptions transport;
+  std::string admin_token;
+  uint32_t tick_interval_ms = 250;
+};
+
+class CoordinatorServer {
+ public:
+  // Binds and starts serving; InvalidArgument for an unsafe transport,
+  // Unavailable when the address cannot be bound.
+  [[nodiscard]] static absl::StatusOr<std::unique_ptr<CoordinatorServer>> Start(
+      std::unique_ptr<Coordinator> coordinator, const ServerOptions& options);
+  ~CoordinatorServer();
+
+  // host:port actually bound.
+  const std::string& address() const { return address_; }
+  // Stops accepting calls, lets running ones finish, stops the ticker.
+  void Shutdown();
+
+ private:
+  CoordinatorServer() = default;
+  void TickLoop(uint32_t interval_ms);
+
+  std::unique_ptr<Coordinator> coordinator_;
+  std::unique_ptr<WorkerServiceImpl> worker_service_;
+  std::unique_ptr<AdminServiceImpl> admin_service_;
+  std::unique_ptr<grpc::Server> server_;
+  std::string address_;
+  absl::Notification stop_;
+  std::thread ticker_;
+};
+
+}  // namespace openforce::coordinator
+
+#endif  // OPENFORCE_COORDINATOR_SERVER_H_

@@ -1,0 +1,822 @@
+// SQLite StateStore; see sqlite_state_store.h. Messages that only the
+// coordinator reads back (job specs, hardware profiles, blob references,
+// signed headers) are stored as serialized protobuf blobs next to the columns
+// that queries filter on.
+#include "coordinator/sqlite_state_store.h"
+
+#include <sqlite3.h>
+
+#include <utility>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "common/status_macros.h"
+
+namespace openforce::coordinator {
+namespace {
+
+struct SqliteCloser {
+  void operator()(sqlite3* db) const { sqlite3_close_v2(db); }
+};
+struct StatementFinalizer {
+  void operator()(sqlite3_stmt* statement) const {
+    sqlite3_finalize(statement);
+  }
+};
+
+constexpr char kSchema[] = R"sql(
+CREATE TABLE IF NOT EXISTS workers (
+  worker_id TEXT PRIMARY KEY,
+  public_key BLOB NOT NULL,
+  display_name TEXT NOT NULL,
+  profile BLOB NOT NULL,
+  registered_ms INTEGER NOT NULL,
+  last_heartbeat_ms INTEGER NOT NULL,
+  availability INTEGER NOT NULL,
+  current_unit_id TEXT NOT NULL,
+  units_accepted INTEGER NOT NULL DEFAULT 0,
+  units_rejected INTEGER NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS jobs (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  job_id TEXT NOT NULL UNIQUE,
+  spec BLOB NOT NULL,
+  state INTEGER NOT NULL,
+  current_round INTEGER NOT NULL,
+  latest_version INTEGER NOT NULL,
+  created_ms INTEGER NOT NULL,
+  message TEXT NOT NULL,
+  initial_adapter BLOB NOT NULL,
+  adapter_config BLOB NOT NULL,
+  estimated_memory_bytes INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS shards (
+  job_id TEXT NOT NULL,
+  shard_index INTEGER NOT NULL,
+  blob BLOB NOT NULL,
+  records INTEGER NOT NULL,
+  PRIMARY KEY (job_id, shard_index));
+CREATE TABLE IF NOT EXISTS rounds (
+  job_id TEXT NOT NULL,
+  round INTEGER NOT NULL,
+  parent_version INTEGER NOT NULL,
+  opened_ms INTEGER NOT NULL,
+  deadline_ms INTEGER NOT NULL,
+  adapter_version INTEGER NOT NULL,
+  PRIMARY KEY (job_id, round));
+CREATE TABLE IF NOT EXISTS units (
+  unit_id TEXT PRIMARY KEY,
+  job_id TEXT NOT NULL,
+  round INTEGER NOT NULL,
+  shard_index INTEGER NOT NULL,
+  replica INTEGER NOT NULL,
+  state INTEGER NOT NULL,
+  worker_id TEXT NOT NULL,
+  lease_deadline_ms INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS units_by_round ON units (job_id, round, state);
+CREATE TABLE IF NOT EXISTS results (
+  id INTEGER PRIMARY KEY AUTOINCREMENT,
+  unit_id TEXT NOT NULL,
+  worker_id TEXT NOT NULL,
+  job_id TEXT NOT NULL,
+  round INTEGER NOT NULL,
+  shard_index INTEGER NOT NULL,
+  accepted INTEGER NOT NULL,
+  reject_reason INTEGER NOT NULL,
+  message TEXT NOT NULL,
+  header BLOB NOT NULL,
+  created_ms INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS results_by_round ON results (job_id, round);
+CREATE UNIQUE INDEX IF NOT EXISTS one_accepted_result_per_unit
+  ON results (unit_id) WHERE accepted = 1;
+CREATE TABLE IF NOT EXISTS adapters (
+  job_id TEXT NOT NULL,
+  version INTEGER NOT NULL,
+  model_sha256 TEXT NOT NULL,
+  config_sha256 TEXT NOT NULL,
+  adapter BLOB NOT NULL,
+  PRIMARY KEY (job_id, version));
+CREATE INDEX IF NOT EXISTS adapters_by_model ON adapters (model_sha256);
+CREATE INDEX IF NOT EXISTS adapters_by_config ON adapters (config_sha256);
+)sql";
+
+class Statement {
+ public:
+  Statement(sqlite3* db, sqlite3_stmt* statement)
+      : db_(db), statement_(statement) {}
+
+  Statement& Bind(int64_t value) {
+    sqlite3_bind_int64(statement_.get(), ++index_, value);
+    return *this;
+  }
+  Statement& Bind(const std::string& value) {
+    sqlite3_bind_text(statement_.get(), ++index_, value.data(),
+                      static_cast<int>(value.size()), SQLITE_TRANSIENT);
+    return *this;
+  }
+  Statement& BindBlob(const std::string& value) {
+    sqlite3_bind_blob(statement_.get(), ++index_, value.data(),
+                      static_cast<int>(value.size()), SQLITE_TRANSIENT);
+    return *this;
+  }
+  Statement& BindMessage(const google::protobuf::MessageLite& message) {
+    return BindBlob(message.SerializeAsString());
+  }
+
+  // True when a row is available, false when done.
+  absl::StatusOr<bool> Step() {
+    const int rc = sqlite3_step(statement_.get());
+    if (rc == SQLITE_ROW) return true;
+    if (rc == SQLITE_DONE) return false;
+    if (rc == SQLITE_CONSTRAINT) {
+      return absl::AlreadyExistsError(
+          absl::StrCat("constraint: ", sqlite3_errmsg(db_)));
+    }
+    return absl::InternalError(absl::StrCat("sqlite: ", sqlite3_errmsg(db_)));
+  }
+  absl::Status Run() {
+    ASSIGN_OR_RETURN(bool row, Step());
+    (void)row;
+    return absl::OkStatus();
+  }
+
+  int64_t Int(int column) const {
+    return sqlite3_column_int64(statement_.get(), column);
+  }
+  std::string Text(int column) const {
+    const void* data = sqlite3_column_blob(statement_.get(), column);
+    const int size = sqlite3_column_bytes(statement_.get(), column);
+    return data ? std::string(static_cast<const char*>(data), size)
+                : std::string();
+  }
+  absl::Status Message(int column, google::protobuf::MessageLite* out) const {
+    if (!out->ParseFromString(Text(column))) {
+      return absl::DataLossError(
+          absl::StrCat("stored ", out->GetTypeName(), " does not parse"));
+    }
+    return absl::OkStatus();
+  }
+
+ private:
+  sqlite3* db_;
+  std::unique_ptr<sqlite3_stmt, StatementFinalizer> statement_;
+  int index_ = 0;
+};
+
+constexpr char kWorkerColumns[] =
+    "worker_id, public_key, display_name, profile, registered_ms, "
+    "last_heartbeat_ms, availability, current_unit_id, units_accepted, "
+    "units_rejected";
+constexpr char kJobColumns[] =
+    "job_id, spec, state, current_round, latest_version, created_ms, message, "
+    "initial_adapter, adapter_config, estimated_memory_bytes";
+constexpr char kUnitColumns[] =
+    "unit_id, job_id, round, shard_index, replica, state, worker_id, "
+    "lease_deadline_ms";
+constexpr char kResultColumns[] =
+    "unit_id, worker_id, job_id, round, shard_index, accepted, reject_reason, "
+    "message, header, created_ms";
+
+absl::StatusOr<WorkerRecord> ReadWorker(const Statement& row) {
+  WorkerRecord worker;
+  worker.worker_id = row.Text(0);
+  worker.public_key = row.Text(1);
+  worker.display_name = row.Text(2);
+  RETURN_IF_ERROR(row.Message(3, &worker.profile));
+  worker.registered_ms = row.Int(4);
+  worker.last_heartbeat_ms = row.Int(5);
+  worker.availability = static_cast<v1::Availability>(row.Int(6));
+  worker.current_unit_id = row.Text(7);
+  worker.units_accepted = static_cast<uint32_t>(row.Int(8));
+  worker.units_rejected = static_cast<uint32_t>(row.Int(9));
+  return worker;
+}
+
+absl::StatusOr<JobRecord> ReadJob(const Statement& row) {
+  JobRecord job;
+  job.job_id = row.Text(0);
+  RETURN_IF_ERROR(row.Message(1, &job.spec));
+  job.state = static_cast<v1::JobState>(row.Int(2));
+  job.current_round = static_cast<uint64_t>(row.Int(3));
+  job.latest_version = static_cast<uint64_t>(row.Int(4));
+  job.created_ms = row.Int(5);
+  job.message = row.Text(6);
+  RETURN_IF_ERROR(row.Message(7, &job.initial_adapter));
+  RETURN_IF_ERROR(row.Message(8, &job.adapter_config));
+  job.estimated_memory_bytes = static_cast<uint64_t>(row.Int(9));
+  return job;
+}
+
+UnitRecord ReadUnit(const Statement& row) {
+  UnitRecord unit;
+  unit.unit_id = row.Text(0);
+  unit.job_id = row.Text(1);
+  unit.round = static_cast<uint64_t>(row.Int(2));
+  unit.shard_index = static_cast<uint32_t>(row.Int(3));
+  unit.replica = static_cast<uint32_t>(row.Int(4));
+  unit.state = static_cast<v1::UnitState>(row.Int(5));
+  unit.worker_id = row.Text(6);
+  unit.lease_deadline_ms = row.Int(7);
+  return unit;
+}
+
+absl::StatusOr<ResultRecord> ReadResult(const Statement& row) {
+  ResultRecord result;
+  result.unit_id = row.Text(0);
+  result.worker_id = row.Text(1);
+  result.job_id = row.Text(2);
+  result.round = static_cast<uint64_t>(row.Int(3));
+  result.shard_index = static_cast<uint32_t>(row.Int(4));
+  result.accepted = row.Int(5) != 0;
+  result.reject_reason = static_cast<v1::RejectReason>(row.Int(6));
+  result.message = row.Text(7);
+  RETURN_IF_ERROR(row.Message(8, &result.header));
+  result.created_ms = row.Int(9);
+  return result;
+}
+
+class SqliteStateStore : public StateStore {
+ public:
+  explicit SqliteStateStore(std::unique_ptr<sqlite3, SqliteCloser> db)
+      : db_(std::move(db)) {}
+
+  absl::Status Init() {
+    absl::MutexLock lock(&mu_);
+    RETURN_IF_ERROR(Exec("PRAGMA journal_mode=WAL"));
+    RETURN_IF_ERROR(Exec("PRAGMA synchronous=FULL"));
+    RETURN_IF_ERROR(Exec("PRAGMA foreign_keys=ON"));
+    return Exec(kSchema);
+  }
+
+  absl::Status UpsertWorker(const WorkerRecord& worker) override {
+    absl::MutexLock lock(&mu_);
+    ASSIGN_OR_RETURN(
+        Statement statement,
+        Prepare(absl::StrCat(
+            "INSERT INTO workers (", kWorkerColumns,
+            ") VALUES (?,?,?,?,?,?,?,?,?,?) ON CONFLICT(worker_id) DO UPDATE "
+            "SET display_name=excluded.display_name, "
+            "profile=excluded.profile, "
+            "last_heartbeat_ms=excluded.last_heartbeat_ms, "
+            "availability=excluded.availability")));
+    return statement.Bind(worker.worker_id)
+        .BindBlob(worker.public_key)
+        .Bind(worker.display_name)
+        .BindMessage(worker.profile)
+        .Bind(worker.registered_ms)
+        .Bind(worker.last_heartbeat_ms)
+        .Bind(static_cast<int64_t>(worker.availability))
+        .Bind(worker.current_unit_id)
+        .Bind(static_cast<int64_t>(worker.units_accepted))
+        .Bind(static_cast<int64_t>(worker.units_rejected))
+        .Run();
+  }
+
+  absl::StatusOr<std::optional<WorkerRecord>> GetWorker(
+      const std::string& worker_id) override {
+    absl::MutexLock lock(&mu_);
+    ASSIGN_OR_RETURN(Statement statement,
+                     Prepare(absl::StrCat("SELECT ", kWorkerColumns,
+                                          " FROM workers WHERE worker_id=?")));
+    statement.Bind(worker_id);
+    ASSIGN_OR_RETURN(bool row, statement.Step());
+    if (!row) return std::nullopt;
+    ASSIGN_OR_RETURN(WorkerRecord worker, ReadWorker(statement));
+    return worker;
+  }
+
+  absl::StatusOr<std::vector<WorkerRecord>> ListWorkers() override {
+    absl::MutexLock lock(&mu_);
+    ASSIGN_OR_RETURN(Statement statement,
+                     Prepare(absl::StrCat("SELECT ", kWorkerColumns,
+                                          " FROM workers ORDER BY worker_id")));
+    std::vector<WorkerRecord> workers;
+    while (true) {
+      ASSIGN_OR_RETURN(bool row, statement.Step());
+      if (!row) break;
+      ASSIGN_OR_RETURN(WorkerRecord worker, ReadWorker(statement));
+      workers.push_back(std::move(worker));
+    }
+    return workers;
+  }
+
+  absl::Status RecordHeartbeat(const std::string& worker_id, int64_t now_ms,
+                               v1::Availability availability,
+                               const std::string& current_unit_id) override {
+    absl::MutexLock lock(&mu_);
+    ASSIGN_OR_RETURN(
+        Statement statement,
+        Prepare("UPDATE workers SET last_heartbeat_ms=?, availability=?, "
+                "current_unit_id=? WHERE worker_id=?"));
+    return statement.Bind(now_ms)
+        .Bind(static_cast<int64_t>(availability))
+        .Bind(current_unit_id)
+        .Bind(worker_id)
+        .Run();
+  }
+
+  absl::Status CreateJob(const JobRecord& job,
+                         const std::vector<ShardRecord>& shards,
+                         const RoundRecord& first_round,
+                         const std::vector<UnitRecord>& units) override {
+    absl::MutexLock lock(&mu_);
+    return Transaction([&]() -> absl::Status {
+      ASSIGN_OR_RETURN(
+          Statement insert_job,
+          Prepare(absl::StrCat("INSERT INTO jobs (", kJobColumns,
+                               ") VALUES (?,?,?,?,?,?,?,?,?,?)")));
+      RETURN_IF_ERROR(insert_job.Bind(job.job_id)
+                          .BindMessage(job.spec)
+                          .Bind(static_cast<int64_t>(job.state))
+                          .Bind(static_cast<int64_t>(job.current_round))
+                          .Bind(static_cast<int64_t>(job.latest_version))
+                          .Bind(job.created_ms)
+                          .Bind(job.message)
+                          .BindMessage(job.initial_adapter)
+                          .BindMessage(job.adapter_config)
+                          .Bind(static_cast<int64_t>(job.estimated_memory_bytes))
+                          .Run());
+      for (const ShardRecord& shard : shards) {
+        ASSIGN_OR_RETURN(Statement insert,
+                         Prepare("INSERT INTO shards (job_id, shard_index, "
+                                 "blob, records) VALUES (?,?,?,?)"));
+        RETURN_IF_ERROR(insert.Bind(job.job_id)
+                            .Bind(static_cast<int64_t>(shard.shard_index))
+                            .BindMessage(shard.blob)
+                            .Bind(static_cast<int64_t>(shard.records))
+                            .Run());
+      }
+      return InsertRoundAndUnits(first_round, units);
+    });
+  }
+
+  absl::StatusOr<std::optional<JobRecord>> GetJob(
+      const std::string& job_id) override {
+    absl::MutexLock lock(&mu_);
+    ASSIGN_OR_RETURN(Statement statement,
+                     Prepare(absl::StrCat("SELECT ", kJobColumns,
+                                          " FROM jobs WHERE job_id=?")));
+    statement.Bind(job_id);
+    ASSIGN_OR_RETURN(bool row, statement.Step());
+    if (!row) return std::nullopt;
+    ASSIGN_OR_RETURN(JobRecord job, ReadJob(statement));
+    return job;
+  }
+
+  absl::StatusOr<std::vector<JobRecord>> ListJobs() override {
+    absl::MutexLock lock(&mu_);
+    ASSIGN_OR_RETURN(Statement statement,
+                     Prepare(absl::StrCat("SELECT ", kJobColumns,
+                                          " FROM jobs ORDER BY seq DESC")));
+    std::vector<JobRecord> jobs;
+    while (true) {
+      ASSIGN_OR_RETURN(bool row, statement.Step());
+      if (!row) break;
+      ASSIGN_OR_RETURN(JobRecord job, ReadJob(statement));
+      jobs.push_back(std::move(job));
+    }
+    return jobs;
+  }
+
+  absl::Status SetJobState(const std::string& job_id, v1::JobState state,
+                           const std::string& message) override {
+    absl::MutexLock lock(&mu_);
+    return Transaction([&]() -> absl::Status {
+      ASSIGN_OR_RETURN(
+          Statement update,
+          Prepare("UPDATE jobs SET state=?, message=? WHERE job_id=?"));
+      RETURN_IF_ERROR(update.Bind(static_cast<int64_t>(state))
+                          .Bind(message)
+                          .Bind(job_id)
+                          .Run());
+      if (state == v1::JOB_RUNNING || state == v1::JOB_PENDING)
+        return absl::OkStatus();
+      ASSIGN_OR_RETURN(Statement end_leases,
+                       Prepare("UPDATE units SET state=?, worker_id='', "
+                               "lease_deadline_ms=0 WHERE job_id=? AND "
+                               "state=?"));
+      return end_leases.Bind(static_cast<int64_t>(v1::UNIT_PENDING))
+          .Bind(job_id)
+          .Bind(static_cast<int64_t>(v1::UNIT_LEASED))
+          .Run();
+    });
+  }
+
+  absl::StatusOr<std::vector<ShardRecord>> ListShards(
+      const std::string& job_id) override {
+    absl::MutexLock lock(&mu_);
+    ASSIGN_OR_RETURN(Statement statement,
+                     Prepare("SELECT shard_index, blob, records FROM shards "
+                             "WHERE job_id=? ORDER BY shard_index"));
+    statement.Bind(job_id);
+    std::vector<ShardRecord> shards;
+    while (true) {
+      ASSIGN_OR_RETURN(bool row, statement.Step());
+      if (!row) break;
+      ShardRecord shard;
+      shard.shard_index = static_cast<uint32_t>(statement.Int(0));
+      RETURN_IF_ERROR(statement.Message(1, &shard.blob));
+      shard.records = static_cast<uint64_t>(statement.Int(2));
+      shards.push_back(std::move(shard));
+    }
+    return shards;
+  }
+
+  absl::StatusOr<std::vector<RoundRecord>> ListRounds(
+      const std::string& job_id) override {
+    absl::MutexLock lock(&mu_);
+    ASSIGN_OR_RETURN(
+        Statement statement,
+        Prepare("SELECT job_id, round, parent_version, opened_ms, "
+                "deadline_ms, adapter_version FROM rounds WHERE job_id=? "
+                "ORDER BY round"));
+    statement.Bind(job_id);
+    std::vector<RoundRecord> rounds;
+    while (true) {
+      ASSIGN_OR_RETURN(bool row, statement.Step());
+      if (!row) break;
+      RoundRecord round;
+      round.job_id = statement.Text(0);
+      round.round = static_cast<uint64_t>(statement.Int(1));
+      round.parent_version = static_cast<uint64_t>(statement.Int(2));
+      round.opened_ms = statement.Int(3);
+      round.deadline_ms = statement.Int(4);
+      round.adapter_version = static_cast<uint64_t>(statement.Int(5));
+      rounds.push_back(round);
+    }
+    return rounds;
+  }
+
+  absl::StatusOr<std::optional<UnitRecord>> GetUnit(
+      const std::string& unit_id) override {
+    absl::MutexLock lock(&mu_);
+    ASSIGN_OR_RETURN(Statement statement,
+                     Prepare(absl::StrCat("SELECT ", kUnitColumns,
+                                          " FROM units WHERE unit_id=?")));
+    statement.Bind(unit_id);
+    ASSIGN_OR_RETURN(bool row, statement.Step());
+    if (!row) return std::nullopt;
+    return ReadUnit(statement);
+  }
+
+  absl::StatusOr<std::vector<UnitRecord>> ListUnits(const std::string& job_id,
+                                                    uint64_t round) override {
+    absl::MutexLock lock(&mu_);
+    ASSIGN_OR_RETURN(
+        Statement statement,
+        Prepare(absl::StrCat("SELECT ", kUnitColumns,
+                             " FROM units WHERE job_id=? AND round=? "
+                             "ORDER BY shard_index, replica")));
+    statement.Bind(job_id).Bind(static_cast<int64_t>(round));
+    return ReadUnits(statement);
+  }
+
+  absl::StatusOr<std::optional<UnitRecord>> FindLeasableUnit(
+      const std::string& job_id, uint64_t round,
+      const std::string& worker_id) override {
+    absl::MutexLock lock(&mu_);
+    ASSIGN_OR_RETURN(
+        Statement statement,
+        Prepare(absl::StrCat(
+            "SELECT ", kUnitColumns,
+            " FROM units u WHERE job_id=?1 AND round=?2 AND state=?3 "
+            "AND NOT EXISTS (SELECT 1 FROM units o WHERE o.job_id=u.job_id "
+            "AND o.round=u.round AND o.shard_index=u.shard_index "
+            "AND o.worker_id=?4 AND o.state IN (?5, ?6)) "
+            "AND NOT EXISTS (SELECT 1 FROM results r WHERE "
+            "r.job_id=u.job_id AND r.round=u.round AND "
+            "r.shard_index=u.shard_index AND r.worker_id=?4) "
+            "ORDER BY replica, shard_index LIMIT 1")));
+    statement.Bind(job_id)
+        .Bind(static_cast<int64_t>(round))
+        .Bind(static_cast<int64_t>(v1::UNIT_PENDING))
+        .Bind(worker_id)
+        .Bind(static_cast<int64_t>(v1::UNIT_LEASED))
+        .Bind(static_cast<int64_t>(v1::UNIT_ACCEPTED));
+    ASSIGN_OR_RETURN(bool row, statement.Step());
+    if (!row) return std::nullopt;
+    return ReadUnit(statement);
+  }
+
+  absl::Status LeaseUnit(const std::string& unit_id,
+                         const std::string& worker_id,
+                         int64_t deadline_ms) override {
+    absl::MutexLock lock(&mu_);
+    ASSIGN_OR_RETURN(
+        Statement statement,
+        Prepare("UPDATE units SET state=?, worker_id=?, lease_deadline_ms=? "
+                "WHERE unit_id=? AND state=?"));
+    RETURN_IF_ERROR(statement.Bind(static_cast<int64_t>(v1::UNIT_LEASED))
+                        .Bind(worker_id)
+                        .Bind(deadline_ms)
+                        .Bind(unit_id)
+                        .Bind(static_cast<int64_t>(v1::UNIT_PENDING))
+                        .Run());
+    if (sqlite3_changes(db_.get()) != 1) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("unit ", unit_id, " is not pending"));
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status ReleaseUnit(const std::string& unit_id,
+                           const std::string& worker_id) override {
+    absl::MutexLock lock(&mu_);
+    ASSIGN_OR_RETURN(
+        Statement statement,
+        Prepare("UPDATE units SET state=?, worker_id='', lease_deadline_ms=0 "
+                "WHERE unit_id=? AND state=? AND worker_id=?"));
+    RETURN_IF_ERROR(statement.Bind(static_cast<int64_t>(v1::UNIT_PENDING))
+                        .Bind(unit_id)
+                        .Bind(static_cast<int64_t>(v1::UNIT_LEASED))
+                        .Bind(worker_id)
+                        .Run());
+    if (sqlite3_changes(db_.get()) != 1) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "worker ", worker_id, " holds no lease on unit ", unit_id));
+    }
+    return absl::OkStatus();
+  }
+
+  absl::StatusOr<std::vector<UnitRecord>> ExpireLeases(
+      int64_t now_ms) override {
+    absl::MutexLock lock(&mu_);
+    std::vector<UnitRecord> expired;
+    RETURN_IF_ERROR(Transaction([&]() -> absl::Status {
+      ASSIGN_OR_RETURN(
+          Statement select,
+          Prepare(absl::StrCat("SELECT ", kUnitColumns,
+                               " FROM units WHERE state=? AND "
+                               "lease_deadline_ms<=?")));
+      select.Bind(static_cast<int64_t>(v1::UNIT_LEASED)).Bind(now_ms);
+      ASSIGN_OR_RETURN(expired, ReadUnits(select));
+      ASSIGN_OR_RETURN(Statement update,
+                       Prepare("UPDATE units SET state=?, worker_id='', "
+                               "lease_deadline_ms=0 WHERE state=? AND "
+                               "lease_deadline_ms<=?"));
+      return update.Bind(static_cast<int64_t>(v1::UNIT_PENDING))
+          .Bind(static_cast<int64_t>(v1::UNIT_LEASED))
+          .Bind(now_ms)
+          .Run();
+    }));
+    return expired;
+  }
+
+  absl::Status RecordResult(const ResultRecord& result) override {
+    absl::MutexLock lock(&mu_);
+    return Transaction([&]() -> absl::Status {
+      ASSIGN_OR_RETURN(
+          Statement insert,
+          Prepare(absl::StrCat("INSERT INTO results (", kResultColumns,
+                               ") VALUES (?,?,?,?,?,?,?,?,?,?)")));
+      RETURN_IF_ERROR(insert.Bind(result.unit_id)
+                          .Bind(result.worker_id)
+                          .Bind(result.job_id)
+                          .Bind(static_cast<int64_t>(result.round))
+                          .Bind(static_cast<int64_t>(result.shard_index))
+                          .Bind(result.accepted ? 1 : 0)
+                          .Bind(static_cast<int64_t>(result.reject_reason))
+                          .Bind(result.message)
+                          .BindMessage(result.header)
+                          .Bind(result.created_ms)
+                          .Run());
+      ASSIGN_OR_RETURN(
+          Statement unit,
+          Prepare("UPDATE units SET state=?, worker_id=?, lease_deadline_ms=0 "
+                  "WHERE unit_id=?"));
+      RETURN_IF_ERROR(
+          unit.Bind(static_cast<int64_t>(result.accepted ? v1::UNIT_ACCEPTED
+                                                         : v1::UNIT_PENDING))
+              .Bind(result.accepted ? result.worker_id : std::string())
+              .Bind(result.unit_id)
+              .Run());
+      ASSIGN_OR_RETURN(
+          Statement worker,
+          Prepare(result.accepted
+                      ? "UPDATE workers SET units_accepted=units_accepted+1, "
+                        "current_unit_id='' WHERE worker_id=?"
+                      : "UPDATE workers SET units_rejected=units_rejected+1, "
+                        "current_unit_id='' WHERE worker_id=?"));
+      return worker.Bind(result.worker_id).Run();
+    });
+  }
+
+  absl::StatusOr<std::vector<ResultRecord>> ListResults(
+      const std::string& job_id, uint64_t round) override {
+    absl::MutexLock lock(&mu_);
+    ASSIGN_OR_RETURN(
+        Statement statement,
+        Prepare(absl::StrCat("SELECT ", kResultColumns,
+                             " FROM results WHERE job_id=? AND round=? "
+                             "ORDER BY id")));
+    statement.Bind(job_id).Bind(static_cast<int64_t>(round));
+    std::vector<ResultRecord> results;
+    while (true) {
+      ASSIGN_OR_RETURN(bool row, statement.Step());
+      if (!row) break;
+      ASSIGN_OR_RETURN(ResultRecord result, ReadResult(statement));
+      results.push_back(std::move(result));
+    }
+    return results;
+  }
+
+  absl::StatusOr<std::optional<ResultRecord>> GetAcceptedResult(
+      const std::string& unit_id) override {
+    absl::MutexLock lock(&mu_);
+    ASSIGN_OR_RETURN(
+        Statement statement,
+        Prepare(absl::StrCat("SELECT ", kResultColumns,
+                             " FROM results WHERE unit_id=? AND accepted=1")));
+    statement.Bind(unit_id);
+    ASSIGN_OR_RETURN(bool row, statement.Step());
+    if (!row) return std::nullopt;
+    ASSIGN_OR_RETURN(ResultRecord result, ReadResult(statement));
+    return result;
+  }
+
+  absl::Status CloseRound(const std::string& job_id, uint64_t round,
+                          const RoundOutcome& outcome) override {
+    absl::MutexLock lock(&mu_);
+    return Transaction([&]() -> absl::Status {
+      ASSIGN_OR_RETURN(Statement close,
+                       Prepare("UPDATE rounds SET adapter_version=? WHERE "
+                               "job_id=? AND round=? AND adapter_version=0"));
+      const uint64_t version = outcome.adapter.adapter.version();
+      RETURN_IF_ERROR(close.Bind(static_cast<int64_t>(version))
+                          .Bind(job_id)
+                          .Bind(static_cast<int64_t>(round))
+                          .Run());
+      if (sqlite3_changes(db_.get()) != 1) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "round ", round, " of job ", job_id, " is not open"));
+      }
+      ASSIGN_OR_RETURN(Statement insert,
+                       Prepare("INSERT INTO adapters (job_id, version, "
+                               "model_sha256, config_sha256, adapter) "
+                               "VALUES (?,?,?,?,?)"));
+      RETURN_IF_ERROR(insert.Bind(job_id)
+                          .Bind(static_cast<int64_t>(version))
+                          .Bind(outcome.adapter.adapter.adapter_model().sha256())
+                          .Bind(outcome.adapter.adapter.adapter_config().sha256())
+                          .BindMessage(outcome.adapter.adapter)
+                          .Run());
+      ASSIGN_OR_RETURN(Statement end_leases,
+                       Prepare("UPDATE units SET state=?, worker_id='', "
+                               "lease_deadline_ms=0 WHERE job_id=? AND "
+                               "round=? AND state=?"));
+      RETURN_IF_ERROR(end_leases.Bind(static_cast<int64_t>(v1::UNIT_PENDING))
+                          .Bind(job_id)
+                          .Bind(static_cast<int64_t>(round))
+                          .Bind(static_cast<int64_t>(v1::UNIT_LEASED))
+                          .Run());
+      if (outcome.next_round.has_value()) {
+        RETURN_IF_ERROR(
+            InsertRoundAndUnits(*outcome.next_round, outcome.next_units));
+      }
+      ASSIGN_OR_RETURN(Statement job,
+                       Prepare("UPDATE jobs SET latest_version=?, "
+                               "current_round=?, state=? WHERE job_id=?"));
+      return job.Bind(static_cast<int64_t>(version))
+          .Bind(static_cast<int64_t>(outcome.next_round.has_value()
+                                         ? outcome.next_round->round
+                                         : round))
+          .Bind(static_cast<int64_t>(outcome.next_round.has_value()
+                                         ? v1::JOB_RUNNING
+                                         : v1::JOB_SUCCEEDED))
+          .Bind(job_id)
+          .Run();
+    });
+  }
+
+  absl::StatusOr<std::optional<AdapterRecord>> GetAdapter(
+      const std::string& job_id, uint64_t version) override {
+    absl::MutexLock lock(&mu_);
+    ASSIGN_OR_RETURN(
+        Statement statement,
+        Prepare(version == 0
+                    ? "SELECT adapter FROM adapters WHERE job_id=? ORDER BY "
+                      "version DESC LIMIT 1"
+                    : "SELECT adapter FROM adapters WHERE job_id=? AND "
+                      "version=?"));
+    statement.Bind(job_id);
+    if (version != 0) statement.Bind(static_cast<int64_t>(version));
+    ASSIGN_OR_RETURN(bool row, statement.Step());
+    if (!row) return std::nullopt;
+    AdapterRecord record;
+    RETURN_IF_ERROR(statement.Message(0, &record.adapter));
+    return record;
+  }
+
+  absl::StatusOr<bool> IsPublishedAdapterBlob(
+      const std::string& sha256) override {
+    absl::MutexLock lock(&mu_);
+    ASSIGN_OR_RETURN(Statement statement,
+                     Prepare("SELECT 1 FROM adapters WHERE model_sha256=?1 OR "
+                             "config_sha256=?1 LIMIT 1"));
+    statement.Bind(sha256);
+    return statement.Step();
+  }
+
+ private:
+  absl::StatusOr<Statement> Prepare(const std::string& sql)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    sqlite3_stmt* statement = nullptr;
+    if (sqlite3_prepare_v2(db_.get(), sql.c_str(), -1, &statement, nullptr) !=
+        SQLITE_OK) {
+      return absl::InternalError(absl::StrCat(
+          "sqlite prepare: ", sqlite3_errmsg(db_.get()), " in: ", sql));
+    }
+    return Statement(db_.get(), statement);
+  }
+
+  absl::Status Exec(const char* sql) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    char* error = nullptr;
+    if (sqlite3_exec(db_.get(), sql, nullptr, nullptr, &error) != SQLITE_OK) {
+      std::string message = error ? error : sqlite3_errmsg(db_.get());
+      sqlite3_free(error);
+      return absl::InternalError(absl::StrCat("sqlite: ", message));
+    }
+    return absl::OkStatus();
+  }
+
+  template <typename Body>
+  absl::Status Transaction(Body body) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
+    absl::Status status = body();
+    if (!status.ok()) {
+      (void)Exec("ROLLBACK");
+      return status;
+    }
+    return Exec("COMMIT");
+  }
+
+  absl::StatusOr<std::vector<UnitRecord>> ReadUnits(Statement& statement)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    std::vector<UnitRecord> units;
+    while (true) {
+      ASSIGN_OR_RETURN(bool row, statement.Step());
+      if (!row) break;
+      units.push_back(ReadUnit(statement));
+    }
+    return units;
+  }
+
+  absl::Status InsertRoundAndUnits(const RoundRecord& round,
+                                   const std::vector<UnitRecord>& units)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    ASSIGN_OR_RETURN(
+        Statement insert_round,
+        Prepare("INSERT INTO rounds (job_id, round, parent_version, "
+                "opened_ms, deadline_ms, adapter_version) VALUES "
+                "(?,?,?,?,?,0)"));
+    RETURN_IF_ERROR(insert_round.Bind(round.job_id)
+                        .Bind(static_cast<int64_t>(round.round))
+                        .Bind(static_cast<int64_t>(round.parent_version))
+                        .Bind(round.opened_ms)
+                        .Bind(round.deadline_ms)
+                        .Run());
+    for (const UnitRecord& unit : units) {
+      ASSIGN_OR_RETURN(Statement insert,
+                       Prepare(absl::StrCat("INSERT INTO units (", kUnitColumns,
+                                            ") VALUES (?,?,?,?,?,?,?,?)")));
+      RETURN_IF_ERROR(insert.Bind(unit.unit_id)
+                          .Bind(unit.job_id)
+                          .Bind(static_cast<int64_t>(unit.round))
+                          .Bind(static_cast<int64_t>(unit.shard_index))
+                          .Bind(static_cast<int64_t>(unit.replica))
+                          .Bind(static_cast<int64_t>(unit.state))
+                          .Bind(unit.worker_id)
+                          .Bind(unit.lease_deadline_ms)
+                          .Run());
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Mutex mu_;
+  std::unique_ptr<sqlite3, SqliteCloser> db_ ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace
+
+absl::StatusOr<std::unique_ptr<StateStore>> OpenSqliteStateStore(
+    const std::string& path) {
+  sqlite3* raw = nullptr;
+  const int rc = sqlite3_open_v2(
+      path.c_str(), &raw,
+      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_FULLMUTEX,
+      nullptr);
+  std::unique_ptr<sqlite3, SqliteCloser> db(raw);
+  if (rc != SQLITE_OK) {
+    return absl::UnavailableError(
+        absl::StrCat("cannot open database ", path, ": ",
+                     raw ? sqlite3_errmsg(raw) : sqlite3_errstr(rc)));
+  }
+  sqlite3_busy_timeout(db.get(), 5000);
+  auto store = std::make_unique<SqliteStateStore>(std::move(db));
+  if (absl::Status init = store->Init(); !init.ok()) {
+    return absl::Status(init.code(),
+                        absl::StrCat(path, ": ", init.message()));
+  }
+  return store;
+}
+
+}  // namespace openforce::coordinator

@@ -1,0 +1,184 @@
+// The coordinator's durable state: workers, jobs, shards, rounds, work units,
+// results and published adapter versions. Each method is one transaction:
+// when it returns OK its effect is on disk, and a crash before that leaves the
+// state as it was. The interface is what the coordinator needs and nothing
+// about SQL, so that a PostgreSQL backend can stand in for the embedded
+// SQLite one (sqlite_state_store.h) when one machine is outgrown.
+#ifndef OPENFORCE_COORDINATOR_STATE_STORE_H_
+#define OPENFORCE_COORDINATOR_STATE_STORE_H_
+
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "proto/openforce.pb.h"
+
+namespace openforce::coordinator {
+
+struct WorkerRecord {
+  std::string worker_id;
+  std::string public_key;  // raw 32-byte Ed25519 key
+  std::string display_name;
+  v1::HardwareProfile profile;
+  int64_t registered_ms = 0;
+  int64_t last_heartbeat_ms = 0;
+  v1::Availability availability = v1::AVAILABLE;
+  std::string current_unit_id;
+  uint32_t units_accepted = 0;
+  uint32_t units_rejected = 0;
+};
+
+struct JobRecord {
+  std::string job_id;
+  v1::JobSpec spec;
+  v1::JobState state = v1::JOB_PENDING;
+  uint64_t current_round = 0;
+  uint64_t latest_version = 0;
+  int64_t created_ms = 0;
+  std::string message;
+  // Version 0: A from the job's seed, B zero, so every worker of round 1
+  // starts from the same adapter.
+  v1::BlobRef initial_adapter;
+  v1::BlobRef adapter_config;  // adapter_config.json of every version
+  uint64_t estimated_memory_bytes = 0;  // training one unit
+};
+
+struct ShardRecord {
+  uint32_t shard_index = 0;
+  v1::BlobRef blob;
+  uint64_t records = 0;
+};
+
+struct RoundRecord {
+  std::string job_id;
+  uint64_t round = 0;
+  uint64_t parent_version = 0;
+  int64_t opened_ms = 0;
+  int64_t deadline_ms = 0;
+  uint64_t adapter_version = 0;  // 0 while open
+};
+
+struct UnitRecord {
+  std::string unit_id;
+  std::string job_id;
+  uint64_t round = 0;
+  uint32_t shard_index = 0;
+  uint32_t replica = 0;
+  v1::UnitState state = v1::UNIT_PENDING;
+  std::string worker_id;  // the lease holder or the accepted uploader
+  int64_t lease_deadline_ms = 0;
+};
+
+struct ResultRecord {
+  std::string unit_id;
+  std::string worker_id;
+  std::string job_id;
+  uint64_t round = 0;
+  uint32_t shard_index = 0;
+  bool accepted = false;
+  v1::RejectReason reject_reason = v1::REJECT_REASON_UNSPECIFIED;
+  std::string message;
+  v1::DeltaHeader header;  // as signed by the worker
+  int64_t created_ms = 0;
+};
+
+struct AdapterRecord {
+  v1::SignedAdapter adapter;
+};
+
+// A round's verdict: publish `adapter` and open `next_round` with
+// `next_units`, or finish the job when there is no next round.
+struct RoundOutcome {
+  AdapterRecord adapter;
+  std::optional<RoundRecord> next_round;
+  std::vector<UnitRecord> next_units;
+};
+
+class StateStore {
+ public:
+  virtual ~StateStore() = default;
+
+  // Workers.
+  [[nodiscard]] virtual absl::Status UpsertWorker(
+      const WorkerRecord& worker) = 0;
+  [[nodiscard]] virtual absl::StatusOr<std::optional<WorkerRecord>> GetWorker(
+      const std::string& worker_id) = 0;
+  [[nodiscard]] virtual absl::StatusOr<std::vector<WorkerRecord>>
+  ListWorkers() = 0;
+  [[nodiscard]] virtual absl::Status RecordHeartbeat(
+      const std::string& worker_id, int64_t now_ms,
+      v1::Availability availability, const std::string& current_unit_id) = 0;
+
+  // Jobs.
+  [[nodiscard]] virtual absl::Status CreateJob(
+      const JobRecord& job, const std::vector<ShardRecord>& shards,
+      const RoundRecord& first_round,
+      const std::vector<UnitRecord>& units) = 0;
+  [[nodiscard]] virtual absl::StatusOr<std::optional<JobRecord>> GetJob(
+      const std::string& job_id) = 0;
+  // Newest first.
+  [[nodiscard]] virtual absl::StatusOr<std::vector<JobRecord>> ListJobs() = 0;
+  // Sets the state and message; a job that stops also ends its leases.
+  [[nodiscard]] virtual absl::Status SetJobState(const std::string& job_id,
+                                                 v1::JobState state,
+                                                 const std::string& message) = 0;
+  [[nodiscard]] virtual absl::StatusOr<std::vector<ShardRecord>> ListShards(
+      const std::string& job_id) = 0;
+  [[nodiscard]] virtual absl::StatusOr<std::vector<RoundRecord>> ListRounds(
+      const std::string& job_id) = 0;
+
+  // Units.
+  [[nodiscard]] virtual absl::StatusOr<std::optional<UnitRecord>> GetUnit(
+      const std::string& unit_id) = 0;
+  [[nodiscard]] virtual absl::StatusOr<std::vector<UnitRecord>> ListUnits(
+      const std::string& job_id, uint64_t round) = 0;
+  // The first pending unit of the round whose shard `worker_id` has not
+  // leased, delivered or had rejected in this round (replicas of a shard go
+  // to distinct workers); nullopt when there is none.
+  [[nodiscard]] virtual absl::StatusOr<std::optional<UnitRecord>>
+  FindLeasableUnit(const std::string& job_id, uint64_t round,
+                   const std::string& worker_id) = 0;
+  [[nodiscard]] virtual absl::Status LeaseUnit(const std::string& unit_id,
+                                               const std::string& worker_id,
+                                               int64_t deadline_ms) = 0;
+  // Returns the unit to pending if `worker_id` holds its lease; NotFound or
+  // FailedPrecondition otherwise.
+  [[nodiscard]] virtual absl::Status ReleaseUnit(
+      const std::string& unit_id, const std::string& worker_id) = 0;
+  // Returns every lease whose deadline is at or before `now_ms` to pending;
+  // the units it returned.
+  [[nodiscard]] virtual absl::StatusOr<std::vector<UnitRecord>> ExpireLeases(
+      int64_t now_ms) = 0;
+
+  // Results. Recording one sets its unit to accepted, or back to pending for
+  // another worker when rejected, and counts it for the worker.
+  [[nodiscard]] virtual absl::Status RecordResult(
+      const ResultRecord& result) = 0;
+  // Accepted (`accepted` true) or rejected results of a unit's round.
+  [[nodiscard]] virtual absl::StatusOr<std::vector<ResultRecord>> ListResults(
+      const std::string& job_id, uint64_t round) = 0;
+  [[nodiscard]] virtual absl::StatusOr<std::optional<ResultRecord>>
+  GetAcceptedResult(const std::string& unit_id) = 0;
+
+  // Publishes a round's adapter and opens the next round (or finishes the
+  // job), atomically. FailedPrecondition when the round was already closed,
+  // so a round is never aggregated twice.
+  [[nodiscard]] virtual absl::Status CloseRound(const std::string& job_id,
+                                                uint64_t round,
+                                                const RoundOutcome& outcome) = 0;
+  // Version 0 for the latest.
+  [[nodiscard]] virtual absl::StatusOr<std::optional<AdapterRecord>>
+  GetAdapter(const std::string& job_id, uint64_t version) = 0;
+  // Whether `sha256` is a file of some published adapter version, which
+  // anyone may fetch.
+  [[nodiscard]] virtual absl::StatusOr<bool> IsPublishedAdapterBlob(
+      const std::string& sha256) = 0;
+};
+
+}  // namespace openforce::coordinator
+
+#endif  // OPENFORCE_COORDINATOR_STATE_STORE_H_

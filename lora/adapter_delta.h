@@ -1,0 +1,60 @@
+// Federated arithmetic on adapter files: what a worker uploads (the trained
+// adapter minus the adapter it started from, as PEFT-keyed F32 safetensors),
+// the checks the coordinator runs on such a delta before accepting it (names,
+// shapes, dtypes, finiteness, L2 norm), and FedAvg, which adds the
+// sample-weighted mean of accepted deltas to the parent adapter.
+#ifndef OPENFORCE_LORA_ADAPTER_DELTA_H_
+#define OPENFORCE_LORA_ADAPTER_DELTA_H_
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "lora/llama_config.h"
+#include "lora/lora_adapter.h"
+
+namespace openforce::lora {
+
+struct DeltaCheck {
+  // What is wrong with a delta, most basic first; kNone when it passed.
+  enum class Problem { kNone, kBadShape, kNonFinite, kNormTooLarge };
+  Problem problem = Problem::kNone;
+  std::string message;  // names the tensor and the value found
+  double l2_norm = 0;   // over every tensor; set when shapes were right
+  bool ok() const { return problem == Problem::kNone; }
+};
+
+// Checks the safetensors file at `path` against the adapter shape of `model`
+// and `config`: exactly the expected tensor names, their shapes, dtype F32,
+// every value finite, and the L2 norm over all tensors at most `max_norm`
+// (0: no bound). A file that is not valid safetensors is kBadShape. Errors
+// (non-OK status) are for failures that say nothing about the delta, such as
+// an unreadable file.
+[[nodiscard]] absl::StatusOr<DeltaCheck> CheckAdapterDelta(
+    const std::string& path, const LlamaConfig& model, const LoraConfig& config,
+    double max_norm);
+
+// Writes `adapter` - `parent` to `path` (atomically) as F32 safetensors with
+// PEFT keys: the bytes a worker signs and uploads.
+[[nodiscard]] absl::Status WriteAdapterDelta(const LoraAdapter& adapter,
+                                             const LoraAdapter& parent,
+                                             const std::string& path);
+
+struct WeightedDelta {
+  std::string path;  // safetensors delta that passed CheckAdapterDelta
+  double weight = 0;  // sample count; > 0
+};
+
+// parent + sum_i (w_i / sum w) * delta_i, tensor by tensor in fp32, written
+// as adapter_model.safetensors bytes to `out_path` (atomically). Every input
+// must hold the same names and shapes as the parent.
+[[nodiscard]] absl::Status FedAvgAdapterFiles(
+    const std::string& parent_path, const std::vector<WeightedDelta>& deltas,
+    const std::string& out_path);
+
+}  // namespace openforce::lora
+
+#endif  // OPENFORCE_LORA_ADAPTER_DELTA_H_
