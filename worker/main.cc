@@ -2,12 +2,19 @@
 //   probe   print this machine's hardware profile, tier and model advisor
 //   infer   generate text locally, offline, with a model and an optional PEFT
 //   adapter
+//   run     donate: register with a coordinator and train leased work units
+//   pull    download and verify a published adapter
 // Flags may also come from a JSON config file (--config); the command line
 // wins.
+#include <pthread.h>
+#include <unistd.h>
+#include <signal.h>
+
 #include <cstdio>
 #include <iostream>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/flags/flag.h"
@@ -23,7 +30,12 @@
 #include "common/tier.h"
 #include "lora/blas_core.h"
 #include "lora/compute_device.h"
+#include "absl/synchronization/notification.h"
+#include "common/secret_token.h"
+#include "proto/channel.h"
 #include "worker/infer_command.h"
+#include "worker/pull_command.h"
+#include "worker/work_loop.h"
 #include "worker/probe_report.h"
 
 ABSL_FLAG(std::string, config, "",
@@ -59,6 +71,27 @@ ABSL_FLAG(
     "infer: auto (config.json's torch_dtype), float32, bfloat16 or float16");
 ABSL_FLAG(bool, merge_adapter, false,
           "infer: merge the adapter into the weights first");
+ABSL_FLAG(std::string, coordinator, "127.0.0.1:7443",
+          "run, pull: the coordinator's address");
+ABSL_FLAG(std::string, tls_ca, "",
+          "run, pull: PEM CA certificate that signed the coordinator's");
+ABSL_FLAG(bool, insecure, false,
+          "run, pull: allow plaintext to a non-loopback coordinator");
+ABSL_FLAG(std::string, data, "",
+          "run: the worker's directory (identity key, caches, checkpoints)");
+ABSL_FLAG(std::string, enrollment_token_file, "",
+          "run: file holding the coordinator's enrollment token");
+ABSL_FLAG(std::string, name, "", "run: a display name for operators");
+ABSL_FLAG(openforce::ByteSize, max_memory, openforce::ByteSize{0},
+          "run: most RAM a unit may use (e.g. 8GiB); 0: available minus "
+          "headroom");
+ABSL_FLAG(int, max_units, 0,
+          "run: exit after delivering this many units (0: run until stopped)");
+ABSL_FLAG(std::string, job, "", "pull: the job whose adapter to download");
+ABSL_FLAG(uint64_t, version, 0, "pull: adapter version (0: the latest)");
+ABSL_FLAG(std::string, coordinator_key, "",
+          "pull: the coordinator's public key (PEM) to verify against");
+ABSL_FLAG(std::string, out, "", "pull: directory for the PEFT files");
 
 namespace openforce::worker {
 namespace {
@@ -71,10 +104,141 @@ constexpr char kUsage[] =
     "commands:\n"
     "  probe   print the hardware profile, tier and the largest models this "
     "machine\n"
-    "          can run (--json for scripts, --headroom to keep RAM free)\n";
+    "          can run (--json for scripts, --headroom to keep RAM free)\n"
+    "  run --coordinator ADDR --data DIR [--enrollment-token-file F]\n"
+    "          donate this machine: train leased units until SIGTERM\n"
+    "  pull --coordinator ADDR --job ID --coordinator-key FILE --out DIR\n"
+    "          download and verify a published adapter (PEFT files)\n"
+    "  infer --model DIR [--adapter DIR] --prompt TEXT\n"
+    "          generate locally, with no network\n";
 
-const std::vector<std::string> kConfigKeys = {"headroom", "gpu_reserve",
-                                              "threads", "measure", "json"};
+const std::vector<std::string> kConfigKeys = {
+    "headroom", "gpu_reserve", "threads",  "measure",
+    "json",     "coordinator", "tls_ca",   "insecure",
+    "data",     "enrollment_token_file",   "name",
+    "max_memory", "device"};
+
+TransportOptions Transport() {
+  TransportOptions transport;
+  transport.tls_ca_file = absl::GetFlag(FLAGS_tls_ca);
+  transport.insecure = absl::GetFlag(FLAGS_insecure);
+  return transport;
+}
+
+v1::HardwareProfile ProfileToProto(const HardwareProfile& probed, Tier tier,
+                                   const lora::ComputeBackends& backends,
+                                   uint64_t max_memory, uint64_t headroom) {
+  v1::HardwareProfile out;
+  out.set_tier(static_cast<v1::Tier>(static_cast<int>(tier)));
+  out.set_cpu_model(probed.cpu.model);
+  out.set_physical_cores(probed.cpu.physical_cores);
+  out.set_logical_cores(probed.cpu.logical_cores);
+  out.set_avx2(probed.cpu.avx2);
+  out.set_avx512f(probed.cpu.avx512f);
+  out.set_avx512_bf16(probed.cpu.avx512_bf16);
+  out.set_amx(probed.cpu.amx_bf16);
+  uint64_t total = probed.memory.total_bytes;
+  uint64_t available = probed.memory.available_bytes;
+  if (max_memory > 0) {
+    // The owner's cap is what this machine offers, so the coordinator sees
+    // it as such.
+    total = std::min(total, max_memory + headroom);
+    available = std::min(available, max_memory + headroom);
+  }
+  out.set_ram_total_bytes(total);
+  out.set_ram_available_bytes(available);
+  for (const GpuInfo& gpu : probed.gpus) {
+    v1::GpuDevice* device = out.add_gpus();
+    device->set_backend(gpu.vendor == GpuVendor::kNvidia ? v1::BACKEND_CUDA
+                                                         : v1::BACKEND_ROCM);
+    device->set_index(gpu.index);
+    device->set_name(gpu.name);
+    device->set_vram_total_bytes(gpu.vram_total_bytes);
+    device->set_vram_free_bytes(gpu.vram_free_bytes);
+  }
+  out.add_backends(v1::BACKEND_CPU);
+  if (backends.gpu_devices > 0)
+    out.add_backends(backends.gpu_is_rocm ? v1::BACKEND_ROCM : v1::BACKEND_CUDA);
+  out.set_headroom_bytes(headroom);
+  out.set_torch_version(backends.torch_version);
+  return out;
+}
+
+absl::Status RunWork() {
+  RETURN_IF_ERROR(lora::SetCpuThreads(absl::GetFlag(FLAGS_threads)));
+  WorkLoopOptions options;
+  options.coordinator = absl::GetFlag(FLAGS_coordinator);
+  options.transport = Transport();
+  options.data_dir = absl::GetFlag(FLAGS_data);
+  if (options.data_dir.empty())
+    return absl::InvalidArgumentError("--data DIR is required");
+  if (const std::string file = absl::GetFlag(FLAGS_enrollment_token_file);
+      !file.empty()) {
+    ASSIGN_OR_RETURN(options.enrollment_token, ReadTokenFile(file));
+  }
+  options.display_name = absl::GetFlag(FLAGS_name);
+  options.max_memory_bytes = absl::GetFlag(FLAGS_max_memory).bytes;
+  options.device = absl::GetFlag(FLAGS_device);
+  options.max_units = absl::GetFlag(FLAGS_max_units);
+  ASSIGN_OR_RETURN(HardwareProfile probed, ProbeHardware());
+  const uint64_t headroom = absl::GetFlag(FLAGS_headroom).bytes;
+  options.profile =
+      ProfileToProto(probed, ClassifyTier(probed), lora::ProbeComputeBackends(),
+                     options.max_memory_bytes, headroom);
+  if (absl::GetFlag(FLAGS_measure)) {
+    lora::GemmOptions gemm;
+    gemm.device = options.device == "cpu" ? "cpu" : "cuda";
+    gemm.min_seconds = 0.2;
+    absl::StatusOr<lora::GemmMeasurement> measured = lora::MeasureGemmPeak(gemm);
+    if (measured.ok()) options.profile.set_measured_gflops_fp32(measured->gflops);
+  }
+
+  // SIGINT/SIGTERM end training at the next step; they are blocked before any
+  // thread starts so that only the waiting thread below receives them.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  absl::Notification stop;
+  std::thread waiter([&] {
+    int received = 0;
+    sigwait(&signals, &received);
+    if (!stop.HasBeenNotified()) {
+      std::cout << "openforce-worker: signal " << received
+                << ", stopping at the next step" << std::endl;
+      stop.Notify();
+    }
+  });
+  absl::Status status = RunWorkLoop(options, &stop, std::cout);
+  if (!stop.HasBeenNotified()) {
+    stop.Notify();
+    kill(getpid(), SIGTERM);  // wake the waiting thread
+  }
+  waiter.join();
+  return status;
+}
+
+absl::Status RunPull() {
+  PullRequest request;
+  request.coordinator = absl::GetFlag(FLAGS_coordinator);
+  request.transport = Transport();
+  request.job_id = absl::GetFlag(FLAGS_job);
+  request.version = absl::GetFlag(FLAGS_version);
+  request.coordinator_key_file = absl::GetFlag(FLAGS_coordinator_key);
+  request.out_dir = absl::GetFlag(FLAGS_out);
+  ASSIGN_OR_RETURN(v1::SignedAdapter adapter, PullAdapter(request));
+  std::cout << "pulled " << adapter.job_id() << " adapter version "
+            << adapter.version() << " (" << adapter.sample_count()
+            << " samples";
+  if (auto loss = adapter.metrics().find("train_loss");
+      loss != adapter.metrics().end()) {
+    std::cout << ", train_loss " << loss->second;
+  }
+  std::cout << ") into " << request.out_dir
+            << "\n  signature verified with the pinned coordinator key\n";
+  return absl::OkStatus();
+}
 
 absl::Status RunProbe() {
   RETURN_IF_ERROR(lora::SetCpuThreads(absl::GetFlag(FLAGS_threads)));
@@ -172,6 +336,10 @@ int Main(int argc, char** argv) {
     status = RunProbe();
   } else if (command == "infer") {
     status = RunInfer(named);
+  } else if (command == "run") {
+    status = RunWork();
+  } else if (command == "pull") {
+    status = RunPull();
   } else {
     std::cerr << "openforce-worker: unknown command '" << command << "'\n\n"
               << kUsage;

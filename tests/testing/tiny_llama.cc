@@ -24,8 +24,10 @@ lora::LlamaConfig TinyLlamaConfig() {
 }
 
 std::string WriteTinyLlama(const std::string& dir,
-                           const lora::LlamaConfig& config, uint64_t seed) {
-  lora::LlamaWeights weights = lora::RandomLlamaWeights(config, seed);
+                           const lora::LlamaConfig& config, uint64_t seed,
+                           double init_std) {
+  lora::LlamaWeights weights =
+      lora::RandomLlamaWeights(config, seed, at::kFloat, init_std);
   absl::Status saved = lora::SaveLlamaCheckpoint(dir, config, weights);
   if (saved.ok()) saved = lora::WriteByteTokenizerMarker(dir);
   if (!saved.ok()) throw std::runtime_error(std::string(saved.message()));

@@ -17,8 +17,12 @@ lora::LlamaConfig TinyLlamaConfig();
 
 // Writes a checkpoint for `config` with weights from `seed` into `dir`; returns
 // `dir`.
+// `init_std` as in RandomLlamaWeights: 0.02 like transformers; 0.1 gives the
+// large-norm features a pretrained model has, which a LoRA needs to express
+// confident predictions through a frozen random lm_head.
 std::string WriteTinyLlama(const std::string& dir,
-                           const lora::LlamaConfig& config, uint64_t seed);
+                           const lora::LlamaConfig& config, uint64_t seed,
+                           double init_std = 0.02);
 
 }  // namespace openforce::testing
 

@@ -1,0 +1,157 @@
+// Training one unit; see unit_trainer.h.
+#include "worker/unit_trainer.h"
+
+#include <chrono>
+#include <filesystem>
+#include <sstream>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "common/file_util.h"
+#include "common/status_macros.h"
+#include "lora/adapter_delta.h"
+#include "lora/dataset.h"
+#include "lora/llama_model.h"
+#include "lora/lora_adapter.h"
+#include "lora/tokenizer.h"
+#include "lora/trainer.h"
+#include "proto/lora_convert.h"
+
+namespace openforce::worker {
+namespace {
+
+// Steps between checkpoints: often enough that a crash loses little, rarely
+// enough that writing AdamW state does not dominate a tiny model's steps.
+constexpr int64_t kCheckpointEverySteps = 25;
+
+}  // namespace
+
+UnitTrainer::UnitTrainer(std::string device) : device_(std::move(device)) {}
+UnitTrainer::~UnitTrainer() = default;
+
+absl::Status UnitTrainer::LoadModel(const std::string& model_dir,
+                                    v1::DType dtype) {
+  const std::string key = absl::StrCat(model_dir, "|", dtype);
+  if (key == loaded_key_ && model_ != nullptr) return absl::OkStatus();
+  model_.reset();
+  lora::LoadOptions options;
+  options.device = device_;
+  options.dtype = dtype == v1::DTYPE_BFLOAT16  ? at::kBFloat16
+                  : dtype == v1::DTYPE_FLOAT16 ? at::kHalf
+                                               : at::kFloat;
+  ASSIGN_OR_RETURN(model_, lora::LlamaModel::Load(model_dir, options));
+  ASSIGN_OR_RETURN(tokenizer_, lora::LoadTokenizer(model_dir));
+  loaded_key_ = key;
+  return absl::OkStatus();
+}
+
+absl::StatusOr<TrainedDelta> UnitTrainer::Train(
+    const v1::WorkUnit& unit, const UnitPaths& paths,
+    const std::function<bool()>& should_stop,
+    const std::function<void(const UnitProgress&)>& progress) {
+  RETURN_IF_ERROR(LoadModel(paths.model_dir, unit.training().compute_dtype()));
+  ASSIGN_OR_RETURN(lora::TrainingOptions options,
+                   TrainingOptionsFromProto(unit.training()));
+  ASSIGN_OR_RETURN(std::vector<lora::TrainingRecord> records,
+                   lora::ReadJsonl(paths.shard_path));
+  lora::TokenizeOptions tokenize;
+  tokenize.sequence_length = unit.training().sequence_length();
+  ASSIGN_OR_RETURN(std::vector<lora::Example> examples,
+                   lora::TokenizeRecords(records, *tokenizer_, tokenize));
+  ASSIGN_OR_RETURN(lora::LoraAdapter parent,
+                   lora::LoraAdapter::Load(paths.parent_adapter_dir,
+                                           model_->config(), device_));
+  lora::LoraAdapter adapter = parent.Clone();
+  std::vector<lora::Example> examples_copy = examples;
+  ASSIGN_OR_RETURN(
+      std::unique_ptr<lora::Trainer> trainer,
+      lora::Trainer::Create(model_.get(), &adapter, std::move(examples),
+                            options));
+
+  RETURN_IF_ERROR(MakeDirectories(paths.work_dir));
+  const std::string checkpoint = paths.work_dir + "/checkpoint";
+  // Metrics so far travel with the checkpoint so a resumed unit reports the
+  // loss of all its steps.
+  const std::string loss_log = paths.work_dir + "/losses.txt";
+  std::error_code error;
+  std::vector<double> losses;
+  std::vector<int64_t> step_tokens;
+  if (std::filesystem::exists(checkpoint, error)) {
+    absl::Status restored = trainer->RestoreCheckpoint(checkpoint);
+    if (restored.ok()) {
+      absl::StatusOr<std::string> log = ReadFileToString(loss_log);
+      std::istringstream in(log.ok() ? *log : std::string());
+      double loss;
+      int64_t count;
+      while (static_cast<int64_t>(losses.size()) < trainer->step() &&
+             in >> loss >> count) {
+        losses.push_back(loss);
+        step_tokens.push_back(count);
+      }
+    } else {
+      // A checkpoint from another version of the unit's data or options is
+      // useless; start over rather than fail the unit.
+      std::filesystem::remove_all(checkpoint, error);
+      adapter = parent.Clone();
+      ASSIGN_OR_RETURN(trainer, lora::Trainer::Create(
+                                    model_.get(), &adapter,
+                                    std::move(examples_copy), options));
+    }
+  }
+  std::string log_text;
+  int64_t tokens = 0;
+  for (size_t i = 0; i < losses.size(); ++i) {
+    absl::StrAppend(&log_text, losses[i], " ", step_tokens[i], "\n");
+    tokens += step_tokens[i];
+  }
+
+  auto save = [&]() -> absl::Status {
+    RETURN_IF_ERROR(trainer->SaveCheckpoint(checkpoint));
+    return WriteFileAtomically(loss_log, log_text);
+  };
+  const auto started = std::chrono::steady_clock::now();
+  int64_t tokens_this_run = 0;
+  while (trainer->step() < options.max_steps) {
+    if (should_stop()) {
+      RETURN_IF_ERROR(save());
+      return absl::CancelledError(absl::StrCat(
+          "stopped at step ", trainer->step(), " of ", options.max_steps,
+          "; checkpoint saved"));
+    }
+    ASSIGN_OR_RETURN(lora::StepMetrics metrics, trainer->Step());
+    losses.push_back(metrics.loss);
+    tokens += metrics.tokens;
+    tokens_this_run += metrics.tokens;
+    absl::StrAppend(&log_text, metrics.loss, " ", metrics.tokens, "\n");
+    if (metrics.step % kCheckpointEverySteps == 0 &&
+        metrics.step < options.max_steps) {
+      RETURN_IF_ERROR(save());
+    }
+    const double seconds = std::chrono::duration<double>(
+                               std::chrono::steady_clock::now() - started)
+                               .count();
+    UnitProgress step;
+    step.step = metrics.step;
+    step.total = options.max_steps;
+    step.loss = metrics.loss;
+    step.tokens_per_second =
+        seconds > 0 ? static_cast<double>(tokens_this_run) / seconds : 0;
+    progress(step);
+  }
+
+  TrainedDelta delta;
+  delta.path = paths.work_dir + "/delta.safetensors";
+  RETURN_IF_ERROR(lora::WriteAdapterDelta(adapter, parent, delta.path));
+  double sum = 0;
+  for (double loss : losses) sum += loss;
+  delta.metrics["train_loss"] =
+      losses.empty() ? 0 : sum / static_cast<double>(losses.size());
+  delta.metrics["final_loss"] = losses.empty() ? 0 : losses.back();
+  delta.metrics["tokens"] = static_cast<double>(tokens);
+  delta.sample_count = static_cast<uint64_t>(
+      options.max_steps * options.batch_size * options.gradient_accumulation);
+  return delta;
+}
+
+}  // namespace openforce::worker

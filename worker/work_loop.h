@@ -1,0 +1,48 @@
+// `openforce-worker run`: the volunteer's loop. Creates or loads the worker's
+// Ed25519 identity (0600) under the data directory, registers its hardware
+// profile, heartbeats, leases one unit at a time, downloads what it lacks
+// (base model once, cached by hash; parent adapter; shard) with resume and
+// hash checks, trains, signs and uploads the delta, and repeats. A stop
+// request (SIGTERM) ends training at the next step with a checkpoint and
+// gives the lease back; a coordinator that is away is retried with backoff.
+#ifndef OPENFORCE_WORKER_WORK_LOOP_H_
+#define OPENFORCE_WORKER_WORK_LOOP_H_
+
+#include <cstdint>
+#include <iosfwd>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/synchronization/notification.h"
+#include "proto/channel.h"
+#include "proto/openforce.pb.h"
+
+namespace openforce::worker {
+
+struct WorkLoopOptions {
+  std::string coordinator;  // host:port
+  TransportOptions transport;
+  std::string data_dir;
+  std::string enrollment_token;
+  std::string display_name;
+  // The hardware profile to register (from the probe, with the owner's
+  // limits applied).
+  v1::HardwareProfile profile;
+  // What a unit may use at most; the lease request offers
+  // min(available - headroom, max_memory).
+  uint64_t max_memory_bytes = 0;  // 0: no cap beyond the headroom
+  std::string device = "cpu";
+  // Stop after this many units have been delivered (0: run until stopped).
+  int max_units = 0;
+};
+
+// Runs until `stop` is notified (returns OK after releasing any lease) or a
+// non-transient error (bad enrollment token, unreadable key, ...). Progress
+// goes to `log`, one line per event.
+[[nodiscard]] absl::Status RunWorkLoop(const WorkLoopOptions& options,
+                                       absl::Notification* stop,
+                                       std::ostream& log);
+
+}  // namespace openforce::worker
+
+#endif  // OPENFORCE_WORKER_WORK_LOOP_H_
