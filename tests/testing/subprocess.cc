@@ -7,7 +7,10 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <signal.h>
+
 #include <cerrno>
+#include <cstdio>
 #include <stdexcept>
 
 extern char** environ;
@@ -77,6 +80,66 @@ ProcessResult RunProcess(const std::vector<std::string>& argv,
   result.exit_code =
       WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
   return result;
+}
+
+ChildProcess::ChildProcess(const std::vector<std::string>& argv,
+                           const std::string& log_path)
+    : log_path_(log_path) {
+  posix_spawn_file_actions_t actions;
+  posix_spawn_file_actions_init(&actions);
+  posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
+  posix_spawn_file_actions_addopen(&actions, 1, log_path.c_str(),
+                                   O_WRONLY | O_CREAT | O_APPEND, 0644);
+  posix_spawn_file_actions_adddup2(&actions, 1, 2);
+  std::vector<std::string> argv_storage(argv);
+  std::vector<char*> args;
+  for (std::string& arg : argv_storage) args.push_back(arg.data());
+  args.push_back(nullptr);
+  const int rc =
+      posix_spawn(&pid_, args[0], &actions, nullptr, args.data(), environ);
+  posix_spawn_file_actions_destroy(&actions);
+  if (rc != 0) throw std::runtime_error("cannot start " + argv[0]);
+}
+
+ChildProcess::~ChildProcess() {
+  if (running()) {
+    kill(pid_, SIGKILL);
+    Wait(10);
+  }
+}
+
+void ChildProcess::Signal(int signal) const { kill(pid_, signal); }
+
+bool ChildProcess::running() {
+  if (exited_) return false;
+  int status = 0;
+  const pid_t done = waitpid(pid_, &status, WNOHANG);
+  if (done == pid_) {
+    exited_ = true;
+    exit_code_ =
+        WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    return false;
+  }
+  return true;
+}
+
+int ChildProcess::Wait(double timeout_seconds) {
+  for (double waited = 0; waited < timeout_seconds; waited += 0.05) {
+    if (!running()) return exit_code_;
+    usleep(50 * 1000);
+  }
+  return running() ? -1 : exit_code_;
+}
+
+std::string ChildProcess::Log() const {
+  std::string text;
+  FILE* file = fopen(log_path_.c_str(), "r");
+  if (file == nullptr) return text;
+  char buffer[4096];
+  size_t n;
+  while ((n = fread(buffer, 1, sizeof(buffer), file)) > 0) text.append(buffer, n);
+  fclose(file);
+  return text;
 }
 
 }  // namespace openforce::testing

@@ -1,0 +1,366 @@
+// End-to-end federated fine-tunes on loopback with the real binaries: rounds
+// that learn, every kind of bad delta refused with its status and reason while
+// the round goes on, a killed worker's unit leased again, a coordinator killed
+// with SIGKILL losing nothing it acknowledged.
+#include <signal.h>
+
+#include <filesystem>
+#include <regex>
+#include <set>
+
+#include "absl/strings/str_cat.h"
+#include "common/file_util.h"
+#include "common/signing_payload.h"
+#include "coordinator/sqlite_state_store.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "lora/dataset.h"
+#include "lora/llama_model.h"
+#include "lora/lora_adapter.h"
+#include "lora/tokenizer.h"
+#include "lora/trainer.h"
+#include "tests/integration/federation.h"
+#include "tests/testing/status_matchers.h"
+#include "tests/testing/temp_dir.h"
+
+namespace openforce::testing {
+namespace {
+
+using ::testing::HasSubstr;
+
+bool Succeeded(const v1::JobStatus& job) {
+  return job.state() == v1::JOB_SUCCEEDED || job.state() == v1::JOB_FAILED ||
+         job.state() == v1::JOB_CANCELLED;
+}
+
+double HeldOutLoss(const DemoTaskFiles& task, const std::string& adapter_dir) {
+  lora::LoadOptions options;
+  auto model = lora::LlamaModel::Load(task.model_dir, options);
+  EXPECT_OK(model);
+  auto records = lora::ReadJsonl(task.held_out_path);
+  EXPECT_OK(records);
+  lora::ByteTokenizer tokenizer;
+  lora::TokenizeOptions tokenize;
+  tokenize.sequence_length = 12;
+  auto examples = lora::TokenizeRecords(*records, tokenizer, tokenize);
+  EXPECT_OK(examples);
+  std::optional<lora::LoraAdapter> adapter;
+  if (!adapter_dir.empty()) {
+    auto loaded = lora::LoraAdapter::Load(adapter_dir, (*model)->config());
+    EXPECT_OK(loaded);
+    adapter = *std::move(loaded);
+  }
+  auto loss = lora::EvaluateLoss(**model, adapter ? &*adapter : nullptr,
+                                 *examples, 32);
+  EXPECT_OK(loss);
+  return *loss;
+}
+
+TEST(FederationTest, ThreeWorkersTwoRoundsLearnTheTaskAndThePullVerifies) {
+  TempDir dir;
+  Federation federation(dir.path());
+  federation.StartCoordinator({"--open-enrollment"});
+  const std::string job = federation.Submit(federation.DemoSpec(2, 3, 40));
+  federation.StartWorker("w1", {"--max-memory", "8GiB"});
+  federation.StartWorker("w2", {"--max-memory", "8GiB"});
+  federation.StartWorker("w3");
+  const v1::JobStatus status = federation.WaitForJob(job, Succeeded, 300);
+  ASSERT_EQ(status.state(), v1::JOB_SUCCEEDED) << status.DebugString();
+  ASSERT_EQ(status.rounds_size(), 2);
+  for (const v1::RoundStatus& round : status.rounds()) {
+    EXPECT_EQ(round.units_accepted(), 3u);
+    EXPECT_EQ(round.units_rejected(), 0u);
+    EXPECT_EQ(round.adapter_version(), round.round());
+  }
+  EXPECT_LT(status.rounds(1).mean_train_loss(), status.rounds(0).mean_train_loss());
+  // All three workers took part.
+  auto workers = federation.admin().ListWorkers(true);
+  ASSERT_OK(workers);
+  ASSERT_EQ(workers->size(), 3u);
+  for (const v1::WorkerStatus& worker : *workers)
+    EXPECT_GE(worker.units_accepted(), 1u) << worker.display_name();
+
+  // The published adapter's signature verifies with the coordinator's key.
+  auto stub = federation.WorkerStub();
+  grpc::ClientContext context;
+  v1::GetLatestAdapterRequest request;
+  request.set_job_id(job);
+  v1::GetLatestAdapterResponse response;
+  ASSERT_TRUE(stub->GetLatestAdapter(&context, request, &response).ok());
+  const v1::SignedAdapter& adapter = response.adapter();
+  EXPECT_EQ(adapter.version(), 2u);
+  EXPECT_EQ(adapter.parent_version(), 1u);
+  auto key = Ed25519PublicKey::LoadPemFile(federation.data_dir() +
+                                           "/coordinator.pub");
+  ASSERT_OK(key);
+  SigningPayload payload;
+  payload.kind = PayloadKind::kPublishedAdapter;
+  payload.job_id = job;
+  payload.round = adapter.version();
+  payload.base_model_hash = adapter.base_model_hash();
+  payload.parent_adapter_version = adapter.parent_version();
+  payload.content_hash = adapter.content_hash();
+  payload.sample_count = adapter.sample_count();
+  payload.metrics.insert(adapter.metrics().begin(), adapter.metrics().end());
+  EXPECT_OK(VerifyPayloadSignature(*key, payload, adapter.signature()));
+  payload.round = 1;  // the same signature does not vouch for another version
+  EXPECT_THAT(VerifyPayloadSignature(*key, payload, adapter.signature()),
+              StatusIs(absl::StatusCode::kUnauthenticated, ::testing::_));
+
+  // pull writes PEFT files that load, and the fine-tuned model is clearly
+  // better on held-out prompts than the base.
+  const std::string out = dir.path() + "/pulled";
+  ProcessResult pull = RunProcess(
+      {OPENFORCE_WORKER_PATH, "pull", "--coordinator", federation.address(),
+       "--job", job, "--coordinator-key",
+       federation.data_dir() + "/coordinator.pub", "--out", out});
+  ASSERT_EQ(pull.exit_code, 0) << pull.stderr_text;
+  EXPECT_THAT(pull.stdout_text, HasSubstr("adapter version 2"));
+  const double base_loss = HeldOutLoss(federation.task(), "");
+  const double tuned_loss = HeldOutLoss(federation.task(), out);
+  EXPECT_LT(tuned_loss, 0.5 * base_loss)
+      << "base " << base_loss << " tuned " << tuned_loss;
+
+  // A key that is not the coordinator's is refused and nothing is written.
+  auto other = Ed25519PrivateKey::Generate();
+  ASSERT_OK(other);
+  auto other_pem = other->PublicKey().ToPem();
+  ASSERT_OK(other_pem);
+  ASSERT_OK(WriteFileAtomically(dir.path() + "/other.pub", *other_pem));
+  ProcessResult forged_pin = RunProcess(
+      {OPENFORCE_WORKER_PATH, "pull", "--coordinator", federation.address(),
+       "--job", job, "--coordinator-key", dir.path() + "/other.pub", "--out",
+       dir.path() + "/not-pulled"});
+  EXPECT_EQ(forged_pin.exit_code, 1);
+  EXPECT_THAT(forged_pin.stderr_text, HasSubstr("not signed by the pinned"));
+  EXPECT_FALSE(std::filesystem::exists(dir.path() +
+                                       "/not-pulled/adapter_model.safetensors"));
+}
+
+TEST(FederationTest, RefusesBadDeltasWithTheirReasonAndTheRoundGoesOn) {
+  TempDir dir;
+  Federation federation(dir.path());
+  federation.StartCoordinator({"--open-enrollment", "--max-upload", "1MiB"});
+  const std::string job = federation.Submit(federation.DemoSpec(2, 1, 10));
+  const std::string other_job = federation.Submit(federation.DemoSpec(1, 1, 10));
+  auto stub = federation.WorkerStub();
+  const std::string good = MakeDeltaBytes(dir.path(), 8, 0.001f);
+
+  ScriptedWorker holder(stub.get(), 1);
+  ASSERT_TRUE(holder.Register().ok());
+  const v1::WorkUnit unit = holder.Lease();
+  ASSERT_EQ(unit.job_id(), job);
+  ASSERT_EQ(unit.round(), 1u);
+
+  struct Case {
+    const char* what;
+    grpc::StatusCode code;
+    v1::RejectReason reason;
+  };
+  auto expect_refused = [&](const ScriptedWorker::UploadResult& result,
+                            const Case& expected) {
+    EXPECT_EQ(result.status.error_code(), expected.code)
+        << expected.what << ": " << result.status.error_message();
+    EXPECT_EQ(result.reason, expected.reason)
+        << expected.what << ": " << v1::RejectReason_Name(result.reason);
+    EXPECT_FALSE(result.response.accepted()) << expected.what;
+  };
+
+  // Forged: signed by a key that is not the holder's.
+  ScriptedWorker forger(stub.get(), 2);
+  expect_refused(holder.Upload(holder.MakeHeader(unit, good, &forger.key()), good),
+                 {"forged signature", grpc::StatusCode::UNAUTHENTICATED,
+                  v1::REJECT_BAD_SIGNATURE});
+  // Unknown worker id.
+  ScriptedWorker unknown(stub.get(), 3);
+  unknown.set_id("w-0000000000000000");
+  expect_refused(unknown.Upload(unknown.MakeHeader(unit, good), good),
+                 {"unknown worker", grpc::StatusCode::UNAUTHENTICATED,
+                  v1::REJECT_UNKNOWN_WORKER});
+  // Another job's delta: the header (signed) names the other job.
+  {
+    v1::WorkUnit other = unit;
+    other.set_job_id(other_job);
+    expect_refused(holder.Upload(holder.MakeHeader(other, good), good),
+                   {"another job", grpc::StatusCode::FAILED_PRECONDITION,
+                    v1::REJECT_WRONG_JOB});
+  }
+  // The lease is held by another worker.
+  ScriptedWorker intruder(stub.get(), 4);
+  ASSERT_TRUE(intruder.Register().ok());
+  expect_refused(intruder.Upload(intruder.MakeHeader(unit, good), good),
+                 {"lease held by another", grpc::StatusCode::PERMISSION_DENIED,
+                  v1::REJECT_LEASE_NOT_HELD});
+  // Over the size limit (the coordinator accepts at most 1 MiB).
+  {
+    v1::DeltaHeader header = holder.MakeHeader(unit, good);
+    header.set_size_bytes(2u << 20);
+    holder.Sign(&header);
+    expect_refused(holder.Upload(header, good),
+                   {"oversize", grpc::StatusCode::RESOURCE_EXHAUSTED,
+                    v1::REJECT_TOO_LARGE});
+  }
+  // Bytes that do not hash to the signed content hash.
+  {
+    std::string tampered = good;
+    tampered[tampered.size() - 1] ^= 1;
+    expect_refused(holder.Upload(holder.MakeHeader(unit, good), tampered),
+                   {"hash mismatch", grpc::StatusCode::DATA_LOSS,
+                    v1::REJECT_HASH_MISMATCH});
+  }
+  // A chunk that does not continue the upload.
+  expect_refused(holder.Upload(holder.MakeHeader(unit, good), good, 7),
+                 {"bad offset", grpc::StatusCode::OUT_OF_RANGE,
+                  v1::REJECT_BAD_OFFSET});
+
+  // Content the holder signed but that is wrong: each sends the unit back to
+  // pending for someone else.
+  int seed = 10;
+  auto content_case = [&](const std::string& bytes, const Case& expected) {
+    ScriptedWorker sender(stub.get(), seed++);
+    ASSERT_TRUE(sender.Register().ok());
+    // The holder gives its lease back so that the sender can take it.
+    const v1::WorkUnit leased = sender.Lease();
+    ASSERT_EQ(leased.unit_id(), unit.unit_id()) << expected.what;
+    expect_refused(sender.Upload(sender.MakeHeader(leased, bytes), bytes),
+                   expected);
+  };
+  {
+    grpc::ClientContext context;
+    v1::ReleaseWorkUnitRequest release;
+    release.set_worker_id(holder.id());
+    release.set_unit_id(unit.unit_id());
+    v1::ReleaseWorkUnitResponse released;
+    ASSERT_TRUE(stub->ReleaseWorkUnit(&context, release, &released).ok());
+  }
+  content_case(MakeDeltaBytes(dir.path(), 4, 0.001f),
+               {"wrong shapes", grpc::StatusCode::INVALID_ARGUMENT,
+                v1::REJECT_BAD_SHAPE});
+  content_case(MakeDeltaBytes(dir.path(), 8, std::nanf("")),
+               {"NaN", grpc::StatusCode::INVALID_ARGUMENT, v1::REJECT_NON_FINITE});
+  content_case(MakeDeltaBytes(dir.path(), 8, 1.0f),
+               {"norm above the bound", grpc::StatusCode::INVALID_ARGUMENT,
+                v1::REJECT_NORM_TOO_LARGE});
+
+  // The round is unaffected: a good delta is accepted and closes it.
+  ScriptedWorker honest(stub.get(), 99);
+  ASSERT_TRUE(honest.Register().ok());
+  const v1::WorkUnit honest_unit = honest.Lease();
+  ASSERT_EQ(honest_unit.unit_id(), unit.unit_id());
+  const v1::DeltaHeader round_one = honest.MakeHeader(honest_unit, good);
+  ScriptedWorker::UploadResult accepted = honest.Upload(round_one, good);
+  ASSERT_TRUE(accepted.status.ok()) << accepted.status.error_message();
+  EXPECT_TRUE(accepted.response.accepted());
+  // Sending it again is acknowledged again, not counted twice.
+  ScriptedWorker::UploadResult again = honest.Upload(round_one, good);
+  EXPECT_TRUE(again.status.ok() && again.response.accepted());
+  const v1::JobStatus status = federation.WaitForJob(
+      job, [](const v1::JobStatus& s) { return s.current_round() == 2; }, 30);
+  ASSERT_EQ(status.current_round(), 2u);
+  EXPECT_EQ(status.rounds(0).units_accepted(), 1u);
+  EXPECT_EQ(status.rounds(0).units_rejected(), 3u);
+  EXPECT_EQ(status.rounds(0).adapter_version(), 1u);
+
+  // The round-1 delta replayed into round 2 is refused.
+  ScriptedWorker::UploadResult replay = honest.Upload(round_one, good);
+  expect_refused(replay, {"replay from round 1",
+                          grpc::StatusCode::FAILED_PRECONDITION,
+                          v1::REJECT_WRONG_ROUND});
+}
+
+TEST(FederationTest, AKilledWorkersUnitIsLeasedAgainAfterItsDeadline) {
+  TempDir dir;
+  Federation federation(dir.path());
+  federation.StartCoordinator({"--open-enrollment"});
+  v1::JobSpec spec = federation.DemoSpec(1, 2, 80);
+  spec.set_unit_deadline_s(15);
+  const std::string job = federation.Submit(spec);
+  ChildProcess& doomed = federation.StartWorker("doomed");
+  const v1::JobStatus leased = federation.WaitForJob(
+      job,
+      [](const v1::JobStatus& s) {
+        return s.rounds_size() > 0 && s.rounds(0).units_leased() == 1;
+      },
+      60);
+  ASSERT_EQ(leased.rounds(0).units_leased(), 1u) << doomed.Log();
+  doomed.Signal(SIGKILL);
+  ASSERT_EQ(doomed.Wait(), 128 + SIGKILL);
+  // The unit stays leased to the dead worker until its deadline passes.
+  auto during = federation.admin().GetJob(job);
+  ASSERT_OK(during);
+  EXPECT_EQ(during->rounds(0).units_leased(), 1u);
+
+  ChildProcess& survivor = federation.StartWorker("survivor");
+  const v1::JobStatus status = federation.WaitForJob(job, Succeeded, 240);
+  ASSERT_EQ(status.state(), v1::JOB_SUCCEEDED) << survivor.Log();
+  EXPECT_EQ(status.rounds(0).units_accepted(), 2u);
+  auto workers = federation.admin().ListWorkers(true);
+  ASSERT_OK(workers);
+  for (const v1::WorkerStatus& worker : *workers) {
+    EXPECT_EQ(worker.units_accepted(),
+              worker.display_name() == "survivor" ? 2u : 0u);
+  }
+}
+
+TEST(FederationTest, CoordinatorKilledWithSigkillLosesNothingAcknowledged) {
+  TempDir dir;
+  Federation federation(dir.path());
+  federation.StartCoordinator({"--open-enrollment"});
+  const std::string listen = federation.address();
+  const std::string job = federation.Submit(federation.DemoSpec(2, 3, 60));
+  std::vector<ChildProcess*> workers = {&federation.StartWorker("w1"),
+                                        &federation.StartWorker("w2")};
+  const v1::JobStatus before = federation.WaitForJob(
+      job,
+      [](const v1::JobStatus& s) {
+        return s.rounds_size() > 0 && s.rounds(0).units_accepted() >= 1;
+      },
+      120);
+  ASSERT_GE(before.rounds(0).units_accepted(), 1u);
+  federation.coordinator().Signal(SIGKILL);
+  ASSERT_EQ(federation.coordinator().Wait(), 128 + SIGKILL);
+  // What the workers were told was accepted before the kill.
+  std::set<std::string> acknowledged;
+  const std::regex accepted_line("delta for (\\S+) accepted");
+  for (ChildProcess* worker : workers) {
+    const std::string log = worker->Log();
+    for (std::sregex_iterator it(log.begin(), log.end(), accepted_line), end;
+         it != end; ++it) {
+      acknowledged.insert((*it)[1]);
+    }
+  }
+  ASSERT_FALSE(acknowledged.empty());
+  sleep(2);  // the workers notice and back off
+  federation.StartCoordinator({"--open-enrollment"}, listen);
+  const v1::JobStatus status = federation.WaitForJob(job, Succeeded, 300);
+  ASSERT_EQ(status.state(), v1::JOB_SUCCEEDED)
+      << status.DebugString() << workers[0]->Log();
+  for (const v1::RoundStatus& round : status.rounds()) {
+    EXPECT_EQ(round.units_accepted(), 3u);  // never more: nothing counted twice
+  }
+  federation.coordinator().Signal(SIGTERM);
+  EXPECT_EQ(federation.coordinator().Wait(), 0);
+
+  // Every delta acknowledged before the kill is in the state, accepted, with
+  // exactly one accepted result per unit.
+  auto state = coordinator::OpenSqliteStateStore(federation.data_dir() +
+                                                 "/state.db");
+  ASSERT_OK(state);
+  for (const std::string& unit_id : acknowledged) {
+    auto result = (*state)->GetAcceptedResult(unit_id);
+    ASSERT_OK(result);
+    EXPECT_TRUE(result->has_value()) << unit_id << " was lost";
+  }
+  for (uint64_t round = 1; round <= 2; ++round) {
+    auto results = (*state)->ListResults(job, round);
+    ASSERT_OK(results);
+    std::set<std::string> units;
+    for (const auto& result : *results) {
+      if (result.accepted) EXPECT_TRUE(units.insert(result.unit_id).second);
+    }
+    EXPECT_EQ(units.size(), 3u);
+  }
+}
+
+}  // namespace
+}  // namespace openforce::testing
