@@ -163,6 +163,14 @@ absl::Status RunKeygen() {
 }
 
 absl::Status RunServe() {
+  // SIGINT/SIGTERM are handled on this thread; they are blocked before
+  // libtorch or gRPC start threads (which inherit the mask) so that none of
+  // those receives them.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   RETURN_IF_ERROR(RequireData());
   const std::string data_dir = absl::GetFlag(FLAGS_data);
   absl::StatusOr<Ed25519PrivateKey> identity = LoadIdentity(data_dir);
@@ -204,13 +212,6 @@ absl::Status RunServe() {
   server_options.transport = Transport();
   server_options.admin_token = admin_token;
 
-  // Handle SIGINT/SIGTERM on this thread; block them before gRPC starts its
-  // threads so that none of those receives them.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   ASSIGN_OR_RETURN(
       std::unique_ptr<CoordinatorServer> server,
       CoordinatorServer::Start(std::move(coordinator), server_options));

@@ -9,7 +9,7 @@ readonly PACKAGES=(
   build-essential cmake pkg-config git ca-certificates
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libtorch-dev libopenblas0-openmp
-  libssl-dev libabsl-dev
+  libssl-dev openssl libabsl-dev
   libgtest-dev libgmock-dev
   libsqlite3-dev nlohmann-json3-dev libsentencepiece-dev
   python3

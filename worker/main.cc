@@ -165,6 +165,14 @@ v1::HardwareProfile ProfileToProto(const HardwareProfile& probed, Tier tier,
 }
 
 absl::Status RunWork() {
+  // SIGINT/SIGTERM end training at the next step. They are blocked before
+  // libtorch, OpenMP or gRPC start threads (which inherit the mask), so only
+  // the waiting thread below ever receives them.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGINT);
+  sigaddset(&signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   RETURN_IF_ERROR(lora::SetCpuThreads(absl::GetFlag(FLAGS_threads)));
   WorkLoopOptions options;
   options.coordinator = absl::GetFlag(FLAGS_coordinator);
@@ -193,13 +201,6 @@ absl::Status RunWork() {
     if (measured.ok()) options.profile.set_measured_gflops_fp32(measured->gflops);
   }
 
-  // SIGINT/SIGTERM end training at the next step; they are blocked before any
-  // thread starts so that only the waiting thread below receives them.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   absl::Notification stop;
   std::thread waiter([&] {
     int received = 0;
@@ -213,7 +214,7 @@ absl::Status RunWork() {
   absl::Status status = RunWorkLoop(options, &stop, std::cout);
   if (!stop.HasBeenNotified()) {
     stop.Notify();
-    kill(getpid(), SIGTERM);  // wake the waiting thread
+    pthread_kill(waiter.native_handle(), SIGTERM);  // wake the waiting thread
   }
   waiter.join();
   return status;
