@@ -1,0 +1,113 @@
+// The transport policy, wire <-> engine conversions and status conversion.
+#include <gtest/gtest.h>
+
+#include "proto/channel.h"
+#include "proto/lora_convert.h"
+#include "proto/status_convert.h"
+#include "tests/testing/status_matchers.h"
+
+namespace openforce {
+namespace {
+
+using ::openforce::testing::StatusIs;
+using ::testing::HasSubstr;
+
+TEST(ChannelTest, KnowsLoopbackAddresses) {
+  for (const char* address :
+       {"127.0.0.1:7443", "127.1.2.3:1", "localhost:80", "[::1]:7443",
+        "ipv4:127.0.0.1:5", "localhost"}) {
+    EXPECT_TRUE(IsLoopbackAddress(address)) << address;
+  }
+  for (const char* address : {"0.0.0.0:7443", "10.0.0.1:7443", "[::]:1",
+                              "example.org:443", "128.0.0.1:1"}) {
+    EXPECT_FALSE(IsLoopbackAddress(address)) << address;
+  }
+}
+
+TEST(ChannelTest, PlaintextOnlyOnLoopbackOrWhenInsecureIsSaid) {
+  TransportOptions plain;
+  EXPECT_OK(MakeServerCredentials("127.0.0.1:0", plain));
+  EXPECT_THAT(MakeServerCredentials("0.0.0.0:7443", plain),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("--insecure")));
+  EXPECT_OK(MakeChannel("127.0.0.1:7443", plain));
+  EXPECT_THAT(MakeChannel("coordinator.example.org:7443", plain),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("--tls-ca")));
+  TransportOptions insecure;
+  insecure.insecure = true;
+  EXPECT_OK(MakeServerCredentials("0.0.0.0:7443", insecure));
+  EXPECT_OK(MakeChannel("coordinator.example.org:7443", insecure));
+  TransportOptions half;
+  half.tls_cert_file = "cert.pem";
+  EXPECT_THAT(MakeServerCredentials("0.0.0.0:7443", half),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("both")));
+  TransportOptions missing;
+  missing.tls_ca_file = "/nonexistent/ca.pem";
+  EXPECT_THAT(MakeChannel("example.org:1", missing),
+              StatusIs(absl::StatusCode::kNotFound, ::testing::_));
+}
+
+TEST(LoraConvertTest, RoundTripsAndNamesBadFields) {
+  v1::LoraConfig wire;
+  wire.set_rank(8);
+  wire.set_alpha(16);
+  wire.add_target_modules("q_proj");
+  wire.add_target_modules("down_proj");
+  auto config = LoraConfigFromProto(wire);
+  ASSERT_OK(config);
+  EXPECT_EQ(config->rank, 8);
+  EXPECT_EQ(config->targets.size(), 2u);
+  EXPECT_EQ(LoraConfigToProto(*config).SerializeAsString(),
+            [&] {
+              v1::LoraConfig expected = wire;
+              expected.set_dropout(0);
+              return expected.SerializeAsString();
+            }());
+  v1::LoraConfig bad = wire;
+  bad.set_rank(0);
+  EXPECT_THAT(LoraConfigFromProto(bad),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("lora.rank")));
+  bad = wire;
+  bad.add_target_modules("lm_head");
+  EXPECT_THAT(LoraConfigFromProto(bad),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("lora.target_modules")));
+  bad = wire;
+  bad.add_target_modules("q_proj");
+  EXPECT_THAT(LoraConfigFromProto(bad),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("twice")));
+  bad = wire;
+  bad.set_dropout(1.0);
+  EXPECT_THAT(LoraConfigFromProto(bad),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("dropout")));
+
+  v1::TrainingConfig training;
+  training.set_learning_rate(1e-3);
+  training.set_steps_per_shard(10);
+  training.set_batch_size(4);
+  training.set_sequence_length(64);
+  training.set_seed(9);
+  auto options = TrainingOptionsFromProto(training);
+  ASSERT_OK(options);
+  EXPECT_EQ(options->max_steps, 10);
+  EXPECT_EQ(options->gradient_accumulation, 1);
+  EXPECT_EQ(options->seed, 9u);
+  training.set_batch_size(0);
+  EXPECT_THAT(TrainingOptionsFromProto(training),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("training.batch_size")));
+}
+
+TEST(StatusConvertTest, RejectReasonTravelsWithTheStatus) {
+  absl::Status rejected = Rejection(absl::StatusCode::kInvalidArgument,
+                                    v1::REJECT_NON_FINITE, "NaN in A");
+  EXPECT_EQ(RejectReasonOf(rejected), v1::REJECT_NON_FINITE);
+  EXPECT_EQ(RejectReasonOf(absl::InvalidArgumentError("x")),
+            v1::REJECT_REASON_UNSPECIFIED);
+  grpc::Status wire = ToGrpcStatus(rejected, nullptr);
+  EXPECT_EQ(wire.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(wire.error_message(), "NaN in A");
+}
+
+}  // namespace
+}  // namespace openforce
