@@ -364,3 +364,115 @@ TEST(FederationTest, CoordinatorKilledWithSigkillLosesNothingAcknowledged) {
 
 }  // namespace
 }  // namespace openforce::testing
+
+namespace openforce::testing {
+namespace {
+
+TEST(WorkerLifecycleTest, SigtermCheckpointsAndGivesTheLeaseBack) {
+  TempDir dir;
+  Federation federation(dir.path());
+  federation.StartCoordinator({"--open-enrollment"});
+  const std::string job = federation.Submit(federation.DemoSpec(1, 1, 5000));
+  ChildProcess& worker = federation.StartWorker("w1");
+  const v1::JobStatus leased = federation.WaitForJob(
+      job,
+      [&](const v1::JobStatus& s) {
+        return worker.Log().find("step 1000/5000") != std::string::npos;
+      },
+      120);
+  ASSERT_EQ(leased.rounds(0).units_leased(), 1u) << worker.Log();
+  worker.Signal(SIGTERM);
+  EXPECT_EQ(worker.Wait(30), 0) << worker.Log();
+  EXPECT_THAT(worker.Log(), HasSubstr("checkpoint saved; giving the lease back"));
+  EXPECT_TRUE(std::filesystem::exists(dir.path() + "/w1/units/" + job +
+                                      "-r1-s0-p0/checkpoint"));
+  // Released at once, not at the deadline.
+  auto status = federation.admin().GetJob(job);
+  ASSERT_OK(status);
+  EXPECT_EQ(status->rounds(0).units_leased(), 0u);
+  EXPECT_EQ(status->rounds(0).units_pending(), 1u);
+}
+
+TEST(WorkerLifecycleTest, AWorkerStartedBeforeItsCoordinatorRetriesAndJoins) {
+  TempDir dir;
+  Federation federation(dir.path());
+  // Reserve a port by starting and stopping a coordinator on it.
+  federation.StartCoordinator({"--open-enrollment"});
+  const std::string address = federation.address();
+  federation.coordinator().Signal(SIGTERM);
+  ASSERT_EQ(federation.coordinator().Wait(), 0);
+  ChildProcess& worker = federation.StartWorker("early");
+  sleep(2);
+  EXPECT_THAT(worker.Log(), HasSubstr("coordinator unavailable"));
+  EXPECT_THAT(worker.Log(), HasSubstr("retrying in"));
+  EXPECT_TRUE(worker.running());
+  federation.StartCoordinator({"--open-enrollment"}, address);
+  const std::string job = federation.Submit(federation.DemoSpec(1, 1, 5));
+  const v1::JobStatus status = federation.WaitForJob(job, Succeeded, 120);
+  EXPECT_EQ(status.state(), v1::JOB_SUCCEEDED) << worker.Log();
+}
+
+TEST(AdminCliTest, SubmitStatusListWorkersAndCancel) {
+  TempDir dir;
+  Federation federation(dir.path());
+  federation.StartCoordinator({"--open-enrollment"});
+  const std::vector<std::string> admin = {"--coordinator", federation.address(),
+                                          "--data", federation.data_dir()};
+  auto cli = [&](std::vector<std::string> args) {
+    args.insert(args.begin(), OPENFORCE_COORDINATOR_PATH);
+    args.insert(args.end(), admin.begin(), admin.end());
+    return RunProcess(args);
+  };
+  ProcessResult submitted = cli(
+      {"job", "submit", "--name", "cli-job", "--model",
+       federation.task().model_dir, "--dataset", federation.task().train_path,
+       "--rounds", "4", "--shards", "2", "--steps", "3", "--batch", "4",
+       "--seq-len", "12", "--lora-rank", "4"});
+  ASSERT_EQ(submitted.exit_code, 0) << submitted.stderr_text;
+  const std::string job =
+      submitted.stdout_text.substr(0, submitted.stdout_text.find('\n'));
+  EXPECT_THAT(job, ::testing::StartsWith("job-"));
+
+  ProcessResult status = cli({"job", "status", job});
+  ASSERT_EQ(status.exit_code, 0) << status.stderr_text;
+  EXPECT_THAT(status.stdout_text, HasSubstr("cli-job"));
+  EXPECT_THAT(status.stdout_text, HasSubstr("running, round 1 of 4"));
+  EXPECT_THAT(status.stdout_text, HasSubstr("round  pending  leased"));
+  ProcessResult json = cli({"job", "status", job, "--json"});
+  EXPECT_THAT(json.stdout_text, HasSubstr("\"units_pending\": 2"));
+  ProcessResult list = cli({"job", "list"});
+  EXPECT_THAT(list.stdout_text, HasSubstr(job));
+
+  federation.StartWorker("w1", {"--max-units", "1"});
+  EXPECT_EQ(federation.WaitForJob(
+                job,
+                [](const v1::JobStatus& s) {
+                  return s.rounds(0).units_accepted() >= 1;
+                },
+                60)
+                .rounds(0)
+                .units_accepted(),
+            1u);
+  ProcessResult workers = cli({"workers", "--all"});
+  EXPECT_THAT(workers.stdout_text, HasSubstr("w1"));
+  EXPECT_THAT(workers.stdout_text, HasSubstr("cpu"));
+
+  ProcessResult cancelled = cli({"job", "cancel", job, "--reason", "done testing"});
+  EXPECT_EQ(cancelled.exit_code, 0) << cancelled.stderr_text;
+  EXPECT_THAT(cli({"job", "status", job}).stdout_text,
+              HasSubstr("cancelled by an operator: done testing"));
+  ProcessResult again = cli({"job", "cancel", job});
+  EXPECT_EQ(again.exit_code, 1);
+  EXPECT_THAT(again.stderr_text, HasSubstr("already JOB_CANCELLED"));
+  ProcessResult missing = cli({"job", "status", "job-nope"});
+  EXPECT_EQ(missing.exit_code, 1);
+  EXPECT_THAT(missing.stderr_text, HasSubstr("no job 'job-nope'"));
+  ProcessResult bad_dataset = cli({"job", "submit", "--model",
+                                   federation.task().model_dir, "--dataset",
+                                   dir.path() + "/missing.jsonl"});
+  EXPECT_EQ(bad_dataset.exit_code, 1);
+  EXPECT_THAT(bad_dataset.stderr_text, HasSubstr("missing.jsonl"));
+}
+
+}  // namespace
+}  // namespace openforce::testing
