@@ -12,11 +12,10 @@
 namespace openforce {
 
 absl::Status CheckPortableFileName(absl::string_view name) {
-  const bool valid_chars =
-      std::all_of(name.begin(), name.end(), [](char c) {
-        return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-               (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';
-      });
+  const bool valid_chars = std::all_of(name.begin(), name.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+           (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-';
+  });
   if (name.empty() || name.size() > 255 || !valid_chars || name[0] == '.') {
     return absl::InvalidArgumentError(absl::StrCat(
         "file name '", name,
@@ -39,9 +38,9 @@ absl::StatusOr<std::string> ModelContentHash(std::vector<ManifestFile> files) {
     if (absl::Status name = CheckPortableFileName(files[i].name); !name.ok())
       return name;
     if (!IsSha256Hex(files[i].sha256)) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "model file '", files[i].name, "' has hash '", files[i].sha256,
-          "', not 64 lowercase hex digits"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("model file '", files[i].name, "' has hash '",
+                       files[i].sha256, "', not 64 lowercase hex digits"));
     }
     if (i > 0 && files[i].name == files[i - 1].name) {
       return absl::InvalidArgumentError(
@@ -68,8 +67,7 @@ absl::StatusOr<std::vector<std::string>> ListModelFiles(
         absl::EndsWith(name, ".safetensors") ||
         name == "model.safetensors.index.json" ||
         absl::StartsWith(name, "tokenizer") ||
-        name == "special_tokens_map.json" ||
-        name == "openforce_tokenizer.json";
+        name == "special_tokens_map.json" || name == "openforce_tokenizer.json";
     if (wanted && CheckPortableFileName(name).ok()) names.push_back(name);
   }
   if (error) {

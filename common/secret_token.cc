@@ -43,9 +43,11 @@ absl::StatusOr<std::string> ReadTokenFile(const std::string& path) {
         path, info.st_mode & 07777, path));
   }
   ASSIGN_OR_RETURN(std::string text, ReadFileToString(path));
-  std::string token(absl::StripAsciiWhitespace(text.substr(0, text.find('\n'))));
+  std::string token(
+      absl::StripAsciiWhitespace(text.substr(0, text.find('\n'))));
   if (token.empty())
-    return absl::InvalidArgumentError(absl::StrCat("token file ", path, " is empty"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("token file ", path, " is empty"));
   return token;
 }
 

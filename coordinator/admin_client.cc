@@ -40,7 +40,8 @@ absl::StatusOr<v1::BlobRef> AdminClient::UploadFile(const std::string& path) {
   ASSIGN_OR_RETURN(std::string sha256, Sha256FileHex(path));
   std::error_code error;
   const uint64_t size = std::filesystem::file_size(path, error);
-  if (error) return absl::NotFoundError(absl::StrCat(path, ": ", error.message()));
+  if (error)
+    return absl::NotFoundError(absl::StrCat(path, ": ", error.message()));
   v1::BlobRef ref;
   ref.set_sha256(sha256);
   ref.set_size_bytes(size);
@@ -172,8 +173,9 @@ absl::StatusOr<std::vector<v1::WorkerStatus>> AdminClient::ListWorkers(
   v1::ListWorkersRequest request;
   request.set_include_inactive(include_inactive);
   v1::ListWorkersResponse response;
-  RETURN_IF_ERROR(FromGrpcStatus(
-      stub_->ListWorkers(&context, request, &response), context, "ListWorkers"));
+  RETURN_IF_ERROR(
+      FromGrpcStatus(stub_->ListWorkers(&context, request, &response), context,
+                     "ListWorkers"));
   return std::vector<v1::WorkerStatus>(response.workers().begin(),
                                        response.workers().end());
 }
@@ -200,27 +202,27 @@ std::string FormatJobStatus(const v1::JobStatus& job) {
                   "  round  pending  leased  accepted  rejected  train_loss  "
                   "version\n");
   for (const v1::RoundStatus& round : job.rounds()) {
-    absl::StrAppendFormat(&out, "  %5d  %7d  %6d  %8d  %8d  %10s  %7s\n",
-                          round.round(), round.units_pending(),
-                          round.units_leased(), round.units_accepted(),
-                          round.units_rejected(),
-                          round.units_accepted() > 0
-                              ? absl::StrFormat("%.4f", round.mean_train_loss())
-                              : std::string("-"),
-                          round.adapter_version() > 0
-                              ? absl::StrCat(round.adapter_version())
-                              : std::string("open"));
+    absl::StrAppendFormat(
+        &out, "  %5d  %7d  %6d  %8d  %8d  %10s  %7s\n", round.round(),
+        round.units_pending(), round.units_leased(), round.units_accepted(),
+        round.units_rejected(),
+        round.units_accepted() > 0
+            ? absl::StrFormat("%.4f", round.mean_train_loss())
+            : std::string("-"),
+        round.adapter_version() > 0 ? absl::StrCat(round.adapter_version())
+                                    : std::string("open"));
   }
   return out;
 }
 
 std::string FormatJobList(const std::vector<v1::JobStatus>& jobs) {
-  std::string out = "job                name                  state       round  version\n";
+  std::string out =
+      "job                name                  state       round  version\n";
   for (const v1::JobStatus& job : jobs) {
-    absl::StrAppendFormat(&out, "%-18s %-21s %-11s %2d/%-3d %7d\n", job.job_id(),
-                          job.spec().name(), StateName(job.state()),
-                          job.current_round(), job.spec().rounds(),
-                          job.latest_adapter_version());
+    absl::StrAppendFormat(&out, "%-18s %-21s %-11s %2d/%-3d %7d\n",
+                          job.job_id(), job.spec().name(),
+                          StateName(job.state()), job.current_round(),
+                          job.spec().rounds(), job.latest_adapter_version());
   }
   return out;
 }

@@ -35,8 +35,8 @@ absl::StatusOr<std::unique_ptr<Aggregator>> MakeAggregator(
   if (name.empty() || name == "fedavg")
     return std::make_unique<FedAvgAggregator>();
   return absl::InvalidArgumentError(
-      absl::StrCat("unknown aggregation '", name, "' (known: ",
-                   absl::StrJoin(AggregatorNames(), ", "), ")"));
+      absl::StrCat("unknown aggregation '", name,
+                   "' (known: ", absl::StrJoin(AggregatorNames(), ", "), ")"));
 }
 
 }  // namespace openforce::coordinator

@@ -72,10 +72,9 @@ RoundRecord MakeRound(const JobRecord& job, uint64_t round,
   record.round = round;
   record.parent_version = parent_version;
   record.opened_ms = now;
-  record.deadline_ms =
-      job.spec.round_deadline_s() == 0
-          ? 0
-          : now + int64_t{1000} * job.spec.round_deadline_s();
+  record.deadline_ms = job.spec.round_deadline_s() == 0
+                           ? 0
+                           : now + int64_t{1000} * job.spec.round_deadline_s();
   return record;
 }
 
@@ -141,9 +140,9 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Create(
   if (options.heartbeat_interval_ms == 0 || options.lease_retry_ms == 0)
     return absl::InvalidArgumentError("intervals must be positive");
   RETURN_IF_ERROR(MakeDirectories(options.data_dir + "/tmp"));
-  return std::unique_ptr<Coordinator>(new Coordinator(
-      std::move(options), std::move(identity), std::move(state),
-      std::move(blobs)));
+  return std::unique_ptr<Coordinator>(
+      new Coordinator(std::move(options), std::move(identity), std::move(state),
+                      std::move(blobs)));
 }
 
 Coordinator::Coordinator(CoordinatorOptions options, Ed25519PrivateKey identity,
@@ -192,12 +191,12 @@ absl::StatusOr<v1::RegisterResponse> Coordinator::Register(
         absl::StrCat("public_key: ", key.status().message()));
   }
   if (request.nonce().size() < 16 || request.nonce().size() > 64) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("nonce must be 16-64 bytes, got ", request.nonce().size()));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "nonce must be 16-64 bytes, got ", request.nonce().size()));
   }
-  const std::string proof_message = absl::StrCat(
-      absl::string_view(kRegisterDomain, sizeof(kRegisterDomain)),
-      request.public_key(), request.nonce());
+  const std::string proof_message =
+      absl::StrCat(absl::string_view(kRegisterDomain, sizeof(kRegisterDomain)),
+                   request.public_key(), request.nonce());
   if (!key->Verify(proof_message, request.proof_of_possession()).ok()) {
     return absl::UnauthenticatedError(
         "proof_of_possession does not verify: the caller does not hold the "
@@ -276,10 +275,9 @@ absl::StatusOr<v1::LeaseWorkUnitResponse> Coordinator::LeaseWorkUnit(
                                   : job.spec.min_tier();
     if (worker.profile.tier() < min_tier) continue;
     if (free_memory < job.estimated_memory_bytes) continue;
-    ASSIGN_OR_RETURN(
-        std::optional<UnitRecord> unit,
-        state_->FindLeasableUnit(job.job_id, job.current_round,
-                                 worker.worker_id));
+    ASSIGN_OR_RETURN(std::optional<UnitRecord> unit,
+                     state_->FindLeasableUnit(job.job_id, job.current_round,
+                                              worker.worker_id));
     if (!unit.has_value()) continue;
     unit->lease_deadline_ms = now + int64_t{1000} * job.spec.unit_deadline_s();
     RETURN_IF_ERROR(state_->LeaseUnit(unit->unit_id, worker.worker_id,
@@ -336,7 +334,8 @@ absl::Status Coordinator::ReleaseWorkUnit(
     const v1::ReleaseWorkUnitRequest& request) {
   ASSIGN_OR_RETURN(WorkerRecord worker, RequireWorker(request.worker_id()));
   absl::MutexLock lock(&mu_);
-  absl::Status released = state_->ReleaseUnit(request.unit_id(), worker.worker_id);
+  absl::Status released =
+      state_->ReleaseUnit(request.unit_id(), worker.worker_id);
   if (absl::IsFailedPrecondition(released)) {
     return Rejection(absl::StatusCode::kPermissionDenied,
                      v1::REJECT_LEASE_NOT_HELD, released.message());
@@ -369,12 +368,11 @@ absl::StatusOr<DeltaUpload> Coordinator::BeginUpload(
   absl::Status signature =
       VerifyPayloadSignature(key, DeltaPayload(header), header.signature());
   if (!signature.ok()) {
-    return Rejection(absl::IsInvalidArgument(signature)
-                         ? absl::StatusCode::kInvalidArgument
-                         : absl::StatusCode::kUnauthenticated,
-                     v1::REJECT_BAD_SIGNATURE,
-                     absl::StrCat("delta header signature: ",
-                                  signature.message()));
+    return Rejection(
+        absl::IsInvalidArgument(signature) ? absl::StatusCode::kInvalidArgument
+                                           : absl::StatusCode::kUnauthenticated,
+        v1::REJECT_BAD_SIGNATURE,
+        absl::StrCat("delta header signature: ", signature.message()));
   }
   ASSIGN_OR_RETURN(std::optional<UnitRecord> unit,
                    state_->GetUnit(header.unit_id()));
@@ -383,11 +381,10 @@ absl::StatusOr<DeltaUpload> Coordinator::BeginUpload(
                      absl::StrCat("no unit '", header.unit_id(), "'"));
   }
   if (unit->job_id != header.job_id()) {
-    return Rejection(absl::StatusCode::kFailedPrecondition,
-                     v1::REJECT_WRONG_JOB,
-                     absl::StrCat("unit ", unit->unit_id, " belongs to job ",
-                                  unit->job_id, ", the delta names job ",
-                                  header.job_id()));
+    return Rejection(
+        absl::StatusCode::kFailedPrecondition, v1::REJECT_WRONG_JOB,
+        absl::StrCat("unit ", unit->unit_id, " belongs to job ", unit->job_id,
+                     ", the delta names job ", header.job_id()));
   }
   ASSIGN_OR_RETURN(std::optional<JobRecord> job, state_->GetJob(unit->job_id));
   if (!job.has_value()) return NotFoundJob(unit->job_id);
@@ -406,7 +403,8 @@ absl::StatusOr<DeltaUpload> Coordinator::BeginUpload(
                    state_->ListRounds(job->job_id));
   uint64_t parent_version = 0;
   for (const RoundRecord& round : rounds) {
-    if (round.round == job->current_round) parent_version = round.parent_version;
+    if (round.round == job->current_round)
+      parent_version = round.parent_version;
   }
   if (header.round() != unit->round || unit->round != job->current_round ||
       header.parent_adapter_version() != parent_version) {
@@ -437,8 +435,7 @@ absl::StatusOr<DeltaUpload> Coordinator::BeginUpload(
                                   " holds no lease on unit ", unit->unit_id));
   }
   if (header.size_bytes() > options_.max_upload_bytes) {
-    return Rejection(absl::StatusCode::kResourceExhausted,
-                     v1::REJECT_TOO_LARGE,
+    return Rejection(absl::StatusCode::kResourceExhausted, v1::REJECT_TOO_LARGE,
                      absl::StrCat("delta of ", header.size_bytes(),
                                   " bytes is over the limit of ",
                                   options_.max_upload_bytes));
@@ -472,8 +469,7 @@ absl::Status Coordinator::AppendUpload(DeltaUpload* upload, uint64_t offset,
                                   upload->received, " bytes"));
   }
   if (data.size() > upload->header.size_bytes() - offset) {
-    return Rejection(absl::StatusCode::kResourceExhausted,
-                     v1::REJECT_TOO_LARGE,
+    return Rejection(absl::StatusCode::kResourceExhausted, v1::REJECT_TOO_LARGE,
                      absl::StrCat("upload goes past its declared size of ",
                                   upload->header.size_bytes(), " bytes"));
   }
@@ -595,8 +591,7 @@ absl::Status Coordinator::CheckFetchAllowed(
     }
   }
   if (!blobs_->Contains(request.sha256())) {
-    return absl::NotFoundError(
-        absl::StrCat("no blob ", request.sha256()));
+    return absl::NotFoundError(absl::StrCat("no blob ", request.sha256()));
   }
   return absl::OkStatus();
 }
@@ -630,8 +625,8 @@ absl::StatusOr<BlobUpload> Coordinator::BeginBlobUpload(
   }
   if (first.size_bytes() > options_.max_blob_bytes) {
     return absl::ResourceExhaustedError(
-        absl::StrCat("blob of ", first.size_bytes(), " bytes is over the limit of ",
-                     options_.max_blob_bytes));
+        absl::StrCat("blob of ", first.size_bytes(),
+                     " bytes is over the limit of ", options_.max_blob_bytes));
   }
   BlobUpload upload;
   upload.sha256 = first.sha256();
@@ -711,7 +706,8 @@ absl::StatusOr<v1::SubmitJobResponse> Coordinator::SubmitJob(
     return absl::InvalidArgumentError("min_tier is unknown");
   }
   RETURN_IF_ERROR(MakeAggregator(spec.aggregation()).status());
-  ASSIGN_OR_RETURN(lora::LoraConfig lora_config, LoraConfigFromProto(spec.lora()));
+  ASSIGN_OR_RETURN(lora::LoraConfig lora_config,
+                   LoraConfigFromProto(spec.lora()));
   ASSIGN_OR_RETURN(lora::TrainingOptions training,
                    TrainingOptionsFromProto(spec.training()));
   (void)training;
@@ -722,15 +718,15 @@ absl::StatusOr<v1::SubmitJobResponse> Coordinator::SubmitJob(
   for (const v1::BlobRef& file : spec.base_model_files()) {
     RETURN_IF_ERROR(CheckPortableFileName(file.name()));
     if (!blobs_->Contains(file.sha256())) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "model file ", file.name(), " (", file.sha256(),
-          ") was not uploaded; UploadBlob it first"));
+      return absl::FailedPreconditionError(
+          absl::StrCat("model file ", file.name(), " (", file.sha256(),
+                       ") was not uploaded; UploadBlob it first"));
     }
     ASSIGN_OR_RETURN(uint64_t size, blobs_->Size(file.sha256()));
     if (size != file.size_bytes()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "model file ", file.name(), " is ", size, " bytes, spec says ",
-          file.size_bytes()));
+      return absl::InvalidArgumentError(
+          absl::StrCat("model file ", file.name(), " is ", size,
+                       " bytes, spec says ", file.size_bytes()));
     }
     if (file.name() == "config.json") {
       ASSIGN_OR_RETURN(config_json, blobs_->Get(file.sha256()));
@@ -741,9 +737,9 @@ absl::StatusOr<v1::SubmitJobResponse> Coordinator::SubmitJob(
   }
   ASSIGN_OR_RETURN(std::string model_hash, ModelContentHash(manifest));
   if (model_hash != spec.base_model_hash()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "base_model_hash ", spec.base_model_hash(),
-        " does not match the files, which hash to ", model_hash));
+    return absl::InvalidArgumentError(
+        absl::StrCat("base_model_hash ", spec.base_model_hash(),
+                     " does not match the files, which hash to ", model_hash));
   }
   if (config_json.empty())
     return absl::InvalidArgumentError("the model files have no config.json");
@@ -757,8 +753,8 @@ absl::StatusOr<v1::SubmitJobResponse> Coordinator::SubmitJob(
 
   // Split the dataset: record i goes to shard i mod shards_per_round.
   if (!blobs_->Contains(spec.dataset().sha256())) {
-    return absl::FailedPreconditionError(absl::StrCat(
-        "dataset ", spec.dataset().sha256(), " was not uploaded"));
+    return absl::FailedPreconditionError(
+        absl::StrCat("dataset ", spec.dataset().sha256(), " was not uploaded"));
   }
   ASSIGN_OR_RETURN(std::string dataset, blobs_->Get(spec.dataset().sha256()));
   RETURN_IF_ERROR(lora::ParseJsonl(dataset, "dataset").status());
@@ -767,9 +763,9 @@ absl::StatusOr<v1::SubmitJobResponse> Coordinator::SubmitJob(
     if (!absl::StripAsciiWhitespace(line).empty()) lines.emplace_back(line);
   }
   if (lines.size() < spec.shards_per_round()) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "the dataset has ", lines.size(), " records, fewer than ",
-        spec.shards_per_round(), " shards"));
+    return absl::InvalidArgumentError(
+        absl::StrCat("the dataset has ", lines.size(), " records, fewer than ",
+                     spec.shards_per_round(), " shards"));
   }
   std::vector<std::string> shard_texts(spec.shards_per_round());
   for (size_t i = 0; i < lines.size(); ++i)
@@ -788,16 +784,18 @@ absl::StatusOr<v1::SubmitJobResponse> Coordinator::SubmitJob(
     shard.shard_index = static_cast<uint32_t>(i);
     shard.blob = MakeRef(sha, shard_texts[i].size(),
                          absl::StrCat("shard-", i, ".jsonl"));
-    shard.records = (lines.size() - i + shard_texts.size() - 1) / shard_texts.size();
+    shard.records =
+        (lines.size() - i + shard_texts.size() - 1) / shard_texts.size();
     shards.push_back(shard);
   }
 
   // Version 0, the common starting point of round 1.
   lora_config.base_model_name_or_path = spec.name();
-  ASSIGN_OR_RETURN(lora::LoraAdapter initial,
-                   lora::LoraAdapter::Create(model, lora_config,
-                                             spec.training().seed()));
-  const std::string temp_dir = absl::StrCat(options_.data_dir, "/tmp/", job.job_id);
+  ASSIGN_OR_RETURN(
+      lora::LoraAdapter initial,
+      lora::LoraAdapter::Create(model, lora_config, spec.training().seed()));
+  const std::string temp_dir =
+      absl::StrCat(options_.data_dir, "/tmp/", job.job_id);
   RETURN_IF_ERROR(initial.Save(temp_dir));
   absl::StatusOr<std::string> initial_sha =
       blobs_->PutFile(temp_dir + "/adapter_model.safetensors");
@@ -819,7 +817,7 @@ absl::StatusOr<v1::SubmitJobResponse> Coordinator::SubmitJob(
   for (lora::Projection p : lora_config.targets)
     lora_shape.target_modules.push_back(lora::ProjectionName(p));
   const DType dtype =
-      spec.training().compute_dtype() == v1::DTYPE_BFLOAT16   ? DType::kBFloat16
+      spec.training().compute_dtype() == v1::DTYPE_BFLOAT16  ? DType::kBFloat16
       : spec.training().compute_dtype() == v1::DTYPE_FLOAT16 ? DType::kFloat16
                                                              : DType::kFloat32;
   ASSIGN_OR_RETURN(MemoryEstimate estimate,
@@ -844,7 +842,8 @@ absl::StatusOr<v1::JobStatus> Coordinator::DescribeJob(const JobRecord& job) {
   status.set_latest_adapter_version(job.latest_version);
   status.set_created_at_ms(job.created_ms);
   status.set_message(job.message);
-  ASSIGN_OR_RETURN(std::vector<RoundRecord> rounds, state_->ListRounds(job.job_id));
+  ASSIGN_OR_RETURN(std::vector<RoundRecord> rounds,
+                   state_->ListRounds(job.job_id));
   for (const RoundRecord& round : rounds) {
     v1::RoundStatus* out = status.add_rounds();
     out->set_round(round.round);
@@ -854,9 +853,12 @@ absl::StatusOr<v1::JobStatus> Coordinator::DescribeJob(const JobRecord& job) {
     ASSIGN_OR_RETURN(std::vector<UnitRecord> units,
                      state_->ListUnits(job.job_id, round.round));
     for (const UnitRecord& unit : units) {
-      if (unit.state == v1::UNIT_PENDING) out->set_units_pending(out->units_pending() + 1);
-      if (unit.state == v1::UNIT_LEASED) out->set_units_leased(out->units_leased() + 1);
-      if (unit.state == v1::UNIT_ACCEPTED) out->set_units_accepted(out->units_accepted() + 1);
+      if (unit.state == v1::UNIT_PENDING)
+        out->set_units_pending(out->units_pending() + 1);
+      if (unit.state == v1::UNIT_LEASED)
+        out->set_units_leased(out->units_leased() + 1);
+      if (unit.state == v1::UNIT_ACCEPTED)
+        out->set_units_accepted(out->units_accepted() + 1);
     }
     ASSIGN_OR_RETURN(std::vector<ResultRecord> results,
                      state_->ListResults(job.job_id, round.round));
@@ -890,8 +892,8 @@ absl::StatusOr<v1::ListJobsResponse> Coordinator::ListJobs(
       !absl::SimpleAtoi(request.page_token(), &start)) {
     return absl::InvalidArgumentError("page_token is not one this server gave");
   }
-  const size_t page_size =
-      request.page_size() == 0 ? kDefaultPageSize
+  const size_t page_size = request.page_size() == 0
+                               ? kDefaultPageSize
                                : std::min<size_t>(request.page_size(), 1000);
   ASSIGN_OR_RETURN(std::vector<JobRecord> jobs, state_->ListJobs());
   v1::ListJobsResponse response;
@@ -969,7 +971,8 @@ absl::Status Coordinator::Tick() {
 }
 
 absl::Status Coordinator::MaybeCloseRound(const JobRecord& job) {
-  ASSIGN_OR_RETURN(std::vector<RoundRecord> rounds, state_->ListRounds(job.job_id));
+  ASSIGN_OR_RETURN(std::vector<RoundRecord> rounds,
+                   state_->ListRounds(job.job_id));
   const RoundRecord* round = nullptr;
   for (const RoundRecord& candidate : rounds) {
     if (candidate.round == job.current_round) round = &candidate;
@@ -990,7 +993,8 @@ absl::Status Coordinator::MaybeCloseRound(const JobRecord& job) {
       });
   const bool past_deadline =
       round->deadline_ms != 0 && Now() >= round->deadline_ms;
-  if (all_accepted || (past_deadline && accepted.size() >= MinResults(job.spec))) {
+  if (all_accepted ||
+      (past_deadline && accepted.size() >= MinResults(job.spec))) {
     return CloseRound(job, *round, accepted);
   }
   if (past_deadline) {
@@ -1004,9 +1008,9 @@ absl::Status Coordinator::MaybeCloseRound(const JobRecord& job) {
   return absl::OkStatus();
 }
 
-absl::Status Coordinator::CloseRound(const JobRecord& job,
-                                     const RoundRecord& round,
-                                     const std::vector<ResultRecord>& accepted) {
+absl::Status Coordinator::CloseRound(
+    const JobRecord& job, const RoundRecord& round,
+    const std::vector<ResultRecord>& accepted) {
   std::string parent_sha = job.initial_adapter.sha256();
   if (round.parent_version != 0) {
     ASSIGN_OR_RETURN(std::optional<AdapterRecord> parent,
@@ -1073,11 +1077,13 @@ absl::Status Coordinator::CloseRound(const JobRecord& job,
   ASSIGN_OR_RETURN(std::string signature, SignPayload(identity_, payload));
   adapter.set_signature(signature);
   if (round.round < job.spec.rounds()) {
-    outcome.next_round = MakeRound(job, round.round + 1, adapter.version(), Now());
+    outcome.next_round =
+        MakeRound(job, round.round + 1, adapter.version(), Now());
     outcome.next_units = MakeUnits(job, round.round + 1);
   }
   absl::MutexLock lock(&mu_);
-  ASSIGN_OR_RETURN(std::optional<JobRecord> current, state_->GetJob(job.job_id));
+  ASSIGN_OR_RETURN(std::optional<JobRecord> current,
+                   state_->GetJob(job.job_id));
   if (!current.has_value() || current->state != v1::JOB_RUNNING)
     return absl::OkStatus();  // cancelled while aggregating
   absl::Status closed = state_->CloseRound(job.job_id, round.round, outcome);

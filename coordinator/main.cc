@@ -90,7 +90,8 @@ ABSL_FLAG(int32_t, batch, 8, "job submit: sequences per batch");
 ABSL_FLAG(int32_t, seq_len, 256, "job submit: tokens per sequence");
 ABSL_FLAG(int32_t, warmup_steps, 0, "job submit: linear warmup steps");
 ABSL_FLAG(double, max_grad_norm, 1.0, "job submit: gradient clipping");
-ABSL_FLAG(uint64_t, seed, 0, "job submit: seed for adapter init and data order");
+ABSL_FLAG(uint64_t, seed, 0,
+          "job submit: seed for adapter init and data order");
 ABSL_FLAG(std::string, min_tier, "cpu",
           "job submit: lowest worker tier (cpu, gpu-small, gpu-mid, "
           "gpu-large, datacenter)");
@@ -126,12 +127,21 @@ constexpr char kUsage[] =
     "admin commands take --coordinator ADDR and --admin-token-file FILE\n"
     "(default DATA/admin.token with --data).\n";
 
-const std::vector<std::string> kConfigKeys = {
-    "data",          "listen",           "tls_cert",
-    "tls_key",       "tls_ca",           "insecure",
-    "admin_token_file", "enrollment_token_file", "open_enrollment",
-    "heartbeat_interval_ms", "worker_timeout_s", "lease_retry_ms",
-    "max_upload",    "max_blob",         "coordinator"};
+const std::vector<std::string> kConfigKeys = {"data",
+                                              "listen",
+                                              "tls_cert",
+                                              "tls_key",
+                                              "tls_ca",
+                                              "insecure",
+                                              "admin_token_file",
+                                              "enrollment_token_file",
+                                              "open_enrollment",
+                                              "heartbeat_interval_ms",
+                                              "worker_timeout_s",
+                                              "lease_retry_ms",
+                                              "max_upload",
+                                              "max_blob",
+                                              "coordinator"};
 
 std::string DataPath(const std::string& name) {
   return absl::StrCat(absl::GetFlag(FLAGS_data), "/", name);
@@ -215,8 +225,8 @@ absl::Status RunServe() {
   ASSIGN_OR_RETURN(
       std::unique_ptr<CoordinatorServer> server,
       CoordinatorServer::Start(std::move(coordinator), server_options));
-  RETURN_IF_ERROR(
-      WriteFileAtomically(DataPath("coordinator.address"), server->address() + "\n"));
+  RETURN_IF_ERROR(WriteFileAtomically(DataPath("coordinator.address"),
+                                      server->address() + "\n"));
   std::cout << "openforce-coordinator listening on " << server->address()
             << (Transport().tls_cert_file.empty() ? " (plaintext)" : " (TLS)")
             << "\n  identity fingerprint " << fingerprint
@@ -296,7 +306,8 @@ absl::Status RunAdmin(const std::vector<std::string>& args) {
   ASSIGN_OR_RETURN(std::unique_ptr<AdminClient> client, ConnectAdmin());
   const bool json = absl::GetFlag(FLAGS_json);
   if (args[0] == "workers") {
-    if (args.size() != 1) return absl::InvalidArgumentError("workers takes no arguments");
+    if (args.size() != 1)
+      return absl::InvalidArgumentError("workers takes no arguments");
     ASSIGN_OR_RETURN(std::vector<v1::WorkerStatus> workers,
                      client->ListWorkers(absl::GetFlag(FLAGS_all)));
     if (json) {
@@ -304,14 +315,16 @@ absl::Status RunAdmin(const std::vector<std::string>& args) {
       for (auto& worker : workers) *response.add_workers() = worker;
       std::cout << ToJson(response);
     } else {
-      const int64_t now = std::chrono::duration_cast<std::chrono::milliseconds>(
-                              std::chrono::system_clock::now().time_since_epoch())
-                              .count();
+      const int64_t now =
+          std::chrono::duration_cast<std::chrono::milliseconds>(
+              std::chrono::system_clock::now().time_since_epoch())
+              .count();
       std::cout << FormatWorkers(workers, now);
     }
     return absl::OkStatus();
   }
-  if (args.size() < 2) return absl::InvalidArgumentError("job needs a subcommand");
+  if (args.size() < 2)
+    return absl::InvalidArgumentError("job needs a subcommand");
   const std::string& sub = args[1];
   if (sub == "submit" && args.size() == 2) return RunJobSubmit(*client);
   if (sub == "list" && args.size() == 2) {

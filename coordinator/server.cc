@@ -67,8 +67,8 @@ void CoordinatorServer::Shutdown() {
 
 void CoordinatorServer::TickLoop(uint32_t interval_ms) {
   std::string last_error;
-  while (!stop_.WaitForNotificationWithTimeout(
-      absl::Milliseconds(interval_ms))) {
+  while (
+      !stop_.WaitForNotificationWithTimeout(absl::Milliseconds(interval_ms))) {
     absl::Status ticked = coordinator_->Tick();
     // Report each distinct problem once instead of four times a second.
     const std::string error = ticked.ok() ? "" : ticked.ToString();

@@ -71,7 +71,8 @@ grpc::Status WorkerServiceImpl::UploadDelta(
     return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                         "the first upload message must carry the header");
   }
-  absl::StatusOr<DeltaUpload> upload = coordinator_->BeginUpload(chunk.header());
+  absl::StatusOr<DeltaUpload> upload =
+      coordinator_->BeginUpload(chunk.header());
   if (!upload.ok()) return ToGrpcStatus(upload.status(), context);
   do {
     if (chunk.data().empty()) continue;
@@ -102,8 +103,8 @@ grpc::Status WorkerServiceImpl::FetchBlob(
     if (context->IsCancelled()) {
       return grpc::Status(grpc::StatusCode::CANCELLED, "fetch cancelled");
     }
-    absl::StatusOr<std::string> data =
-        coordinator_->blobs().ReadRange(request->sha256(), offset, kMaxChunkBytes);
+    absl::StatusOr<std::string> data = coordinator_->blobs().ReadRange(
+        request->sha256(), offset, kMaxChunkBytes);
     if (!data.ok()) return ToGrpcStatus(data.status(), context);
     v1::BlobChunk chunk;
     chunk.set_offset(offset);

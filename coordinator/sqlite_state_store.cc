@@ -320,21 +320,21 @@ class SqliteStateStore : public StateStore {
                          const std::vector<UnitRecord>& units) override {
     absl::MutexLock lock(&mu_);
     return Transaction([&]() -> absl::Status {
-      ASSIGN_OR_RETURN(
-          Statement insert_job,
-          Prepare(absl::StrCat("INSERT INTO jobs (", kJobColumns,
-                               ") VALUES (?,?,?,?,?,?,?,?,?,?)")));
-      RETURN_IF_ERROR(insert_job.Bind(job.job_id)
-                          .BindMessage(job.spec)
-                          .Bind(static_cast<int64_t>(job.state))
-                          .Bind(static_cast<int64_t>(job.current_round))
-                          .Bind(static_cast<int64_t>(job.latest_version))
-                          .Bind(job.created_ms)
-                          .Bind(job.message)
-                          .BindMessage(job.initial_adapter)
-                          .BindMessage(job.adapter_config)
-                          .Bind(static_cast<int64_t>(job.estimated_memory_bytes))
-                          .Run());
+      ASSIGN_OR_RETURN(Statement insert_job,
+                       Prepare(absl::StrCat("INSERT INTO jobs (", kJobColumns,
+                                            ") VALUES (?,?,?,?,?,?,?,?,?,?)")));
+      RETURN_IF_ERROR(
+          insert_job.Bind(job.job_id)
+              .BindMessage(job.spec)
+              .Bind(static_cast<int64_t>(job.state))
+              .Bind(static_cast<int64_t>(job.current_round))
+              .Bind(static_cast<int64_t>(job.latest_version))
+              .Bind(job.created_ms)
+              .Bind(job.message)
+              .BindMessage(job.initial_adapter)
+              .BindMessage(job.adapter_config)
+              .Bind(static_cast<int64_t>(job.estimated_memory_bytes))
+              .Run());
       for (const ShardRecord& shard : shards) {
         ASSIGN_OR_RETURN(Statement insert,
                          Prepare("INSERT INTO shards (job_id, shard_index, "
@@ -542,11 +542,10 @@ class SqliteStateStore : public StateStore {
     absl::MutexLock lock(&mu_);
     std::vector<UnitRecord> expired;
     RETURN_IF_ERROR(Transaction([&]() -> absl::Status {
-      ASSIGN_OR_RETURN(
-          Statement select,
-          Prepare(absl::StrCat("SELECT ", kUnitColumns,
-                               " FROM units WHERE state=? AND "
-                               "lease_deadline_ms<=?")));
+      ASSIGN_OR_RETURN(Statement select,
+                       Prepare(absl::StrCat("SELECT ", kUnitColumns,
+                                            " FROM units WHERE state=? AND "
+                                            "lease_deadline_ms<=?")));
       select.Bind(static_cast<int64_t>(v1::UNIT_LEASED)).Bind(now_ms);
       ASSIGN_OR_RETURN(expired, ReadUnits(select));
       ASSIGN_OR_RETURN(Statement update,
@@ -646,19 +645,20 @@ class SqliteStateStore : public StateStore {
                           .Bind(static_cast<int64_t>(round))
                           .Run());
       if (sqlite3_changes(db_.get()) != 1) {
-        return absl::FailedPreconditionError(absl::StrCat(
-            "round ", round, " of job ", job_id, " is not open"));
+        return absl::FailedPreconditionError(
+            absl::StrCat("round ", round, " of job ", job_id, " is not open"));
       }
       ASSIGN_OR_RETURN(Statement insert,
                        Prepare("INSERT INTO adapters (job_id, version, "
                                "model_sha256, config_sha256, adapter) "
                                "VALUES (?,?,?,?,?)"));
-      RETURN_IF_ERROR(insert.Bind(job_id)
-                          .Bind(static_cast<int64_t>(version))
-                          .Bind(outcome.adapter.adapter.adapter_model().sha256())
-                          .Bind(outcome.adapter.adapter.adapter_config().sha256())
-                          .BindMessage(outcome.adapter.adapter)
-                          .Run());
+      RETURN_IF_ERROR(
+          insert.Bind(job_id)
+              .Bind(static_cast<int64_t>(version))
+              .Bind(outcome.adapter.adapter.adapter_model().sha256())
+              .Bind(outcome.adapter.adapter.adapter_config().sha256())
+              .BindMessage(outcome.adapter.adapter)
+              .Run());
       ASSIGN_OR_RETURN(Statement end_leases,
                        Prepare("UPDATE units SET state=?, worker_id='', "
                                "lease_deadline_ms=0 WHERE job_id=? AND "
@@ -813,8 +813,7 @@ absl::StatusOr<std::unique_ptr<StateStore>> OpenSqliteStateStore(
   sqlite3_busy_timeout(db.get(), 5000);
   auto store = std::make_unique<SqliteStateStore>(std::move(db));
   if (absl::Status init = store->Init(); !init.ok()) {
-    return absl::Status(init.code(),
-                        absl::StrCat(path, ": ", init.message()));
+    return absl::Status(init.code(), absl::StrCat(path, ": ", init.message()));
   }
   return store;
 }

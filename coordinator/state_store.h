@@ -43,7 +43,7 @@ struct JobRecord {
   // Version 0: A from the job's seed, B zero, so every worker of round 1
   // starts from the same adapter.
   v1::BlobRef initial_adapter;
-  v1::BlobRef adapter_config;  // adapter_config.json of every version
+  v1::BlobRef adapter_config;           // adapter_config.json of every version
   uint64_t estimated_memory_bytes = 0;  // training one unit
 };
 
@@ -116,16 +116,15 @@ class StateStore {
   // Jobs.
   [[nodiscard]] virtual absl::Status CreateJob(
       const JobRecord& job, const std::vector<ShardRecord>& shards,
-      const RoundRecord& first_round,
-      const std::vector<UnitRecord>& units) = 0;
+      const RoundRecord& first_round, const std::vector<UnitRecord>& units) = 0;
   [[nodiscard]] virtual absl::StatusOr<std::optional<JobRecord>> GetJob(
       const std::string& job_id) = 0;
   // Newest first.
   [[nodiscard]] virtual absl::StatusOr<std::vector<JobRecord>> ListJobs() = 0;
   // Sets the state and message; a job that stops also ends its leases.
-  [[nodiscard]] virtual absl::Status SetJobState(const std::string& job_id,
-                                                 v1::JobState state,
-                                                 const std::string& message) = 0;
+  [[nodiscard]] virtual absl::Status SetJobState(
+      const std::string& job_id, v1::JobState state,
+      const std::string& message) = 0;
   [[nodiscard]] virtual absl::StatusOr<std::vector<ShardRecord>> ListShards(
       const std::string& job_id) = 0;
   [[nodiscard]] virtual absl::StatusOr<std::vector<RoundRecord>> ListRounds(
@@ -167,12 +166,12 @@ class StateStore {
   // Publishes a round's adapter and opens the next round (or finishes the
   // job), atomically. FailedPrecondition when the round was already closed,
   // so a round is never aggregated twice.
-  [[nodiscard]] virtual absl::Status CloseRound(const std::string& job_id,
-                                                uint64_t round,
-                                                const RoundOutcome& outcome) = 0;
+  [[nodiscard]] virtual absl::Status CloseRound(
+      const std::string& job_id, uint64_t round,
+      const RoundOutcome& outcome) = 0;
   // Version 0 for the latest.
-  [[nodiscard]] virtual absl::StatusOr<std::optional<AdapterRecord>>
-  GetAdapter(const std::string& job_id, uint64_t version) = 0;
+  [[nodiscard]] virtual absl::StatusOr<std::optional<AdapterRecord>> GetAdapter(
+      const std::string& job_id, uint64_t version) = 0;
   // Whether `sha256` is a file of some published adapter version, which
   // anyone may fetch.
   [[nodiscard]] virtual absl::StatusOr<bool> IsPublishedAdapterBlob(

@@ -50,17 +50,17 @@ absl::StatusOr<DeltaCheck> CheckAdapterDelta(const std::string& path,
                      absl::StrCat("unexpected tensor '", name, "'"));
     }
     if (entry.shape != it->second) {
-      return Problem(DeltaCheck::Problem::kBadShape,
-                     absl::StrCat("tensor '", name, "' has shape [",
-                                  absl::StrJoin(entry.shape, ", "),
-                                  "], expected [",
-                                  absl::StrJoin(it->second, ", "), "]"));
+      return Problem(
+          DeltaCheck::Problem::kBadShape,
+          absl::StrCat("tensor '", name, "' has shape [",
+                       absl::StrJoin(entry.shape, ", "), "], expected [",
+                       absl::StrJoin(it->second, ", "), "]"));
     }
     if (entry.dtype != at::kFloat) {
-      return Problem(DeltaCheck::Problem::kBadShape,
-                     absl::StrCat("tensor '", name, "' has dtype ",
-                                  c10::toString(entry.dtype),
-                                  ", expected F32"));
+      return Problem(
+          DeltaCheck::Problem::kBadShape,
+          absl::StrCat("tensor '", name, "' has dtype ",
+                       c10::toString(entry.dtype), ", expected F32"));
     }
   }
   for (const auto& [name, shape] : expected) {
@@ -74,9 +74,9 @@ absl::StatusOr<DeltaCheck> CheckAdapterDelta(const std::string& path,
     for (const auto& [name, entry] : entries) {
       ASSIGN_OR_RETURN(at::Tensor tensor, (*file)->Tensor(name));
       if (!at::isfinite(tensor).all().item<bool>()) {
-        return Problem(DeltaCheck::Problem::kNonFinite,
-                       absl::StrCat("tensor '", name,
-                                    "' holds NaN or infinite values"));
+        return Problem(
+            DeltaCheck::Problem::kNonFinite,
+            absl::StrCat("tensor '", name, "' holds NaN or infinite values"));
       }
       squared += tensor.to(at::kDouble).pow(2).sum().item<double>();
     }
@@ -130,10 +130,9 @@ absl::Status FedAvgAdapterFiles(const std::string& parent_path,
     ASSIGN_OR_RETURN(std::unique_ptr<SafetensorsFile> file,
                      SafetensorsFile::Open(delta.path));
     if (file->entries().size() != parent->entries().size()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(delta.path, " holds ", file->entries().size(),
-                       " tensors, the parent adapter ",
-                       parent->entries().size()));
+      return absl::InvalidArgumentError(absl::StrCat(
+          delta.path, " holds ", file->entries().size(),
+          " tensors, the parent adapter ", parent->entries().size()));
     }
     files.push_back(std::move(file));
   }

@@ -44,7 +44,7 @@ struct DeltaCheck {
                                              const std::string& path);
 
 struct WeightedDelta {
-  std::string path;  // safetensors delta that passed CheckAdapterDelta
+  std::string path;   // safetensors delta that passed CheckAdapterDelta
   double weight = 0;  // sample count; > 0
 };
 

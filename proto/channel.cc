@@ -21,12 +21,10 @@ bool IsLoopbackAddress(absl::string_view address) {
     if (close == absl::string_view::npos) return false;
     host = std::string(address.substr(1, close - 1));
   } else if (const size_t colon = address.rfind(':');
-             colon != absl::string_view::npos &&
-             address.find(':') == colon) {
+             colon != absl::string_view::npos && address.find(':') == colon) {
     host = std::string(address.substr(0, colon));
   }
-  return host == "localhost" || host == "::1" ||
-         absl::StartsWith(host, "127.");
+  return host == "localhost" || host == "::1" || absl::StartsWith(host, "127.");
 }
 
 absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeServerCredentials(
@@ -79,8 +77,7 @@ absl::StatusOr<std::shared_ptr<grpc::Channel>> MakeChannel(
   grpc::ChannelArguments arguments;
   arguments.SetMaxReceiveMessageSize(kMaxMessageBytes);
   arguments.SetMaxSendMessageSize(kMaxMessageBytes);
-  return grpc::CreateCustomChannel(std::string(target), credentials,
-                                   arguments);
+  return grpc::CreateCustomChannel(std::string(target), credentials, arguments);
 }
 
 }  // namespace openforce

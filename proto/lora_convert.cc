@@ -37,8 +37,8 @@ absl::StatusOr<lora::LoraConfig> LoraConfigFromProto(
     }
     for (lora::Projection seen : out.targets) {
       if (seen == *projection) {
-        return absl::InvalidArgumentError(absl::StrCat(
-            "lora.target_modules names '", name, "' twice"));
+        return absl::InvalidArgumentError(
+            absl::StrCat("lora.target_modules names '", name, "' twice"));
       }
     }
     out.targets.push_back(*projection);

@@ -1,7 +1,6 @@
 // Status conversions; see status_convert.h.
 #include "proto/status_convert.h"
 
-
 #include "absl/strings/cord.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -16,14 +15,16 @@ constexpr char kPayloadUrl[] = "type.openforce.dev/openforce.v1.RejectReason";
 absl::Status Rejection(absl::StatusCode code, v1::RejectReason reason,
                        absl::string_view message) {
   absl::Status status(code, message);
-  status.SetPayload(kPayloadUrl, absl::Cord(absl::StrCat(static_cast<int>(reason))));
+  status.SetPayload(kPayloadUrl,
+                    absl::Cord(absl::StrCat(static_cast<int>(reason))));
   return status;
 }
 
 v1::RejectReason RejectReasonOf(const absl::Status& status) {
   auto payload = status.GetPayload(kPayloadUrl);
   int value = 0;
-  if (!payload.has_value() || !absl::SimpleAtoi(std::string(*payload), &value) ||
+  if (!payload.has_value() ||
+      !absl::SimpleAtoi(std::string(*payload), &value) ||
       !v1::RejectReason_IsValid(value)) {
     return v1::REJECT_REASON_UNSPECIFIED;
   }

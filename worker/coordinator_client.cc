@@ -83,9 +83,9 @@ absl::StatusOr<v1::LeaseWorkUnitResponse> CoordinatorClient::Lease(
   grpc::ClientContext context;
   SetDeadline(&context, std::chrono::seconds(30));
   v1::LeaseWorkUnitResponse response;
-  RETURN_IF_ERROR(FromGrpcStatus(
-      stub_->LeaseWorkUnit(&context, request, &response), context,
-      "LeaseWorkUnit"));
+  RETURN_IF_ERROR(
+      FromGrpcStatus(stub_->LeaseWorkUnit(&context, request, &response),
+                     context, "LeaseWorkUnit"));
   return response;
 }
 
@@ -142,9 +142,9 @@ absl::Status CoordinatorClient::FetchBlob(const std::string& worker_id,
     RETURN_IF_ERROR(finished);
   }
   if (offset != blob.size_bytes()) {
-    return absl::UnavailableError(absl::StrCat(
-        "blob ", blob.sha256(), " stopped at ", offset, " of ",
-        blob.size_bytes(), " bytes"));
+    return absl::UnavailableError(absl::StrCat("blob ", blob.sha256(),
+                                               " stopped at ", offset, " of ",
+                                               blob.size_bytes(), " bytes"));
   }
   return store->CommitUpload(upload_id, blob.sha256()).status();
 }
@@ -160,9 +160,9 @@ absl::StatusOr<v1::UploadDeltaResponse> CoordinatorClient::UploadDelta(
     request.set_unit_id(header.unit_id());
     request.set_content_hash(header.content_hash());
     v1::GetUploadOffsetResponse response;
-    RETURN_IF_ERROR(FromGrpcStatus(
-        stub_->GetUploadOffset(&context, request, &response), context,
-        "GetUploadOffset"));
+    RETURN_IF_ERROR(
+        FromGrpcStatus(stub_->GetUploadOffset(&context, request, &response),
+                       context, "GetUploadOffset"));
     offset = std::min(response.offset(), header.size_bytes());
   }
   std::ifstream in(path, std::ios::binary);
@@ -188,8 +188,7 @@ absl::StatusOr<v1::UploadDeltaResponse> CoordinatorClient::UploadDelta(
     more = writer->Write(data);
   }
   writer->WritesDone();
-  RETURN_IF_ERROR(
-      FromGrpcStatus(writer->Finish(), context, "UploadDelta"));
+  RETURN_IF_ERROR(FromGrpcStatus(writer->Finish(), context, "UploadDelta"));
   return response;
 }
 
@@ -201,9 +200,9 @@ absl::StatusOr<v1::GetLatestAdapterResponse> CoordinatorClient::GetAdapter(
   request.set_job_id(job_id);
   request.set_version(version);
   v1::GetLatestAdapterResponse response;
-  RETURN_IF_ERROR(FromGrpcStatus(
-      stub_->GetLatestAdapter(&context, request, &response), context,
-      "GetLatestAdapter"));
+  RETURN_IF_ERROR(
+      FromGrpcStatus(stub_->GetLatestAdapter(&context, request, &response),
+                     context, "GetLatestAdapter"));
   return response;
 }
 

@@ -7,8 +7,8 @@
 // Flags may also come from a JSON config file (--config); the command line
 // wins.
 #include <pthread.h>
-#include <unistd.h>
 #include <signal.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <iostream>
@@ -22,21 +22,21 @@
 #include "absl/flags/usage.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
 #include "common/byte_size.h"
 #include "common/command_line.h"
 #include "common/config_file.h"
 #include "common/hardware_profile.h"
+#include "common/secret_token.h"
 #include "common/status_macros.h"
 #include "common/tier.h"
 #include "lora/blas_core.h"
 #include "lora/compute_device.h"
-#include "absl/synchronization/notification.h"
-#include "common/secret_token.h"
 #include "proto/channel.h"
 #include "worker/infer_command.h"
+#include "worker/probe_report.h"
 #include "worker/pull_command.h"
 #include "worker/work_loop.h"
-#include "worker/probe_report.h"
 
 ABSL_FLAG(std::string, config, "",
           "JSON config file whose keys are this binary's flag names");
@@ -113,10 +113,10 @@ constexpr char kUsage[] =
     "          generate locally, with no network\n";
 
 const std::vector<std::string> kConfigKeys = {
-    "headroom", "gpu_reserve", "threads",  "measure",
-    "json",     "coordinator", "tls_ca",   "insecure",
-    "data",     "enrollment_token_file",   "name",
-    "max_memory", "device"};
+    "headroom", "gpu_reserve",           "threads", "measure",
+    "json",     "coordinator",           "tls_ca",  "insecure",
+    "data",     "enrollment_token_file", "name",    "max_memory",
+    "device"};
 
 TransportOptions Transport() {
   TransportOptions transport;
@@ -158,7 +158,8 @@ v1::HardwareProfile ProfileToProto(const HardwareProfile& probed, Tier tier,
   }
   out.add_backends(v1::BACKEND_CPU);
   if (backends.gpu_devices > 0)
-    out.add_backends(backends.gpu_is_rocm ? v1::BACKEND_ROCM : v1::BACKEND_CUDA);
+    out.add_backends(backends.gpu_is_rocm ? v1::BACKEND_ROCM
+                                          : v1::BACKEND_CUDA);
   out.set_headroom_bytes(headroom);
   out.set_torch_version(backends.torch_version);
   return out;
@@ -197,8 +198,10 @@ absl::Status RunWork() {
     lora::GemmOptions gemm;
     gemm.device = options.device == "cpu" ? "cpu" : "cuda";
     gemm.min_seconds = 0.2;
-    absl::StatusOr<lora::GemmMeasurement> measured = lora::MeasureGemmPeak(gemm);
-    if (measured.ok()) options.profile.set_measured_gflops_fp32(measured->gflops);
+    absl::StatusOr<lora::GemmMeasurement> measured =
+        lora::MeasureGemmPeak(gemm);
+    if (measured.ok())
+      options.profile.set_measured_gflops_fp32(measured->gflops);
   }
 
   absl::Notification stop;

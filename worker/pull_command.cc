@@ -18,8 +18,10 @@
 namespace openforce::worker {
 
 absl::StatusOr<v1::SignedAdapter> PullAdapter(const PullRequest& request) {
-  if (request.job_id.empty()) return absl::InvalidArgumentError("--job is required");
-  if (request.out_dir.empty()) return absl::InvalidArgumentError("--out is required");
+  if (request.job_id.empty())
+    return absl::InvalidArgumentError("--job is required");
+  if (request.out_dir.empty())
+    return absl::InvalidArgumentError("--out is required");
   if (request.coordinator_key_file.empty()) {
     return absl::InvalidArgumentError(
         "--coordinator-key is required: the coordinator's public key (PEM) "
@@ -27,14 +29,14 @@ absl::StatusOr<v1::SignedAdapter> PullAdapter(const PullRequest& request) {
   }
   ASSIGN_OR_RETURN(Ed25519PublicKey pinned,
                    Ed25519PublicKey::LoadPemFile(request.coordinator_key_file));
-  ASSIGN_OR_RETURN(std::unique_ptr<CoordinatorClient> client,
-                   CoordinatorClient::Connect(request.coordinator,
-                                              request.transport));
+  ASSIGN_OR_RETURN(
+      std::unique_ptr<CoordinatorClient> client,
+      CoordinatorClient::Connect(request.coordinator, request.transport));
   ASSIGN_OR_RETURN(v1::GetLatestAdapterResponse response,
                    client->GetAdapter(request.job_id, request.version));
   if (!response.has_adapter()) {
-    return absl::NotFoundError(absl::StrCat(
-        "job ", request.job_id, " has no published adapter yet"));
+    return absl::NotFoundError(
+        absl::StrCat("job ", request.job_id, " has no published adapter yet"));
   }
   const v1::SignedAdapter& adapter = response.adapter();
   if (adapter.job_id() != request.job_id) {

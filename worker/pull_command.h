@@ -19,7 +19,7 @@ struct PullRequest {
   std::string coordinator;
   TransportOptions transport;
   std::string job_id;
-  uint64_t version = 0;  // 0: the latest
+  uint64_t version = 0;              // 0: the latest
   std::string coordinator_key_file;  // PEM public key to pin
   std::string out_dir;
 };

@@ -64,10 +64,9 @@ absl::StatusOr<TrainedDelta> UnitTrainer::Train(
                                            model_->config(), device_));
   lora::LoraAdapter adapter = parent.Clone();
   std::vector<lora::Example> examples_copy = examples;
-  ASSIGN_OR_RETURN(
-      std::unique_ptr<lora::Trainer> trainer,
-      lora::Trainer::Create(model_.get(), &adapter, std::move(examples),
-                            options));
+  ASSIGN_OR_RETURN(std::unique_ptr<lora::Trainer> trainer,
+                   lora::Trainer::Create(model_.get(), &adapter,
+                                         std::move(examples), options));
 
   RETURN_IF_ERROR(MakeDirectories(paths.work_dir));
   const std::string checkpoint = paths.work_dir + "/checkpoint";
@@ -94,9 +93,9 @@ absl::StatusOr<TrainedDelta> UnitTrainer::Train(
       // useless; start over rather than fail the unit.
       std::filesystem::remove_all(checkpoint, error);
       adapter = parent.Clone();
-      ASSIGN_OR_RETURN(trainer, lora::Trainer::Create(
-                                    model_.get(), &adapter,
-                                    std::move(examples_copy), options));
+      ASSIGN_OR_RETURN(
+          trainer, lora::Trainer::Create(model_.get(), &adapter,
+                                         std::move(examples_copy), options));
     }
   }
   std::string log_text;
@@ -115,9 +114,9 @@ absl::StatusOr<TrainedDelta> UnitTrainer::Train(
   while (trainer->step() < options.max_steps) {
     if (should_stop()) {
       RETURN_IF_ERROR(save());
-      return absl::CancelledError(absl::StrCat(
-          "stopped at step ", trainer->step(), " of ", options.max_steps,
-          "; checkpoint saved"));
+      return absl::CancelledError(
+          absl::StrCat("stopped at step ", trainer->step(), " of ",
+                       options.max_steps, "; checkpoint saved"));
     }
     ASSIGN_OR_RETURN(lora::StepMetrics metrics, trainer->Step());
     losses.push_back(metrics.loss);

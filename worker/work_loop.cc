@@ -4,9 +4,9 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <optional>
 #include <atomic>
 #include <filesystem>
+#include <optional>
 #include <ostream>
 #include <random>
 #include <thread>
@@ -38,7 +38,8 @@ namespace {
 class Backoff {
  public:
   absl::Duration Next() {
-    const double jitter = std::uniform_real_distribution<double>(0.8, 1.2)(rng_);
+    const double jitter =
+        std::uniform_real_distribution<double>(0.8, 1.2)(rng_);
     const absl::Duration wait = current_ * jitter;
     current_ = std::min(current_ * 2, absl::Seconds(30));
     return wait;
@@ -112,8 +113,8 @@ class WorkLoop {
 
   absl::Status Run() {
     RETURN_IF_ERROR(MakeDirectories(options_.data_dir, 0700));
-    ASSIGN_OR_RETURN(key_, Ed25519PrivateKey::LoadOrCreate(
-                               options_.data_dir + "/worker.key"));
+    ASSIGN_OR_RETURN(key_, Ed25519PrivateKey::LoadOrCreate(options_.data_dir +
+                                                           "/worker.key"));
     ASSIGN_OR_RETURN(blobs_, BlobStore::Open(options_.data_dir + "/blobs"));
     ASSIGN_OR_RETURN(client_, CoordinatorClient::Connect(options_.coordinator,
                                                          options_.transport));
@@ -145,13 +146,12 @@ class WorkLoop {
                             options_.display_name);
       if (registered.ok()) {
         worker_id_ = registered->worker_id();
-        heartbeat_interval_ =
-            absl::Milliseconds(std::max(200u, registered->heartbeat_interval_ms()));
-        Log(absl::StrCat("registered with ", options_.coordinator, " as ",
-                         worker_id_, " (tier ",
-                         v1::Tier_Name(options_.profile.tier()),
-                         ", key fingerprint ", key_->PublicKey().Fingerprint(),
-                         ")"));
+        heartbeat_interval_ = absl::Milliseconds(
+            std::max(200u, registered->heartbeat_interval_ms()));
+        Log(absl::StrCat(
+            "registered with ", options_.coordinator, " as ", worker_id_,
+            " (tier ", v1::Tier_Name(options_.profile.tier()),
+            ", key fingerprint ", key_->PublicKey().Fingerprint(), ")"));
         return absl::OkStatus();
       }
       if (!IsTransient(registered.status())) return registered.status();
@@ -165,7 +165,8 @@ class WorkLoop {
   }
 
   void HeartbeatLoop() {
-    while (!heartbeat_done_.WaitForNotificationWithTimeout(heartbeat_interval_)) {
+    while (
+        !heartbeat_done_.WaitForNotificationWithTimeout(heartbeat_interval_)) {
       absl::StatusOr<v1::HeartbeatResponse> response =
           client_->Heartbeat(state_.Heartbeat(worker_id_));
       if (!response.ok()) continue;  // the lease loop reports outages
@@ -184,8 +185,7 @@ class WorkLoop {
       request.set_free_memory_bytes(FreeMemory());
       request.set_backend(options_.device == "cpu" ? v1::BACKEND_CPU
                                                    : v1::BACKEND_CUDA);
-      absl::StatusOr<v1::LeaseWorkUnitResponse> lease =
-          client_->Lease(request);
+      absl::StatusOr<v1::LeaseWorkUnitResponse> lease = client_->Lease(request);
       if (!lease.ok()) {
         if (absl::IsUnauthenticated(lease.status()) ||
             absl::IsFailedPrecondition(lease.status())) {
@@ -212,8 +212,8 @@ class WorkLoop {
         // One bad unit (a download that failed its hash, a model this
         // machine cannot load) must not end the donation: give it back and
         // wait before asking again, so a broken job is not retried hot.
-        Log(absl::StrCat("unit ", lease->unit().unit_id(), " failed: ",
-                         worked.ToString(), "; giving it back"));
+        Log(absl::StrCat("unit ", lease->unit().unit_id(),
+                         " failed: ", worked.ToString(), "; giving it back"));
         (void)client_->Release(worker_id_, lease->unit().unit_id(),
                                std::string(worked.message()));
         Sleep(backoff.Next());
@@ -229,9 +229,9 @@ class WorkLoop {
   uint64_t FreeMemory() const {
     uint64_t free = 0;
     absl::StatusOr<HardwareProfile> now = ProbeHardware();
-    const uint64_t available =
-        now.ok() ? now->memory.available_bytes
-                 : options_.profile.ram_available_bytes();
+    const uint64_t available = now.ok()
+                                   ? now->memory.available_bytes
+                                   : options_.profile.ram_available_bytes();
     const uint64_t headroom = options_.profile.headroom_bytes();
     free = available > headroom ? available - headroom : 0;
     if (options_.max_memory_bytes > 0)
@@ -262,26 +262,31 @@ class WorkLoop {
         RETURN_IF_ERROR(CheckPortableFileName(file.name()));
         RETURN_IF_ERROR(Fetch(file, unit.lease_deadline_ms()));
         ASSIGN_OR_RETURN(std::string object, blobs_->ObjectPath(file.sha256()));
-        RETURN_IF_ERROR(LinkOrCopy(object, paths.model_dir + "/" + file.name()));
+        RETURN_IF_ERROR(
+            LinkOrCopy(object, paths.model_dir + "/" + file.name()));
       }
       RETURN_IF_ERROR(WriteFileAtomically(complete, unit.base_model_hash()));
-      Log(absl::StrCat("cached base model ", unit.base_model_hash().substr(0, 12),
-                       " (", unit.base_model_files_size(), " files)"));
+      Log(absl::StrCat("cached base model ",
+                       unit.base_model_hash().substr(0, 12), " (",
+                       unit.base_model_files_size(), " files)"));
     }
     RETURN_IF_ERROR(Fetch(unit.parent_adapter(), unit.lease_deadline_ms()));
-    paths.parent_adapter_dir = absl::StrCat(
-        options_.data_dir, "/adapters/", unit.parent_adapter().sha256());
+    paths.parent_adapter_dir = absl::StrCat(options_.data_dir, "/adapters/",
+                                            unit.parent_adapter().sha256());
     RETURN_IF_ERROR(MakeDirectories(paths.parent_adapter_dir));
     ASSIGN_OR_RETURN(std::string adapter_object,
                      blobs_->ObjectPath(unit.parent_adapter().sha256()));
-    RETURN_IF_ERROR(LinkOrCopy(
-        adapter_object, paths.parent_adapter_dir + "/adapter_model.safetensors"));
-    ASSIGN_OR_RETURN(lora::LoraConfig lora_config, LoraConfigFromProto(unit.lora()));
+    RETURN_IF_ERROR(
+        LinkOrCopy(adapter_object,
+                   paths.parent_adapter_dir + "/adapter_model.safetensors"));
+    ASSIGN_OR_RETURN(lora::LoraConfig lora_config,
+                     LoraConfigFromProto(unit.lora()));
     RETURN_IF_ERROR(
         WriteFileAtomically(paths.parent_adapter_dir + "/adapter_config.json",
                             lora::AdapterConfigToJson(lora_config)));
     RETURN_IF_ERROR(Fetch(unit.shard(), unit.lease_deadline_ms()));
-    ASSIGN_OR_RETURN(paths.shard_path, blobs_->ObjectPath(unit.shard().sha256()));
+    ASSIGN_OR_RETURN(paths.shard_path,
+                     blobs_->ObjectPath(unit.shard().sha256()));
     paths.work_dir = absl::StrCat(options_.data_dir, "/units/", unit.unit_id());
     return paths;
   }
@@ -343,7 +348,8 @@ class WorkLoop {
     std::error_code error;
     header.set_size_bytes(std::filesystem::file_size(delta.path, error));
     header.set_sample_count(delta.sample_count);
-    header.mutable_metrics()->insert(delta.metrics.begin(), delta.metrics.end());
+    header.mutable_metrics()->insert(delta.metrics.begin(),
+                                     delta.metrics.end());
     SigningPayload payload;
     payload.kind = PayloadKind::kWorkerDelta;
     payload.job_id = header.job_id();
@@ -369,9 +375,9 @@ class WorkLoop {
             response->message()));
         return absl::OkStatus();
       }
-      absl::Status status =
-          response.ok() ? absl::UnavailableError(response->message())
-                        : response.status();
+      absl::Status status = response.ok()
+                                ? absl::UnavailableError(response->message())
+                                : response.status();
       if (!IsTransient(status)) {
         Log(absl::StrCat("delta for ", unit.unit_id(), " refused: ",
                          v1::RejectReason_Name(RejectReasonOf(status)), " ",

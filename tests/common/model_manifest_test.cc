@@ -21,18 +21,20 @@ TEST(ModelManifestTest, HashIsOrderIndependentAndBindsNamesAndContents) {
   ASSERT_OK(one);
   ASSERT_OK(two);
   EXPECT_EQ(*one, *two);
-  auto swapped = ModelContentHash({{"config.json", b}, {"model.safetensors", a}});
+  auto swapped =
+      ModelContentHash({{"config.json", b}, {"model.safetensors", a}});
   ASSERT_OK(swapped);
   EXPECT_NE(*one, *swapped);
-  auto renamed = ModelContentHash({{"config2.json", a}, {"model.safetensors", b}});
+  auto renamed =
+      ModelContentHash({{"config2.json", a}, {"model.safetensors", b}});
   ASSERT_OK(renamed);
   EXPECT_NE(*one, *renamed);
 }
 
 TEST(ModelManifestTest, RefusesBadNamesHashesAndDuplicates) {
   const std::string a = Sha256Hex("a");
-  EXPECT_THAT(ModelContentHash({}),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("at least")));
+  EXPECT_THAT(ModelContentHash({}), StatusIs(absl::StatusCode::kInvalidArgument,
+                                             HasSubstr("at least")));
   EXPECT_THAT(ModelContentHash({{"../etc/passwd", a}}),
               StatusIs(absl::StatusCode::kInvalidArgument,
                        HasSubstr("not a plain file name")));
@@ -55,10 +57,10 @@ TEST(ModelManifestTest, ListsTheFilesThatMakeAModel) {
   }
   auto files = ListModelFiles(dir.path());
   ASSERT_OK(files);
-  EXPECT_EQ(*files, (std::vector<std::string>{
-                        "config.json", "generation_config.json",
-                        "model.safetensors", "openforce_tokenizer.json",
-                        "tokenizer.model"}));
+  EXPECT_EQ(*files,
+            (std::vector<std::string>{
+                "config.json", "generation_config.json", "model.safetensors",
+                "openforce_tokenizer.json", "tokenizer.model"}));
   EXPECT_THAT(ListModelFiles(dir.path() + "/none"),
               StatusIs(absl::StatusCode::kNotFound, HasSubstr("config.json")));
 }

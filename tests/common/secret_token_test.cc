@@ -44,8 +44,9 @@ TEST(SecretTokenTest, CreatesAPrivateFileOnceAndReadsItBack) {
 TEST(SecretTokenTest, RefusesReadableAndEmptyFiles) {
   testing::TempDir dir;
   ASSERT_OK(WriteFileAtomically(dir.path() + "/open", "tok\n", 0644));
-  EXPECT_THAT(ReadTokenFile(dir.path() + "/open"),
-              StatusIs(absl::StatusCode::kPermissionDenied, HasSubstr("chmod 600")));
+  EXPECT_THAT(
+      ReadTokenFile(dir.path() + "/open"),
+      StatusIs(absl::StatusCode::kPermissionDenied, HasSubstr("chmod 600")));
   ASSERT_OK(WriteFileAtomically(dir.path() + "/empty", " \n", 0600));
   EXPECT_THAT(ReadTokenFile(dir.path() + "/empty"),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("empty")));

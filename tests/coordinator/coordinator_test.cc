@@ -3,21 +3,20 @@
 // distinct workers, lease expiry and revocation, round deadlines.
 #include "coordinator/coordinator.h"
 
+#include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
-#include <ATen/ATen.h>
-
 #include "common/file_util.h"
-#include "common/status_macros.h"
-#include "lora/lora_adapter.h"
-#include "lora/safetensors.h"
 #include "common/model_manifest.h"
 #include "common/sha256.h"
 #include "common/signing_payload.h"
+#include "common/status_macros.h"
 #include "coordinator/sqlite_state_store.h"
+#include "lora/lora_adapter.h"
+#include "lora/safetensors.h"
 #include "proto/status_convert.h"
 #include "tests/integration/federation.h"
 #include "tests/testing/demo_task.h"
@@ -47,8 +46,8 @@ class CoordinatorTest : public ::testing::Test {
     options.data_dir = dir_.path();
     options.now_ms = [this] { return now_; };
     options.worker_timeout_ms = 60'000;
-    auto coordinator = Coordinator::Create(options, *std::move(identity),
-                                           *std::move(state), *std::move(blobs));
+    auto coordinator = Coordinator::Create(
+        options, *std::move(identity), *std::move(state), *std::move(blobs));
     ASSERT_OK(coordinator);
     coordinator_ = *std::move(coordinator);
   }
@@ -109,9 +108,9 @@ class CoordinatorTest : public ::testing::Test {
     const std::string nonce(16, 'n');
     request.set_nonce(nonce);
     const char domain[] = "openforce/register/v1";
-    request.set_proof_of_possession(*worker.key.Sign(absl::StrCat(
-        absl::string_view(domain, sizeof(domain)), request.public_key(),
-        nonce)));
+    request.set_proof_of_possession(
+        *worker.key.Sign(absl::StrCat(absl::string_view(domain, sizeof(domain)),
+                                      request.public_key(), nonce)));
     auto response = coordinator_->Register(request);
     EXPECT_OK(response);
     worker.id = response->worker_id();
@@ -119,7 +118,8 @@ class CoordinatorTest : public ::testing::Test {
   }
 
   absl::StatusOr<v1::LeaseWorkUnitResponse> Lease(const Worker& worker,
-                                                  uint64_t memory = 16ull << 30) {
+                                                  uint64_t memory = 16ull
+                                                                    << 30) {
     v1::LeaseWorkUnitRequest request;
     request.set_worker_id(worker.id);
     request.set_free_memory_bytes(memory);
@@ -203,9 +203,9 @@ TEST_F(CoordinatorTest, SubmitRefusesWhatWorkersWouldTripOver) {
   for (const auto& file : request.spec().base_model_files())
     manifest.push_back({file.name(), file.sha256()});
   request.mutable_spec()->set_base_model_hash(*ModelContentHash(manifest));
-  EXPECT_THAT(coordinator_->SubmitJob(request),
-              StatusIs(absl::StatusCode::kInvalidArgument,
-                       HasSubstr("no tokenizer")));
+  EXPECT_THAT(
+      coordinator_->SubmitJob(request),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("no tokenizer")));
   *request.mutable_spec() = Spec();
   request.mutable_spec()->set_max_delta_norm(0);
   EXPECT_THAT(coordinator_->SubmitJob(request),
@@ -293,8 +293,9 @@ TEST_F(CoordinatorTest, ExpiredLeasesReturnToPendingAndAreRevoked) {
   ASSERT_OK(retaken);
   ASSERT_TRUE(retaken->has_unit());
   // And a's upload for it is refused: the lease is no longer a's.
-  EXPECT_THAT(Deliver(a, leased->unit()),
-              StatusIs(absl::StatusCode::kPermissionDenied, HasSubstr("no lease")));
+  EXPECT_THAT(
+      Deliver(a, leased->unit()),
+      StatusIs(absl::StatusCode::kPermissionDenied, HasSubstr("no lease")));
 }
 
 TEST_F(CoordinatorTest, RoundDeadlineAggregatesWithTheMinimumOrFailsTheJob) {
@@ -351,9 +352,9 @@ TEST_F(CoordinatorTest, CancelEndsLeasesAndRefusesUploads) {
   EXPECT_THAT(refused, StatusIs(absl::StatusCode::kFailedPrecondition,
                                 HasSubstr("JOB_CANCELLED")));
   EXPECT_EQ(RejectReasonOf(refused.status()), v1::REJECT_JOB_NOT_ACTIVE);
-  EXPECT_THAT(coordinator_->CancelJob(cancel),
-              StatusIs(absl::StatusCode::kFailedPrecondition,
-                       HasSubstr("already")));
+  EXPECT_THAT(
+      coordinator_->CancelJob(cancel),
+      StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("already")));
 }
 
 }  // namespace

@@ -1,6 +1,7 @@
 // The loopback federation for integration tests; see federation.h.
 #include "tests/integration/federation.h"
 
+#include <ATen/ATen.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -20,8 +21,6 @@
 #include "proto/channel.h"
 #include "proto/status_convert.h"
 
-#include <ATen/ATen.h>
-
 namespace openforce::testing {
 namespace {
 
@@ -34,8 +33,8 @@ std::string Must(absl::StatusOr<std::string> value) {
 
 Federation::Federation(std::string root) : root_(std::move(root)) {
   task_ = WriteDemoTask(root_ + "/task");
-  ProcessResult keygen = RunProcess(
-      {OPENFORCE_COORDINATOR_PATH, "keygen", "--data", data_dir()});
+  ProcessResult keygen =
+      RunProcess({OPENFORCE_COORDINATOR_PATH, "keygen", "--data", data_dir()});
   if (keygen.exit_code != 0)
     throw std::runtime_error("keygen failed: " + keygen.stderr_text);
 }
@@ -49,13 +48,20 @@ void Federation::StartCoordinator(const std::vector<std::string>& extra_flags,
                                   const std::string& listen) {
   const std::string address_file = data_dir() + "/coordinator.address";
   std::filesystem::remove(address_file);
-  std::vector<std::string> argv = {OPENFORCE_COORDINATOR_PATH, "serve",
-                                   "--data", data_dir(), "--listen", listen,
-                                   "--heartbeat-interval-ms", "300",
-                                   "--lease-retry-ms", "200"};
+  std::vector<std::string> argv = {OPENFORCE_COORDINATOR_PATH,
+                                   "serve",
+                                   "--data",
+                                   data_dir(),
+                                   "--listen",
+                                   listen,
+                                   "--heartbeat-interval-ms",
+                                   "300",
+                                   "--lease-retry-ms",
+                                   "200"};
   argv.insert(argv.end(), extra_flags.begin(), extra_flags.end());
   coordinator_ = std::make_unique<ChildProcess>(
-      argv, absl::StrCat(root_, "/coordinator-", ++coordinator_starts_, ".log"));
+      argv,
+      absl::StrCat(root_, "/coordinator-", ++coordinator_starts_, ".log"));
   for (int i = 0; i < 300; ++i) {
     absl::StatusOr<std::string> text = ReadFileToString(address_file);
     if (text.ok() && !text->empty()) {
@@ -127,11 +133,16 @@ std::string Federation::Submit(v1::JobSpec spec) {
 
 ChildProcess& Federation::StartWorker(
     const std::string& name, const std::vector<std::string>& extra_flags) {
-  std::vector<std::string> argv = {OPENFORCE_WORKER_PATH, "run",
-                                   "--coordinator", address_,
-                                   "--data", root_ + "/" + name,
-                                   "--name", name,
-                                   "--threads", "1",
+  std::vector<std::string> argv = {OPENFORCE_WORKER_PATH,
+                                   "run",
+                                   "--coordinator",
+                                   address_,
+                                   "--data",
+                                   root_ + "/" + name,
+                                   "--name",
+                                   name,
+                                   "--threads",
+                                   "1",
                                    "--measure=false"};
   argv.insert(argv.end(), extra_flags.begin(), extra_flags.end());
   workers_.push_back(
@@ -144,9 +155,9 @@ v1::JobStatus Federation::WaitForJob(
     const std::function<bool(const v1::JobStatus&)>& done,
     double timeout_seconds) {
   v1::JobStatus last;
-  const auto deadline = std::chrono::steady_clock::now() +
-                        std::chrono::milliseconds(
-                            static_cast<int64_t>(timeout_seconds * 1000));
+  const auto deadline =
+      std::chrono::steady_clock::now() +
+      std::chrono::milliseconds(static_cast<int64_t>(timeout_seconds * 1000));
   while (std::chrono::steady_clock::now() < deadline) {
     absl::StatusOr<v1::JobStatus> status = admin().GetJob(job_id);
     if (status.ok()) {
@@ -178,9 +189,9 @@ grpc::Status ScriptedWorker::Register(const std::string& enrollment_token) {
   const std::string nonce(16, 'n');
   request.set_nonce(nonce);
   const char domain[] = "openforce/register/v1";
-  request.set_proof_of_possession(Must(key_.Sign(
-      absl::StrCat(absl::string_view(domain, sizeof(domain)),
-                   request.public_key(), nonce))));
+  request.set_proof_of_possession(
+      Must(key_.Sign(absl::StrCat(absl::string_view(domain, sizeof(domain)),
+                                  request.public_key(), nonce))));
   grpc::ClientContext context;
   v1::RegisterResponse response;
   grpc::Status status = stub_->Register(&context, request, &response);

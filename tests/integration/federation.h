@@ -45,9 +45,10 @@ class Federation {
 
   // Polls GetJob until `done` holds or `timeout_seconds` pass; the last
   // status either way.
-  v1::JobStatus WaitForJob(const std::string& job_id,
-                           const std::function<bool(const v1::JobStatus&)>& done,
-                           double timeout_seconds);
+  v1::JobStatus WaitForJob(
+      const std::string& job_id,
+      const std::function<bool(const v1::JobStatus&)>& done,
+      double timeout_seconds);
 
   const DemoTaskFiles& task() const { return task_; }
   const std::string& root() const { return root_; }

@@ -2,6 +2,8 @@
 // that learn, every kind of bad delta refused with its status and reason while
 // the round goes on, a killed worker's unit leased again, a coordinator killed
 // with SIGKILL losing nothing it acknowledged.
+#include "tests/integration/federation.h"
+
 #include <signal.h>
 
 #include <filesystem>
@@ -19,7 +21,6 @@
 #include "lora/lora_adapter.h"
 #include "lora/tokenizer.h"
 #include "lora/trainer.h"
-#include "tests/integration/federation.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/temp_dir.h"
 
@@ -50,8 +51,8 @@ double HeldOutLoss(const DemoTaskFiles& task, const std::string& adapter_dir) {
     EXPECT_OK(loaded);
     adapter = *std::move(loaded);
   }
-  auto loss = lora::EvaluateLoss(**model, adapter ? &*adapter : nullptr,
-                                 *examples, 32);
+  auto loss =
+      lora::EvaluateLoss(**model, adapter ? &*adapter : nullptr, *examples, 32);
   EXPECT_OK(loss);
   return *loss;
 }
@@ -72,7 +73,8 @@ TEST(FederationTest, ThreeWorkersTwoRoundsLearnTheTaskAndThePullVerifies) {
     EXPECT_EQ(round.units_rejected(), 0u);
     EXPECT_EQ(round.adapter_version(), round.round());
   }
-  EXPECT_LT(status.rounds(1).mean_train_loss(), status.rounds(0).mean_train_loss());
+  EXPECT_LT(status.rounds(1).mean_train_loss(),
+            status.rounds(0).mean_train_loss());
   // All three workers took part.
   auto workers = federation.admin().ListWorkers(true);
   ASSERT_OK(workers);
@@ -90,8 +92,8 @@ TEST(FederationTest, ThreeWorkersTwoRoundsLearnTheTaskAndThePullVerifies) {
   const v1::SignedAdapter& adapter = response.adapter();
   EXPECT_EQ(adapter.version(), 2u);
   EXPECT_EQ(adapter.parent_version(), 1u);
-  auto key = Ed25519PublicKey::LoadPemFile(federation.data_dir() +
-                                           "/coordinator.pub");
+  auto key =
+      Ed25519PublicKey::LoadPemFile(federation.data_dir() + "/coordinator.pub");
   ASSERT_OK(key);
   SigningPayload payload;
   payload.kind = PayloadKind::kPublishedAdapter;
@@ -110,10 +112,10 @@ TEST(FederationTest, ThreeWorkersTwoRoundsLearnTheTaskAndThePullVerifies) {
   // pull writes PEFT files that load, and the fine-tuned model is clearly
   // better on held-out prompts than the base.
   const std::string out = dir.path() + "/pulled";
-  ProcessResult pull = RunProcess(
-      {OPENFORCE_WORKER_PATH, "pull", "--coordinator", federation.address(),
-       "--job", job, "--coordinator-key",
-       federation.data_dir() + "/coordinator.pub", "--out", out});
+  ProcessResult pull =
+      RunProcess({OPENFORCE_WORKER_PATH, "pull", "--coordinator",
+                  federation.address(), "--job", job, "--coordinator-key",
+                  federation.data_dir() + "/coordinator.pub", "--out", out});
   ASSERT_EQ(pull.exit_code, 0) << pull.stderr_text;
   EXPECT_THAT(pull.stdout_text, HasSubstr("adapter version 2"));
   const double base_loss = HeldOutLoss(federation.task(), "");
@@ -133,8 +135,8 @@ TEST(FederationTest, ThreeWorkersTwoRoundsLearnTheTaskAndThePullVerifies) {
        dir.path() + "/not-pulled"});
   EXPECT_EQ(forged_pin.exit_code, 1);
   EXPECT_THAT(forged_pin.stderr_text, HasSubstr("not signed by the pinned"));
-  EXPECT_FALSE(std::filesystem::exists(dir.path() +
-                                       "/not-pulled/adapter_model.safetensors"));
+  EXPECT_FALSE(std::filesystem::exists(
+      dir.path() + "/not-pulled/adapter_model.safetensors"));
 }
 
 TEST(FederationTest, RefusesBadDeltasWithTheirReasonAndTheRoundGoesOn) {
@@ -142,7 +144,8 @@ TEST(FederationTest, RefusesBadDeltasWithTheirReasonAndTheRoundGoesOn) {
   Federation federation(dir.path());
   federation.StartCoordinator({"--open-enrollment", "--max-upload", "1MiB"});
   const std::string job = federation.Submit(federation.DemoSpec(2, 1, 10));
-  const std::string other_job = federation.Submit(federation.DemoSpec(1, 1, 10));
+  const std::string other_job =
+      federation.Submit(federation.DemoSpec(1, 1, 10));
   auto stub = federation.WorkerStub();
   const std::string good = MakeDeltaBytes(dir.path(), 8, 0.001f);
 
@@ -168,9 +171,10 @@ TEST(FederationTest, RefusesBadDeltasWithTheirReasonAndTheRoundGoesOn) {
 
   // Forged: signed by a key that is not the holder's.
   ScriptedWorker forger(stub.get(), 2);
-  expect_refused(holder.Upload(holder.MakeHeader(unit, good, &forger.key()), good),
-                 {"forged signature", grpc::StatusCode::UNAUTHENTICATED,
-                  v1::REJECT_BAD_SIGNATURE});
+  expect_refused(
+      holder.Upload(holder.MakeHeader(unit, good, &forger.key()), good),
+      {"forged signature", grpc::StatusCode::UNAUTHENTICATED,
+       v1::REJECT_BAD_SIGNATURE});
   // Unknown worker id.
   ScriptedWorker unknown(stub.get(), 3);
   unknown.set_id("w-0000000000000000");
@@ -209,9 +213,9 @@ TEST(FederationTest, RefusesBadDeltasWithTheirReasonAndTheRoundGoesOn) {
                     v1::REJECT_HASH_MISMATCH});
   }
   // A chunk that does not continue the upload.
-  expect_refused(holder.Upload(holder.MakeHeader(unit, good), good, 7),
-                 {"bad offset", grpc::StatusCode::OUT_OF_RANGE,
-                  v1::REJECT_BAD_OFFSET});
+  expect_refused(
+      holder.Upload(holder.MakeHeader(unit, good), good, 7),
+      {"bad offset", grpc::StatusCode::OUT_OF_RANGE, v1::REJECT_BAD_OFFSET});
 
   // Content the holder signed but that is wrong: each sends the unit back to
   // pending for someone else.
@@ -236,8 +240,9 @@ TEST(FederationTest, RefusesBadDeltasWithTheirReasonAndTheRoundGoesOn) {
   content_case(MakeDeltaBytes(dir.path(), 4, 0.001f),
                {"wrong shapes", grpc::StatusCode::INVALID_ARGUMENT,
                 v1::REJECT_BAD_SHAPE});
-  content_case(MakeDeltaBytes(dir.path(), 8, std::nanf("")),
-               {"NaN", grpc::StatusCode::INVALID_ARGUMENT, v1::REJECT_NON_FINITE});
+  content_case(
+      MakeDeltaBytes(dir.path(), 8, std::nanf("")),
+      {"NaN", grpc::StatusCode::INVALID_ARGUMENT, v1::REJECT_NON_FINITE});
   content_case(MakeDeltaBytes(dir.path(), 8, 1.0f),
                {"norm above the bound", grpc::StatusCode::INVALID_ARGUMENT,
                 v1::REJECT_NORM_TOO_LARGE});
@@ -263,9 +268,9 @@ TEST(FederationTest, RefusesBadDeltasWithTheirReasonAndTheRoundGoesOn) {
 
   // The round-1 delta replayed into round 2 is refused.
   ScriptedWorker::UploadResult replay = honest.Upload(round_one, good);
-  expect_refused(replay, {"replay from round 1",
-                          grpc::StatusCode::FAILED_PRECONDITION,
-                          v1::REJECT_WRONG_ROUND});
+  expect_refused(replay,
+                 {"replay from round 1", grpc::StatusCode::FAILED_PRECONDITION,
+                  v1::REJECT_WRONG_ROUND});
 }
 
 TEST(FederationTest, AKilledWorkersUnitIsLeasedAgainAfterItsDeadline) {
@@ -343,8 +348,8 @@ TEST(FederationTest, CoordinatorKilledWithSigkillLosesNothingAcknowledged) {
 
   // Every delta acknowledged before the kill is in the state, accepted, with
   // exactly one accepted result per unit.
-  auto state = coordinator::OpenSqliteStateStore(federation.data_dir() +
-                                                 "/state.db");
+  auto state =
+      coordinator::OpenSqliteStateStore(federation.data_dir() + "/state.db");
   ASSERT_OK(state);
   for (const std::string& unit_id : acknowledged) {
     auto result = (*state)->GetAcceptedResult(unit_id);
@@ -356,7 +361,9 @@ TEST(FederationTest, CoordinatorKilledWithSigkillLosesNothingAcknowledged) {
     ASSERT_OK(results);
     std::set<std::string> units;
     for (const auto& result : *results) {
-      if (result.accepted) EXPECT_TRUE(units.insert(result.unit_id).second);
+      if (result.accepted) {
+        EXPECT_TRUE(units.insert(result.unit_id).second) << result.unit_id;
+      }
     }
     EXPECT_EQ(units.size(), 3u);
   }
@@ -376,14 +383,15 @@ TEST(WorkerLifecycleTest, SigtermCheckpointsAndGivesTheLeaseBack) {
   ChildProcess& worker = federation.StartWorker("w1");
   const v1::JobStatus leased = federation.WaitForJob(
       job,
-      [&](const v1::JobStatus& s) {
+      [&](const v1::JobStatus&) {
         return worker.Log().find("step 1000/5000") != std::string::npos;
       },
       120);
   ASSERT_EQ(leased.rounds(0).units_leased(), 1u) << worker.Log();
   worker.Signal(SIGTERM);
   EXPECT_EQ(worker.Wait(30), 0) << worker.Log();
-  EXPECT_THAT(worker.Log(), HasSubstr("checkpoint saved; giving the lease back"));
+  EXPECT_THAT(worker.Log(),
+              HasSubstr("checkpoint saved; giving the lease back"));
   EXPECT_TRUE(std::filesystem::exists(dir.path() + "/w1/units/" + job +
                                       "-r1-s0-p0/checkpoint"));
   // Released at once, not at the deadline.
@@ -423,11 +431,16 @@ TEST(AdminCliTest, SubmitStatusListWorkersAndCancel) {
     args.insert(args.end(), admin.begin(), admin.end());
     return RunProcess(args);
   };
-  ProcessResult submitted = cli(
-      {"job", "submit", "--name", "cli-job", "--model",
-       federation.task().model_dir, "--dataset", federation.task().train_path,
-       "--rounds", "4", "--shards", "2", "--steps", "3", "--batch", "4",
-       "--seq-len", "12", "--lora-rank", "4"});
+  ProcessResult submitted = cli({"job",         "submit",
+                                 "--name",      "cli-job",
+                                 "--model",     federation.task().model_dir,
+                                 "--dataset",   federation.task().train_path,
+                                 "--rounds",    "4",
+                                 "--shards",    "2",
+                                 "--steps",     "3",
+                                 "--batch",     "4",
+                                 "--seq-len",   "12",
+                                 "--lora-rank", "4"});
   ASSERT_EQ(submitted.exit_code, 0) << submitted.stderr_text;
   const std::string job =
       submitted.stdout_text.substr(0, submitted.stdout_text.find('\n'));
@@ -444,12 +457,13 @@ TEST(AdminCliTest, SubmitStatusListWorkersAndCancel) {
   EXPECT_THAT(list.stdout_text, HasSubstr(job));
 
   federation.StartWorker("w1", {"--max-units", "1"});
-  EXPECT_EQ(federation.WaitForJob(
-                job,
-                [](const v1::JobStatus& s) {
-                  return s.rounds(0).units_accepted() >= 1;
-                },
-                60)
+  EXPECT_EQ(federation
+                .WaitForJob(
+                    job,
+                    [](const v1::JobStatus& s) {
+                      return s.rounds(0).units_accepted() >= 1;
+                    },
+                    60)
                 .rounds(0)
                 .units_accepted(),
             1u);
@@ -457,7 +471,8 @@ TEST(AdminCliTest, SubmitStatusListWorkersAndCancel) {
   EXPECT_THAT(workers.stdout_text, HasSubstr("w1"));
   EXPECT_THAT(workers.stdout_text, HasSubstr("cpu"));
 
-  ProcessResult cancelled = cli({"job", "cancel", job, "--reason", "done testing"});
+  ProcessResult cancelled =
+      cli({"job", "cancel", job, "--reason", "done testing"});
   EXPECT_EQ(cancelled.exit_code, 0) << cancelled.stderr_text;
   EXPECT_THAT(cli({"job", "status", job}).stdout_text,
               HasSubstr("cancelled by an operator: done testing"));
@@ -467,9 +482,9 @@ TEST(AdminCliTest, SubmitStatusListWorkersAndCancel) {
   ProcessResult missing = cli({"job", "status", "job-nope"});
   EXPECT_EQ(missing.exit_code, 1);
   EXPECT_THAT(missing.stderr_text, HasSubstr("no job 'job-nope'"));
-  ProcessResult bad_dataset = cli({"job", "submit", "--model",
-                                   federation.task().model_dir, "--dataset",
-                                   dir.path() + "/missing.jsonl"});
+  ProcessResult bad_dataset =
+      cli({"job", "submit", "--model", federation.task().model_dir, "--dataset",
+           dir.path() + "/missing.jsonl"});
   EXPECT_EQ(bad_dataset.exit_code, 1);
   EXPECT_THAT(bad_dataset.stderr_text, HasSubstr("missing.jsonl"));
 }

@@ -52,15 +52,14 @@ TEST(SecurityTest, RegisterNeedsTheEnrollmentTokenAndAdminCallsTheAdminToken) {
     EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAUTHENTICATED);
   }
   for (const std::string& header :
-       {std::string("Bearer wrong"), std::string("Basic ") +
-                                         Token(federation, "admin.token"),
+       {std::string("Bearer wrong"),
+        std::string("Basic ") + Token(federation, "admin.token"),
         Token(federation, "admin.token")}) {
     grpc::ClientContext context;
     context.AddMetadata("authorization", header);
     v1::SubmitJobResponse response;
     grpc::Status status = admin->SubmitJob(&context, {}, &response);
-    EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAUTHENTICATED)
-        << header;
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAUTHENTICATED) << header;
   }
   {
     grpc::ClientContext context;
@@ -130,8 +129,8 @@ TEST(SecurityTest, HealthAndReflectionServicesAnswer) {
   grpc::CompletionQueue queue;
   grpc::ClientContext context;
   auto call = stub.PrepareCall(
-      &context, "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
-      &queue);
+      &context,
+      "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo", &queue);
   void* tag = nullptr;
   bool ok = false;
   call->StartCall(reinterpret_cast<void*>(1));
@@ -173,9 +172,9 @@ TEST(SecurityTest, TlsWithAGivenCertificateAndPlaintextOnlyOnLoopback) {
 
   Federation federation(dir.path());
   // Plaintext on every interface is refused without --insecure.
-  ProcessResult refused = RunProcess(
-      {OPENFORCE_COORDINATOR_PATH, "serve", "--data", federation.data_dir(),
-       "--listen", "0.0.0.0:0"});
+  ProcessResult refused =
+      RunProcess({OPENFORCE_COORDINATOR_PATH, "serve", "--data",
+                  federation.data_dir(), "--listen", "0.0.0.0:0"});
   EXPECT_EQ(refused.exit_code, 1);
   EXPECT_THAT(refused.stderr_text, HasSubstr("refusing to serve plaintext"));
 
@@ -184,7 +183,8 @@ TEST(SecurityTest, TlsWithAGivenCertificateAndPlaintextOnlyOnLoopback) {
   const std::string token = Token(federation, "admin.token");
   TransportOptions tls;
   tls.tls_ca_file = cert;
-  auto client = coordinator::AdminClient::Connect(federation.address(), tls, token);
+  auto client =
+      coordinator::AdminClient::Connect(federation.address(), tls, token);
   ASSERT_OK(client);
   EXPECT_OK((*client)->ListJobs());
   // A plaintext client cannot talk to the TLS server.
@@ -194,9 +194,10 @@ TEST(SecurityTest, TlsWithAGivenCertificateAndPlaintextOnlyOnLoopback) {
   EXPECT_THAT((*plaintext)->ListJobs(),
               StatusIs(absl::StatusCode::kUnavailable, ::testing::_));
   // The CLI too, through --tls-ca.
-  ProcessResult list = RunProcess(
-      {OPENFORCE_COORDINATOR_PATH, "job", "list", "--coordinator",
-       federation.address(), "--tls-ca", cert, "--data", federation.data_dir()});
+  ProcessResult list =
+      RunProcess({OPENFORCE_COORDINATOR_PATH, "job", "list", "--coordinator",
+                  federation.address(), "--tls-ca", cert, "--data",
+                  federation.data_dir()});
   EXPECT_EQ(list.exit_code, 0) << list.stderr_text;
 }
 

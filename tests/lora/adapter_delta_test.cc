@@ -56,11 +56,11 @@ class AdapterDeltaTest : public ::testing::Test {
 TEST_F(AdapterDeltaTest, ExpectedTensorsFollowPeftNamesAndShapes) {
   const auto expected = ExpectedAdapterTensors(model_, lora_);
   EXPECT_EQ(expected.size(), 2u * 2u * 2u);  // layers x targets x (A, B)
-  const auto q_a =
-      expected.at("base_model.model.model.layers.1.self_attn.q_proj.lora_A.weight");
+  const auto q_a = expected.at(
+      "base_model.model.model.layers.1.self_attn.q_proj.lora_A.weight");
   EXPECT_EQ(q_a, (std::vector<int64_t>{4, model_.hidden_size}));
-  const auto v_b =
-      expected.at("base_model.model.model.layers.0.self_attn.v_proj.lora_B.weight");
+  const auto v_b = expected.at(
+      "base_model.model.model.layers.0.self_attn.v_proj.lora_B.weight");
   EXPECT_EQ(v_b, (std::vector<int64_t>{
                      model_.num_key_value_heads * model_.head_dim, 4}));
 }
@@ -76,16 +76,16 @@ TEST_F(AdapterDeltaTest, AcceptsAWellFormedDeltaAndReportsItsNorm) {
 TEST_F(AdapterDeltaTest, RefusesWrongShapesNamesAndDtypes) {
   LoraConfig other_rank = lora_;
   other_rank.rank = 8;
-  auto rank = CheckAdapterDelta(WriteFilled("r8", 0, &other_rank), model_,
-                                lora_, 100);
+  auto rank =
+      CheckAdapterDelta(WriteFilled("r8", 0, &other_rank), model_, lora_, 100);
   ASSERT_OK(rank);
   EXPECT_EQ(rank->problem, DeltaCheck::Problem::kBadShape);
   EXPECT_THAT(rank->message, HasSubstr("has shape [8, "));
 
   LoraConfig more_targets = lora_;
   more_targets.targets.push_back(Projection::kK);
-  auto extra = CheckAdapterDelta(WriteFilled("k", 0, &more_targets), model_,
-                                 lora_, 100);
+  auto extra =
+      CheckAdapterDelta(WriteFilled("k", 0, &more_targets), model_, lora_, 100);
   ASSERT_OK(extra);
   EXPECT_EQ(extra->problem, DeltaCheck::Problem::kBadShape);
   EXPECT_THAT(extra->message, HasSubstr("unexpected tensor"));
@@ -114,8 +114,8 @@ TEST_F(AdapterDeltaTest, RefusesWrongShapesNamesAndDtypes) {
 }
 
 TEST_F(AdapterDeltaTest, RefusesNonFiniteValuesAndNormsAboveTheBound) {
-  auto nan = CheckAdapterDelta(WriteFilled("nan", std::nanf("")), model_,
-                               lora_, 100);
+  auto nan =
+      CheckAdapterDelta(WriteFilled("nan", std::nanf("")), model_, lora_, 100);
   ASSERT_OK(nan);
   EXPECT_EQ(nan->problem, DeltaCheck::Problem::kNonFinite);
   auto inf = CheckAdapterDelta(WriteFilled("inf", INFINITY), model_, lora_, 0);
@@ -150,9 +150,9 @@ TEST_F(AdapterDeltaTest, FedAvgAddsTheSampleWeightedMeanToTheParent) {
 
 TEST_F(AdapterDeltaTest, FedAvgRefusesEmptyOrMismatchedInput) {
   const std::string parent = WriteFilled("parent", 1.0f);
-  EXPECT_THAT(FedAvgAdapterFiles(parent, {}, dir_.path() + "/o"),
-              StatusIs(absl::StatusCode::kInvalidArgument,
-                       HasSubstr("at least one")));
+  EXPECT_THAT(
+      FedAvgAdapterFiles(parent, {}, dir_.path() + "/o"),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("at least one")));
   EXPECT_THAT(FedAvgAdapterFiles(parent, {{parent, 0}}, dir_.path() + "/o"),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("> 0")));
   LoraConfig fewer = lora_;

@@ -13,9 +13,8 @@ using ::openforce::testing::StatusIs;
 using ::testing::HasSubstr;
 
 TEST(ChannelTest, KnowsLoopbackAddresses) {
-  for (const char* address :
-       {"127.0.0.1:7443", "127.1.2.3:1", "localhost:80", "[::1]:7443",
-        "ipv4:127.0.0.1:5", "localhost"}) {
+  for (const char* address : {"127.0.0.1:7443", "127.1.2.3:1", "localhost:80",
+                              "[::1]:7443", "ipv4:127.0.0.1:5", "localhost"}) {
     EXPECT_TRUE(IsLoopbackAddress(address)) << address;
   }
   for (const char* address : {"0.0.0.0:7443", "10.0.0.1:7443", "[::]:1",
@@ -27,12 +26,13 @@ TEST(ChannelTest, KnowsLoopbackAddresses) {
 TEST(ChannelTest, PlaintextOnlyOnLoopbackOrWhenInsecureIsSaid) {
   TransportOptions plain;
   EXPECT_OK(MakeServerCredentials("127.0.0.1:0", plain));
-  EXPECT_THAT(MakeServerCredentials("0.0.0.0:7443", plain),
-              StatusIs(absl::StatusCode::kInvalidArgument,
-                       HasSubstr("--insecure")));
+  EXPECT_THAT(
+      MakeServerCredentials("0.0.0.0:7443", plain),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("--insecure")));
   EXPECT_OK(MakeChannel("127.0.0.1:7443", plain));
-  EXPECT_THAT(MakeChannel("coordinator.example.org:7443", plain),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("--tls-ca")));
+  EXPECT_THAT(
+      MakeChannel("coordinator.example.org:7443", plain),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("--tls-ca")));
   TransportOptions insecure;
   insecure.insecure = true;
   EXPECT_OK(MakeServerCredentials("0.0.0.0:7443", insecure));
@@ -57,16 +57,16 @@ TEST(LoraConvertTest, RoundTripsAndNamesBadFields) {
   ASSERT_OK(config);
   EXPECT_EQ(config->rank, 8);
   EXPECT_EQ(config->targets.size(), 2u);
-  EXPECT_EQ(LoraConfigToProto(*config).SerializeAsString(),
-            [&] {
-              v1::LoraConfig expected = wire;
-              expected.set_dropout(0);
-              return expected.SerializeAsString();
-            }());
+  EXPECT_EQ(LoraConfigToProto(*config).SerializeAsString(), [&] {
+    v1::LoraConfig expected = wire;
+    expected.set_dropout(0);
+    return expected.SerializeAsString();
+  }());
   v1::LoraConfig bad = wire;
   bad.set_rank(0);
-  EXPECT_THAT(LoraConfigFromProto(bad),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("lora.rank")));
+  EXPECT_THAT(
+      LoraConfigFromProto(bad),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("lora.rank")));
   bad = wire;
   bad.add_target_modules("lm_head");
   EXPECT_THAT(LoraConfigFromProto(bad),
@@ -78,8 +78,9 @@ TEST(LoraConvertTest, RoundTripsAndNamesBadFields) {
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("twice")));
   bad = wire;
   bad.set_dropout(1.0);
-  EXPECT_THAT(LoraConfigFromProto(bad),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("dropout")));
+  EXPECT_THAT(
+      LoraConfigFromProto(bad),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("dropout")));
 
   v1::TrainingConfig training;
   training.set_learning_rate(1e-3);

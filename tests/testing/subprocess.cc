@@ -3,11 +3,10 @@
 
 #include <fcntl.h>
 #include <poll.h>
+#include <signal.h>
 #include <spawn.h>
 #include <sys/wait.h>
 #include <unistd.h>
-
-#include <signal.h>
 
 #include <cerrno>
 #include <cstdio>
@@ -137,7 +136,8 @@ std::string ChildProcess::Log() const {
   if (file == nullptr) return text;
   char buffer[4096];
   size_t n;
-  while ((n = fread(buffer, 1, sizeof(buffer), file)) > 0) text.append(buffer, n);
+  while ((n = fread(buffer, 1, sizeof(buffer), file)) > 0)
+    text.append(buffer, n);
   fclose(file);
   return text;
 }
