@@ -27,6 +27,7 @@
 #include "lora/lora_adapter.h"
 #include "proto/channel.h"
 #include "proto/lora_convert.h"
+#include "proto/signing_convert.h"
 #include "proto/status_convert.h"
 
 namespace openforce::coordinator {
@@ -97,20 +98,6 @@ uint32_t MinResults(const v1::JobSpec& spec) {
   return spec.min_results_per_round() > 0
              ? spec.min_results_per_round()
              : spec.shards_per_round() * spec.replication();
-}
-
-SigningPayload DeltaPayload(const v1::DeltaHeader& header) {
-  SigningPayload payload;
-  payload.kind = PayloadKind::kWorkerDelta;
-  payload.job_id = header.job_id();
-  payload.round = header.round();
-  payload.unit_id = header.unit_id();
-  payload.base_model_hash = header.base_model_hash();
-  payload.parent_adapter_version = header.parent_adapter_version();
-  payload.content_hash = header.content_hash();
-  payload.sample_count = header.sample_count();
-  payload.metrics.insert(header.metrics().begin(), header.metrics().end());
-  return payload;
 }
 
 bool IsTerminal(v1::JobState state) {
@@ -365,8 +352,8 @@ absl::StatusOr<DeltaUpload> Coordinator::BeginUpload(
   ASSIGN_OR_RETURN(WorkerRecord worker, RequireWorker(header.worker_id()));
   ASSIGN_OR_RETURN(Ed25519PublicKey key,
                    Ed25519PublicKey::FromRaw(worker.public_key));
-  absl::Status signature =
-      VerifyPayloadSignature(key, DeltaPayload(header), header.signature());
+  absl::Status signature = VerifyPayloadSignature(
+      key, DeltaSigningPayload(header), header.signature());
   if (!signature.ok()) {
     return Rejection(
         absl::IsInvalidArgument(signature) ? absl::StatusCode::kInvalidArgument
@@ -1065,16 +1052,8 @@ absl::Status Coordinator::CloseRound(
   adapter.set_published_at_ms(Now());
   adapter.set_content_hash(
       AdapterContentHash(*model_sha, job.adapter_config.sha256()));
-  SigningPayload payload;
-  payload.kind = PayloadKind::kPublishedAdapter;
-  payload.job_id = job.job_id;
-  payload.round = adapter.version();
-  payload.base_model_hash = adapter.base_model_hash();
-  payload.parent_adapter_version = adapter.parent_version();
-  payload.content_hash = adapter.content_hash();
-  payload.sample_count = samples;
-  payload.metrics.insert(adapter.metrics().begin(), adapter.metrics().end());
-  ASSIGN_OR_RETURN(std::string signature, SignPayload(identity_, payload));
+  ASSIGN_OR_RETURN(std::string signature,
+                   SignPayload(identity_, AdapterSigningPayload(adapter)));
   adapter.set_signature(signature);
   if (round.round < job.spec.rounds()) {
     outcome.next_round =

@@ -13,6 +13,7 @@
 #include "common/signing_payload.h"
 #include "common/status_macros.h"
 #include "nlohmann/json.hpp"
+#include "proto/signing_convert.h"
 #include "worker/coordinator_client.h"
 
 namespace openforce::worker {
@@ -48,17 +49,8 @@ absl::StatusOr<v1::SignedAdapter> PullAdapter(const PullRequest& request) {
     return absl::DataLossError(
         "the adapter's content hash does not cover its files");
   }
-  SigningPayload payload;
-  payload.kind = PayloadKind::kPublishedAdapter;
-  payload.job_id = adapter.job_id();
-  payload.round = adapter.version();
-  payload.base_model_hash = adapter.base_model_hash();
-  payload.parent_adapter_version = adapter.parent_version();
-  payload.content_hash = adapter.content_hash();
-  payload.sample_count = adapter.sample_count();
-  payload.metrics.insert(adapter.metrics().begin(), adapter.metrics().end());
-  absl::Status verified =
-      VerifyPayloadSignature(pinned, payload, adapter.signature());
+  absl::Status verified = VerifyPayloadSignature(
+      pinned, AdapterSigningPayload(adapter), adapter.signature());
   if (!verified.ok()) {
     return absl::UnauthenticatedError(absl::StrCat(
         "adapter version ", adapter.version(), " of ", adapter.job_id(),

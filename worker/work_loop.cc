@@ -26,6 +26,7 @@
 #include "common/status_macros.h"
 #include "lora/lora_adapter.h"
 #include "proto/lora_convert.h"
+#include "proto/signing_convert.h"
 #include "proto/status_convert.h"
 #include "worker/coordinator_client.h"
 #include "worker/unit_trainer.h"
@@ -336,13 +337,7 @@ class WorkLoop {
   }
 
   absl::Status Upload(const v1::WorkUnit& unit, const TrainedDelta& delta) {
-    v1::DeltaHeader header;
-    header.set_worker_id(worker_id_);
-    header.set_job_id(unit.job_id());
-    header.set_round(unit.round());
-    header.set_unit_id(unit.unit_id());
-    header.set_base_model_hash(unit.base_model_hash());
-    header.set_parent_adapter_version(unit.parent_adapter_version());
+    v1::DeltaHeader header = DeltaHeaderForUnit(unit, worker_id_);
     ASSIGN_OR_RETURN(std::string content_hash, Sha256FileHex(delta.path));
     header.set_content_hash(content_hash);
     std::error_code error;
@@ -350,17 +345,8 @@ class WorkLoop {
     header.set_sample_count(delta.sample_count);
     header.mutable_metrics()->insert(delta.metrics.begin(),
                                      delta.metrics.end());
-    SigningPayload payload;
-    payload.kind = PayloadKind::kWorkerDelta;
-    payload.job_id = header.job_id();
-    payload.round = header.round();
-    payload.unit_id = header.unit_id();
-    payload.base_model_hash = header.base_model_hash();
-    payload.parent_adapter_version = header.parent_adapter_version();
-    payload.content_hash = header.content_hash();
-    payload.sample_count = header.sample_count();
-    payload.metrics = delta.metrics;
-    ASSIGN_OR_RETURN(std::string signature, SignPayload(*key_, payload));
+    ASSIGN_OR_RETURN(std::string signature,
+                     SignPayload(*key_, DeltaSigningPayload(header)));
     header.set_signature(signature);
 
     Backoff backoff;

@@ -17,6 +17,7 @@
 #include "coordinator/sqlite_state_store.h"
 #include "lora/lora_adapter.h"
 #include "lora/safetensors.h"
+#include "proto/signing_convert.h"
 #include "proto/status_convert.h"
 #include "tests/integration/federation.h"
 #include "tests/testing/demo_task.h"
@@ -129,26 +130,12 @@ class CoordinatorTest : public ::testing::Test {
   // Uploads a small valid delta for `unit` through the coordinator's API.
   absl::StatusOr<v1::UploadDeltaResponse> Deliver(const Worker& worker,
                                                   const v1::WorkUnit& unit) {
-    v1::DeltaHeader header;
-    header.set_worker_id(worker.id);
-    header.set_job_id(unit.job_id());
-    header.set_round(unit.round());
-    header.set_unit_id(unit.unit_id());
-    header.set_base_model_hash(unit.base_model_hash());
-    header.set_parent_adapter_version(unit.parent_adapter_version());
+    v1::DeltaHeader header = DeltaHeaderForUnit(unit, worker.id);
     const std::string delta = DeltaForJob();
     header.set_content_hash(Sha256Hex(delta));
     header.set_size_bytes(delta.size());
     header.set_sample_count(4);
-    SigningPayload payload;
-    payload.job_id = header.job_id();
-    payload.round = header.round();
-    payload.unit_id = header.unit_id();
-    payload.base_model_hash = header.base_model_hash();
-    payload.parent_adapter_version = header.parent_adapter_version();
-    payload.content_hash = header.content_hash();
-    payload.sample_count = 4;
-    header.set_signature(*SignPayload(worker.key, payload));
+    header.set_signature(*SignPayload(worker.key, DeltaSigningPayload(header)));
     ASSIGN_OR_RETURN(DeltaUpload upload, coordinator_->BeginUpload(header));
     RETURN_IF_ERROR(coordinator_->AppendUpload(&upload, 0, delta));
     return coordinator_->FinishUpload(&upload);

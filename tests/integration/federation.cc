@@ -19,6 +19,7 @@
 #include "lora/lora_adapter.h"
 #include "lora/safetensors.h"
 #include "proto/channel.h"
+#include "proto/signing_convert.h"
 #include "proto/status_convert.h"
 
 namespace openforce::testing {
@@ -220,30 +221,14 @@ v1::WorkUnit ScriptedWorker::Lease() {
 
 void ScriptedWorker::Sign(v1::DeltaHeader* header,
                           const Ed25519PrivateKey* signer) const {
-  SigningPayload payload;
-  payload.kind = PayloadKind::kWorkerDelta;
-  payload.job_id = header->job_id();
-  payload.round = header->round();
-  payload.unit_id = header->unit_id();
-  payload.base_model_hash = header->base_model_hash();
-  payload.parent_adapter_version = header->parent_adapter_version();
-  payload.content_hash = header->content_hash();
-  payload.sample_count = header->sample_count();
-  payload.metrics.insert(header->metrics().begin(), header->metrics().end());
-  header->set_signature(
-      Must(SignPayload(signer != nullptr ? *signer : key_, payload)));
+  header->set_signature(Must(SignPayload(signer != nullptr ? *signer : key_,
+                                         DeltaSigningPayload(*header))));
 }
 
 v1::DeltaHeader ScriptedWorker::MakeHeader(
     const v1::WorkUnit& unit, const std::string& bytes,
     const Ed25519PrivateKey* signer) const {
-  v1::DeltaHeader header;
-  header.set_worker_id(worker_id_);
-  header.set_job_id(unit.job_id());
-  header.set_round(unit.round());
-  header.set_unit_id(unit.unit_id());
-  header.set_base_model_hash(unit.base_model_hash());
-  header.set_parent_adapter_version(unit.parent_adapter_version());
+  v1::DeltaHeader header = DeltaHeaderForUnit(unit, worker_id_);
   header.set_content_hash(Sha256Hex(bytes));
   header.set_size_bytes(bytes.size());
   header.set_sample_count(16);

@@ -21,6 +21,7 @@
 #include "lora/lora_adapter.h"
 #include "lora/tokenizer.h"
 #include "lora/trainer.h"
+#include "proto/signing_convert.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/temp_dir.h"
 
@@ -95,15 +96,7 @@ TEST(FederationTest, ThreeWorkersTwoRoundsLearnTheTaskAndThePullVerifies) {
   auto key =
       Ed25519PublicKey::LoadPemFile(federation.data_dir() + "/coordinator.pub");
   ASSERT_OK(key);
-  SigningPayload payload;
-  payload.kind = PayloadKind::kPublishedAdapter;
-  payload.job_id = job;
-  payload.round = adapter.version();
-  payload.base_model_hash = adapter.base_model_hash();
-  payload.parent_adapter_version = adapter.parent_version();
-  payload.content_hash = adapter.content_hash();
-  payload.sample_count = adapter.sample_count();
-  payload.metrics.insert(adapter.metrics().begin(), adapter.metrics().end());
+  SigningPayload payload = AdapterSigningPayload(adapter);
   EXPECT_OK(VerifyPayloadSignature(*key, payload, adapter.signature()));
   payload.round = 1;  // the same signature does not vouch for another version
   EXPECT_THAT(VerifyPayloadSignature(*key, payload, adapter.signature()),

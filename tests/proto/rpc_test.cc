@@ -3,6 +3,7 @@
 
 #include "proto/channel.h"
 #include "proto/lora_convert.h"
+#include "proto/signing_convert.h"
 #include "proto/status_convert.h"
 #include "tests/testing/status_matchers.h"
 
@@ -97,6 +98,42 @@ TEST(LoraConvertTest, RoundTripsAndNamesBadFields) {
   EXPECT_THAT(TrainingOptionsFromProto(training),
               StatusIs(absl::StatusCode::kInvalidArgument,
                        HasSubstr("training.batch_size")));
+}
+
+TEST(SigningConvertTest, PayloadsCarryEverySignedField) {
+  v1::DeltaHeader header;
+  header.set_job_id("job-1");
+  header.set_round(3);
+  header.set_unit_id("job-1-r3-s0-p0");
+  header.set_base_model_hash(std::string(64, 'a'));
+  header.set_parent_adapter_version(2);
+  header.set_content_hash(std::string(64, 'b'));
+  header.set_sample_count(64);
+  (*header.mutable_metrics())["train_loss"] = 1.5;
+  header.set_signature("ignored");
+  const SigningPayload delta = DeltaSigningPayload(header);
+  EXPECT_EQ(delta.kind, PayloadKind::kWorkerDelta);
+  EXPECT_EQ(delta.round, 3u);
+  EXPECT_EQ(delta.unit_id, header.unit_id());
+  EXPECT_EQ(delta.parent_adapter_version, 2u);
+  EXPECT_EQ(delta.sample_count, 64u);
+  EXPECT_EQ(delta.metrics.at("train_loss"), 1.5);
+  auto encoded = EncodeSigningPayload(delta);
+  ASSERT_OK(encoded);
+  header.set_round(4);
+  EXPECT_NE(*EncodeSigningPayload(DeltaSigningPayload(header)), *encoded);
+
+  v1::SignedAdapter adapter;
+  adapter.set_job_id("job-1");
+  adapter.set_version(3);
+  adapter.set_parent_version(2);
+  adapter.set_base_model_hash(std::string(64, 'a'));
+  adapter.set_content_hash(std::string(64, 'c'));
+  const SigningPayload published = AdapterSigningPayload(adapter);
+  EXPECT_EQ(published.kind, PayloadKind::kPublishedAdapter);
+  EXPECT_EQ(published.round, 3u);
+  EXPECT_TRUE(published.unit_id.empty());
+  EXPECT_EQ(published.parent_adapter_version, 2u);
 }
 
 TEST(StatusConvertTest, RejectReasonTravelsWithTheStatus) {

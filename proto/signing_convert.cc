@@ -1,0 +1,45 @@
+// Signing payloads of wire messages; see signing_convert.h.
+#include "proto/signing_convert.h"
+
+namespace openforce {
+
+SigningPayload DeltaSigningPayload(const v1::DeltaHeader& header) {
+  SigningPayload payload;
+  payload.kind = PayloadKind::kWorkerDelta;
+  payload.job_id = header.job_id();
+  payload.round = header.round();
+  payload.unit_id = header.unit_id();
+  payload.base_model_hash = header.base_model_hash();
+  payload.parent_adapter_version = header.parent_adapter_version();
+  payload.content_hash = header.content_hash();
+  payload.sample_count = header.sample_count();
+  payload.metrics.insert(header.metrics().begin(), header.metrics().end());
+  return payload;
+}
+
+v1::DeltaHeader DeltaHeaderForUnit(const v1::WorkUnit& unit,
+                                   const std::string& worker_id) {
+  v1::DeltaHeader header;
+  header.set_worker_id(worker_id);
+  header.set_job_id(unit.job_id());
+  header.set_round(unit.round());
+  header.set_unit_id(unit.unit_id());
+  header.set_base_model_hash(unit.base_model_hash());
+  header.set_parent_adapter_version(unit.parent_adapter_version());
+  return header;
+}
+
+SigningPayload AdapterSigningPayload(const v1::SignedAdapter& adapter) {
+  SigningPayload payload;
+  payload.kind = PayloadKind::kPublishedAdapter;
+  payload.job_id = adapter.job_id();
+  payload.round = adapter.version();
+  payload.base_model_hash = adapter.base_model_hash();
+  payload.parent_adapter_version = adapter.parent_version();
+  payload.content_hash = adapter.content_hash();
+  payload.sample_count = adapter.sample_count();
+  payload.metrics.insert(adapter.metrics().begin(), adapter.metrics().end());
+  return payload;
+}
+
+}  // namespace openforce
