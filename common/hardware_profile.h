@@ -39,6 +39,9 @@ struct GpuInfo {
   std::string name;
   uint64_t vram_total_bytes = 0;
   uint64_t vram_free_bytes = 0;
+  // Busy share of the last sample period in percent (NVML), or -1 when the
+  // driver does not say.
+  int utilization_percent = -1;
 };
 
 struct HardwareProfile {

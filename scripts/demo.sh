@@ -62,11 +62,14 @@ echo
 echo "== workers"
 for i in 1 2 3; do
   limit=()
-  # Two volunteers offer no more than a cpu-tier machine's memory.
+  # Two volunteers offer no more than a cpu-tier machine's memory. The three
+  # share two cores, so each sees the others as load: the idle-only policy
+  # (the default) is switched off here.
   [[ $i -le 2 ]] && limit=(--max-memory 8GiB)
   "$WORKER_BIN" run --coordinator "$ADDRESS" --data "$DEMO/worker$i" \
     --name "volunteer-$i" --enrollment-token-file "$DEMO/coordinator/enrollment.token" \
-    --threads 1 --measure=false "${limit[@]}" >"$DEMO/worker$i.log" 2>&1 &
+    --threads 1 --measure=false --max-other-cpu 1 --idle-for 0s \
+    "${limit[@]}" >"$DEMO/worker$i.log" 2>&1 &
   PIDS+=($!)
 done
 sleep 3

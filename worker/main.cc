@@ -23,9 +23,12 @@
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "common/byte_size.h"
 #include "common/command_line.h"
 #include "common/config_file.h"
+#include "common/file_util.h"
 #include "common/hardware_profile.h"
 #include "common/secret_token.h"
 #include "common/status_macros.h"
@@ -33,10 +36,12 @@
 #include "lora/blas_core.h"
 #include "lora/compute_device.h"
 #include "proto/channel.h"
+#include "worker/donation_policy.h"
 #include "worker/infer_command.h"
 #include "worker/probe_report.h"
 #include "worker/pull_command.h"
 #include "worker/work_loop.h"
+#include "worker/worker_status.h"
 
 ABSL_FLAG(std::string, config, "",
           "JSON config file whose keys are this binary's flag names");
@@ -87,6 +92,21 @@ ABSL_FLAG(openforce::ByteSize, max_memory, openforce::ByteSize{0},
           "headroom");
 ABSL_FLAG(int, max_units, 0,
           "run: exit after delivering this many units (0: run until stopped)");
+ABSL_FLAG(double, max_other_cpu, 0.25,
+          "run: pause while other programs use more than this share of the "
+          "CPU (0..1; 1 never pauses for load)");
+ABSL_FLAG(absl::Duration, idle_for, absl::Minutes(1),
+          "run: the machine must have been idle this long before work starts "
+          "or resumes (e.g. 5m, 0s)");
+ABSL_FLAG(std::vector<std::string>, donation_hours, {},
+          "run: work only inside these local-time windows, e.g. "
+          "22:00-07:00,12:00-13:00 (default: any time)");
+ABSL_FLAG(bool, work_on_battery, false, "run: keep working on battery power");
+ABSL_FLAG(double, max_other_gpu, 0.10,
+          "run: on a GPU, wait while other programs use more than this share "
+          "of it (NVML)");
+ABSL_FLAG(std::string, status_file, "",
+          "run, status: the live status file (default DATA/status.json)");
 ABSL_FLAG(std::string, job, "", "pull: the job whose adapter to download");
 ABSL_FLAG(uint64_t, version, 0, "pull: adapter version (0: the latest)");
 ABSL_FLAG(std::string, coordinator_key, "",
@@ -107,16 +127,33 @@ constexpr char kUsage[] =
     "          can run (--json for scripts, --headroom to keep RAM free)\n"
     "  run --coordinator ADDR --data DIR [--enrollment-token-file F]\n"
     "          donate this machine: train leased units until SIGTERM\n"
+    "  status --data DIR [--json]\n"
+    "          what a running worker is doing\n"
     "  pull --coordinator ADDR --job ID --coordinator-key FILE --out DIR\n"
     "          download and verify a published adapter (PEFT files)\n"
     "  infer --model DIR [--adapter DIR] --prompt TEXT\n"
     "          generate locally, with no network\n";
 
-const std::vector<std::string> kConfigKeys = {
-    "headroom", "gpu_reserve",           "threads", "measure",
-    "json",     "coordinator",           "tls_ca",  "insecure",
-    "data",     "enrollment_token_file", "name",    "max_memory",
-    "device"};
+const std::vector<std::string> kConfigKeys = {"headroom",
+                                              "gpu_reserve",
+                                              "threads",
+                                              "measure",
+                                              "json",
+                                              "coordinator",
+                                              "tls_ca",
+                                              "insecure",
+                                              "data",
+                                              "enrollment_token_file",
+                                              "name",
+                                              "max_memory",
+                                              "device",
+                                              "max_other_cpu",
+                                              "idle_for",
+                                              "donation_hours",
+                                              "work_on_battery",
+                                              "max_other_gpu",
+                                              "status_file",
+                                              "max_units"};
 
 TransportOptions Transport() {
   TransportOptions transport;
@@ -189,6 +226,21 @@ absl::Status RunWork() {
   options.max_memory_bytes = absl::GetFlag(FLAGS_max_memory).bytes;
   options.device = absl::GetFlag(FLAGS_device);
   options.max_units = absl::GetFlag(FLAGS_max_units);
+  options.status_file = absl::GetFlag(FLAGS_status_file);
+  options.policy.max_other_cpu = absl::GetFlag(FLAGS_max_other_cpu);
+  if (!(options.policy.max_other_cpu >= 0 && options.policy.max_other_cpu <= 1))
+    return absl::InvalidArgumentError("--max-other-cpu must be in 0..1");
+  options.policy.idle_for = absl::GetFlag(FLAGS_idle_for);
+  if (options.policy.idle_for < absl::ZeroDuration())
+    return absl::InvalidArgumentError("--idle-for must not be negative");
+  for (const std::string& window : absl::GetFlag(FLAGS_donation_hours)) {
+    ASSIGN_OR_RETURN(TimeWindow parsed, ParseTimeWindow(window));
+    options.policy.windows.push_back(parsed);
+  }
+  options.policy.work_on_battery = absl::GetFlag(FLAGS_work_on_battery);
+  options.policy.headroom_bytes = absl::GetFlag(FLAGS_headroom).bytes;
+  options.policy.max_other_gpu = absl::GetFlag(FLAGS_max_other_gpu);
+  options.monitor.watch_gpu = options.device != "cpu";
   ASSIGN_OR_RETURN(HardwareProfile probed, ProbeHardware());
   const uint64_t headroom = absl::GetFlag(FLAGS_headroom).bytes;
   options.profile =
@@ -221,6 +273,44 @@ absl::Status RunWork() {
   }
   waiter.join();
   return status;
+}
+
+absl::Status RunStatus() {
+  std::string path = absl::GetFlag(FLAGS_status_file);
+  if (path.empty()) {
+    if (absl::GetFlag(FLAGS_data).empty()) {
+      return absl::InvalidArgumentError(
+          "give --data DIR of the worker (or --status-file FILE)");
+    }
+    path = StatusFilePath(absl::GetFlag(FLAGS_data));
+  }
+  absl::StatusOr<std::string> text = ReadFileToString(path);
+  if (absl::IsNotFound(text.status())) {
+    return absl::NotFoundError(absl::StrCat(
+        "no worker status at ", path, ": the worker has never run there"));
+  }
+  RETURN_IF_ERROR(text.status());
+  ASSIGN_OR_RETURN(WorkerStatusSnapshot status, StatusFromJson(*text, path));
+  // A status file outlives its worker; say so rather than show stale work.
+  const bool alive =
+      status.pid > 0 && kill(static_cast<pid_t>(status.pid), 0) == 0;
+  const int64_t age_ms = absl::ToUnixMillis(absl::Now()) - status.updated_at_ms;
+  if (!alive || age_ms > 10'000) {
+    if (status.state != "stopped") {
+      status.reason = absl::StrCat("last update ", age_ms / 1000,
+                                   " s ago; was ", status.state);
+    }
+    status.state = "not running";
+  }
+  if (absl::GetFlag(FLAGS_json)) {
+    std::cout << StatusToJson(status);
+  } else {
+    std::cout << FormatStatusLine(status) << "\n"
+              << "  worker "
+              << (status.worker_id.empty() ? "-" : status.worker_id) << " at "
+              << status.coordinator << "\n";
+  }
+  return absl::OkStatus();
 }
 
 absl::Status RunPull() {
@@ -344,6 +434,8 @@ int Main(int argc, char** argv) {
     status = RunWork();
   } else if (command == "pull") {
     status = RunPull();
+  } else if (command == "status") {
+    status = RunStatus();
   } else {
     std::cerr << "openforce-worker: unknown command '" << command << "'\n\n"
               << kUsage;

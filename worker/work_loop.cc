@@ -5,6 +5,8 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cctype>
+#include <chrono>
 #include <filesystem>
 #include <optional>
 #include <ostream>
@@ -29,7 +31,9 @@
 #include "proto/signing_convert.h"
 #include "proto/status_convert.h"
 #include "worker/coordinator_client.h"
+#include "worker/system_monitor.h"
 #include "worker/unit_trainer.h"
+#include "worker/worker_status.h"
 
 namespace openforce::worker {
 namespace {
@@ -52,18 +56,47 @@ class Backoff {
   std::mt19937_64 rng_{std::random_device{}()};
 };
 
-// What the heartbeat thread reports and learns, shared with the loop.
+// What the loop is doing, shared with the heartbeat, monitor and status
+// threads: the unit, revocations, and the status snapshot.
 class WorkerState {
  public:
-  void SetUnit(const std::string& unit_id) {
+  void SetUnit(const v1::WorkUnit* unit) {
     absl::MutexLock lock(&mu_);
-    unit_id_ = unit_id;
+    unit_id_ = unit != nullptr ? unit->unit_id() : "";
+    status_.unit_id = unit_id_;
+    status_.job_id = unit != nullptr ? unit->job_id() : "";
+    status_.step = 0;
+    status_.total_steps =
+        unit != nullptr ? unit->training().steps_per_shard() : 0;
+    status_.tokens_per_second = 0;
+    status_.eta_seconds = 0;
     progress_ = 0;
     revoked_ = false;
   }
-  void SetProgress(double progress) {
+  void SetProgress(const UnitProgress& progress, double eta_seconds) {
     absl::MutexLock lock(&mu_);
-    progress_ = progress;
+    progress_ = static_cast<double>(progress.step) /
+                static_cast<double>(std::max<int64_t>(1, progress.total));
+    status_.step = progress.step;
+    status_.total_steps = progress.total;
+    status_.tokens_per_second = progress.tokens_per_second;
+    status_.eta_seconds = eta_seconds;
+  }
+  void SetState(const std::string& state, const std::string& reason = "") {
+    absl::MutexLock lock(&mu_);
+    status_.state = state;
+    status_.reason = reason;
+  }
+  void Delivered() {
+    absl::MutexLock lock(&mu_);
+    ++status_.units_delivered;
+  }
+  void SetIdentity(const std::string& worker_id, const std::string& tier,
+                   const std::string& coordinator) {
+    absl::MutexLock lock(&mu_);
+    status_.worker_id = worker_id;
+    status_.tier = tier;
+    status_.coordinator = coordinator;
   }
   void Revoke(const std::string& unit_id) {
     absl::MutexLock lock(&mu_);
@@ -73,12 +106,18 @@ class WorkerState {
     absl::MutexLock lock(&mu_);
     return revoked_;
   }
+  WorkerStatusSnapshot Snapshot() const {
+    absl::MutexLock lock(&mu_);
+    return status_;
+  }
   v1::HeartbeatRequest Heartbeat(const std::string& worker_id) const {
     absl::MutexLock lock(&mu_);
     v1::HeartbeatRequest request;
     request.set_worker_id(worker_id);
-    request.set_availability(unit_id_.empty() ? v1::AVAILABLE
-                                              : v1::BUSY_TRAINING);
+    request.set_availability(status_.state == "paused"     ? v1::PAUSED
+                             : status_.state == "stopping" ? v1::DRAINING
+                             : unit_id_.empty()            ? v1::AVAILABLE
+                                                           : v1::BUSY_TRAINING);
     request.set_current_unit_id(unit_id_);
     request.set_unit_progress(progress_);
     return request;
@@ -89,6 +128,7 @@ class WorkerState {
   std::string unit_id_ ABSL_GUARDED_BY(mu_);
   double progress_ ABSL_GUARDED_BY(mu_) = 0;
   bool revoked_ ABSL_GUARDED_BY(mu_) = false;
+  WorkerStatusSnapshot status_ ABSL_GUARDED_BY(mu_);
 };
 
 // Hard-links `from` to `to` (same file system, no copy of a multi-GB model);
@@ -110,7 +150,12 @@ class WorkLoop {
  public:
   WorkLoop(const WorkLoopOptions& options, absl::Notification* stop,
            std::ostream& log)
-      : options_(options), stop_(stop), log_(log), trainer_(options.device) {}
+      : options_(options),
+        stop_(stop),
+        log_(log),
+        trainer_(options.device),
+        monitor_(options.monitor),
+        policy_(options.policy) {}
 
   absl::Status Run() {
     RETURN_IF_ERROR(MakeDirectories(options_.data_dir, 0700));
@@ -119,19 +164,158 @@ class WorkLoop {
     ASSIGN_OR_RETURN(blobs_, BlobStore::Open(options_.data_dir + "/blobs"));
     ASSIGN_OR_RETURN(client_, CoordinatorClient::Connect(options_.coordinator,
                                                          options_.transport));
-    RETURN_IF_ERROR(RegisterWithRetry());
-    if (stop_->HasBeenNotified()) return absl::OkStatus();
-    std::thread heartbeat([this] { HeartbeatLoop(); });
-    absl::Status status = LeaseLoop();
-    heartbeat_done_.Notify();
-    heartbeat.join();
-    return status;
+    state_.SetIdentity("", TierLabel(options_.profile.tier()),
+                       options_.coordinator);
+    state_.SetState("registering");
+    // The first decision comes before anything else happens, so a machine
+    // that is busy at start never begins a step.
+    (void)monitor_.Sample(false);
+    UpdatePolicy();
+    std::thread monitor([this] { MonitorLoop(); });
+    std::thread status([this] { StatusLoop(); });
+    absl::Status result = RegisterWithRetry();
+    if (result.ok() && !stop_->HasBeenNotified()) {
+      std::thread heartbeat([this] { HeartbeatLoop(); });
+      result = ResumeSavedLease();
+      if (result.ok()) result = LeaseLoop();
+      heartbeat_done_.Notify();
+      heartbeat.join();
+    }
+    state_.SetState("stopped",
+                    result.ok() ? "" : std::string(result.message()));
+    background_done_.Notify();
+    monitor.join();
+    status.join();
+    WriteStatus();
+    if (terminal_) log_ << "\n" << std::flush;
+    return result;
   }
 
  private:
   void Log(const std::string& line) {
+    absl::MutexLock lock(&log_mu_);
+    if (terminal_) log_ << "\r\033[K";
     log_ << "[" << (worker_id_.empty() ? "worker" : worker_id_) << "] " << line
-         << std::endl;
+         << "\n";
+    if (terminal_) log_ << FormatStatusLine(state_.Snapshot());
+    log_ << std::flush;
+  }
+
+  static std::string TierLabel(v1::Tier tier) {
+    std::string name = v1::Tier_Name(tier);
+    if (name.rfind("TIER_", 0) == 0) name = name.substr(5);
+    for (char& c : name)
+      c = c == '_' ? '-' : static_cast<char>(std::tolower(c));
+    return name;
+  }
+
+  // Samples the machine twice a second and feeds the policy, so a pause
+  // takes effect within about a second of the owner coming back.
+  void MonitorLoop() {
+    while (!background_done_.WaitForNotificationWithTimeout(
+        absl::Milliseconds(500))) {
+      UpdatePolicy();
+    }
+  }
+
+  void UpdatePolicy() {
+    absl::StatusOr<MachineReadings> readings =
+        monitor_.Sample(/*own_gpu_busy=*/training_.load());
+    PolicyDecision decision;
+    if (readings.ok()) {
+      decision = policy_.Update(*readings);
+    } else {
+      decision.reason = absl::StrCat("cannot read the machine's load: ",
+                                     readings.status().message());
+    }
+    bool changed;
+    {
+      absl::MutexLock lock(&policy_mu_);
+      changed = decision.may_work != decision_.may_work || !decided_;
+      decision_ = decision;
+      decided_ = true;
+    }
+    if (changed) {
+      Log(decision.may_work
+              ? absl::StrCat("donation allowed: ", decision.reason)
+              : absl::StrCat("donation paused: ", decision.reason));
+    }
+  }
+
+  PolicyDecision Decision() const {
+    absl::MutexLock lock(&policy_mu_);
+    return decision_;
+  }
+
+  // Writes the status file about once a second and redraws the terminal
+  // line.
+  void StatusLoop() {
+    while (!background_done_.WaitForNotificationWithTimeout(absl::Seconds(1))) {
+      WriteStatus();
+      if (terminal_) {
+        absl::MutexLock lock(&log_mu_);
+        log_ << "\r\033[K" << FormatStatusLine(state_.Snapshot()) << std::flush;
+      }
+    }
+  }
+
+  void WriteStatus() {
+    WorkerStatusSnapshot snapshot = state_.Snapshot();
+    snapshot.pid = getpid();
+    snapshot.updated_at_ms = absl::ToUnixMillis(absl::Now());
+    (void)WriteFileAtomically(options_.status_file.empty()
+                                  ? StatusFilePath(options_.data_dir)
+                                  : options_.status_file,
+                              StatusToJson(snapshot));
+  }
+
+  std::string LeaseFile() const { return options_.data_dir + "/lease.pb"; }
+
+  // After a crash or reboot: the unit leased before, if its lease still
+  // stands, continues from its checkpoint.
+  absl::Status ResumeSavedLease() {
+    absl::StatusOr<std::string> saved = ReadFileToString(LeaseFile());
+    if (!saved.ok()) return absl::OkStatus();
+    v1::WorkUnit unit;
+    std::error_code error;
+    if (!unit.ParseFromString(*saved) ||
+        unit.lease_deadline_ms() <= absl::ToUnixMillis(absl::Now())) {
+      std::filesystem::remove(LeaseFile(), error);
+      return absl::OkStatus();
+    }
+    v1::HeartbeatRequest check = state_.Heartbeat(worker_id_);
+    check.set_current_unit_id(unit.unit_id());
+    absl::StatusOr<v1::HeartbeatResponse> response = client_->Heartbeat(check);
+    if (!response.ok() || response->revoked_unit_ids_size() > 0) {
+      Log(absl::StrCat("the lease on ", unit.unit_id(),
+                       " did not survive the restart; dropping it"));
+      std::filesystem::remove(LeaseFile(), error);
+      return absl::OkStatus();
+    }
+    Log(absl::StrCat("continuing ", unit.unit_id(), " after a restart"));
+    return RunUnit(unit);
+  }
+
+  // Works on a leased unit and always clears it afterwards.
+  absl::Status RunUnit(const v1::WorkUnit& unit) {
+    (void)WriteFileAtomically(LeaseFile(), unit.SerializeAsString(), 0600);
+    absl::Status worked = WorkOn(unit);
+    state_.SetUnit(nullptr);
+    std::error_code error;
+    std::filesystem::remove(LeaseFile(), error);
+    if (!worked.ok()) {
+      // One bad unit (a download that failed its hash, a model this machine
+      // cannot load) must not end the donation: give it back and wait
+      // before asking again, so a broken job is not retried hot.
+      Log(absl::StrCat("unit ", unit.unit_id(), " failed: ", worked.ToString(),
+                       "; giving it back"));
+      (void)client_->Release(worker_id_, unit.unit_id(),
+                             std::string(worked.message()));
+      Sleep(failure_backoff_.Next());
+    } else {
+      failure_backoff_.Reset();
+    }
+    return absl::OkStatus();
   }
 
   // Waits `duration` or until stopped; true when stopped.
@@ -147,6 +331,10 @@ class WorkLoop {
                             options_.display_name);
       if (registered.ok()) {
         worker_id_ = registered->worker_id();
+        state_.SetIdentity(worker_id_, TierLabel(options_.profile.tier()),
+                           options_.coordinator);
+        state_.SetIdentity(worker_id_, TierLabel(options_.profile.tier()),
+                           options_.coordinator);
         heartbeat_interval_ = absl::Milliseconds(
             std::max(200u, registered->heartbeat_interval_ms()));
         Log(absl::StrCat(
@@ -181,6 +369,12 @@ class WorkLoop {
   absl::Status LeaseLoop() {
     Backoff backoff;
     while (!stop_->HasBeenNotified()) {
+      if (const PolicyDecision decision = Decision(); !decision.may_work) {
+        state_.SetState("paused", decision.reason);
+        Sleep(absl::Milliseconds(500));
+        continue;
+      }
+      state_.SetState("waiting", "asking for work");
       v1::LeaseWorkUnitRequest request;
       request.set_worker_id(worker_id_);
       request.set_free_memory_bytes(FreeMemory());
@@ -204,21 +398,11 @@ class WorkLoop {
       }
       backoff.Reset();
       if (!lease->has_unit()) {
+        state_.SetState("waiting", "no work that fits this machine now");
         Sleep(absl::Milliseconds(std::max(100u, lease->retry_after_ms())));
         continue;
       }
-      absl::Status worked = WorkOn(lease->unit());
-      state_.SetUnit("");
-      if (!worked.ok()) {
-        // One bad unit (a download that failed its hash, a model this
-        // machine cannot load) must not end the donation: give it back and
-        // wait before asking again, so a broken job is not retried hot.
-        Log(absl::StrCat("unit ", lease->unit().unit_id(),
-                         " failed: ", worked.ToString(), "; giving it back"));
-        (void)client_->Release(worker_id_, lease->unit().unit_id(),
-                               std::string(worked.message()));
-        Sleep(backoff.Next());
-      }
+      RETURN_IF_ERROR(RunUnit(lease->unit()));
       if (options_.max_units > 0 && delivered_ >= options_.max_units) {
         Log(absl::StrCat("delivered ", delivered_, " units; exiting"));
         return absl::OkStatus();
@@ -294,46 +478,99 @@ class WorkLoop {
 
   absl::Status WorkOn(const v1::WorkUnit& unit) {
     RETURN_IF_ERROR(CheckPortableFileName(unit.unit_id()));
-    state_.SetUnit(unit.unit_id());
+    state_.SetUnit(&unit);
+    const int64_t leased_at = absl::ToUnixMillis(absl::Now());
     Log(absl::StrFormat(
         "leased %s: job %s round %d shard %d replica %d, %d steps, lease %ds",
         unit.unit_id(), unit.job_id(), unit.round(), unit.shard_index(),
         unit.replica(), unit.training().steps_per_shard(),
-        (unit.lease_deadline_ms() - absl::ToUnixMillis(absl::Now())) / 1000));
+        (unit.lease_deadline_ms() - leased_at) / 1000));
+    state_.SetState("downloading", "base model, adapter and shard");
     ASSIGN_OR_RETURN(UnitPaths paths, Prepare(unit));
     const int64_t report_every =
         std::max(1, unit.training().steps_per_shard() / 5);
-    absl::StatusOr<TrainedDelta> delta = trainer_.Train(
-        unit, paths,
-        [&] { return stop_->HasBeenNotified() || state_.revoked(); },
-        [&](const UnitProgress& progress) {
-          state_.SetProgress(static_cast<double>(progress.step) /
-                             static_cast<double>(progress.total));
-          if (progress.step % report_every == 0 ||
-              progress.step == progress.total) {
-            Log(absl::StrFormat("%s step %d/%d loss %.4f (%.0f tokens/s)",
-                                unit.unit_id(), progress.step, progress.total,
-                                progress.loss, progress.tokens_per_second));
-          }
-        });
+    // A pause that would leave too little of the lease to finish gives the
+    // unit back instead: a tenth of the lease, at least 30 s.
+    const int64_t release_margin_ms =
+        std::max<int64_t>(30'000, (unit.lease_deadline_ms() - leased_at) / 10);
     std::error_code error;
-    if (absl::IsCancelled(delta.status())) {
+    while (true) {
+      state_.SetState("training");
+      training_ = options_.device != "cpu";
+      const auto started = std::chrono::steady_clock::now();
+      int64_t first_step = -1;
+      absl::StatusOr<TrainedDelta> delta = trainer_.Train(
+          unit, paths,
+          [&] {
+            return stop_->HasBeenNotified() || state_.revoked() ||
+                   !Decision().may_work;
+          },
+          [&](const UnitProgress& progress) {
+            if (first_step < 0) first_step = progress.step - 1;
+            const double seconds =
+                std::chrono::duration<double>(std::chrono::steady_clock::now() -
+                                              started)
+                    .count();
+            const double per_step =
+                seconds / static_cast<double>(progress.step - first_step);
+            state_.SetProgress(
+                progress,
+                per_step * static_cast<double>(progress.total - progress.step));
+            if (progress.step % report_every == 0 ||
+                progress.step == progress.total) {
+              Log(absl::StrFormat("%s step %d/%d loss %.4f (%.0f tokens/s)",
+                                  unit.unit_id(), progress.step, progress.total,
+                                  progress.loss, progress.tokens_per_second));
+            }
+          });
+      training_ = false;
+      if (!absl::IsCancelled(delta.status())) {
+        RETURN_IF_ERROR(delta.status());
+        state_.SetState("uploading", "signed delta");
+        absl::Status uploaded = Upload(unit, *delta);
+        std::filesystem::remove_all(paths.work_dir, error);
+        return uploaded;
+      }
       if (state_.revoked()) {
         std::filesystem::remove_all(paths.work_dir, error);
         Log(absl::StrCat("dropped ", unit.unit_id(), ": lease revoked"));
         return absl::OkStatus();
       }
+      if (!stop_->HasBeenNotified()) {
+        // Paused by the owner's policy: wait, keeping the checkpoint, for as
+        // long as the lease allows.
+        Log(absl::StrCat(unit.unit_id(), ": ", delta.status().message(),
+                         "; paused: ", Decision().reason));
+        while (!stop_->HasBeenNotified() && !state_.revoked() &&
+               !Decision().may_work) {
+          state_.SetState("paused", Decision().reason);
+          if (absl::ToUnixMillis(absl::Now()) >=
+              unit.lease_deadline_ms() - release_margin_ms) {
+            Log(absl::StrCat("paused longer than the lease on ", unit.unit_id(),
+                             " allows; giving it back"));
+            return Release(unit, "paused by the owner past the lease");
+          }
+          Sleep(absl::Milliseconds(250));
+        }
+        if (state_.revoked()) continue;  // handled at the top of the loop
+        if (!stop_->HasBeenNotified()) {
+          Log(absl::StrCat("resuming ", unit.unit_id(),
+                           " from its checkpoint"));
+          continue;
+        }
+      }
+      state_.SetState("stopping", "checkpoint saved");
       Log(absl::StrCat(unit.unit_id(), ": ", delta.status().message(),
                        "; giving the lease back"));
-      absl::Status released =
-          client_->Release(worker_id_, unit.unit_id(), "worker shutting down");
-      if (!released.ok()) Log(absl::StrCat("release: ", released.message()));
-      return absl::OkStatus();
+      return Release(unit, "worker shutting down");
     }
-    RETURN_IF_ERROR(delta.status());
-    absl::Status uploaded = Upload(unit, *delta);
-    std::filesystem::remove_all(paths.work_dir, error);
-    return uploaded;
+  }
+
+  absl::Status Release(const v1::WorkUnit& unit, const std::string& reason) {
+    absl::Status released =
+        client_->Release(worker_id_, unit.unit_id(), reason);
+    if (!released.ok()) Log(absl::StrCat("release: ", released.message()));
+    return absl::OkStatus();
   }
 
   absl::Status Upload(const v1::WorkUnit& unit, const TrainedDelta& delta) {
@@ -355,6 +592,7 @@ class WorkLoop {
           client_->UploadDelta(header, delta.path);
       if (response.ok() && response->accepted()) {
         ++delivered_;
+        state_.Delivered();
         Log(absl::StrFormat(
             "delta for %s accepted (%d samples, train_loss %.4f, %s)",
             unit.unit_id(), delta.sample_count, delta.metrics.at("train_loss"),
@@ -389,7 +627,17 @@ class WorkLoop {
   std::string worker_id_;
   absl::Duration heartbeat_interval_ = absl::Seconds(10);
   absl::Notification heartbeat_done_;
+  absl::Notification background_done_;
   WorkerState state_;
+  SystemMonitor monitor_;
+  DonationPolicy policy_;
+  mutable absl::Mutex policy_mu_;
+  PolicyDecision decision_ ABSL_GUARDED_BY(policy_mu_);
+  bool decided_ ABSL_GUARDED_BY(policy_mu_) = false;
+  std::atomic<bool> training_{false};
+  absl::Mutex log_mu_;
+  const bool terminal_ = isatty(STDOUT_FILENO) != 0;
+  Backoff failure_backoff_;
   int delivered_ = 0;
 };
 

@@ -5,6 +5,9 @@
 // hash checks, trains, signs and uploads the delta, and repeats. A stop
 // request (SIGTERM) ends training at the next step with a checkpoint and
 // gives the lease back; a coordinator that is away is retried with backoff.
+// The owner's donation policy pauses training (with a checkpoint) within a
+// second of the machine getting busy and resumes it when allowed; a lease
+// saved on disk lets a restarted worker continue its unit.
 #ifndef OPENFORCE_WORKER_WORK_LOOP_H_
 #define OPENFORCE_WORKER_WORK_LOOP_H_
 
@@ -16,6 +19,8 @@
 #include "absl/synchronization/notification.h"
 #include "proto/channel.h"
 #include "proto/openforce.pb.h"
+#include "worker/donation_policy.h"
+#include "worker/system_monitor.h"
 
 namespace openforce::worker {
 
@@ -34,6 +39,11 @@ struct WorkLoopOptions {
   std::string device = "cpu";
   // Stop after this many units have been delivered (0: run until stopped).
   int max_units = 0;
+  // When to work; checked twice a second while running.
+  DonationPolicyOptions policy;
+  SystemMonitorOptions monitor;
+  // Where the live status goes (default DATA/status.json).
+  std::string status_file;
 };
 
 // Runs until `stop` is notified (returns OK after releasing any lease) or a

@@ -52,6 +52,11 @@ using NvmlGetCountFn = int(unsigned int*);
 using NvmlGetHandleFn = int(unsigned int, NvmlDevice*);
 using NvmlGetNameFn = int(NvmlDevice, char*, unsigned int);
 using NvmlGetMemoryFn = int(NvmlDevice, NvmlMemory*);
+struct NvmlUtilization {
+  unsigned int gpu;
+  unsigned int memory;
+};
+using NvmlGetUtilizationFn = int(NvmlDevice, NvmlUtilization*);
 
 // ROCm SMI (rocm_smi.h): rsmi_status_t with RSMI_STATUS_SUCCESS == 0,
 // RSMI_MEM_TYPE_VRAM == 0.
@@ -88,6 +93,10 @@ GpuProbeResult ProbeNvidiaGpus(const std::vector<std::string>& libraries) {
     result.note = "NVML loaded but lacks the expected entry points";
     return result;
   }
+  // Optional: older drivers and some GPUs do not report utilisation.
+  NvmlGetUtilizationFn* get_utilization = nullptr;
+  if (!Resolve(lib.get(), "nvmlDeviceGetUtilizationRates", &get_utilization))
+    get_utilization = nullptr;
   if (int rc = init(); rc != 0) {
     result.note =
         absl::StrCat("NVML init failed (code ", rc, "): driver not running?");
@@ -111,6 +120,9 @@ GpuProbeResult ProbeNvidiaGpus(const std::vector<std::string>& libraries) {
       gpu.vram_total_bytes = memory.total;
       gpu.vram_free_bytes = memory.free;
     }
+    NvmlUtilization utilization{};
+    if (get_utilization != nullptr && get_utilization(device, &utilization) == 0)
+      gpu.utilization_percent = static_cast<int>(utilization.gpu);
     result.gpus.push_back(std::move(gpu));
   }
   shutdown();

@@ -39,6 +39,18 @@ int nvmlDeviceGetName(void* device, char* name, unsigned int length) {
   name[length - 1] = 0;
   return 0;
 }
+typedef struct {
+  unsigned int gpu;
+  unsigned int memory;
+} FakeNvmlUtilization;
+
+int nvmlDeviceGetUtilizationRates(void* device, FakeNvmlUtilization* rates) {
+  unsigned long index = (unsigned long)device - 1;
+  rates->gpu = 37 + (unsigned int)index;
+  rates->memory = 5;
+  return 0;
+}
+
 int nvmlDeviceGetMemoryInfo(void* device, FakeNvmlMemory* memory) {
   unsigned long index = (unsigned long)device - 1;
   memory->total = kTotal[index];

@@ -135,6 +135,10 @@ TEST_F(ProbeHardwareTest, ListsGpusFromNvmlAndRocmSmi) {
   EXPECT_EQ(profile->gpus[0].vram_free_bytes, 11 * kGiB);
   EXPECT_EQ(profile->gpus[1].index, 1);
   EXPECT_EQ(profile->gpus[1].vram_total_bytes, 80 * kGiB);
+  // Utilisation from NVML; ROCm SMI's is not read, so it is unknown.
+  EXPECT_EQ(profile->gpus[0].utilization_percent, 37);
+  EXPECT_EQ(profile->gpus[1].utilization_percent, 38);
+  EXPECT_EQ(profile->gpus[2].utilization_percent, -1);
   EXPECT_EQ(profile->gpus[2].vendor, GpuVendor::kAmd);
   EXPECT_EQ(profile->gpus[2].name, "AMD Radeon RX 6800");
   EXPECT_EQ(profile->gpus[2].vram_total_bytes, 16 * kGiB);

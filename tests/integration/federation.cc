@@ -144,7 +144,14 @@ ChildProcess& Federation::StartWorker(
                                    name,
                                    "--threads",
                                    "1",
-                                   "--measure=false"};
+                                   "--measure=false",
+                                   // Tests share the machine with each other:
+                                   // load must not pause these workers
+                                   // unless a test asks for it.
+                                   "--max-other-cpu",
+                                   "1",
+                                   "--idle-for",
+                                   "0s"};
   argv.insert(argv.end(), extra_flags.begin(), extra_flags.end());
   workers_.push_back(
       std::make_unique<ChildProcess>(argv, root_ + "/" + name + ".log"));
