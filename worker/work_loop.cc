@@ -250,11 +250,24 @@ class WorkLoop {
   // Writes the status file about once a second and redraws the terminal
   // line.
   void StatusLoop() {
-    while (!background_done_.WaitForNotificationWithTimeout(absl::Seconds(1))) {
+    // State changes reach the file within a quarter second; progress alone
+    // once a second, so a laptop's disk is not kept busy.
+    std::string last_state;
+    absl::Time last_write = absl::InfinitePast();
+    while (!background_done_.WaitForNotificationWithTimeout(
+        absl::Milliseconds(250))) {
+      const WorkerStatusSnapshot snapshot = state_.Snapshot();
+      const std::string state = absl::StrCat(snapshot.state, "|",
+                                             snapshot.reason, "|",
+                                             snapshot.unit_id);
+      if (state == last_state && absl::Now() - last_write < absl::Seconds(1))
+        continue;
+      last_state = state;
+      last_write = absl::Now();
       WriteStatus();
       if (terminal_) {
         absl::MutexLock lock(&log_mu_);
-        log_ << "\r\033[K" << FormatStatusLine(state_.Snapshot()) << std::flush;
+        log_ << "\r\033[K" << FormatStatusLine(snapshot) << std::flush;
       }
     }
   }
@@ -369,6 +382,10 @@ class WorkLoop {
   absl::Status LeaseLoop() {
     Backoff backoff;
     while (!stop_->HasBeenNotified()) {
+      if (options_.max_units > 0 && delivered_ >= options_.max_units) {
+        Log(absl::StrCat("delivered ", delivered_, " units; exiting"));
+        return absl::OkStatus();
+      }
       if (const PolicyDecision decision = Decision(); !decision.may_work) {
         state_.SetState("paused", decision.reason);
         Sleep(absl::Milliseconds(500));
@@ -403,10 +420,6 @@ class WorkLoop {
         continue;
       }
       RETURN_IF_ERROR(RunUnit(lease->unit()));
-      if (options_.max_units > 0 && delivered_ >= options_.max_units) {
-        Log(absl::StrCat("delivered ", delivered_, " units; exiting"));
-        return absl::OkStatus();
-      }
     }
     return absl::OkStatus();
   }
