@@ -11,6 +11,7 @@
 #include "common/model_manifest.h"
 #include "common/sha256.h"
 #include "common/status_macros.h"
+#include "coordinator/credit.h"
 #include "proto/status_convert.h"
 
 namespace openforce::coordinator {
@@ -230,8 +231,8 @@ std::string FormatJobList(const std::vector<v1::JobStatus>& jobs) {
 std::string FormatWorkers(const std::vector<v1::WorkerStatus>& workers,
                           int64_t now_ms) {
   std::string out =
-      "worker              name          tier        ram       accepted  "
-      "rejected  last seen  unit\n";
+      "worker              name          tier        ram       credit       "
+      "accepted  rejected  last seen  unit\n";
   for (const v1::WorkerStatus& worker : workers) {
     std::string tier = v1::Tier_Name(worker.profile().tier());
     absl::string_view tier_view(tier);
@@ -239,10 +240,11 @@ std::string FormatWorkers(const std::vector<v1::WorkerStatus>& workers,
     std::string tier_name(tier_view);
     for (char& c : tier_name) c = static_cast<char>(std::tolower(c));
     absl::StrAppendFormat(
-        &out, "%-19s %-13s %-11s %-9s %8d  %8d  %7.1fs  %s\n",
+        &out, "%-19s %-13s %-11s %-9s %-12s %8d  %8d  %7.1fs  %s\n",
         worker.worker_id(), worker.display_name(), tier_name,
         FormatBytes(worker.profile().ram_total_bytes()),
-        worker.units_accepted(), worker.units_rejected(),
+        FormatFlop(worker.credit_flop()), worker.units_accepted(),
+        worker.units_rejected(),
         static_cast<double>(now_ms - worker.last_heartbeat_ms()) / 1000.0,
         worker.current_unit_id().empty() ? "-" : worker.current_unit_id());
   }

@@ -21,6 +21,7 @@
 #include "common/status_macros.h"
 #include "common/tier.h"
 #include "coordinator/aggregator.h"
+#include "coordinator/credit.h"
 #include "lora/adapter_delta.h"
 #include "lora/dataset.h"
 #include "lora/llama_config.h"
@@ -557,6 +558,9 @@ absl::StatusOr<v1::UploadDeltaResponse> Coordinator::FinishUpload(
   result.accepted = true;
   result.header = upload->header;
   result.created_ms = Now();
+  ASSIGN_OR_RETURN(
+      result.credit_flop,
+      UnitCreditFlop(model.Shape(), job->spec.lora(), job->spec.training()));
   RETURN_IF_ERROR(state_->RecordResult(result));
   response.set_accepted(true);
   response.set_message(absl::StrCat("accepted; L2 norm ", check.l2_norm));
@@ -931,6 +935,7 @@ absl::StatusOr<v1::ListWorkersResponse> Coordinator::ListWorkers(
     out->set_current_unit_id(worker.current_unit_id);
     out->set_units_accepted(worker.units_accepted);
     out->set_units_rejected(worker.units_rejected);
+    out->set_credit_flop(worker.credit_flop);
   }
   return response;
 }

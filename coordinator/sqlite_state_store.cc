@@ -9,6 +9,7 @@
 #include <utility>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "common/status_macros.h"
@@ -36,7 +37,8 @@ CREATE TABLE IF NOT EXISTS workers (
   availability INTEGER NOT NULL,
   current_unit_id TEXT NOT NULL,
   units_accepted INTEGER NOT NULL DEFAULT 0,
-  units_rejected INTEGER NOT NULL DEFAULT 0);
+  units_rejected INTEGER NOT NULL DEFAULT 0,
+  credit_flop REAL NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS jobs (
   seq INTEGER PRIMARY KEY AUTOINCREMENT,
   job_id TEXT NOT NULL UNIQUE,
@@ -139,6 +141,13 @@ class Statement {
     return absl::OkStatus();
   }
 
+  double Double(int column) const {
+    return sqlite3_column_double(statement_.get(), column);
+  }
+  Statement& BindDouble(double value) {
+    sqlite3_bind_double(statement_.get(), ++index_, value);
+    return *this;
+  }
   int64_t Int(int column) const {
     return sqlite3_column_int64(statement_.get(), column);
   }
@@ -165,7 +174,7 @@ class Statement {
 constexpr char kWorkerColumns[] =
     "worker_id, public_key, display_name, profile, registered_ms, "
     "last_heartbeat_ms, availability, current_unit_id, units_accepted, "
-    "units_rejected";
+    "units_rejected, credit_flop";
 constexpr char kJobColumns[] =
     "job_id, spec, state, current_round, latest_version, created_ms, message, "
     "initial_adapter, adapter_config, estimated_memory_bytes";
@@ -188,6 +197,7 @@ absl::StatusOr<WorkerRecord> ReadWorker(const Statement& row) {
   worker.current_unit_id = row.Text(7);
   worker.units_accepted = static_cast<uint32_t>(row.Int(8));
   worker.units_rejected = static_cast<uint32_t>(row.Int(9));
+  worker.credit_flop = row.Double(10);
   return worker;
 }
 
@@ -244,7 +254,16 @@ class SqliteStateStore : public StateStore {
     RETURN_IF_ERROR(Exec("PRAGMA journal_mode=WAL"));
     RETURN_IF_ERROR(Exec("PRAGMA synchronous=FULL"));
     RETURN_IF_ERROR(Exec("PRAGMA foreign_keys=ON"));
-    return Exec(kSchema);
+    RETURN_IF_ERROR(Exec(kSchema));
+    // Databases from before credit existed gain the column; on newer ones
+    // the column is there and SQLite says so, which is fine.
+    absl::Status added = Exec(
+        "ALTER TABLE workers ADD COLUMN credit_flop REAL NOT NULL DEFAULT 0");
+    if (!added.ok() &&
+        !absl::StrContains(added.message(), "duplicate column name")) {
+      return added;
+    }
+    return absl::OkStatus();
   }
 
   absl::Status UpsertWorker(const WorkerRecord& worker) override {
@@ -253,7 +272,7 @@ class SqliteStateStore : public StateStore {
         Statement statement,
         Prepare(absl::StrCat(
             "INSERT INTO workers (", kWorkerColumns,
-            ") VALUES (?,?,?,?,?,?,?,?,?,?) ON CONFLICT(worker_id) DO UPDATE "
+            ") VALUES (?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(worker_id) DO UPDATE "
             "SET display_name=excluded.display_name, "
             "profile=excluded.profile, "
             "last_heartbeat_ms=excluded.last_heartbeat_ms, "
@@ -268,6 +287,7 @@ class SqliteStateStore : public StateStore {
         .Bind(worker.current_unit_id)
         .Bind(static_cast<int64_t>(worker.units_accepted))
         .Bind(static_cast<int64_t>(worker.units_rejected))
+        .BindDouble(worker.credit_flop)
         .Run();
   }
 
@@ -592,9 +612,11 @@ class SqliteStateStore : public StateStore {
           Statement worker,
           Prepare(result.accepted
                       ? "UPDATE workers SET units_accepted=units_accepted+1, "
-                        "current_unit_id='' WHERE worker_id=?"
+                        "credit_flop=credit_flop+?, current_unit_id='' "
+                        "WHERE worker_id=?"
                       : "UPDATE workers SET units_rejected=units_rejected+1, "
                         "current_unit_id='' WHERE worker_id=?"));
+      if (result.accepted) worker.BindDouble(result.credit_flop);
       return worker.Bind(result.worker_id).Run();
     });
   }

@@ -30,6 +30,7 @@ struct WorkerRecord {
   std::string current_unit_id;
   uint32_t units_accepted = 0;
   uint32_t units_rejected = 0;
+  double credit_flop = 0;  // accepted work in FLOP-equivalents
 };
 
 struct JobRecord {
@@ -84,6 +85,7 @@ struct ResultRecord {
   std::string message;
   v1::DeltaHeader header;  // as signed by the worker
   int64_t created_ms = 0;
+  double credit_flop = 0;  // credited to the worker when accepted
 };
 
 struct AdapterRecord {

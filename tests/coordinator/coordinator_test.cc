@@ -6,6 +6,7 @@
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
@@ -319,6 +320,63 @@ TEST_F(CoordinatorTest, RoundDeadlineAggregatesWithTheMinimumOrFailsTheJob) {
   ASSERT_OK(status);
   EXPECT_EQ(status->state(), v1::JOB_FAILED);
   EXPECT_THAT(status->message(), HasSubstr("round 2 reached its deadline"));
+}
+
+TEST_F(CoordinatorTest, CreditsAcceptedWorkInFlopAndCountsRejections) {
+  Submit(Spec());
+  const Worker good = Register(1), bad = Register(2);
+  auto good_unit = Lease(good);
+  auto bad_unit = Lease(bad);
+  ASSERT_OK(good_unit);
+  ASSERT_OK(bad_unit);
+  auto accepted = Deliver(good, good_unit->unit());
+  ASSERT_OK(accepted);
+  EXPECT_TRUE(accepted->accepted());
+  // A delta that fails the checks: counted as rejected, earns nothing.
+  const std::string nan_delta = [&] {
+    std::string bytes = DeltaForJob();
+    const float nan = std::nanf("");
+    std::memcpy(bytes.data() + bytes.size() - sizeof(float), &nan,
+                sizeof(float));
+    return bytes;
+  }();
+  v1::DeltaHeader header = DeltaHeaderForUnit(bad_unit->unit(), bad.id);
+  header.set_content_hash(Sha256Hex(nan_delta));
+  header.set_size_bytes(nan_delta.size());
+  header.set_sample_count(4);
+  header.set_signature(*SignPayload(bad.key, DeltaSigningPayload(header)));
+  auto upload = coordinator_->BeginUpload(header);
+  ASSERT_OK(upload);
+  ASSERT_OK(coordinator_->AppendUpload(&*upload, 0, nan_delta));
+  EXPECT_THAT(coordinator_->FinishUpload(&*upload),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("NaN")));
+
+  v1::ListWorkersRequest request;
+  request.set_include_inactive(true);
+  auto workers = coordinator_->ListWorkers(request);
+  ASSERT_OK(workers);
+  ASSERT_EQ(workers->workers_size(), 2);
+  for (const v1::WorkerStatus& worker : workers->workers()) {
+    if (worker.worker_id() == good.id) {
+      EXPECT_EQ(worker.units_accepted(), 1u);
+      EXPECT_EQ(worker.units_rejected(), 0u);
+      // 2 steps x 2 sequences x 12 tokens = 48 tokens, times 4 x 107200 base
+      // parameters + 6 x 1792 LoRA parameters (r4 on q and v, 2 layers).
+      EXPECT_DOUBLE_EQ(worker.credit_flop(), 48.0 * (4 * 107200 + 6 * 1792));
+    } else {
+      EXPECT_EQ(worker.units_accepted(), 0u);
+      EXPECT_EQ(worker.units_rejected(), 1u);
+      EXPECT_EQ(worker.credit_flop(), 0);
+    }
+  }
+  // Acknowledging the same delta again credits nothing more.
+  auto again = Deliver(good, good_unit->unit());
+  ASSERT_OK(again);
+  EXPECT_TRUE(again->accepted());
+  workers = coordinator_->ListWorkers(request);
+  for (const v1::WorkerStatus& worker : workers->workers()) {
+    if (worker.worker_id() == good.id) EXPECT_EQ(worker.units_accepted(), 1u);
+  }
 }
 
 TEST_F(CoordinatorTest, CancelEndsLeasesAndRefusesUploads) {
