@@ -78,6 +78,18 @@ absl::StatusOr<std::vector<std::string>> ListModelFiles(
   return names;
 }
 
+absl::StatusOr<std::string> ModelDirectoryHash(const std::string& dir) {
+  absl::StatusOr<std::vector<std::string>> names = ListModelFiles(dir);
+  if (!names.ok()) return names.status();
+  std::vector<ManifestFile> files;
+  for (const std::string& name : *names) {
+    absl::StatusOr<std::string> sha = Sha256FileHex(dir + "/" + name);
+    if (!sha.ok()) return sha.status();
+    files.push_back({name, *sha});
+  }
+  return ModelContentHash(std::move(files));
+}
+
 std::string AdapterContentHash(absl::string_view adapter_model_sha256,
                                absl::string_view adapter_config_sha256) {
   return Sha256Hex(absl::StrCat(adapter_model_sha256, adapter_config_sha256));

@@ -38,6 +38,11 @@ struct ManifestFile {
 [[nodiscard]] absl::StatusOr<std::vector<std::string>> ListModelFiles(
     const std::string& dir);
 
+// ModelContentHash() of the files ListModelFiles() finds in `dir`: the
+// identity the coordinator gives a model uploaded from there.
+[[nodiscard]] absl::StatusOr<std::string> ModelDirectoryHash(
+    const std::string& dir);
+
 // SHA-256 of adapter_model_sha256 || adapter_config_sha256 (hex strings), the
 // content hash a published adapter's signature covers.
 std::string AdapterContentHash(absl::string_view adapter_model_sha256,

@@ -54,66 +54,94 @@ size_t CompleteUtf8Prefix(absl::string_view text) {
 
 }  // namespace
 
-absl::StatusOr<InferenceResult> RunInference(
-    const InferenceRequest& request,
-    const std::function<void(absl::string_view piece)>& on_text) {
-  const auto start = std::chrono::steady_clock::now();
-  InferenceResult result;
-  ASSIGN_OR_RETURN(LlamaConfig config, LoadLlamaConfig(request.model_dir));
-  ASSIGN_OR_RETURN(at::ScalarType dtype,
-                   ChooseDtype(request.dtype, config, request.device));
-  result.dtype = dtype == at::kFloat      ? "float32"
-                 : dtype == at::kBFloat16 ? "bfloat16"
-                                          : "float16";
-
+struct InferenceSession::State {
+  InferenceRequest request;
+  LlamaConfig config;
+  std::string dtype_name;
   std::unique_ptr<Tokenizer> tokenizer;
+  std::optional<LoraAdapter> adapter;
+  std::unique_ptr<LlamaModel> model;
+  double load_seconds = 0;
+};
+
+InferenceSession::InferenceSession(std::unique_ptr<State> state)
+    : state_(std::move(state)) {}
+InferenceSession::~InferenceSession() = default;
+
+absl::StatusOr<std::unique_ptr<InferenceSession>> InferenceSession::Open(
+    const InferenceRequest& request) {
+  const auto start = std::chrono::steady_clock::now();
+  auto state = std::make_unique<State>();
+  state->request = request;
+  ASSIGN_OR_RETURN(state->config, LoadLlamaConfig(request.model_dir));
+  ASSIGN_OR_RETURN(at::ScalarType dtype,
+                   ChooseDtype(request.dtype, state->config, request.device));
+  state->dtype_name = dtype == at::kFloat      ? "float32"
+                      : dtype == at::kBFloat16 ? "bfloat16"
+                                               : "float16";
   absl::StatusOr<std::unique_ptr<Tokenizer>> loaded_tokenizer =
       LoadTokenizer(request.model_dir);
   if (loaded_tokenizer.ok()) {
-    tokenizer = *std::move(loaded_tokenizer);
-  } else if (!absl::IsNotFound(loaded_tokenizer.status()) ||
-             request.prompt_text.has_value()) {
+    state->tokenizer = *std::move(loaded_tokenizer);
+  } else if (!absl::IsNotFound(loaded_tokenizer.status())) {
     return loaded_tokenizer.status();
   }
-  if (request.prompt_text.has_value() == !request.prompt_ids.empty()) {
-    return absl::InvalidArgumentError(
-        "give exactly one of a text prompt or prompt token ids");
-  }
-  if (request.prompt_text.has_value()) {
-    ASSIGN_OR_RETURN(result.prompt_ids,
-                     tokenizer->Encode(*request.prompt_text, true));
-  } else {
-    result.prompt_ids = request.prompt_ids;
-  }
-
   LoadOptions load;
   load.dtype = dtype;
   load.device = request.device;
   ASSIGN_OR_RETURN(LlamaWeights weights,
-                   LoadLlamaWeights(request.model_dir, config, load));
-  std::optional<LoraAdapter> adapter;
+                   LoadLlamaWeights(request.model_dir, state->config, load));
   if (!request.adapter_dir.empty()) {
-    ASSIGN_OR_RETURN(adapter, LoraAdapter::Load(request.adapter_dir, config,
-                                                request.device));
-    if (request.merge_adapter) RETURN_IF_ERROR(adapter->Merge(&weights));
+    ASSIGN_OR_RETURN(
+        state->adapter,
+        LoraAdapter::Load(request.adapter_dir, state->config, request.device));
+    if (request.merge_adapter) RETURN_IF_ERROR(state->adapter->Merge(&weights));
   }
-  std::unique_ptr<LlamaModel> model;
   try {
-    model = std::make_unique<LlamaModel>(config, std::move(weights));
+    state->model =
+        std::make_unique<LlamaModel>(state->config, std::move(weights));
   } catch (const std::exception& e) {
     return absl::InternalError(absl::StrCat("set up model: ", e.what()));
   }
-  result.load_seconds =
+  state->load_seconds =
       std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
           .count();
+  return std::unique_ptr<InferenceSession>(
+      new InferenceSession(std::move(state)));
+}
 
+absl::StatusOr<InferenceResult> InferenceSession::Generate(
+    const std::optional<std::string>& prompt_text,
+    const std::vector<int64_t>& prompt_ids,
+    const std::function<void(absl::string_view piece)>& on_text) {
+  State& state = *state_;
+  const InferenceRequest& request = state.request;
+  InferenceResult result;
+  result.dtype = state.dtype_name;
+  result.load_seconds = state.load_seconds;
+  if (prompt_text.has_value() == !prompt_ids.empty()) {
+    return absl::InvalidArgumentError(
+        "give exactly one of a text prompt or prompt token ids");
+  }
+  if (prompt_text.has_value()) {
+    if (state.tokenizer == nullptr) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          request.model_dir,
+          " has no tokenizer; give the prompt as token ids instead"));
+    }
+    ASSIGN_OR_RETURN(result.prompt_ids,
+                     state.tokenizer->Encode(*prompt_text, true));
+  } else {
+    result.prompt_ids = prompt_ids;
+  }
+  Tokenizer* tokenizer = state.tokenizer.get();
   GenerationOptions options;
   options.max_new_tokens = request.max_new_tokens;
   options.sampling = request.sampling;
-  if (adapter.has_value() && !request.merge_adapter)
-    options.adapter = &*adapter;
+  if (state.adapter.has_value() && !request.merge_adapter)
+    options.adapter = &*state.adapter;
   if (request.stop_at_eos) {
-    options.stop_tokens = config.eos_token_ids;
+    options.stop_tokens = state.config.eos_token_ids;
     if (options.stop_tokens.empty() && tokenizer != nullptr &&
         tokenizer->eos_id()) {
       options.stop_tokens.push_back(*tokenizer->eos_id());
@@ -121,7 +149,6 @@ absl::StatusOr<InferenceResult> RunInference(
   }
   std::vector<int64_t> generated;
   size_t emitted = 0;
-  std::string streamed;
   if (tokenizer != nullptr && on_text) {
     options.on_token = [&](int64_t token) {
       generated.push_back(token);
@@ -136,7 +163,7 @@ absl::StatusOr<InferenceResult> RunInference(
     };
   }
   ASSIGN_OR_RETURN(GenerationResult generation,
-                   Generate(*model, result.prompt_ids, options));
+                   lora::Generate(*state.model, result.prompt_ids, options));
   result.generated_ids = generation.tokens;
   result.stop_reason = generation.stop_reason;
   result.prefill_seconds = generation.prefill_seconds;
@@ -152,6 +179,18 @@ absl::StatusOr<InferenceResult> RunInference(
     }
   }
   return result;
+}
+
+absl::StatusOr<InferenceResult> RunInference(
+    const InferenceRequest& request,
+    const std::function<void(absl::string_view piece)>& on_text) {
+  if (request.prompt_text.has_value() == !request.prompt_ids.empty()) {
+    return absl::InvalidArgumentError(
+        "give exactly one of a text prompt or prompt token ids");
+  }
+  ASSIGN_OR_RETURN(std::unique_ptr<InferenceSession> session,
+                   InferenceSession::Open(request));
+  return session->Generate(request.prompt_text, request.prompt_ids, on_text);
 }
 
 }  // namespace openforce::lora

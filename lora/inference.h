@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -43,6 +44,28 @@ struct InferenceResult {
   double load_seconds = 0;
   double prefill_seconds = 0;
   double decode_tokens_per_second = 0;
+};
+
+// A model (and adapter) loaded once for many generations, as an interactive
+// chat needs. The request's prompt fields are ignored here.
+class InferenceSession {
+ public:
+  [[nodiscard]] static absl::StatusOr<std::unique_ptr<InferenceSession>> Open(
+      const InferenceRequest& request);
+  ~InferenceSession();
+
+  // Generates from a text prompt (needs the tokenizer) or from token ids,
+  // calling `on_text` with each piece of text as soon as it forms whole
+  // UTF-8 characters.
+  [[nodiscard]] absl::StatusOr<InferenceResult> Generate(
+      const std::optional<std::string>& prompt_text,
+      const std::vector<int64_t>& prompt_ids,
+      const std::function<void(absl::string_view piece)>& on_text = nullptr);
+
+ private:
+  struct State;
+  explicit InferenceSession(std::unique_ptr<State> state);
+  std::unique_ptr<State> state_;
 };
 
 // Loads, generates, and calls `on_text` with each piece of generated text as

@@ -2,14 +2,19 @@
 #include "worker/infer_command.h"
 
 #include <functional>
+#include <istream>
 #include <nlohmann/json.hpp>
 #include <ostream>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "common/file_util.h"
+#include "common/model_manifest.h"
 #include "common/status_macros.h"
+#include "worker/pull_command.h"
 
 namespace openforce::worker {
 
@@ -28,8 +33,63 @@ absl::StatusOr<std::vector<int64_t>> ParseTokenIds(
   return ids;
 }
 
+absl::Status CheckAdapterBaseModel(const std::string& adapter_dir,
+                                   const std::string& model_dir) {
+  const std::string record_path = adapter_dir + "/" + kProvenanceFile;
+  absl::StatusOr<std::string> record = ReadFileToString(record_path);
+  if (absl::IsNotFound(record.status())) return absl::OkStatus();
+  RETURN_IF_ERROR(record.status());
+  std::string expected;
+  try {
+    expected = nlohmann::json::parse(*record).at("base_model_hash");
+  } catch (const std::exception& e) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        record_path, " is not a valid adapter record: ", e.what()));
+  }
+  ASSIGN_OR_RETURN(std::string actual, ModelDirectoryHash(model_dir));
+  if (actual != expected) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "the adapter in ", adapter_dir, " was trained on base model ",
+        expected.substr(0, 16), "..., but ", model_dir, " is model ",
+        actual.substr(0, 16),
+        "...; give --model the directory the job was submitted with"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status RunChat(const lora::InferenceRequest& request, std::istream& in,
+                     std::ostream& out, bool prompt_marks) {
+  if (!request.adapter_dir.empty())
+    RETURN_IF_ERROR(
+        CheckAdapterBaseModel(request.adapter_dir, request.model_dir));
+  ASSIGN_OR_RETURN(std::unique_ptr<lora::InferenceSession> session,
+                   lora::InferenceSession::Open(request));
+  std::string line;
+  while (true) {
+    if (prompt_marks) out << "> " << std::flush;
+    if (!std::getline(in, line)) break;
+    const std::string prompt(absl::StripTrailingAsciiWhitespace(line));
+    if (prompt == "/quit" || prompt == "/exit") break;
+    if (prompt.empty()) continue;
+    ASSIGN_OR_RETURN(
+        lora::InferenceResult result,
+        session->Generate(prompt, {}, [&out](absl::string_view piece) {
+          out << piece << std::flush;
+        }));
+    out << "\n[" << result.generated_ids.size() << " tokens, "
+        << absl::StrFormat("%.1f", result.decode_tokens_per_second)
+        << " tokens/s]\n"
+        << std::flush;
+  }
+  if (prompt_marks) out << "\n";
+  return absl::OkStatus();
+}
+
 absl::Status RunInferCommand(const lora::InferenceRequest& request, bool json,
                              std::ostream& out) {
+  if (!request.adapter_dir.empty())
+    RETURN_IF_ERROR(
+        CheckAdapterBaseModel(request.adapter_dir, request.model_dir));
   std::function<void(absl::string_view)> on_text;
   if (!json)
     on_text = [&out](absl::string_view piece) { out << piece << std::flush; };

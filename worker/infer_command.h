@@ -25,6 +25,21 @@ namespace openforce::worker {
 [[nodiscard]] absl::Status RunInferCommand(
     const lora::InferenceRequest& request, bool json, std::ostream& out);
 
+// An adapter pulled from a coordinator records the base model it was trained
+// on (openforce_adapter.json); FailedPrecondition naming both hashes when
+// `model_dir` is another model. Adapters without that record (from PEFT)
+// pass: there is nothing to compare.
+[[nodiscard]] absl::Status CheckAdapterBaseModel(const std::string& adapter_dir,
+                                                 const std::string& model_dir);
+
+// Interactive chat: loads once, then answers each line of `in` (a prompt),
+// streaming the reply to `out` and ending it with the token rate. "/quit"
+// or end of input stops. `prompt_marks` prints "> " before each prompt (for
+// terminals).
+[[nodiscard]] absl::Status RunChat(const lora::InferenceRequest& request,
+                                   std::istream& in, std::ostream& out,
+                                   bool prompt_marks);
+
 }  // namespace openforce::worker
 
 #endif  // OPENFORCE_WORKER_INFER_COMMAND_H_

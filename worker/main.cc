@@ -74,6 +74,9 @@ ABSL_FLAG(std::string, device, "cpu",
 ABSL_FLAG(
     std::string, dtype, "auto",
     "infer: auto (config.json's torch_dtype), float32, bfloat16 or float16");
+ABSL_FLAG(bool, interactive, false,
+          "infer: chat: read prompts from standard input, one per line, and "
+          "stream each reply (/quit ends)");
 ABSL_FLAG(bool, merge_adapter, false,
           "infer: merge the adapter into the weights first");
 ABSL_FLAG(std::string, coordinator, "127.0.0.1:7443",
@@ -131,8 +134,8 @@ constexpr char kUsage[] =
     "          what a running worker is doing\n"
     "  pull --coordinator ADDR --job ID --coordinator-key FILE --out DIR\n"
     "          download and verify a published adapter (PEFT files)\n"
-    "  infer --model DIR [--adapter DIR] --prompt TEXT\n"
-    "          generate locally, with no network\n";
+    "  infer --model DIR [--adapter DIR] (--prompt TEXT | --interactive)\n"
+    "          generate locally, with no network; --interactive chats\n";
 
 const std::vector<std::string> kConfigKeys = {"headroom",
                                               "gpu_reserve",
@@ -371,7 +374,13 @@ absl::Status RunInfer(const std::set<std::string>& named_on_command_line) {
   request.adapter_dir = absl::GetFlag(FLAGS_adapter);
   const std::string prompt = absl::GetFlag(FLAGS_prompt);
   const std::vector<std::string> prompt_ids = absl::GetFlag(FLAGS_prompt_ids);
-  if (prompt.empty() == prompt_ids.empty()) {
+  const bool interactive = absl::GetFlag(FLAGS_interactive);
+  if (interactive && (!prompt.empty() || !prompt_ids.empty())) {
+    return absl::InvalidArgumentError(
+        "--interactive reads prompts from standard input; drop --prompt and "
+        "--prompt-ids");
+  }
+  if (!interactive && prompt.empty() == prompt_ids.empty()) {
     return absl::InvalidArgumentError(
         "give exactly one of --prompt or --prompt-ids");
   }
@@ -398,6 +407,12 @@ absl::Status RunInfer(const std::set<std::string>& named_on_command_line) {
   request.device = absl::GetFlag(FLAGS_device);
   request.dtype = absl::GetFlag(FLAGS_dtype);
   request.merge_adapter = absl::GetFlag(FLAGS_merge_adapter);
+  if (interactive) {
+    if (absl::GetFlag(FLAGS_json))
+      return absl::InvalidArgumentError(
+          "--json does not apply to --interactive");
+    return RunChat(request, std::cin, std::cout, isatty(STDIN_FILENO) != 0);
+  }
   return RunInferCommand(request, absl::GetFlag(FLAGS_json), std::cout);
 }
 

@@ -257,9 +257,8 @@ class WorkLoop {
     while (!background_done_.WaitForNotificationWithTimeout(
         absl::Milliseconds(250))) {
       const WorkerStatusSnapshot snapshot = state_.Snapshot();
-      const std::string state = absl::StrCat(snapshot.state, "|",
-                                             snapshot.reason, "|",
-                                             snapshot.unit_id);
+      const std::string state = absl::StrCat(
+          snapshot.state, "|", snapshot.reason, "|", snapshot.unit_id);
       if (state == last_state && absl::Now() - last_write < absl::Seconds(1))
         continue;
       last_state = state;
