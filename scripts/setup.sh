@@ -12,7 +12,7 @@ readonly PACKAGES=(
   libssl-dev openssl libabsl-dev
   libgtest-dev libgmock-dev
   libsqlite3-dev nlohmann-json3-dev libsentencepiece-dev
-  python3
+  python3 systemd
 )
 
 missing=()

@@ -357,9 +357,10 @@ class WorkLoop {
       }
       if (!IsTransient(registered.status())) return registered.status();
       const absl::Duration wait = backoff.Next();
-      Log(absl::StrCat("coordinator unavailable (",
-                       registered.status().message(), "); retrying in ",
-                       absl::FormatDuration(wait)));
+      Log(absl::StrCat(
+          "coordinator unavailable (", registered.status().message(),
+          "); retrying in ",
+          absl::FormatDuration(absl::Trunc(wait, absl::Milliseconds(10)))));
       Sleep(wait);
     }
     return absl::OkStatus();
@@ -407,8 +408,10 @@ class WorkLoop {
         }
         if (!IsTransient(lease.status())) return lease.status();
         const absl::Duration wait = backoff.Next();
-        Log(absl::StrCat("coordinator unavailable (", lease.status().message(),
-                         "); retrying in ", absl::FormatDuration(wait)));
+        Log(absl::StrCat(
+            "coordinator unavailable (", lease.status().message(),
+            "); retrying in ",
+            absl::FormatDuration(absl::Trunc(wait, absl::Milliseconds(10)))));
         Sleep(wait);
         continue;
       }
@@ -623,8 +626,9 @@ class WorkLoop {
       if (absl::ToUnixMillis(absl::Now()) > unit.lease_deadline_ms())
         return status;
       const absl::Duration wait = backoff.Next();
-      Log(absl::StrCat("upload interrupted (", status.message(),
-                       "); resuming in ", absl::FormatDuration(wait)));
+      Log(absl::StrCat(
+          "upload interrupted (", status.message(), "); resuming in ",
+          absl::FormatDuration(absl::Trunc(wait, absl::Milliseconds(10)))));
       if (Sleep(wait)) return absl::CancelledError("stopped while uploading");
     }
   }
