@@ -59,6 +59,7 @@ struct InferenceSession::State {
   LlamaConfig config;
   std::string dtype_name;
   std::unique_ptr<Tokenizer> tokenizer;
+  absl::Status tokenizer_status;  // why there is none (NotFound names files)
   std::optional<LoraAdapter> adapter;
   std::unique_ptr<LlamaModel> model;
   double load_seconds = 0;
@@ -85,6 +86,8 @@ absl::StatusOr<std::unique_ptr<InferenceSession>> InferenceSession::Open(
     state->tokenizer = *std::move(loaded_tokenizer);
   } else if (!absl::IsNotFound(loaded_tokenizer.status())) {
     return loaded_tokenizer.status();
+  } else {
+    state->tokenizer_status = loaded_tokenizer.status();
   }
   LoadOptions load;
   load.dtype = dtype;
@@ -124,11 +127,7 @@ absl::StatusOr<InferenceResult> InferenceSession::Generate(
         "give exactly one of a text prompt or prompt token ids");
   }
   if (prompt_text.has_value()) {
-    if (state.tokenizer == nullptr) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          request.model_dir,
-          " has no tokenizer; give the prompt as token ids instead"));
-    }
+    if (state.tokenizer == nullptr) return state.tokenizer_status;
     ASSIGN_OR_RETURN(result.prompt_ids,
                      state.tokenizer->Encode(*prompt_text, true));
   } else {

@@ -375,7 +375,9 @@ TEST_F(CoordinatorTest, CreditsAcceptedWorkInFlopAndCountsRejections) {
   EXPECT_TRUE(again->accepted());
   workers = coordinator_->ListWorkers(request);
   for (const v1::WorkerStatus& worker : workers->workers()) {
-    if (worker.worker_id() == good.id) EXPECT_EQ(worker.units_accepted(), 1u);
+    if (worker.worker_id() == good.id) {
+      EXPECT_EQ(worker.units_accepted(), 1u);
+    }
   }
 }
 
