@@ -93,6 +93,9 @@ ABSL_FLAG(std::string, name, "", "run: a display name for operators");
 ABSL_FLAG(openforce::ByteSize, max_memory, openforce::ByteSize{0},
           "run: most RAM a unit may use (e.g. 8GiB); 0: available minus "
           "headroom");
+ABSL_FLAG(openforce::ByteSize, max_vram, openforce::ByteSize{0},
+          "run: most VRAM a unit may use on a GPU (e.g. 6GiB); 0: free VRAM "
+          "minus --gpu-reserve");
 ABSL_FLAG(int, max_units, 0,
           "run: exit after delivering this many units (0: run until stopped)");
 ABSL_FLAG(double, max_other_cpu, 0.25,
@@ -156,7 +159,8 @@ const std::vector<std::string> kConfigKeys = {"headroom",
                                               "work_on_battery",
                                               "max_other_gpu",
                                               "status_file",
-                                              "max_units"};
+                                              "max_units",
+                                              "max_vram"};
 
 TransportOptions Transport() {
   TransportOptions transport;
@@ -229,6 +233,8 @@ absl::Status RunWork() {
   options.max_memory_bytes = absl::GetFlag(FLAGS_max_memory).bytes;
   options.device = absl::GetFlag(FLAGS_device);
   options.max_units = absl::GetFlag(FLAGS_max_units);
+  options.max_vram_bytes = absl::GetFlag(FLAGS_max_vram).bytes;
+  options.gpu_reserve_bytes = absl::GetFlag(FLAGS_gpu_reserve).bytes;
   options.status_file = absl::GetFlag(FLAGS_status_file);
   options.policy.max_other_cpu = absl::GetFlag(FLAGS_max_other_cpu);
   if (!(options.policy.max_other_cpu >= 0 && options.policy.max_other_cpu <= 1))

@@ -436,7 +436,25 @@ class WorkLoop {
     free = available > headroom ? available - headroom : 0;
     if (options_.max_memory_bytes > 0)
       free = std::min(free, options_.max_memory_bytes);
-    return free;
+    if (options_.device == "cpu") return free;
+    // On a GPU the unit lives in VRAM: offer what the device has free, less
+    // the desktop's reserve, capped by the owner.
+    int index = 0;
+    if (const size_t colon = options_.device.find(':');
+        colon != std::string::npos) {
+      index = std::atoi(options_.device.c_str() + colon + 1);
+    }
+    uint64_t vram = 0;
+    if (now.ok()) {
+      for (const GpuInfo& gpu : now->gpus) {
+        if (gpu.index == index) vram = gpu.vram_free_bytes;
+      }
+    }
+    vram = vram > options_.gpu_reserve_bytes ? vram - options_.gpu_reserve_bytes
+                                             : 0;
+    if (options_.max_vram_bytes > 0)
+      vram = std::min(vram, options_.max_vram_bytes);
+    return vram;
   }
 
   // Fetches `blob`, retrying transient failures until the lease deadline.

@@ -36,6 +36,10 @@ struct WorkLoopOptions {
   // What a unit may use at most; the lease request offers
   // min(available - headroom, max_memory).
   uint64_t max_memory_bytes = 0;  // 0: no cap beyond the headroom
+  // GPU workers: VRAM kept free for the desktop, and the most a unit may use
+  // (0: no cap beyond the reserve).
+  uint64_t gpu_reserve_bytes = 512ull << 20;
+  uint64_t max_vram_bytes = 0;
   std::string device = "cpu";
   // Stop after this many units have been delivered (0: run until stopped).
   int max_units = 0;
