@@ -25,6 +25,7 @@
 #include "common/file_util.h"
 #include "common/secret_token.h"
 #include "common/status_macros.h"
+#include "common/termination_signals.h"
 #include "common/tier.h"
 #include "coordinator/admin_client.h"
 #include "coordinator/coordinator.h"
@@ -176,11 +177,7 @@ absl::Status RunServe() {
   // SIGINT/SIGTERM are handled on this thread; they are blocked before
   // libtorch or gRPC start threads (which inherit the mask) so that none of
   // those receives them.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  const sigset_t signals = BlockTerminationSignals();
   RETURN_IF_ERROR(RequireData());
   const std::string data_dir = absl::GetFlag(FLAGS_data);
   absl::StatusOr<Ed25519PrivateKey> identity = LoadIdentity(data_dir);
@@ -233,8 +230,7 @@ absl::Status RunServe() {
             << "\n  admin token file     " << admin_file << "\n  enrollment "
             << (options.enrollment_token.empty() ? "open" : "needs a token")
             << std::endl;
-  int received = 0;
-  sigwait(&signals, &received);
+  WaitForTerminationSignal(signals);
   std::cout << "openforce-coordinator: shutting down" << std::endl;
   server->Shutdown();
   return absl::OkStatus();

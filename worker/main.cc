@@ -32,6 +32,7 @@
 #include "common/hardware_profile.h"
 #include "common/secret_token.h"
 #include "common/status_macros.h"
+#include "common/termination_signals.h"
 #include "common/tier.h"
 #include "lora/blas_core.h"
 #include "lora/compute_device.h"
@@ -213,11 +214,7 @@ absl::Status RunWork() {
   // SIGINT/SIGTERM end training at the next step. They are blocked before
   // libtorch, OpenMP or gRPC start threads (which inherit the mask), so only
   // the waiting thread below ever receives them.
-  sigset_t signals;
-  sigemptyset(&signals);
-  sigaddset(&signals, SIGINT);
-  sigaddset(&signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  const sigset_t signals = BlockTerminationSignals();
   RETURN_IF_ERROR(lora::SetCpuThreads(absl::GetFlag(FLAGS_threads)));
   WorkLoopOptions options;
   options.coordinator = absl::GetFlag(FLAGS_coordinator);
@@ -267,8 +264,7 @@ absl::Status RunWork() {
 
   absl::Notification stop;
   std::thread waiter([&] {
-    int received = 0;
-    sigwait(&signals, &received);
+    const int received = WaitForTerminationSignal(signals);
     if (!stop.HasBeenNotified()) {
       std::cout << "openforce-worker: signal " << received
                 << ", stopping at the next step" << std::endl;
