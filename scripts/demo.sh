@@ -99,6 +99,11 @@ echo "$status" | head -1 | grep -q ': succeeded,' || {
 }
 
 echo
+echo "== volunteers: credit for accepted work (FLOP-equivalents), counts"
+"$COORDINATOR_BIN" workers "${ADMIN[@]}"
+"$WORKER_BIN" status --data "$DEMO/worker1"
+
+echo
 echo "== pull (signature checked against the pinned coordinator key)"
 "$WORKER_BIN" pull --coordinator "$ADDRESS" --job "$JOB" \
   --coordinator-key "$DEMO/coordinator/coordinator.pub" --out "$DEMO/adapter"
