@@ -7,9 +7,9 @@
 
 #include <cerrno>
 #include <stdexcept>
-#include <vector>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "common/file_util.h"
@@ -18,14 +18,13 @@
 namespace openforce {
 
 std::string RandomHex(size_t bytes) {
-  std::vector<unsigned char> buffer(bytes);
-  if (bytes > 0 && RAND_bytes(buffer.data(), static_cast<int>(bytes)) != 1) {
+  std::string buffer(bytes, '\0');
+  if (bytes > 0 && RAND_bytes(reinterpret_cast<unsigned char*>(buffer.data()),
+                              static_cast<int>(bytes)) != 1) {
     // Without randomness no identifier or token is safe to hand out.
     throw std::runtime_error("OpenSSL RAND_bytes failed");
   }
-  std::string hex;
-  for (unsigned char byte : buffer) absl::StrAppendFormat(&hex, "%02x", byte);
-  return hex;
+  return absl::BytesToHexString(buffer);
 }
 
 bool TokensEqual(absl::string_view a, absl::string_view b) {

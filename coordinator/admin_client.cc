@@ -11,6 +11,7 @@
 #include "common/model_manifest.h"
 #include "common/sha256.h"
 #include "common/status_macros.h"
+#include "common/tier.h"
 #include "coordinator/credit.h"
 #include "proto/status_convert.h"
 
@@ -234,11 +235,8 @@ std::string FormatWorkers(const std::vector<v1::WorkerStatus>& workers,
       "worker              name          tier        ram       credit       "
       "accepted  rejected  last seen  unit\n";
   for (const v1::WorkerStatus& worker : workers) {
-    std::string tier = v1::Tier_Name(worker.profile().tier());
-    absl::string_view tier_view(tier);
-    absl::ConsumePrefix(&tier_view, "TIER_");
-    std::string tier_name(tier_view);
-    for (char& c : tier_name) c = static_cast<char>(std::tolower(c));
+    const absl::string_view tier_name =
+        TierName(static_cast<Tier>(static_cast<int>(worker.profile().tier())));
     absl::StrAppendFormat(
         &out, "%-19s %-13s %-11s %-9s %-12s %8d  %8d  %7.1fs  %s\n",
         worker.worker_id(), worker.display_name(), tier_name,

@@ -34,7 +34,6 @@
 namespace openforce::coordinator {
 namespace {
 
-constexpr char kRegisterDomain[] = "openforce/register/v1";
 constexpr size_t kMaxDisplayName = 128;
 constexpr uint32_t kMaxRounds = 10'000;
 constexpr uint32_t kMaxUnitsPerRound = 100'000;
@@ -101,6 +100,16 @@ uint32_t MinResults(const v1::JobSpec& spec) {
              : spec.shards_per_round() * spec.replication();
 }
 
+// Where a worker's delta for a unit accumulates until its last byte: stable
+// across reconnects, so an upload resumes where it stopped.
+std::string DeltaUploadId(const std::string& worker_id,
+                          const std::string& unit_id,
+                          const std::string& content_hash) {
+  return absl::StrCat(
+      "d", Sha256Hex(absl::StrCat(worker_id, "\n", unit_id, "\n", content_hash))
+               .substr(0, 40));
+}
+
 bool IsTerminal(v1::JobState state) {
   return state == v1::JOB_SUCCEEDED || state == v1::JOB_FAILED ||
          state == v1::JOB_CANCELLED;
@@ -142,9 +151,14 @@ Coordinator::Coordinator(CoordinatorOptions options, Ed25519PrivateKey identity,
       state_(std::move(state)),
       blobs_(std::move(blobs)) {}
 
-absl::StatusOr<std::string> Coordinator::BlobPath(
-    const std::string& sha256) const {
-  return blobs_->ObjectPath(sha256);
+absl::StatusOr<RoundRecord> Coordinator::FindRound(const std::string& job_id,
+                                                   uint64_t round) {
+  ASSIGN_OR_RETURN(std::vector<RoundRecord> rounds, state_->ListRounds(job_id));
+  for (const RoundRecord& candidate : rounds) {
+    if (candidate.round == round) return candidate;
+  }
+  return absl::InternalError(
+      absl::StrCat("job ", job_id, " has no round ", round));
 }
 
 absl::StatusOr<WorkerRecord> Coordinator::RequireWorker(
@@ -183,8 +197,7 @@ absl::StatusOr<v1::RegisterResponse> Coordinator::Register(
         "nonce must be 16-64 bytes, got ", request.nonce().size()));
   }
   const std::string proof_message =
-      absl::StrCat(absl::string_view(kRegisterDomain, sizeof(kRegisterDomain)),
-                   request.public_key(), request.nonce());
+      RegistrationProofMessage(request.public_key(), request.nonce());
   if (!key->Verify(proof_message, request.proof_of_possession()).ok()) {
     return absl::UnauthenticatedError(
         "proof_of_possession does not verify: the caller does not hold the "
@@ -287,12 +300,8 @@ absl::StatusOr<v1::WorkUnit> Coordinator::DescribeUnit(const JobRecord& job,
   out.set_replica(unit.replica);
   out.set_base_model_hash(job.spec.base_model_hash());
   *out.mutable_base_model_files() = job.spec.base_model_files();
-  ASSIGN_OR_RETURN(std::vector<RoundRecord> rounds,
-                   state_->ListRounds(job.job_id));
-  uint64_t parent_version = 0;
-  for (const RoundRecord& round : rounds) {
-    if (round.round == unit.round) parent_version = round.parent_version;
-  }
+  ASSIGN_OR_RETURN(RoundRecord round, FindRound(job.job_id, unit.round));
+  const uint64_t parent_version = round.parent_version;
   out.set_parent_adapter_version(parent_version);
   if (parent_version == 0) {
     *out.mutable_parent_adapter() = job.initial_adapter;
@@ -338,12 +347,10 @@ absl::StatusOr<v1::GetUploadOffsetResponse> Coordinator::GetUploadOffset(
     return absl::InvalidArgumentError(
         "content_hash is not 64 lowercase hex digits");
   }
-  const std::string upload_id = absl::StrCat(
-      "d", Sha256Hex(absl::StrCat(worker.worker_id, "\n", request.unit_id(),
-                                  "\n", request.content_hash()))
-               .substr(0, 40));
   v1::GetUploadOffsetResponse response;
-  ASSIGN_OR_RETURN(uint64_t offset, blobs_->UploadOffset(upload_id));
+  ASSIGN_OR_RETURN(uint64_t offset, blobs_->UploadOffset(DeltaUploadId(
+                                        worker.worker_id, request.unit_id(),
+                                        request.content_hash())));
   response.set_offset(offset);
   return response;
 }
@@ -362,6 +369,26 @@ absl::StatusOr<DeltaUpload> Coordinator::BeginUpload(
         v1::REJECT_BAD_SIGNATURE,
         absl::StrCat("delta header signature: ", signature.message()));
   }
+  ASSIGN_OR_RETURN(DeltaUpload upload, CheckUnitForUpload(header));
+  if (upload.already_accepted) return upload;
+  if (header.size_bytes() > options_.max_upload_bytes) {
+    return Rejection(absl::StatusCode::kResourceExhausted, v1::REJECT_TOO_LARGE,
+                     absl::StrCat("delta of ", header.size_bytes(),
+                                  " bytes is over the limit of ",
+                                  options_.max_upload_bytes));
+  }
+  if (header.size_bytes() == 0 || header.sample_count() == 0) {
+    return absl::InvalidArgumentError(
+        "size_bytes and sample_count must be positive");
+  }
+  upload.upload_id = DeltaUploadId(worker.worker_id, upload.unit.unit_id,
+                                   header.content_hash());
+  ASSIGN_OR_RETURN(upload.received, blobs_->UploadOffset(upload.upload_id));
+  return upload;
+}
+
+absl::StatusOr<DeltaUpload> Coordinator::CheckUnitForUpload(
+    const v1::DeltaHeader& header) {
   ASSIGN_OR_RETURN(std::optional<UnitRecord> unit,
                    state_->GetUnit(header.unit_id()));
   if (!unit.has_value()) {
@@ -387,26 +414,22 @@ absl::StatusOr<DeltaUpload> Coordinator::BeginUpload(
                      v1::REJECT_WRONG_JOB,
                      "the delta names another base model than the job's");
   }
-  ASSIGN_OR_RETURN(std::vector<RoundRecord> rounds,
-                   state_->ListRounds(job->job_id));
-  uint64_t parent_version = 0;
-  for (const RoundRecord& round : rounds) {
-    if (round.round == job->current_round)
-      parent_version = round.parent_version;
-  }
+  ASSIGN_OR_RETURN(RoundRecord current,
+                   FindRound(job->job_id, job->current_round));
   if (header.round() != unit->round || unit->round != job->current_round ||
-      header.parent_adapter_version() != parent_version) {
+      header.parent_adapter_version() != current.parent_version) {
     return Rejection(
         absl::StatusCode::kFailedPrecondition, v1::REJECT_WRONG_ROUND,
         absl::StrCat("the delta is for round ", header.round(),
                      " from adapter version ", header.parent_adapter_version(),
                      "; the job is in round ", job->current_round,
-                     " from version ", parent_version));
+                     " from version ", current.parent_version));
   }
   DeltaUpload upload;
   upload.header = header;
   upload.unit = *unit;
-  if (unit->state == v1::UNIT_ACCEPTED && unit->worker_id == worker.worker_id) {
+  if (unit->state == v1::UNIT_ACCEPTED &&
+      unit->worker_id == header.worker_id()) {
     ASSIGN_OR_RETURN(std::optional<ResultRecord> accepted,
                      state_->GetAcceptedResult(unit->unit_id));
     if (accepted.has_value() &&
@@ -416,34 +439,12 @@ absl::StatusOr<DeltaUpload> Coordinator::BeginUpload(
       return upload;
     }
   }
-  if (unit->state != v1::UNIT_LEASED || unit->worker_id != worker.worker_id) {
+  if (unit->state != v1::UNIT_LEASED || unit->worker_id != header.worker_id()) {
     return Rejection(absl::StatusCode::kPermissionDenied,
                      v1::REJECT_LEASE_NOT_HELD,
-                     absl::StrCat("worker ", worker.worker_id,
+                     absl::StrCat("worker ", header.worker_id(),
                                   " holds no lease on unit ", unit->unit_id));
   }
-  if (header.size_bytes() > options_.max_upload_bytes) {
-    return Rejection(absl::StatusCode::kResourceExhausted, v1::REJECT_TOO_LARGE,
-                     absl::StrCat("delta of ", header.size_bytes(),
-                                  " bytes is over the limit of ",
-                                  options_.max_upload_bytes));
-  }
-  if (header.size_bytes() == 0 || header.sample_count() == 0) {
-    return absl::InvalidArgumentError(
-        "size_bytes and sample_count must be positive");
-  }
-  ASSIGN_OR_RETURN(v1::GetUploadOffsetResponse offset, [&] {
-    v1::GetUploadOffsetRequest request;
-    request.set_worker_id(worker.worker_id);
-    request.set_unit_id(unit->unit_id);
-    request.set_content_hash(header.content_hash());
-    return GetUploadOffset(request);
-  }());
-  upload.upload_id = absl::StrCat(
-      "d", Sha256Hex(absl::StrCat(worker.worker_id, "\n", unit->unit_id, "\n",
-                                  header.content_hash()))
-               .substr(0, 40));
-  upload.received = offset.offset();
   return upload;
 }
 
@@ -471,21 +472,27 @@ absl::Status Coordinator::AppendUpload(DeltaUpload* upload, uint64_t offset,
   return absl::OkStatus();
 }
 
-absl::Status Coordinator::RejectDelta(const DeltaUpload& upload,
-                                      v1::RejectReason reason,
-                                      absl::StatusCode code,
-                                      const std::string& message) {
+ResultRecord Coordinator::ResultOf(const DeltaUpload& upload,
+                                   bool accepted) const {
   ResultRecord result;
   result.unit_id = upload.unit.unit_id;
   result.worker_id = upload.header.worker_id();
   result.job_id = upload.unit.job_id;
   result.round = upload.unit.round;
   result.shard_index = upload.unit.shard_index;
-  result.accepted = false;
-  result.reject_reason = reason;
-  result.message = message;
+  result.accepted = accepted;
   result.header = upload.header;
   result.created_ms = Now();
+  return result;
+}
+
+absl::Status Coordinator::RejectDelta(const DeltaUpload& upload,
+                                      v1::RejectReason reason,
+                                      absl::StatusCode code,
+                                      const std::string& message) {
+  ResultRecord result = ResultOf(upload, /*accepted=*/false);
+  result.reject_reason = reason;
+  result.message = message;
   RETURN_IF_ERROR(state_->RecordResult(result));
   return Rejection(code, reason, message);
 }
@@ -506,8 +513,9 @@ absl::StatusOr<v1::UploadDeltaResponse> Coordinator::FinishUpload(
     return response;
   }
   absl::MutexLock lock(&mu_);
-  // The lease or round may have moved on while bytes were arriving.
-  ASSIGN_OR_RETURN(DeltaUpload current, BeginUpload(upload->header));
+  // The lease or round may have moved on while bytes were arriving (the
+  // signature was checked when the upload began).
+  ASSIGN_OR_RETURN(DeltaUpload current, CheckUnitForUpload(upload->header));
   if (current.already_accepted) {
     response.set_accepted(true);
     return response;
@@ -532,7 +540,8 @@ absl::StatusOr<v1::UploadDeltaResponse> Coordinator::FinishUpload(
                    lora::ParseLlamaConfig(config_json, "config.json"));
   ASSIGN_OR_RETURN(lora::LoraConfig lora_config,
                    LoraConfigFromProto(job->spec.lora()));
-  ASSIGN_OR_RETURN(std::string path, BlobPath(upload->header.content_hash()));
+  ASSIGN_OR_RETURN(std::string path,
+                   blobs_->ObjectPath(upload->header.content_hash()));
   ASSIGN_OR_RETURN(lora::DeltaCheck check,
                    lora::CheckAdapterDelta(path, model, lora_config,
                                            job->spec.max_delta_norm()));
@@ -549,15 +558,7 @@ absl::StatusOr<v1::UploadDeltaResponse> Coordinator::FinishUpload(
       return RejectDelta(*upload, v1::REJECT_NORM_TOO_LARGE,
                          absl::StatusCode::kInvalidArgument, check.message);
   }
-  ResultRecord result;
-  result.unit_id = upload->unit.unit_id;
-  result.worker_id = upload->header.worker_id();
-  result.job_id = upload->unit.job_id;
-  result.round = upload->unit.round;
-  result.shard_index = upload->unit.shard_index;
-  result.accepted = true;
-  result.header = upload->header;
-  result.created_ms = Now();
+  ResultRecord result = ResultOf(*upload, /*accepted=*/true);
   ASSIGN_OR_RETURN(
       result.credit_flop,
       UnitCreditFlop(model.Shape(), job->spec.lora(), job->spec.training()));
@@ -963,13 +964,10 @@ absl::Status Coordinator::Tick() {
 }
 
 absl::Status Coordinator::MaybeCloseRound(const JobRecord& job) {
-  ASSIGN_OR_RETURN(std::vector<RoundRecord> rounds,
-                   state_->ListRounds(job.job_id));
-  const RoundRecord* round = nullptr;
-  for (const RoundRecord& candidate : rounds) {
-    if (candidate.round == job.current_round) round = &candidate;
-  }
-  if (round == nullptr || round->adapter_version != 0) return absl::OkStatus();
+  ASSIGN_OR_RETURN(const RoundRecord current,
+                   FindRound(job.job_id, job.current_round));
+  if (current.adapter_version != 0) return absl::OkStatus();
+  const RoundRecord* round = &current;
   ASSIGN_OR_RETURN(std::vector<UnitRecord> units,
                    state_->ListUnits(job.job_id, round->round));
   ASSIGN_OR_RETURN(std::vector<ResultRecord> results,
@@ -1011,13 +1009,14 @@ absl::Status Coordinator::CloseRound(
       return absl::InternalError("parent adapter version is missing");
     parent_sha = parent->adapter.adapter_model().sha256();
   }
-  ASSIGN_OR_RETURN(std::string parent_path, BlobPath(parent_sha));
+  ASSIGN_OR_RETURN(std::string parent_path, blobs_->ObjectPath(parent_sha));
   std::vector<AggregationInput> inputs;
   uint64_t samples = 0;
   double loss_sum = 0, loss_weight = 0;
   for (const ResultRecord& result : accepted) {
     AggregationInput input;
-    ASSIGN_OR_RETURN(input.delta_path, BlobPath(result.header.content_hash()));
+    ASSIGN_OR_RETURN(input.delta_path,
+                     blobs_->ObjectPath(result.header.content_hash()));
     input.sample_count = result.header.sample_count();
     input.worker_id = result.worker_id;
     input.shard_index = result.shard_index;

@@ -135,7 +135,14 @@ class Coordinator {
   absl::Status MaybeCloseRound(const JobRecord& job);
   absl::Status CloseRound(const JobRecord& job, const RoundRecord& round,
                           const std::vector<ResultRecord>& accepted);
-  absl::StatusOr<std::string> BlobPath(const std::string& sha256) const;
+  absl::StatusOr<RoundRecord> FindRound(const std::string& job_id,
+                                        uint64_t round);
+  // Everything about an upload's header but the signature, against the
+  // current state: unit, job, round, parent version, lease (or an
+  // acknowledged retry).
+  absl::StatusOr<DeltaUpload> CheckUnitForUpload(const v1::DeltaHeader& header);
+  // The result record of `upload`, to store accepted or rejected.
+  ResultRecord ResultOf(const DeltaUpload& upload, bool accepted) const;
 
   const CoordinatorOptions options_;
   const Ed25519PrivateKey identity_;

@@ -29,6 +29,16 @@ v1::DeltaHeader DeltaHeaderForUnit(const v1::WorkUnit& unit,
   return header;
 }
 
+std::string RegistrationProofMessage(const std::string& public_key,
+                                     const std::string& nonce) {
+  // The domain includes its terminating NUL, as the proto documents.
+  static constexpr char kDomain[] = "openforce/register/v1";
+  std::string message(kDomain, sizeof(kDomain));
+  message += public_key;
+  message += nonce;
+  return message;
+}
+
 SigningPayload AdapterSigningPayload(const v1::SignedAdapter& adapter) {
   SigningPayload payload;
   payload.kind = PayloadKind::kPublishedAdapter;

@@ -21,6 +21,11 @@ SigningPayload DeltaSigningPayload(const v1::DeltaHeader& header);
 v1::DeltaHeader DeltaHeaderForUnit(const v1::WorkUnit& unit,
                                    const std::string& worker_id);
 
+// What RegisterRequest.proof_of_possession signs:
+// "openforce/register/v1\0" || public_key || nonce.
+std::string RegistrationProofMessage(const std::string& public_key,
+                                     const std::string& nonce);
+
 // Kind kPublishedAdapter: job, version (as the round), base model, parent
 // version, content hash, samples and metrics.
 SigningPayload AdapterSigningPayload(const v1::SignedAdapter& adapter);

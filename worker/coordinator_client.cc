@@ -8,12 +8,11 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
+#include "proto/signing_convert.h"
 #include "proto/status_convert.h"
 
 namespace openforce::worker {
 namespace {
-
-constexpr char kRegisterDomain[] = "openforce/register/v1";
 
 void SetDeadline(grpc::ClientContext* context, std::chrono::seconds seconds) {
   context->set_deadline(std::chrono::system_clock::now() + seconds);
@@ -52,11 +51,8 @@ absl::StatusOr<v1::RegisterResponse> CoordinatorClient::Register(
   request.set_display_name(display_name);
   request.set_client_version("openforce-worker 0.1");
   request.set_nonce(nonce);
-  ASSIGN_OR_RETURN(
-      std::string proof,
-      key.Sign(absl::StrCat(
-          absl::string_view(kRegisterDomain, sizeof(kRegisterDomain)),
-          public_key, nonce)));
+  ASSIGN_OR_RETURN(std::string proof,
+                   key.Sign(RegistrationProofMessage(public_key, nonce)));
   request.set_proof_of_possession(proof);
   grpc::ClientContext context;
   SetDeadline(&context, std::chrono::seconds(30));

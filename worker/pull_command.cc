@@ -3,8 +3,8 @@
 
 #include <filesystem>
 
+#include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_format.h"
 #include "common/blob_store.h"
 #include "common/ed25519.h"
 #include "common/file_util.h"
@@ -84,10 +84,7 @@ absl::StatusOr<v1::SignedAdapter> PullAdapter(const PullRequest& request) {
         {"published_at_ms", adapter.published_at_ms()},
         {"coordinator_key_fingerprint", pinned.Fingerprint()},
     };
-    std::string signature_hex;
-    for (unsigned char c : adapter.signature())
-      absl::StrAppend(&signature_hex, absl::Hex(c, absl::kZeroPad2));
-    provenance["signature"] = signature_hex;
+    provenance["signature"] = absl::BytesToHexString(adapter.signature());
     nlohmann::json metrics = nlohmann::json::object();
     for (const auto& [name, value] : adapter.metrics()) metrics[name] = value;
     provenance["metrics"] = metrics;

@@ -55,18 +55,21 @@ absl::StatusOr<TrainedDelta> UnitTrainer::Train(
                    TrainingOptionsFromProto(unit.training()));
   ASSIGN_OR_RETURN(std::vector<lora::TrainingRecord> records,
                    lora::ReadJsonl(paths.shard_path));
-  lora::TokenizeOptions tokenize;
-  tokenize.sequence_length = unit.training().sequence_length();
-  ASSIGN_OR_RETURN(std::vector<lora::Example> examples,
-                   lora::TokenizeRecords(records, *tokenizer_, tokenize));
   ASSIGN_OR_RETURN(lora::LoraAdapter parent,
                    lora::LoraAdapter::Load(paths.parent_adapter_dir,
                                            model_->config(), device_));
   lora::LoraAdapter adapter = parent.Clone();
-  std::vector<lora::Example> examples_copy = examples;
-  ASSIGN_OR_RETURN(std::unique_ptr<lora::Trainer> trainer,
-                   lora::Trainer::Create(model_.get(), &adapter,
-                                         std::move(examples), options));
+  // A fresh trainer from the parent adapter; made again (rarely) when a
+  // checkpoint turns out not to fit.
+  auto new_trainer = [&]() -> absl::StatusOr<std::unique_ptr<lora::Trainer>> {
+    lora::TokenizeOptions tokenize;
+    tokenize.sequence_length = unit.training().sequence_length();
+    ASSIGN_OR_RETURN(std::vector<lora::Example> examples,
+                     lora::TokenizeRecords(records, *tokenizer_, tokenize));
+    return lora::Trainer::Create(model_.get(), &adapter, std::move(examples),
+                                 options);
+  };
+  ASSIGN_OR_RETURN(std::unique_ptr<lora::Trainer> trainer, new_trainer());
 
   RETURN_IF_ERROR(MakeDirectories(paths.work_dir));
   const std::string checkpoint = paths.work_dir + "/checkpoint";
@@ -93,9 +96,7 @@ absl::StatusOr<TrainedDelta> UnitTrainer::Train(
       // useless; start over rather than fail the unit.
       std::filesystem::remove_all(checkpoint, error);
       adapter = parent.Clone();
-      ASSIGN_OR_RETURN(
-          trainer, lora::Trainer::Create(model_.get(), &adapter,
-                                         std::move(examples_copy), options));
+      ASSIGN_OR_RETURN(trainer, new_trainer());
     }
   }
   std::string log_text;

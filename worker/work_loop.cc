@@ -26,6 +26,7 @@
 #include "common/sha256.h"
 #include "common/signing_payload.h"
 #include "common/status_macros.h"
+#include "common/tier.h"
 #include "lora/lora_adapter.h"
 #include "proto/lora_convert.h"
 #include "proto/signing_convert.h"
@@ -62,21 +63,17 @@ class WorkerState {
  public:
   void SetUnit(const v1::WorkUnit* unit) {
     absl::MutexLock lock(&mu_);
-    unit_id_ = unit != nullptr ? unit->unit_id() : "";
-    status_.unit_id = unit_id_;
+    status_.unit_id = unit != nullptr ? unit->unit_id() : "";
     status_.job_id = unit != nullptr ? unit->job_id() : "";
     status_.step = 0;
     status_.total_steps =
         unit != nullptr ? unit->training().steps_per_shard() : 0;
     status_.tokens_per_second = 0;
     status_.eta_seconds = 0;
-    progress_ = 0;
     revoked_ = false;
   }
   void SetProgress(const UnitProgress& progress, double eta_seconds) {
     absl::MutexLock lock(&mu_);
-    progress_ = static_cast<double>(progress.step) /
-                static_cast<double>(std::max<int64_t>(1, progress.total));
     status_.step = progress.step;
     status_.total_steps = progress.total;
     status_.tokens_per_second = progress.tokens_per_second;
@@ -87,9 +84,14 @@ class WorkerState {
     status_.state = state;
     status_.reason = reason;
   }
-  void Delivered() {
+  // Counts a delivered unit; the count so far.
+  int64_t Delivered() {
     absl::MutexLock lock(&mu_);
-    ++status_.units_delivered;
+    return ++status_.units_delivered;
+  }
+  int64_t delivered() const {
+    absl::MutexLock lock(&mu_);
+    return status_.units_delivered;
   }
   void SetIdentity(const std::string& worker_id, const std::string& tier,
                    const std::string& coordinator) {
@@ -100,7 +102,7 @@ class WorkerState {
   }
   void Revoke(const std::string& unit_id) {
     absl::MutexLock lock(&mu_);
-    if (unit_id == unit_id_) revoked_ = true;
+    if (unit_id == status_.unit_id) revoked_ = true;
   }
   bool revoked() const {
     absl::MutexLock lock(&mu_);
@@ -116,17 +118,18 @@ class WorkerState {
     request.set_worker_id(worker_id);
     request.set_availability(status_.state == "paused"     ? v1::PAUSED
                              : status_.state == "stopping" ? v1::DRAINING
-                             : unit_id_.empty()            ? v1::AVAILABLE
+                             : status_.unit_id.empty()     ? v1::AVAILABLE
                                                            : v1::BUSY_TRAINING);
-    request.set_current_unit_id(unit_id_);
-    request.set_unit_progress(progress_);
+    request.set_current_unit_id(status_.unit_id);
+    request.set_unit_progress(status_.total_steps > 0
+                                  ? static_cast<double>(status_.step) /
+                                        static_cast<double>(status_.total_steps)
+                                  : 0.0);
     return request;
   }
 
  private:
   mutable absl::Mutex mu_;
-  std::string unit_id_ ABSL_GUARDED_BY(mu_);
-  double progress_ ABSL_GUARDED_BY(mu_) = 0;
   bool revoked_ ABSL_GUARDED_BY(mu_) = false;
   WorkerStatusSnapshot status_ ABSL_GUARDED_BY(mu_);
 };
@@ -164,8 +167,7 @@ class WorkLoop {
     ASSIGN_OR_RETURN(blobs_, BlobStore::Open(options_.data_dir + "/blobs"));
     ASSIGN_OR_RETURN(client_, CoordinatorClient::Connect(options_.coordinator,
                                                          options_.transport));
-    state_.SetIdentity("", TierLabel(options_.profile.tier()),
-                       options_.coordinator);
+    state_.SetIdentity("", TierLabel(), options_.coordinator);
     state_.SetState("registering");
     // The first decision comes before anything else happens, so a machine
     // that is busy at start never begins a step.
@@ -201,12 +203,9 @@ class WorkLoop {
     log_ << std::flush;
   }
 
-  static std::string TierLabel(v1::Tier tier) {
-    std::string name = v1::Tier_Name(tier);
-    if (name.rfind("TIER_", 0) == 0) name = name.substr(5);
-    for (char& c : name)
-      c = c == '_' ? '-' : static_cast<char>(std::tolower(c));
-    return name;
+  std::string TierLabel() const {
+    return std::string(
+        TierName(static_cast<Tier>(static_cast<int>(options_.profile.tier()))));
   }
 
   // Samples the machine twice a second and feeds the policy, so a pause
@@ -223,6 +222,7 @@ class WorkLoop {
         monitor_.Sample(/*own_gpu_busy=*/training_.load());
     PolicyDecision decision;
     if (readings.ok()) {
+      available_memory_ = readings->available_memory_bytes;
       decision = policy_.Update(*readings);
     } else {
       decision.reason = absl::StrCat("cannot read the machine's load: ",
@@ -330,6 +330,17 @@ class WorkLoop {
     return absl::OkStatus();
   }
 
+  // Logs why the coordinator could not be reached and waits the next
+  // backoff step; true when stopped meanwhile.
+  bool WaitOutOutage(Backoff& backoff, const absl::Status& status,
+                     absl::string_view what) {
+    const absl::Duration wait = backoff.Next();
+    Log(absl::StrCat(
+        what, " (", status.message(), "); retrying in ",
+        absl::FormatDuration(absl::Trunc(wait, absl::Milliseconds(10)))));
+    return Sleep(wait);
+  }
+
   // Waits `duration` or until stopped; true when stopped.
   bool Sleep(absl::Duration duration) {
     return stop_->WaitForNotificationWithTimeout(duration);
@@ -343,25 +354,17 @@ class WorkLoop {
                             options_.display_name);
       if (registered.ok()) {
         worker_id_ = registered->worker_id();
-        state_.SetIdentity(worker_id_, TierLabel(options_.profile.tier()),
-                           options_.coordinator);
-        state_.SetIdentity(worker_id_, TierLabel(options_.profile.tier()),
-                           options_.coordinator);
+        state_.SetIdentity(worker_id_, TierLabel(), options_.coordinator);
         heartbeat_interval_ = absl::Milliseconds(
             std::max(200u, registered->heartbeat_interval_ms()));
-        Log(absl::StrCat(
-            "registered with ", options_.coordinator, " as ", worker_id_,
-            " (tier ", v1::Tier_Name(options_.profile.tier()),
-            ", key fingerprint ", key_->PublicKey().Fingerprint(), ")"));
+        Log(absl::StrCat("registered with ", options_.coordinator, " as ",
+                         worker_id_, " (tier ", TierLabel(),
+                         ", key fingerprint ", key_->PublicKey().Fingerprint(),
+                         ")"));
         return absl::OkStatus();
       }
       if (!IsTransient(registered.status())) return registered.status();
-      const absl::Duration wait = backoff.Next();
-      Log(absl::StrCat(
-          "coordinator unavailable (", registered.status().message(),
-          "); retrying in ",
-          absl::FormatDuration(absl::Trunc(wait, absl::Milliseconds(10)))));
-      Sleep(wait);
+      WaitOutOutage(backoff, registered.status(), "coordinator unavailable");
     }
     return absl::OkStatus();
   }
@@ -382,8 +385,9 @@ class WorkLoop {
   absl::Status LeaseLoop() {
     Backoff backoff;
     while (!stop_->HasBeenNotified()) {
-      if (options_.max_units > 0 && delivered_ >= options_.max_units) {
-        Log(absl::StrCat("delivered ", delivered_, " units; exiting"));
+      if (const int64_t delivered = state_.delivered();
+          options_.max_units > 0 && delivered >= options_.max_units) {
+        Log(absl::StrCat("delivered ", delivered, " units; exiting"));
         return absl::OkStatus();
       }
       if (const PolicyDecision decision = Decision(); !decision.may_work) {
@@ -407,12 +411,7 @@ class WorkLoop {
           continue;
         }
         if (!IsTransient(lease.status())) return lease.status();
-        const absl::Duration wait = backoff.Next();
-        Log(absl::StrCat(
-            "coordinator unavailable (", lease.status().message(),
-            "); retrying in ",
-            absl::FormatDuration(absl::Trunc(wait, absl::Milliseconds(10)))));
-        Sleep(wait);
+        WaitOutOutage(backoff, lease.status(), "coordinator unavailable");
         continue;
       }
       backoff.Reset();
@@ -427,16 +426,14 @@ class WorkLoop {
   }
 
   uint64_t FreeMemory() const {
-    uint64_t free = 0;
-    absl::StatusOr<HardwareProfile> now = ProbeHardware();
-    const uint64_t available = now.ok()
-                                   ? now->memory.available_bytes
-                                   : options_.profile.ram_available_bytes();
+    // The monitor read MemAvailable within the last half second.
+    const uint64_t available = available_memory_.load();
     const uint64_t headroom = options_.profile.headroom_bytes();
-    free = available > headroom ? available - headroom : 0;
+    uint64_t free = available > headroom ? available - headroom : 0;
     if (options_.max_memory_bytes > 0)
       free = std::min(free, options_.max_memory_bytes);
     if (options_.device == "cpu") return free;
+    absl::StatusOr<HardwareProfile> now = ProbeHardware();
     // On a GPU the unit lives in VRAM: offer what the device has free, less
     // the desktop's reserve, capped by the owner.
     int index = 0;
@@ -624,7 +621,6 @@ class WorkLoop {
       absl::StatusOr<v1::UploadDeltaResponse> response =
           client_->UploadDelta(header, delta.path);
       if (response.ok() && response->accepted()) {
-        ++delivered_;
         state_.Delivered();
         Log(absl::StrFormat(
             "delta for %s accepted (%d samples, train_loss %.4f, %s)",
@@ -643,11 +639,8 @@ class WorkLoop {
       }
       if (absl::ToUnixMillis(absl::Now()) > unit.lease_deadline_ms())
         return status;
-      const absl::Duration wait = backoff.Next();
-      Log(absl::StrCat(
-          "upload interrupted (", status.message(), "); resuming in ",
-          absl::FormatDuration(absl::Trunc(wait, absl::Milliseconds(10)))));
-      if (Sleep(wait)) return absl::CancelledError("stopped while uploading");
+      if (WaitOutOutage(backoff, status, "upload interrupted"))
+        return absl::CancelledError("stopped while uploading");
     }
   }
 
@@ -669,10 +662,10 @@ class WorkLoop {
   PolicyDecision decision_ ABSL_GUARDED_BY(policy_mu_);
   bool decided_ ABSL_GUARDED_BY(policy_mu_) = false;
   std::atomic<bool> training_{false};
+  std::atomic<uint64_t> available_memory_{0};
   absl::Mutex log_mu_;
   const bool terminal_ = isatty(STDOUT_FILENO) != 0;
   Backoff failure_backoff_;
-  int delivered_ = 0;
 };
 
 }  // namespace

@@ -109,10 +109,8 @@ class CoordinatorTest : public ::testing::Test {
     request.mutable_profile()->set_tier(tier);
     const std::string nonce(16, 'n');
     request.set_nonce(nonce);
-    const char domain[] = "openforce/register/v1";
-    request.set_proof_of_possession(
-        *worker.key.Sign(absl::StrCat(absl::string_view(domain, sizeof(domain)),
-                                      request.public_key(), nonce)));
+    request.set_proof_of_possession(*worker.key.Sign(
+        RegistrationProofMessage(request.public_key(), nonce)));
     auto response = coordinator_->Register(request);
     EXPECT_OK(response);
     worker.id = response->worker_id();

@@ -134,24 +134,13 @@ std::string Federation::Submit(v1::JobSpec spec) {
 
 ChildProcess& Federation::StartWorker(
     const std::string& name, const std::vector<std::string>& extra_flags) {
-  std::vector<std::string> argv = {OPENFORCE_WORKER_PATH,
-                                   "run",
-                                   "--coordinator",
-                                   address_,
-                                   "--data",
-                                   root_ + "/" + name,
-                                   "--name",
-                                   name,
-                                   "--threads",
-                                   "1",
-                                   "--measure=false",
-                                   // Tests share the machine with each other:
-                                   // load must not pause these workers
-                                   // unless a test asks for it.
-                                   "--max-other-cpu",
-                                   "1",
-                                   "--idle-for",
-                                   "0s"};
+  std::vector<std::string> argv = {
+      OPENFORCE_WORKER_PATH, "run", "--coordinator", address_, "--data",
+      root_ + "/" + name, "--name", name, "--threads", "1", "--measure=false",
+      // Tests share the machine with each other:
+      // load must not pause these workers
+      // unless a test asks for it.
+      "--max-other-cpu", "1", "--idle-for", "0s"};
   argv.insert(argv.end(), extra_flags.begin(), extra_flags.end());
   workers_.push_back(
       std::make_unique<ChildProcess>(argv, root_ + "/" + name + ".log"));
@@ -196,10 +185,8 @@ grpc::Status ScriptedWorker::Register(const std::string& enrollment_token) {
   request.set_display_name("scripted");
   const std::string nonce(16, 'n');
   request.set_nonce(nonce);
-  const char domain[] = "openforce/register/v1";
   request.set_proof_of_possession(
-      Must(key_.Sign(absl::StrCat(absl::string_view(domain, sizeof(domain)),
-                                  request.public_key(), nonce))));
+      Must(key_.Sign(RegistrationProofMessage(request.public_key(), nonce))));
   grpc::ClientContext context;
   v1::RegisterResponse response;
   grpc::Status status = stub_->Register(&context, request, &response);

@@ -136,6 +136,11 @@ TEST(SigningConvertTest, PayloadsCarryEverySignedField) {
   EXPECT_EQ(published.parent_adapter_version, 2u);
 }
 
+TEST(SigningConvertTest, RegistrationProofIsDomainThenKeyThenNonce) {
+  EXPECT_EQ(RegistrationProofMessage("KEY", "NONCE"),
+            std::string("openforce/register/v1\0KEYNONCE", 30));
+}
+
 TEST(StatusConvertTest, RejectReasonTravelsWithTheStatus) {
   absl::Status rejected = Rejection(absl::StatusCode::kInvalidArgument,
                                     v1::REJECT_NON_FINITE, "NaN in A");
