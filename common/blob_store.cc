@@ -5,7 +5,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <sys/time.h>
+
 #include <cerrno>
+#include <chrono>
 #include <filesystem>
 #include <system_error>
 
@@ -325,6 +328,13 @@ absl::Status BlobStore::AppendUpload(absl::string_view upload_id,
     }
     return written;
   }
+  // The modification time says when the upload last made progress; it is
+  // set from the store's clock so expiry follows the same clock.
+  const int64_t now = NowMs();
+  struct timespec times[2];
+  times[0].tv_sec = times[1].tv_sec = static_cast<time_t>(now / 1000);
+  times[0].tv_nsec = times[1].tv_nsec = static_cast<long>(now % 1000) * 1000000;
+  (void)::futimens(fd.get(), times);
   if (offset == 0) RETURN_IF_ERROR(SyncDirectory(root_ + "/uploads"));
   return absl::OkStatus();
 }
@@ -367,6 +377,110 @@ absl::Status BlobStore::AbortUpload(absl::string_view upload_id) {
     return ErrnoToStatus(errno, absl::StrCat("remove ", path));
   }
   return absl::OkStatus();
+}
+
+int64_t BlobStore::NowMs() const {
+  if (options_.now_ms) return options_.now_ms();
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+absl::StatusOr<std::string> BlobStore::HashUpload(absl::string_view upload_id) {
+  ASSIGN_OR_RETURN(std::string path, UploadPath(upload_id));
+  absl::MutexLock lock(&uploads_mu_);
+  ScopedFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+  if (!fd.valid()) {
+    if (errno == ENOENT) {
+      return absl::NotFoundError(absl::StrCat("no upload named ", upload_id));
+    }
+    return ErrnoToStatus(errno, absl::StrCat("open ", path));
+  }
+  return HashOpenFile(fd.get(), path);
+}
+
+absl::Status BlobStore::InstallVerifiedUpload(absl::string_view upload_id,
+                                              absl::string_view hash) {
+  ASSIGN_OR_RETURN(std::string path, UploadPath(upload_id));
+  if (!IsSha256Hex(hash)) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("hash '", hash, "' is not 64 lowercase hex digits"));
+  }
+  absl::MutexLock lock(&uploads_mu_);
+  if (::access(path.c_str(), F_OK) != 0) {
+    return absl::NotFoundError(absl::StrCat("no upload named ", upload_id));
+  }
+  RETURN_IF_ERROR(Install(path, std::string(hash)));
+  return SyncDirectory(root_ + "/uploads");
+}
+
+absl::StatusOr<std::vector<UploadInfo>> BlobStore::ListUploads(
+    absl::string_view prefix) {
+  std::vector<UploadInfo> uploads;
+  absl::MutexLock lock(&uploads_mu_);
+  std::error_code error;
+  for (const auto& entry :
+       std::filesystem::directory_iterator(root_ + "/uploads", error)) {
+    const std::string name = entry.path().filename().string();
+    constexpr absl::string_view kSuffix = ".part";
+    if (name.size() <= kSuffix.size() ||
+        name.compare(name.size() - kSuffix.size(), kSuffix.size(),
+                     kSuffix.data()) != 0) {
+      continue;
+    }
+    const std::string id = name.substr(0, name.size() - kSuffix.size());
+    if (id.compare(0, prefix.size(), prefix.data(), prefix.size()) != 0)
+      continue;
+    struct stat info;
+    if (::stat(entry.path().c_str(), &info) != 0) continue;  // just removed
+    UploadInfo upload;
+    upload.upload_id = id;
+    upload.bytes = static_cast<uint64_t>(info.st_size);
+    upload.modified_ms = int64_t{info.st_mtim.tv_sec} * 1000 +
+                         info.st_mtim.tv_nsec / 1000000;
+    uploads.push_back(std::move(upload));
+  }
+  if (error) {
+    return absl::InternalError(
+        absl::StrCat("list ", root_, "/uploads: ", error.message()));
+  }
+  return uploads;
+}
+
+absl::StatusOr<int> BlobStore::ExpireUploads(int64_t max_age_ms) {
+  ASSIGN_OR_RETURN(std::vector<UploadInfo> uploads, ListUploads());
+  const int64_t cutoff = NowMs() - max_age_ms;
+  int removed = 0;
+  for (const UploadInfo& upload : uploads) {
+    if (upload.modified_ms >= cutoff) continue;
+    RETURN_IF_ERROR(AbortUpload(upload.upload_id));
+    ++removed;
+  }
+  return removed;
+}
+
+absl::StatusOr<BlobStoreStats> BlobStore::Stats() const {
+  BlobStoreStats stats;
+  std::error_code error;
+  for (auto it = std::filesystem::recursive_directory_iterator(
+           root_ + "/objects", error);
+       !error && it != std::filesystem::recursive_directory_iterator();
+       it.increment(error)) {
+    if (!it->is_regular_file(error)) continue;
+    ++stats.blob_count;
+    stats.blob_bytes += it->file_size(error);
+  }
+  for (const auto& entry :
+       std::filesystem::directory_iterator(root_ + "/uploads", error)) {
+    if (!entry.is_regular_file(error)) continue;
+    ++stats.upload_count;
+    stats.upload_bytes += entry.file_size(error);
+  }
+  if (error) {
+    return absl::InternalError(
+        absl::StrCat("walk ", root_, ": ", error.message()));
+  }
+  return stats;
 }
 
 }  // namespace openforce

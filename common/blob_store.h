@@ -11,8 +11,10 @@
 #define OPENFORCE_COMMON_BLOB_STORE_H_
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
@@ -27,6 +29,23 @@ namespace openforce {
 struct BlobStoreOptions {
   // Largest blob accepted through a writer or an upload; 0 means no limit.
   uint64_t max_blob_bytes = 0;
+  // Unix milliseconds; stamps partial uploads when they receive data, so
+  // that their age can be judged (tests substitute their own clock).
+  std::function<int64_t()> now_ms;
+};
+
+// A partial upload on disk.
+struct UploadInfo {
+  std::string upload_id;
+  uint64_t bytes = 0;
+  int64_t modified_ms = 0;  // when it last received data
+};
+
+struct BlobStoreStats {
+  uint64_t blob_count = 0;
+  uint64_t blob_bytes = 0;
+  uint64_t upload_count = 0;
+  uint64_t upload_bytes = 0;
 };
 
 class BlobStore;
@@ -105,6 +124,25 @@ class BlobStore {
   [[nodiscard]] absl::StatusOr<std::string> CommitUpload(
       absl::string_view upload_id, absl::string_view expected_hash);
   [[nodiscard]] absl::Status AbortUpload(absl::string_view upload_id);
+  // Path of the partial upload, so its bytes can be checked before they are
+  // committed; InvalidArgument for a malformed id.
+  [[nodiscard]] absl::StatusOr<std::string> UploadPath(
+      absl::string_view upload_id) const;
+  // SHA-256 of the bytes received so far.
+  [[nodiscard]] absl::StatusOr<std::string> HashUpload(
+      absl::string_view upload_id);
+  // Moves an upload the caller has already hashed (HashUpload) to `hash`
+  // into the store without reading it again. Only for uploads that can no
+  // longer grow.
+  [[nodiscard]] absl::Status InstallVerifiedUpload(absl::string_view upload_id,
+                                                   absl::string_view hash);
+  // Partial uploads whose id starts with `prefix`.
+  [[nodiscard]] absl::StatusOr<std::vector<UploadInfo>> ListUploads(
+      absl::string_view prefix = "");
+  // Removes partial uploads that received nothing for `max_age_ms`; how many.
+  [[nodiscard]] absl::StatusOr<int> ExpireUploads(int64_t max_age_ms);
+  // What the store holds now (walks the directories).
+  [[nodiscard]] absl::StatusOr<BlobStoreStats> Stats() const;
 
   const std::string& root() const { return root_; }
   // Path of a committed blob; InvalidArgument when `hash` is not a hex
@@ -116,8 +154,8 @@ class BlobStore {
   BlobStore(std::string root, BlobStoreOptions options)
       : root_(std::move(root)), options_(options) {}
 
-  absl::StatusOr<std::string> UploadPath(absl::string_view upload_id) const;
   std::string NewTempPath();
+  int64_t NowMs() const;
   // Renames a fully written, fsynced file (temporary or upload) into place
   // under `hash`.
   absl::Status Install(const std::string& temp_path, const std::string& hash);

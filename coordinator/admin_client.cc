@@ -11,6 +11,7 @@
 #include "common/model_manifest.h"
 #include "common/sha256.h"
 #include "common/status_macros.h"
+#include "common/terminal_text.h"
 #include "common/tier.h"
 #include "coordinator/credit.h"
 #include "proto/status_convert.h"
@@ -168,6 +169,16 @@ absl::StatusOr<v1::JobState> AdminClient::CancelJob(const std::string& job_id,
   return response.state();
 }
 
+absl::StatusOr<v1::GetStoreStatusResponse> AdminClient::GetStoreStatus() {
+  grpc::ClientContext context;
+  Authorize(&context);
+  v1::GetStoreStatusResponse response;
+  RETURN_IF_ERROR(FromGrpcStatus(
+      stub_->GetStoreStatus(&context, v1::GetStoreStatusRequest(), &response),
+      context, "GetStoreStatus"));
+  return response;
+}
+
 absl::StatusOr<std::vector<v1::WorkerStatus>> AdminClient::ListWorkers(
     bool include_inactive) {
   grpc::ClientContext context;
@@ -197,9 +208,11 @@ std::string StateName(v1::JobState state) {
 std::string FormatJobStatus(const v1::JobStatus& job) {
   std::string out = absl::StrFormat(
       "job %s (%s): %s, round %d of %d, adapter version %d\n", job.job_id(),
-      job.spec().name(), StateName(job.state()), job.current_round(),
-      job.spec().rounds(), job.latest_adapter_version());
-  if (!job.message().empty()) absl::StrAppend(&out, "  ", job.message(), "\n");
+      EscapeForTerminal(job.spec().name()), StateName(job.state()),
+      job.current_round(), job.spec().rounds(), job.latest_adapter_version());
+  if (!job.message().empty()) {
+    absl::StrAppend(&out, "  ", EscapeForTerminal(job.message()), "\n");
+  }
   absl::StrAppend(&out,
                   "  round  pending  leased  accepted  rejected  train_loss  "
                   "version\n");
@@ -222,11 +235,19 @@ std::string FormatJobList(const std::vector<v1::JobStatus>& jobs) {
       "job                name                  state       round  version\n";
   for (const v1::JobStatus& job : jobs) {
     absl::StrAppendFormat(&out, "%-18s %-21s %-11s %2d/%-3d %7d\n",
-                          job.job_id(), job.spec().name(),
+                          EscapeForTerminal(job.job_id()),
+                          EscapeForTerminal(job.spec().name()),
                           StateName(job.state()), job.current_round(),
                           job.spec().rounds(), job.latest_adapter_version());
   }
   return out;
+}
+
+std::string FormatStoreStatus(const v1::GetStoreStatusResponse& status) {
+  return absl::StrFormat(
+      "blobs            %d (%s)\npartial uploads  %d (%s)\n",
+      status.blob_count(), FormatBytes(status.blob_bytes()),
+      status.partial_upload_count(), FormatBytes(status.partial_upload_bytes()));
 }
 
 std::string FormatWorkers(const std::vector<v1::WorkerStatus>& workers,
@@ -239,12 +260,15 @@ std::string FormatWorkers(const std::vector<v1::WorkerStatus>& workers,
         TierName(static_cast<Tier>(static_cast<int>(worker.profile().tier())));
     absl::StrAppendFormat(
         &out, "%-19s %-13s %-11s %-9s %-12s %8d  %8d  %7.1fs  %s\n",
-        worker.worker_id(), worker.display_name(), tier_name,
+        EscapeForTerminal(worker.worker_id()),
+        EscapeForTerminal(worker.display_name()), tier_name,
         FormatBytes(worker.profile().ram_total_bytes()),
         FormatFlop(worker.credit_flop()), worker.units_accepted(),
         worker.units_rejected(),
         static_cast<double>(now_ms - worker.last_heartbeat_ms()) / 1000.0,
-        worker.current_unit_id().empty() ? "-" : worker.current_unit_id());
+        worker.current_unit_id().empty()
+            ? "-"
+            : EscapeForTerminal(worker.current_unit_id()));
   }
   return out;
 }

@@ -36,6 +36,7 @@ class AdminClient {
       const std::string& job_id, const std::string& reason);
   [[nodiscard]] absl::StatusOr<std::vector<v1::WorkerStatus>> ListWorkers(
       bool include_inactive);
+  [[nodiscard]] absl::StatusOr<v1::GetStoreStatusResponse> GetStoreStatus();
 
  private:
   AdminClient(std::shared_ptr<grpc::Channel> channel, std::string token);
@@ -45,11 +46,13 @@ class AdminClient {
   const std::string token_;
 };
 
-// Human-readable renderings for the CLI.
+// Human-readable renderings for the CLI. Text that came from workers or
+// operators (names, messages, ids) is escaped for the terminal.
 std::string FormatJobStatus(const v1::JobStatus& job);
 std::string FormatJobList(const std::vector<v1::JobStatus>& jobs);
 std::string FormatWorkers(const std::vector<v1::WorkerStatus>& workers,
                           int64_t now_ms);
+std::string FormatStoreStatus(const v1::GetStoreStatusResponse& status);
 
 }  // namespace openforce::coordinator
 

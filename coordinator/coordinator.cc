@@ -9,6 +9,7 @@
 #include <map>
 #include <utility>
 
+#include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
@@ -19,6 +20,7 @@
 #include "common/sha256.h"
 #include "common/signing_payload.h"
 #include "common/status_macros.h"
+#include "common/terminal_text.h"
 #include "common/tier.h"
 #include "coordinator/aggregator.h"
 #include "coordinator/credit.h"
@@ -26,6 +28,7 @@
 #include "lora/dataset.h"
 #include "lora/llama_config.h"
 #include "lora/lora_adapter.h"
+#include "proto/call_signing.h"
 #include "proto/channel.h"
 #include "proto/lora_convert.h"
 #include "proto/signing_convert.h"
@@ -38,6 +41,12 @@ constexpr size_t kMaxDisplayName = 128;
 constexpr uint32_t kMaxRounds = 10'000;
 constexpr uint32_t kMaxUnitsPerRound = 100'000;
 constexpr uint32_t kDefaultPageSize = 50;
+// Below this L2 norm a delta shows no training, unless the job sets a floor.
+constexpr double kDefaultMinDeltaNorm = 1e-6;
+// At aggregation, deltas below this fraction of the round's median norm are
+// left out, unless the job sets its own fraction.
+constexpr double kDefaultMinNormFraction = 0.1;
+constexpr int64_t kUploadSweepIntervalMs = 10'000;
 
 int64_t SystemNowMs() {
   return std::chrono::duration_cast<std::chrono::milliseconds>(
@@ -100,14 +109,36 @@ uint32_t MinResults(const v1::JobSpec& spec) {
              : spec.shards_per_round() * spec.replication();
 }
 
-// Where a worker's delta for a unit accumulates until its last byte: stable
-// across reconnects, so an upload resumes where it stopped.
+// Where a worker's delta uploads accumulate: "d<worker>-" for everything the
+// worker has open (to cap it), then the unit (so a new upload for a unit
+// replaces an abandoned one), then the content. Stable across reconnects, so
+// an upload resumes where it stopped. Worker ids are "w-" and hex digits.
+std::string WorkerUploadPrefix(const std::string& worker_id) {
+  return absl::StrCat("d", worker_id, "-");
+}
+std::string UnitUploadPrefix(const std::string& worker_id,
+                             const std::string& unit_id) {
+  return absl::StrCat(WorkerUploadPrefix(worker_id),
+                      Sha256Hex(unit_id).substr(0, 16), "-");
+}
 std::string DeltaUploadId(const std::string& worker_id,
                           const std::string& unit_id,
                           const std::string& content_hash) {
-  return absl::StrCat(
-      "d", Sha256Hex(absl::StrCat(worker_id, "\n", unit_id, "\n", content_hash))
-               .substr(0, 40));
+  return absl::StrCat(UnitUploadPrefix(worker_id, unit_id),
+                      content_hash.substr(0, 40));
+}
+
+// The samples a unit trains on by the job's own settings: what an honest
+// worker reports, and all a worker's claim may say.
+uint64_t ExpectedSamples(const v1::TrainingConfig& training) {
+  return uint64_t(std::max(0, training.steps_per_shard())) *
+         uint64_t(std::max(0, training.batch_size())) *
+         uint64_t(std::max(1, training.gradient_accumulation()));
+}
+
+double MinDeltaNorm(const v1::JobSpec& spec) {
+  return spec.min_delta_norm() > 0 ? spec.min_delta_norm()
+                                   : kDefaultMinDeltaNorm;
 }
 
 bool IsTerminal(v1::JobState state) {
@@ -137,9 +168,12 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Create(
   if (options.heartbeat_interval_ms == 0 || options.lease_retry_ms == 0)
     return absl::InvalidArgumentError("intervals must be positive");
   RETURN_IF_ERROR(MakeDirectories(options.data_dir + "/tmp"));
-  return std::unique_ptr<Coordinator>(
+  std::unique_ptr<Coordinator> coordinator(
       new Coordinator(std::move(options), std::move(identity), std::move(state),
                       std::move(blobs)));
+  // Uploads abandoned before a restart go now, not an interval later.
+  RETURN_IF_ERROR(coordinator->SweepUploads(/*force=*/true));
+  return coordinator;
 }
 
 Coordinator::Coordinator(CoordinatorOptions options, Ed25519PrivateKey identity,
@@ -172,6 +206,19 @@ absl::StatusOr<WorkerRecord> Coordinator::RequireWorker(
                                   "' is not registered; call Register first"));
   }
   return *std::move(worker);
+}
+
+absl::StatusOr<WorkerRecord> Coordinator::AuthenticateCall(
+    absl::string_view method, const std::string& worker_id,
+    const v1::CallAuth& auth, const std::string& digest) {
+  ASSIGN_OR_RETURN(WorkerRecord worker, RequireWorker(worker_id));
+  CallCredentials credentials;
+  credentials.session_id = auth.session_id();
+  credentials.counter = auth.counter();
+  credentials.signature = auth.signature();
+  RETURN_IF_ERROR(sessions_.Verify(method, worker.worker_id, worker.public_key,
+                                   credentials, digest));
+  return worker;
 }
 
 // ---------------------------------------------------------------------------
@@ -207,6 +254,11 @@ absl::StatusOr<v1::RegisterResponse> Coordinator::Register(
     return absl::InvalidArgumentError(absl::StrCat(
         "display_name is longer than ", kMaxDisplayName, " bytes"));
   }
+  if (!IsTerminalSafe(request.display_name())) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "display_name \"", EscapeForTerminal(request.display_name()),
+        "\" holds control characters or invalid UTF-8"));
+  }
   if (!v1::Tier_IsValid(request.profile().tier()) ||
       request.profile().tier() == v1::TIER_UNSPECIFIED) {
     return absl::InvalidArgumentError("profile.tier is missing or unknown");
@@ -220,8 +272,10 @@ absl::StatusOr<v1::RegisterResponse> Coordinator::Register(
   worker.last_heartbeat_ms = Now();
   worker.availability = v1::AVAILABLE;
   RETURN_IF_ERROR(state_->UpsertWorker(worker));
+  ASSIGN_OR_RETURN(std::string session, sessions_.Open(worker.worker_id));
   v1::RegisterResponse response;
   response.set_worker_id(worker.worker_id);
+  response.set_session_id(session);
   response.set_heartbeat_interval_ms(options_.heartbeat_interval_ms);
   response.set_coordinator_public_key(public_key_.Raw());
   response.set_max_upload_bytes(options_.max_upload_bytes);
@@ -231,7 +285,9 @@ absl::StatusOr<v1::RegisterResponse> Coordinator::Register(
 
 absl::StatusOr<v1::HeartbeatResponse> Coordinator::Heartbeat(
     const v1::HeartbeatRequest& request) {
-  ASSIGN_OR_RETURN(WorkerRecord worker, RequireWorker(request.worker_id()));
+  ASSIGN_OR_RETURN(WorkerRecord worker,
+                   AuthenticateCall(kHeartbeatMethod, request.worker_id(),
+                                    request.auth(), CallDigest(request)));
   RETURN_IF_ERROR(state_->RecordHeartbeat(worker.worker_id, Now(),
                                           request.availability(),
                                           request.current_unit_id()));
@@ -250,7 +306,9 @@ absl::StatusOr<v1::HeartbeatResponse> Coordinator::Heartbeat(
 
 absl::StatusOr<v1::LeaseWorkUnitResponse> Coordinator::LeaseWorkUnit(
     const v1::LeaseWorkUnitRequest& request) {
-  ASSIGN_OR_RETURN(WorkerRecord worker, RequireWorker(request.worker_id()));
+  ASSIGN_OR_RETURN(WorkerRecord worker,
+                   AuthenticateCall(kLeaseMethod, request.worker_id(),
+                                    request.auth(), CallDigest(request)));
   v1::LeaseWorkUnitResponse response;
   response.set_retry_after_ms(options_.lease_retry_ms);
   const int64_t now = Now();
@@ -268,9 +326,20 @@ absl::StatusOr<v1::LeaseWorkUnitResponse> Coordinator::LeaseWorkUnit(
   }
   absl::MutexLock lock(&mu_);
   ASSIGN_OR_RETURN(std::vector<JobRecord> jobs, state_->ListJobs());
+  ASSIGN_OR_RETURN(std::vector<UnitRecord> held,
+                   state_->ListWorkerLeases(worker.worker_id));
   std::reverse(jobs.begin(), jobs.end());  // oldest job first
+  std::string capped_job;
   for (const JobRecord& job : jobs) {
     if (job.state != v1::JOB_RUNNING) continue;
+    const auto held_here = static_cast<uint32_t>(
+        std::count_if(held.begin(), held.end(), [&](const UnitRecord& unit) {
+          return unit.job_id == job.job_id;
+        }));
+    if (held_here >= LeaseCap(job)) {
+      capped_job = job.job_id;
+      continue;
+    }
     const v1::Tier min_tier = job.spec.min_tier() == v1::TIER_UNSPECIFIED
                                   ? v1::TIER_CPU
                                   : job.spec.min_tier();
@@ -287,7 +356,22 @@ absl::StatusOr<v1::LeaseWorkUnitResponse> Coordinator::LeaseWorkUnit(
     response.set_retry_after_ms(0);
     return response;
   }
+  if (!capped_job.empty()) {
+    // Nothing else to offer, and the worker sits on its cap: say so rather
+    // than "no work", so a confused client learns it holds leases.
+    return Rejection(
+        absl::StatusCode::kResourceExhausted, v1::REJECT_TOO_MANY_LEASES,
+        absl::StrCat("worker ", worker.worker_id, " already holds ",
+                     held.size(), " lease(s), the cap in job ", capped_job,
+                     "; deliver or release before leasing more"));
+  }
   return response;
+}
+
+uint32_t Coordinator::LeaseCap(const JobRecord& job) const {
+  return job.spec.max_leases_per_worker() > 0
+             ? job.spec.max_leases_per_worker()
+             : std::max<uint32_t>(1, options_.max_leases_per_worker);
 }
 
 absl::StatusOr<v1::WorkUnit> Coordinator::DescribeUnit(const JobRecord& job,
@@ -329,7 +413,9 @@ absl::StatusOr<v1::WorkUnit> Coordinator::DescribeUnit(const JobRecord& job,
 
 absl::Status Coordinator::ReleaseWorkUnit(
     const v1::ReleaseWorkUnitRequest& request) {
-  ASSIGN_OR_RETURN(WorkerRecord worker, RequireWorker(request.worker_id()));
+  ASSIGN_OR_RETURN(WorkerRecord worker,
+                   AuthenticateCall(kReleaseMethod, request.worker_id(),
+                                    request.auth(), CallDigest(request)));
   absl::MutexLock lock(&mu_);
   absl::Status released =
       state_->ReleaseUnit(request.unit_id(), worker.worker_id);
@@ -342,7 +428,9 @@ absl::Status Coordinator::ReleaseWorkUnit(
 
 absl::StatusOr<v1::GetUploadOffsetResponse> Coordinator::GetUploadOffset(
     const v1::GetUploadOffsetRequest& request) {
-  ASSIGN_OR_RETURN(WorkerRecord worker, RequireWorker(request.worker_id()));
+  ASSIGN_OR_RETURN(WorkerRecord worker,
+                   AuthenticateCall(kUploadOffsetMethod, request.worker_id(),
+                                    request.auth(), CallDigest(request)));
   if (!IsSha256Hex(request.content_hash())) {
     return absl::InvalidArgumentError(
         "content_hash is not 64 lowercase hex digits");
@@ -356,8 +444,11 @@ absl::StatusOr<v1::GetUploadOffsetResponse> Coordinator::GetUploadOffset(
 }
 
 absl::StatusOr<DeltaUpload> Coordinator::BeginUpload(
-    const v1::DeltaHeader& header) {
-  ASSIGN_OR_RETURN(WorkerRecord worker, RequireWorker(header.worker_id()));
+    const v1::UploadDeltaChunk& first) {
+  const v1::DeltaHeader& header = first.header();
+  ASSIGN_OR_RETURN(WorkerRecord worker,
+                   AuthenticateCall(kUploadDeltaMethod, header.worker_id(),
+                                    first.auth(), CallDigest(first)));
   ASSIGN_OR_RETURN(Ed25519PublicKey key,
                    Ed25519PublicKey::FromRaw(worker.public_key));
   absl::Status signature = VerifyPayloadSignature(
@@ -377,13 +468,56 @@ absl::StatusOr<DeltaUpload> Coordinator::BeginUpload(
                                   " bytes is over the limit of ",
                                   options_.max_upload_bytes));
   }
-  if (header.size_bytes() == 0 || header.sample_count() == 0) {
-    return absl::InvalidArgumentError(
-        "size_bytes and sample_count must be positive");
+  if (header.size_bytes() == 0) {
+    return absl::InvalidArgumentError("size_bytes must be positive");
+  }
+  ASSIGN_OR_RETURN(std::optional<JobRecord> job,
+                   state_->GetJob(upload.unit.job_id));
+  if (!job.has_value()) return NotFoundJob(upload.unit.job_id);
+  const uint64_t expected_samples = ExpectedSamples(job->spec.training());
+  if (header.sample_count() != expected_samples) {
+    // A worker that misstates its work is refusing the job's terms: the
+    // result is recorded as rejected and the shard goes to someone else.
+    absl::MutexLock lock(&mu_);
+    ASSIGN_OR_RETURN(DeltaUpload current, CheckUnitForUpload(header));
+    return RejectDelta(
+        current, v1::REJECT_SAMPLE_COUNT_MISMATCH,
+        absl::StatusCode::kInvalidArgument,
+        absl::StrCat("the delta claims ", header.sample_count(),
+                     " samples; this unit trains exactly ", expected_samples,
+                     " (", job->spec.training().steps_per_shard(), " steps x ",
+                     job->spec.training().batch_size(), " sequences x ",
+                     std::max(1, job->spec.training().gradient_accumulation()),
+                     " micro-batches)"));
   }
   upload.upload_id = DeltaUploadId(worker.worker_id, upload.unit.unit_id,
                                    header.content_hash());
   ASSIGN_OR_RETURN(upload.received, blobs_->UploadOffset(upload.upload_id));
+  if (upload.received == 0) {
+    // A new upload: abandoned ones for the same unit go, and the worker's
+    // other open uploads count against its cap.
+    ASSIGN_OR_RETURN(std::vector<UploadInfo> open,
+                     blobs_->ListUploads(WorkerUploadPrefix(worker.worker_id)));
+    const std::string unit_prefix =
+        UnitUploadPrefix(worker.worker_id, upload.unit.unit_id);
+    size_t others = 0;
+    for (const UploadInfo& info : open) {
+      if (info.upload_id == upload.upload_id) continue;
+      if (absl::StartsWith(info.upload_id, unit_prefix)) {
+        RETURN_IF_ERROR(blobs_->AbortUpload(info.upload_id));
+      } else {
+        ++others;
+      }
+    }
+    if (others >= options_.max_open_uploads_per_worker) {
+      return Rejection(
+          absl::StatusCode::kResourceExhausted, v1::REJECT_TOO_MANY_UPLOADS,
+          absl::StrCat("worker ", worker.worker_id, " has ", others,
+                       " partial uploads open, the cap of ",
+                       options_.max_open_uploads_per_worker,
+                       "; finish them or let them expire"));
+    }
+  }
   return upload;
 }
 
@@ -512,75 +646,131 @@ absl::StatusOr<v1::UploadDeltaResponse> Coordinator::FinishUpload(
                                       " bytes; resume at that offset"));
     return response;
   }
-  absl::MutexLock lock(&mu_);
-  // The lease or round may have moved on while bytes were arriving (the
-  // signature was checked when the upload began).
-  ASSIGN_OR_RETURN(DeltaUpload current, CheckUnitForUpload(upload->header));
-  if (current.already_accepted) {
-    response.set_accepted(true);
-    return response;
+  // Every check reads the partial upload, outside mu_: a slow or hostile
+  // delta holds up no lease, heartbeat or other upload. The upload cannot
+  // grow any more (AppendUpload stops at the declared size).
+  ASSIGN_OR_RETURN(std::string hash, blobs_->HashUpload(upload->upload_id));
+  if (hash != upload->header.content_hash()) {
+    RETURN_IF_ERROR(blobs_->AbortUpload(upload->upload_id));
+    return Rejection(
+        absl::StatusCode::kDataLoss, v1::REJECT_HASH_MISMATCH,
+        absl::StrCat("the delta hashes to ", hash, ", the header says ",
+                     upload->header.content_hash(),
+                     "; the partial upload was discarded"));
   }
-  absl::StatusOr<std::string> committed =
-      blobs_->CommitUpload(upload->upload_id, upload->header.content_hash());
-  if (absl::IsDataLoss(committed.status())) {
-    return Rejection(absl::StatusCode::kDataLoss, v1::REJECT_HASH_MISMATCH,
-                     committed.status().message());
-  }
-  RETURN_IF_ERROR(committed.status());
   ASSIGN_OR_RETURN(std::optional<JobRecord> job,
                    state_->GetJob(upload->unit.job_id));
   if (!job.has_value()) return NotFoundJob(upload->unit.job_id);
-  std::string config_json;
-  for (const v1::BlobRef& file : job->spec.base_model_files()) {
-    if (file.name() == "config.json") {
-      ASSIGN_OR_RETURN(config_json, blobs_->Get(file.sha256()));
-    }
-  }
-  ASSIGN_OR_RETURN(lora::LlamaConfig model,
-                   lora::ParseLlamaConfig(config_json, "config.json"));
+  ASSIGN_OR_RETURN(lora::LlamaConfig model, LoadJobModelConfig(*job));
   ASSIGN_OR_RETURN(lora::LoraConfig lora_config,
                    LoraConfigFromProto(job->spec.lora()));
-  ASSIGN_OR_RETURN(std::string path,
-                   blobs_->ObjectPath(upload->header.content_hash()));
+  ASSIGN_OR_RETURN(std::string path, blobs_->UploadPath(upload->upload_id));
+  lora::DeltaLimits limits;
+  limits.max_norm = job->spec.max_delta_norm();
+  limits.min_norm = MinDeltaNorm(job->spec);
   ASSIGN_OR_RETURN(lora::DeltaCheck check,
-                   lora::CheckAdapterDelta(path, model, lora_config,
-                                           job->spec.max_delta_norm()));
+                   lora::CheckAdapterDelta(path, model, lora_config, limits));
+  v1::RejectReason reason = v1::REJECT_REASON_UNSPECIFIED;
   switch (check.problem) {
     case lora::DeltaCheck::Problem::kNone:
       break;
     case lora::DeltaCheck::Problem::kBadShape:
-      return RejectDelta(*upload, v1::REJECT_BAD_SHAPE,
-                         absl::StatusCode::kInvalidArgument, check.message);
+      reason = v1::REJECT_BAD_SHAPE;
+      break;
     case lora::DeltaCheck::Problem::kNonFinite:
-      return RejectDelta(*upload, v1::REJECT_NON_FINITE,
-                         absl::StatusCode::kInvalidArgument, check.message);
+      reason = v1::REJECT_NON_FINITE;
+      break;
     case lora::DeltaCheck::Problem::kNormTooLarge:
-      return RejectDelta(*upload, v1::REJECT_NORM_TOO_LARGE,
-                         absl::StatusCode::kInvalidArgument, check.message);
+      reason = v1::REJECT_NORM_TOO_LARGE;
+      break;
+    case lora::DeltaCheck::Problem::kNormTooSmall:
+      reason = v1::REJECT_NORM_TOO_SMALL;
+      break;
   }
+
+  absl::MutexLock lock(&mu_);
+  // The lease or round may have moved on while bytes arrived or the checks
+  // ran (the signature was checked when the upload began).
+  absl::StatusOr<DeltaUpload> current = CheckUnitForUpload(upload->header);
+  if (!current.ok() || reason != v1::REJECT_REASON_UNSPECIFIED) {
+    // A refused delta never enters the blob store.
+    RETURN_IF_ERROR(blobs_->AbortUpload(upload->upload_id));
+  }
+  if (!current.ok()) return current.status();
+  if (current->already_accepted) {
+    response.set_accepted(true);
+    return response;
+  }
+  if (reason != v1::REJECT_REASON_UNSPECIFIED) {
+    return RejectDelta(*upload, reason, absl::StatusCode::kInvalidArgument,
+                       check.message);
+  }
+  RETURN_IF_ERROR(blobs_->InstallVerifiedUpload(upload->upload_id, hash));
   ResultRecord result = ResultOf(*upload, /*accepted=*/true);
-  ASSIGN_OR_RETURN(
-      result.credit_flop,
-      UnitCreditFlop(model.Shape(), job->spec.lora(), job->spec.training()));
+  result.l2_norm = check.l2_norm;
   RETURN_IF_ERROR(state_->RecordResult(result));
   response.set_accepted(true);
-  response.set_message(absl::StrCat("accepted; L2 norm ", check.l2_norm));
+  response.set_message(absl::StrCat(
+      "accepted; L2 norm ", check.l2_norm,
+      "; credit comes when the round aggregates it"));
   return response;
+}
+
+absl::StatusOr<lora::LlamaConfig> Coordinator::LoadJobModelConfig(
+    const JobRecord& job) {
+  for (const v1::BlobRef& file : job.spec.base_model_files()) {
+    if (file.name() == "config.json") {
+      ASSIGN_OR_RETURN(std::string config_json, blobs_->Get(file.sha256()));
+      return lora::ParseLlamaConfig(config_json, "config.json");
+    }
+  }
+  return absl::InternalError(
+      absl::StrCat("job ", job.job_id, " has no config.json"));
+}
+
+absl::StatusOr<std::vector<std::string>> Coordinator::BlobsNeededBy(
+    const UnitRecord& unit) {
+  ASSIGN_OR_RETURN(std::optional<JobRecord> job, state_->GetJob(unit.job_id));
+  if (!job.has_value()) return std::vector<std::string>();
+  ASSIGN_OR_RETURN(v1::WorkUnit described, DescribeUnit(*job, unit));
+  std::vector<std::string> needed;
+  for (const v1::BlobRef& file : described.base_model_files())
+    needed.push_back(file.sha256());
+  needed.push_back(described.parent_adapter().sha256());
+  needed.push_back(described.shard().sha256());
+  return needed;
 }
 
 absl::Status Coordinator::CheckFetchAllowed(
     const v1::FetchBlobRequest& request) {
   if (!IsSha256Hex(request.sha256()))
     return absl::InvalidArgumentError("sha256 is not 64 lowercase hex digits");
+  ASSIGN_OR_RETURN(bool published,
+                   state_->IsPublishedAdapterBlob(request.sha256()));
   if (!request.worker_id().empty()) {
-    RETURN_IF_ERROR(RequireWorker(request.worker_id()).status());
-  } else {
-    ASSIGN_OR_RETURN(bool published,
-                     state_->IsPublishedAdapterBlob(request.sha256()));
-    if (!published) {
-      return absl::PermissionDeniedError(
-          "without a worker id only published adapter files can be fetched");
+    ASSIGN_OR_RETURN(WorkerRecord worker,
+                     AuthenticateCall(kFetchBlobMethod, request.worker_id(),
+                                      request.auth(), CallDigest(request)));
+    bool needed = published;
+    ASSIGN_OR_RETURN(std::vector<UnitRecord> leases,
+                     state_->ListWorkerLeases(worker.worker_id));
+    for (const UnitRecord& unit : leases) {
+      if (needed) break;
+      ASSIGN_OR_RETURN(std::vector<std::string> blobs, BlobsNeededBy(unit));
+      needed = std::find(blobs.begin(), blobs.end(), request.sha256()) !=
+               blobs.end();
     }
+    if (!needed) {
+      return Rejection(
+          absl::StatusCode::kPermissionDenied, v1::REJECT_NOT_LEASED_BLOB,
+          absl::StrCat("blob ", request.sha256(), " is not needed by any lease ",
+                       worker.worker_id,
+                       " holds; models, datasets and shards are fetched only "
+                       "for leased units"));
+    }
+  } else if (!published) {
+    return absl::PermissionDeniedError(
+        "without a worker id only published adapter files can be fetched");
   }
   if (!blobs_->Contains(request.sha256())) {
     return absl::NotFoundError(absl::StrCat("no blob ", request.sha256()));
@@ -692,6 +882,14 @@ absl::StatusOr<v1::SubmitJobResponse> Coordinator::SubmitJob(
   }
   if (!(spec.max_delta_norm() > 0) || !std::isfinite(spec.max_delta_norm())) {
     return absl::InvalidArgumentError("max_delta_norm must be > 0");
+  }
+  if (!(spec.min_delta_norm() >= 0) ||
+      !(spec.min_delta_norm() < spec.max_delta_norm())) {
+    return absl::InvalidArgumentError(
+        "min_delta_norm must be >= 0 and below max_delta_norm");
+  }
+  if (!(spec.min_norm_fraction() >= 0) || !(spec.min_norm_fraction() < 1)) {
+    return absl::InvalidArgumentError("min_norm_fraction must be in [0, 1)");
   }
   if (spec.min_tier() != v1::TIER_UNSPECIFIED &&
       !v1::Tier_IsValid(spec.min_tier())) {
@@ -836,6 +1034,8 @@ absl::StatusOr<v1::JobStatus> Coordinator::DescribeJob(const JobRecord& job) {
   status.set_message(job.message);
   ASSIGN_OR_RETURN(std::vector<RoundRecord> rounds,
                    state_->ListRounds(job.job_id));
+  ASSIGN_OR_RETURN(std::vector<ShardRecord> shards,
+                   state_->ListShards(job.job_id));
   for (const RoundRecord& round : rounds) {
     v1::RoundStatus* out = status.add_rounds();
     out->set_round(round.round);
@@ -862,7 +1062,11 @@ absl::StatusOr<v1::JobStatus> Coordinator::DescribeJob(const JobRecord& job) {
       }
       auto loss = result.header.metrics().find("train_loss");
       if (loss == result.header.metrics().end()) continue;
-      const double weight = static_cast<double>(result.header.sample_count());
+      // Weighted as aggregation weighs it: by the shard's records.
+      const double weight =
+          result.shard_index < shards.size()
+              ? static_cast<double>(shards[result.shard_index].records)
+              : 1.0;
       loss_sum += loss->second * weight;
       weight_sum += weight;
     }
@@ -944,11 +1148,35 @@ absl::StatusOr<v1::ListWorkersResponse> Coordinator::ListWorkers(
 // ---------------------------------------------------------------------------
 // Rounds
 
+absl::Status Coordinator::SweepUploads(bool force) {
+  absl::MutexLock tick_lock(&tick_mu_);
+  if (!force && Now() - last_upload_sweep_ms_ < kUploadSweepIntervalMs)
+    return absl::OkStatus();
+  last_upload_sweep_ms_ = Now();
+  return blobs_->ExpireUploads(options_.upload_expiry_ms).status();
+}
+
+absl::StatusOr<v1::GetStoreStatusResponse> Coordinator::GetStoreStatus() {
+  ASSIGN_OR_RETURN(BlobStoreStats stats, blobs_->Stats());
+  v1::GetStoreStatusResponse response;
+  response.set_blob_count(stats.blob_count);
+  response.set_blob_bytes(stats.blob_bytes);
+  response.set_partial_upload_count(stats.upload_count);
+  response.set_partial_upload_bytes(stats.upload_bytes);
+  return response;
+}
+
 absl::Status Coordinator::Tick() {
+  RETURN_IF_ERROR(SweepUploads(/*force=*/false));
   absl::MutexLock tick_lock(&tick_mu_);
   {
     absl::MutexLock lock(&mu_);
     RETURN_IF_ERROR(state_->ExpireLeases(Now()).status());
+    const int64_t grace = options_.lease_heartbeat_grace_ms > 0
+                              ? options_.lease_heartbeat_grace_ms
+                              : int64_t{3} * options_.heartbeat_interval_ms;
+    RETURN_IF_ERROR(
+        state_->ExpireLeasesOfSilentWorkers(Now() - grace).status());
   }
   ASSIGN_OR_RETURN(std::vector<JobRecord> jobs, state_->ListJobs());
   absl::Status first_error;
@@ -1010,23 +1238,71 @@ absl::Status Coordinator::CloseRound(
     parent_sha = parent->adapter.adapter_model().sha256();
   }
   ASSIGN_OR_RETURN(std::string parent_path, blobs_->ObjectPath(parent_sha));
+  RoundOutcome outcome;
+  // A delta far below its peers' median norm did (almost) no training: it is
+  // left out of the aggregate and earns nothing.
+  std::vector<double> norms;
+  for (const ResultRecord& result : accepted) norms.push_back(result.l2_norm);
+  double floor = 0;
+  if (norms.size() >= 2) {
+    std::sort(norms.begin(), norms.end());
+    const size_t mid = norms.size() / 2;
+    const double median = norms.size() % 2 == 1
+                              ? norms[mid]
+                              : 0.5 * (norms[mid - 1] + norms[mid]);
+    floor = median * (job.spec.min_norm_fraction() > 0
+                          ? job.spec.min_norm_fraction()
+                          : kDefaultMinNormFraction);
+  }
+  // Weights and credit come from what the coordinator knows: the shard's
+  // record count and the job's own settings, never the worker's claims.
+  ASSIGN_OR_RETURN(std::vector<ShardRecord> shards,
+                   state_->ListShards(job.job_id));
+  ASSIGN_OR_RETURN(lora::LlamaConfig model, LoadJobModelConfig(job));
+  ASSIGN_OR_RETURN(const double unit_credit,
+                   UnitCreditFlop(model.Shape(), job.spec.lora(),
+                                  job.spec.training()));
   std::vector<AggregationInput> inputs;
   uint64_t samples = 0;
   double loss_sum = 0, loss_weight = 0;
   for (const ResultRecord& result : accepted) {
+    ResultVerdict verdict;
+    verdict.unit_id = result.unit_id;
+    verdict.worker_id = result.worker_id;
+    if (result.l2_norm < floor) {
+      verdict.reason = v1::REJECT_NORM_TOO_SMALL;
+      verdict.message = absl::StrCat(
+          "L2 norm ", result.l2_norm, " is below ", floor,
+          ", the round's floor from its median: left out of the aggregate");
+      outcome.excluded.push_back(verdict);
+      continue;
+    }
+    if (result.shard_index >= shards.size())
+      return absl::InternalError("result for a shard the job does not have");
     AggregationInput input;
     ASSIGN_OR_RETURN(input.delta_path,
                      blobs_->ObjectPath(result.header.content_hash()));
-    input.sample_count = result.header.sample_count();
+    input.sample_count = std::max<uint64_t>(1, shards[result.shard_index].records);
     input.worker_id = result.worker_id;
     input.shard_index = result.shard_index;
     inputs.push_back(input);
-    samples += input.sample_count;
+    samples += ExpectedSamples(job.spec.training());
+    verdict.credit_flop = unit_credit;
+    outcome.credited.push_back(verdict);
     auto loss = result.header.metrics().find("train_loss");
-    if (loss != result.header.metrics().end()) {
+    if (loss != result.header.metrics().end() && std::isfinite(loss->second)) {
       loss_sum += loss->second * static_cast<double>(input.sample_count);
       loss_weight += static_cast<double>(input.sample_count);
     }
+  }
+  if (inputs.empty()) {
+    // Everything was left out: publish nothing, the round stays open (its
+    // units with excluded results are done; the deadline decides).
+    absl::MutexLock lock(&mu_);
+    return state_->SetJobState(
+        job.job_id, v1::JOB_FAILED,
+        absl::StrCat("round ", round.round,
+                     " has no delta above the norm floor to aggregate"));
   }
   ASSIGN_OR_RETURN(std::unique_ptr<Aggregator> aggregator,
                    MakeAggregator(job.spec.aggregation()));
@@ -1040,7 +1316,6 @@ absl::Status Coordinator::CloseRound(
   RETURN_IF_ERROR(model_sha.status());
   ASSIGN_OR_RETURN(uint64_t model_size, blobs_->Size(*model_sha));
 
-  RoundOutcome outcome;
   v1::SignedAdapter& adapter = outcome.adapter.adapter;
   adapter.set_job_id(job.job_id);
   adapter.set_version(round.round);
@@ -1052,7 +1327,7 @@ absl::Status Coordinator::CloseRound(
   adapter.set_sample_count(samples);
   if (loss_weight > 0)
     (*adapter.mutable_metrics())["train_loss"] = loss_sum / loss_weight;
-  (*adapter.mutable_metrics())["deltas"] = static_cast<double>(accepted.size());
+  (*adapter.mutable_metrics())["deltas"] = static_cast<double>(inputs.size());
   adapter.set_published_at_ms(Now());
   adapter.set_content_hash(
       AdapterContentHash(*model_sha, job.adapter_config.sha256()));

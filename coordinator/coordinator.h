@@ -19,6 +19,8 @@
 #include "common/blob_store.h"
 #include "common/ed25519.h"
 #include "coordinator/state_store.h"
+#include "coordinator/worker_sessions.h"
+#include "lora/llama_config.h"
 #include "proto/openforce.pb.h"
 
 namespace openforce::coordinator {
@@ -34,6 +36,17 @@ struct CoordinatorOptions {
   uint32_t lease_retry_ms = 5'000;
   uint64_t max_upload_bytes = 256ull << 20;  // one delta
   uint64_t max_blob_bytes = 64ull << 30;     // one admin-uploaded file
+  // Concurrent leases one worker may hold in one job, unless the job sets
+  // its own.
+  uint32_t max_leases_per_worker = 1;
+  // A lease whose holder sent no heartbeat for this long goes back to
+  // pending (0: three heartbeat intervals).
+  uint32_t lease_heartbeat_grace_ms = 0;
+  // Partial delta uploads one worker may have open at once.
+  uint32_t max_open_uploads_per_worker = 4;
+  // Partial uploads (deltas and admin blobs) that received nothing for this
+  // long are removed, at startup too.
+  int64_t upload_expiry_ms = 3'600'000;
   // Wall clock in Unix milliseconds; tests substitute their own.
   std::function<int64_t()> now_ms;
 };
@@ -73,19 +86,24 @@ class Coordinator {
       const v1::ReleaseWorkUnitRequest& request);
   [[nodiscard]] absl::StatusOr<v1::GetUploadOffsetResponse> GetUploadOffset(
       const v1::GetUploadOffsetRequest& request);
-  // Checks the header (worker, signature, job, round, parent, lease, size)
-  // before any byte is stored. Rejections carry a RejectReason.
+  // Checks the first message of an upload (call signature, header
+  // signature, job, round, parent, lease, size, sample count, the worker's
+  // open uploads) before any byte is stored. Rejections carry a
+  // RejectReason.
   [[nodiscard]] absl::StatusOr<DeltaUpload> BeginUpload(
-      const v1::DeltaHeader& header);
+      const v1::UploadDeltaChunk& first);
   // Appends a chunk durably; the offset must continue the upload.
   [[nodiscard]] absl::Status AppendUpload(DeltaUpload* upload, uint64_t offset,
                                           const std::string& data);
-  // When every byte arrived: verifies hash and content, records the result
-  // durably and only then reports it accepted. Before that: how far it got.
+  // When every byte arrived: verifies hash and content on the partial upload
+  // (outside the global lock), and only for a delta that passes moves it into
+  // the blob store and records the result durably before reporting it
+  // accepted; a refused delta is deleted. Before that: how far it got.
   [[nodiscard]] absl::StatusOr<v1::UploadDeltaResponse> FinishUpload(
       DeltaUpload* upload);
-  // Blobs a caller may fetch: anything for a registered worker, published
-  // adapter files for anyone.
+  // Blobs a caller may fetch: for an authenticated worker, what a lease it
+  // holds needs (base model files, parent adapter, shard); published adapter
+  // files for anyone.
   [[nodiscard]] absl::Status CheckFetchAllowed(
       const v1::FetchBlobRequest& request);
   const BlobStore& blobs() const { return *blobs_; }
@@ -110,10 +128,13 @@ class Coordinator {
       const v1::CancelJobRequest& request);
   [[nodiscard]] absl::StatusOr<v1::ListWorkersResponse> ListWorkers(
       const v1::ListWorkersRequest& request);
+  [[nodiscard]] absl::StatusOr<v1::GetStoreStatusResponse> GetStoreStatus();
 
-  // Periodic work: expires leases and closes rounds that are complete or past
-  // their deadline (aggregating, signing and publishing). Safe to call at any
-  // time; the server calls it a few times a second.
+  // Periodic work: expires leases (past their deadline, or held by a worker
+  // that stopped heartbeating), removes partial uploads past their age, and
+  // closes rounds that are complete or past their deadline (aggregating,
+  // signing and publishing). Safe to call at any time; the server calls it a
+  // few times a second.
   [[nodiscard]] absl::Status Tick();
 
   const Ed25519PublicKey& public_key() const { return public_key_; }
@@ -125,6 +146,21 @@ class Coordinator {
 
   int64_t Now() const { return options_.now_ms(); }
   absl::StatusOr<WorkerRecord> RequireWorker(const std::string& worker_id);
+  // The registered worker `worker_id` when `auth` proves the call is its own
+  // (worker_sessions.h); `digest` is the request's CallDigest.
+  absl::StatusOr<WorkerRecord> AuthenticateCall(absl::string_view method,
+                                                const std::string& worker_id,
+                                                const v1::CallAuth& auth,
+                                                const std::string& digest);
+  // Leases `worker` may still take in `job` under its cap.
+  uint32_t LeaseCap(const JobRecord& job) const;
+  // Removes partial uploads past their age (at most every ten seconds).
+  absl::Status SweepUploads(bool force);
+  // The job's parsed config.json.
+  absl::StatusOr<lora::LlamaConfig> LoadJobModelConfig(const JobRecord& job);
+  // The blobs a unit's worker needs: base model files, parent adapter, shard.
+  absl::StatusOr<std::vector<std::string>> BlobsNeededBy(
+      const UnitRecord& unit);
   absl::StatusOr<v1::WorkUnit> DescribeUnit(const JobRecord& job,
                                             const UnitRecord& unit);
   absl::StatusOr<v1::JobStatus> DescribeJob(const JobRecord& job);
@@ -149,13 +185,16 @@ class Coordinator {
   const Ed25519PublicKey public_key_;
   const std::unique_ptr<StateStore> state_;
   const std::unique_ptr<BlobStore> blobs_;
+  WorkerSessions sessions_;
   // Serialises decisions that read then write state (lease a pending unit,
   // accept a result for a held lease, close a round), so two calls never
-  // both act on what each read.
+  // both act on what each read. Nothing slow (hashing, tensor checks, file
+  // reads) runs under it.
   absl::Mutex mu_;
   // Aggregation runs outside mu_; this keeps two ticks from running it at
   // once.
   absl::Mutex tick_mu_;
+  int64_t last_upload_sweep_ms_ ABSL_GUARDED_BY(tick_mu_) = 0;
 };
 
 }  // namespace openforce::coordinator

@@ -61,6 +61,26 @@ ABSL_FLAG(uint32_t, heartbeat_interval_ms, 10000,
           "serve: how often workers heartbeat");
 ABSL_FLAG(uint32_t, worker_timeout_s, 60,
           "serve: a worker silent this long gets no new lease");
+ABSL_FLAG(uint32_t, max_leases_per_worker, 1,
+          "serve: concurrent leases one worker may hold in one job (a job's "
+          "own setting wins)");
+ABSL_FLAG(uint32_t, lease_grace_ms, 0,
+          "serve: a lease whose worker sent no heartbeat for this long goes "
+          "back to pending (0: three heartbeat intervals)");
+ABSL_FLAG(uint32_t, max_open_uploads, 4,
+          "serve: partial delta uploads one worker may have open");
+ABSL_FLAG(uint32_t, upload_expiry_s, 3600,
+          "serve: partial uploads idle this long are removed (also at start)");
+ABSL_FLAG(uint32_t, stream_idle_timeout_s, 60,
+          "serve: an upload or fetch stream idle this long is cancelled");
+ABSL_FLAG(uint32_t, max_streams, 1024,
+          "serve: upload and fetch streams open at once");
+ABSL_FLAG(double, min_norm, 0,
+          "job submit: L2 floor below which a delta shows no training "
+          "(0: 1e-6)");
+ABSL_FLAG(double, min_norm_fraction, 0,
+          "job submit: deltas below this fraction of the round's median norm "
+          "are left out of the aggregate (0: 0.1)");
 ABSL_FLAG(uint32_t, lease_retry_ms, 5000,
           "serve: how long a worker waits when nothing fits it");
 ABSL_FLAG(openforce::ByteSize, max_upload, openforce::ByteSize{256ull << 20},
@@ -125,6 +145,7 @@ constexpr char kUsage[] =
     "  job submit --model DIR --dataset FILE [--rounds N --shards N ...]\n"
     "  job status ID | job list | job cancel ID [--reason TEXT]\n"
     "  workers [--all]                  registered workers\n"
+    "  store                            blob store size and partial uploads\n"
     "admin commands take --coordinator ADDR and --admin-token-file FILE\n"
     "(default DATA/admin.token with --data).\n";
 
@@ -202,6 +223,11 @@ absl::Status RunServe() {
   options.lease_retry_ms = absl::GetFlag(FLAGS_lease_retry_ms);
   options.max_upload_bytes = absl::GetFlag(FLAGS_max_upload).bytes;
   options.max_blob_bytes = absl::GetFlag(FLAGS_max_blob).bytes;
+  options.max_leases_per_worker = absl::GetFlag(FLAGS_max_leases_per_worker);
+  options.lease_heartbeat_grace_ms = absl::GetFlag(FLAGS_lease_grace_ms);
+  options.max_open_uploads_per_worker = absl::GetFlag(FLAGS_max_open_uploads);
+  options.upload_expiry_ms =
+      int64_t{1000} * absl::GetFlag(FLAGS_upload_expiry_s);
   ASSIGN_OR_RETURN(std::unique_ptr<StateStore> state,
                    OpenSqliteStateStore(DataPath("state.db")));
   BlobStoreOptions blob_options;
@@ -218,6 +244,9 @@ absl::Status RunServe() {
   server_options.listen_address = absl::GetFlag(FLAGS_listen);
   server_options.transport = Transport();
   server_options.admin_token = admin_token;
+  server_options.streams.idle_timeout_ms =
+      int64_t{1000} * absl::GetFlag(FLAGS_stream_idle_timeout_s);
+  server_options.streams.max_open_streams = absl::GetFlag(FLAGS_max_streams);
 
   ASSIGN_OR_RETURN(
       std::unique_ptr<CoordinatorServer> server,
@@ -292,6 +321,8 @@ absl::Status RunJobSubmit(AdminClient& client) {
   spec.set_round_deadline_s(absl::GetFlag(FLAGS_round_deadline_s));
   spec.set_min_results_per_round(absl::GetFlag(FLAGS_min_results));
   spec.set_max_delta_norm(absl::GetFlag(FLAGS_max_norm));
+  spec.set_min_delta_norm(absl::GetFlag(FLAGS_min_norm));
+  spec.set_min_norm_fraction(absl::GetFlag(FLAGS_min_norm_fraction));
   spec.set_aggregation(absl::GetFlag(FLAGS_aggregation));
   ASSIGN_OR_RETURN(std::string job_id, client.SubmitJob(spec));
   std::cout << job_id << "\n";
@@ -301,6 +332,14 @@ absl::Status RunJobSubmit(AdminClient& client) {
 absl::Status RunAdmin(const std::vector<std::string>& args) {
   ASSIGN_OR_RETURN(std::unique_ptr<AdminClient> client, ConnectAdmin());
   const bool json = absl::GetFlag(FLAGS_json);
+  if (args[0] == "store") {
+    if (args.size() != 1)
+      return absl::InvalidArgumentError("store takes no arguments");
+    ASSIGN_OR_RETURN(v1::GetStoreStatusResponse status,
+                     client->GetStoreStatus());
+    std::cout << (json ? ToJson(status) : FormatStoreStatus(status));
+    return absl::OkStatus();
+  }
   if (args[0] == "workers") {
     if (args.size() != 1)
       return absl::InvalidArgumentError("workers takes no arguments");
@@ -374,7 +413,7 @@ int Main(int argc, char** argv) {
     status = RunKeygen();
   } else if (command == "serve" && words.size() == 1) {
     status = RunServe();
-  } else if (command == "job" || command == "workers") {
+  } else if (command == "job" || command == "workers" || command == "store") {
     status = RunAdmin(words);
   } else {
     std::cerr << "openforce-coordinator: unknown command '" << command

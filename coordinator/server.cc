@@ -8,6 +8,7 @@
 #include "coordinator/service.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
+#include "grpcpp/resource_quota.h"
 #include "grpcpp/server.h"
 #include "grpcpp/server_builder.h"
 
@@ -22,8 +23,9 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
     return absl::InvalidArgumentError("an admin token is required");
   std::unique_ptr<CoordinatorServer> server(new CoordinatorServer());
   server->coordinator_ = std::move(coordinator);
-  server->worker_service_ =
-      std::make_unique<WorkerServiceImpl>(server->coordinator_.get());
+  server->streams_ = std::make_unique<StreamRegistry>(options.streams);
+  server->worker_service_ = std::make_unique<WorkerServiceImpl>(
+      server->coordinator_.get(), server->streams_.get());
   server->admin_service_ = std::make_unique<AdminServiceImpl>(
       server->coordinator_.get(), options.admin_token);
 
@@ -38,6 +40,11 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
   // gRPC before it reaches a handler.
   builder.SetMaxReceiveMessageSize(kMaxMessageBytes);
   builder.SetMaxSendMessageSize(kMaxMessageBytes);
+  // Unary calls run on a bounded pool: a flood of calls is refused with
+  // RESOURCE_EXHAUSTED instead of growing threads without limit.
+  grpc::ResourceQuota quota("openforce-coordinator");
+  quota.SetMaxThreads(std::max(4, options.max_sync_threads));
+  builder.SetResourceQuota(quota);
   server->server_ = builder.BuildAndStart();
   if (server->server_ == nullptr || port == 0) {
     return absl::UnavailableError(
@@ -70,6 +77,11 @@ void CoordinatorServer::TickLoop(uint32_t interval_ms) {
   while (
       !stop_.WaitForNotificationWithTimeout(absl::Milliseconds(interval_ms))) {
     absl::Status ticked = coordinator_->Tick();
+    const size_t cancelled = streams_->CancelIdle();
+    if (cancelled > 0) {
+      std::cerr << "openforce-coordinator: cancelled " << cancelled
+                << " stalled stream(s)\n";
+    }
     // Report each distinct problem once instead of four times a second.
     const std::string error = ticked.ok() ? "" : ticked.ToString();
     if (!error.empty() && error != last_error)

@@ -11,6 +11,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/notification.h"
 #include "coordinator/coordinator.h"
+#include "coordinator/stream_registry.h"
 #include "proto/channel.h"
 
 namespace grpc {
@@ -27,6 +28,12 @@ struct ServerOptions {
   TransportOptions transport;
   std::string admin_token;
   uint32_t tick_interval_ms = 250;
+  // Streaming calls (uploads, fetches) open at once, and how long one may
+  // make no progress before it is cancelled.
+  StreamLimits streams;
+  // Threads for unary calls; beyond them gRPC answers RESOURCE_EXHAUSTED
+  // instead of starting more.
+  int max_sync_threads = 64;
 };
 
 class CoordinatorServer {
@@ -47,6 +54,7 @@ class CoordinatorServer {
   void TickLoop(uint32_t interval_ms);
 
   std::unique_ptr<Coordinator> coordinator_;
+  std::unique_ptr<StreamRegistry> streams_;
   std::unique_ptr<WorkerServiceImpl> worker_service_;
   std::unique_ptr<AdminServiceImpl> admin_service_;
   std::unique_ptr<grpc::Server> server_;

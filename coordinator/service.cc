@@ -1,6 +1,8 @@
 // gRPC service handlers; see service.h.
 #include "coordinator/service.h"
 
+#include <optional>
+
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
@@ -58,62 +60,182 @@ grpc::Status WorkerServiceImpl::GetUploadOffset(
                 [&] { return coordinator_->GetUploadOffset(*request); });
 }
 
-grpc::Status WorkerServiceImpl::UploadDelta(
-    grpc::ServerContext* context,
-    grpc::ServerReader<v1::UploadDeltaChunk>* reader,
-    v1::UploadDeltaResponse* response) {
-  v1::UploadDeltaChunk chunk;
-  if (!reader->Read(&chunk)) {
-    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                        "empty upload stream");
+namespace {
+
+// Reads an upload chunk by chunk: the first message is checked before any
+// byte is stored, each chunk is appended durably, and the end of the stream
+// finishes (checks and, when it passes, accepts) the delta.
+class UploadDeltaReactor final
+    : public grpc::ServerReadReactor<v1::UploadDeltaChunk> {
+ public:
+  UploadDeltaReactor(Coordinator* coordinator, StreamRegistry* streams,
+                     grpc::CallbackServerContext* context,
+                     v1::UploadDeltaResponse* response)
+      : coordinator_(coordinator),
+        streams_(streams),
+        context_(context),
+        response_(response) {
+    if (!streams_->Add(context_)) {
+      registered_ = false;
+      Finish(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                          "too many streams open on this coordinator; retry "
+                          "later"));
+      return;
+    }
+    StartRead(&chunk_);
   }
-  if (!chunk.has_header()) {
-    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                        "the first upload message must carry the header");
+
+  void OnReadDone(bool ok) override {
+    streams_->Touch(context_);
+    if (!ok) {
+      if (!upload_.has_value()) {
+        Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                            "empty upload stream"));
+        return;
+      }
+      absl::StatusOr<v1::UploadDeltaResponse> finished =
+          coordinator_->FinishUpload(&*upload_);
+      if (!finished.ok()) {
+        Finish(ToGrpcStatus(finished.status(), context_));
+        return;
+      }
+      *response_ = *std::move(finished);
+      Finish(grpc::Status::OK);
+      return;
+    }
+    if (!upload_.has_value()) {
+      if (!chunk_.has_header()) {
+        Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                            "the first upload message must carry the header"));
+        return;
+      }
+      absl::StatusOr<DeltaUpload> upload = coordinator_->BeginUpload(chunk_);
+      if (!upload.ok()) {
+        Finish(ToGrpcStatus(upload.status(), context_));
+        return;
+      }
+      upload_ = *std::move(upload);
+    }
+    if (!chunk_.data().empty()) {
+      absl::Status appended =
+          coordinator_->AppendUpload(&*upload_, chunk_.offset(), chunk_.data());
+      if (!appended.ok()) {
+        Finish(ToGrpcStatus(appended, context_));
+        return;
+      }
+    }
+    StartRead(&chunk_);
   }
-  absl::StatusOr<DeltaUpload> upload =
-      coordinator_->BeginUpload(chunk.header());
-  if (!upload.ok()) return ToGrpcStatus(upload.status(), context);
-  do {
-    if (chunk.data().empty()) continue;
-    absl::Status appended =
-        coordinator_->AppendUpload(&*upload, chunk.offset(), chunk.data());
-    if (!appended.ok()) return ToGrpcStatus(appended, context);
-  } while (reader->Read(&chunk));
-  return Answer(context, response,
-                [&] { return coordinator_->FinishUpload(&*upload); });
+
+  void OnDone() override {
+    if (registered_) streams_->Remove(context_);
+    delete this;
+  }
+
+ private:
+  Coordinator* const coordinator_;
+  StreamRegistry* const streams_;
+  grpc::CallbackServerContext* const context_;
+  v1::UploadDeltaResponse* const response_;
+  bool registered_ = true;
+  v1::UploadDeltaChunk chunk_;
+  std::optional<DeltaUpload> upload_;
+};
+
+// Streams a blob from an offset, one chunk in flight at a time; a reader
+// that stops reading holds a reactor, not a thread.
+class FetchBlobReactor final : public grpc::ServerWriteReactor<v1::BlobChunk> {
+ public:
+  FetchBlobReactor(Coordinator* coordinator, StreamRegistry* streams,
+                   grpc::CallbackServerContext* context,
+                   const v1::FetchBlobRequest* request)
+      : coordinator_(coordinator),
+        streams_(streams),
+        context_(context),
+        sha256_(request->sha256()),
+        offset_(request->offset()) {
+    if (!streams_->Add(context_)) {
+      registered_ = false;
+      Finish(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                          "too many streams open on this coordinator; retry "
+                          "later"));
+      return;
+    }
+    if (absl::Status allowed = coordinator_->CheckFetchAllowed(*request);
+        !allowed.ok()) {
+      Finish(ToGrpcStatus(allowed, context_));
+      return;
+    }
+    absl::StatusOr<uint64_t> size = coordinator_->blobs().Size(sha256_);
+    if (!size.ok()) {
+      Finish(ToGrpcStatus(size.status(), context_));
+      return;
+    }
+    size_ = *size;
+    if (offset_ > size_) {
+      Finish(grpc::Status(grpc::StatusCode::OUT_OF_RANGE,
+                          absl::StrCat("offset ", offset_,
+                                       " is past the blob's ", size_,
+                                       " bytes")));
+      return;
+    }
+    WriteNext();
+  }
+
+  void OnWriteDone(bool ok) override {
+    streams_->Touch(context_);
+    if (!ok) {
+      Finish(grpc::Status(grpc::StatusCode::CANCELLED, "fetch cancelled"));
+      return;
+    }
+    if (offset_ >= size_) {
+      Finish(grpc::Status::OK);
+      return;
+    }
+    WriteNext();
+  }
+
+  void OnDone() override {
+    if (registered_) streams_->Remove(context_);
+    delete this;
+  }
+
+ private:
+  void WriteNext() {
+    absl::StatusOr<std::string> data =
+        coordinator_->blobs().ReadRange(sha256_, offset_, kMaxChunkBytes);
+    if (!data.ok()) {
+      Finish(ToGrpcStatus(data.status(), context_));
+      return;
+    }
+    chunk_.Clear();
+    chunk_.set_offset(offset_);
+    chunk_.set_total_size_bytes(size_);
+    offset_ += data->size();
+    *chunk_.mutable_data() = *std::move(data);
+    StartWrite(&chunk_);
+  }
+
+  Coordinator* const coordinator_;
+  StreamRegistry* const streams_;
+  grpc::CallbackServerContext* const context_;
+  const std::string sha256_;
+  uint64_t offset_;
+  uint64_t size_ = 0;
+  bool registered_ = true;
+  v1::BlobChunk chunk_;
+};
+
+}  // namespace
+
+grpc::ServerReadReactor<v1::UploadDeltaChunk>* WorkerServiceImpl::UploadDelta(
+    grpc::CallbackServerContext* context, v1::UploadDeltaResponse* response) {
+  return new UploadDeltaReactor(coordinator_, streams_, context, response);
 }
 
-grpc::Status WorkerServiceImpl::FetchBlob(
-    grpc::ServerContext* context, const v1::FetchBlobRequest* request,
-    grpc::ServerWriter<v1::BlobChunk>* writer) {
-  if (absl::Status allowed = coordinator_->CheckFetchAllowed(*request);
-      !allowed.ok()) {
-    return ToGrpcStatus(allowed, context);
-  }
-  absl::StatusOr<uint64_t> size = coordinator_->blobs().Size(request->sha256());
-  if (!size.ok()) return ToGrpcStatus(size.status(), context);
-  if (request->offset() > *size) {
-    return grpc::Status(grpc::StatusCode::OUT_OF_RANGE,
-                        absl::StrCat("offset ", request->offset(),
-                                     " is past the blob's ", *size, " bytes"));
-  }
-  uint64_t offset = request->offset();
-  do {
-    if (context->IsCancelled()) {
-      return grpc::Status(grpc::StatusCode::CANCELLED, "fetch cancelled");
-    }
-    absl::StatusOr<std::string> data = coordinator_->blobs().ReadRange(
-        request->sha256(), offset, kMaxChunkBytes);
-    if (!data.ok()) return ToGrpcStatus(data.status(), context);
-    v1::BlobChunk chunk;
-    chunk.set_offset(offset);
-    chunk.set_total_size_bytes(*size);
-    offset += data->size();
-    *chunk.mutable_data() = *std::move(data);
-    if (!writer->Write(chunk)) break;
-  } while (offset < *size);
-  return grpc::Status::OK;
+grpc::ServerWriteReactor<v1::BlobChunk>* WorkerServiceImpl::FetchBlob(
+    grpc::CallbackServerContext* context, const v1::FetchBlobRequest* request) {
+  return new FetchBlobReactor(coordinator_, streams_, context, request);
 }
 
 grpc::Status WorkerServiceImpl::GetLatestAdapter(
@@ -200,6 +322,14 @@ grpc::Status AdminServiceImpl::UploadBlob(
   } while (reader->Read(&chunk));
   return Answer(context, response,
                 [&] { return coordinator_->FinishBlobUpload(&*upload); });
+}
+
+grpc::Status AdminServiceImpl::GetStoreStatus(
+    grpc::ServerContext* context, const v1::GetStoreStatusRequest*,
+    v1::GetStoreStatusResponse* response) {
+  if (grpc::Status ok = Authorize(*context); !ok.ok()) return ok;
+  return Answer(context, response,
+                [&] { return coordinator_->GetStoreStatus(); });
 }
 
 }  // namespace openforce::coordinator

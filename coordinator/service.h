@@ -8,14 +8,22 @@
 #include <string>
 
 #include "coordinator/coordinator.h"
+#include "coordinator/stream_registry.h"
 #include "proto/openforce.grpc.pb.h"
 
 namespace openforce::coordinator {
 
-class WorkerServiceImpl final : public v1::WorkerService::Service {
+// The two streaming methods use gRPC's callback API: a stalled or slow
+// stream holds no thread, only its reactor, and StreamRegistry bounds and
+// times those out. Unary calls are short and run on the bounded sync pool.
+using WorkerServiceBase = v1::WorkerService::WithCallbackMethod_UploadDelta<
+    v1::WorkerService::WithCallbackMethod_FetchBlob<
+        v1::WorkerService::Service>>;
+
+class WorkerServiceImpl final : public WorkerServiceBase {
  public:
-  explicit WorkerServiceImpl(Coordinator* coordinator)
-      : coordinator_(coordinator) {}
+  WorkerServiceImpl(Coordinator* coordinator, StreamRegistry* streams)
+      : coordinator_(coordinator), streams_(streams) {}
 
   grpc::Status Register(grpc::ServerContext* context,
                         const v1::RegisterRequest* request,
@@ -32,18 +40,19 @@ class WorkerServiceImpl final : public v1::WorkerService::Service {
   grpc::Status GetUploadOffset(grpc::ServerContext* context,
                                const v1::GetUploadOffsetRequest* request,
                                v1::GetUploadOffsetResponse* response) override;
-  grpc::Status UploadDelta(grpc::ServerContext* context,
-                           grpc::ServerReader<v1::UploadDeltaChunk>* reader,
-                           v1::UploadDeltaResponse* response) override;
-  grpc::Status FetchBlob(grpc::ServerContext* context,
-                         const v1::FetchBlobRequest* request,
-                         grpc::ServerWriter<v1::BlobChunk>* writer) override;
+  grpc::ServerReadReactor<v1::UploadDeltaChunk>* UploadDelta(
+      grpc::CallbackServerContext* context,
+      v1::UploadDeltaResponse* response) override;
+  grpc::ServerWriteReactor<v1::BlobChunk>* FetchBlob(
+      grpc::CallbackServerContext* context,
+      const v1::FetchBlobRequest* request) override;
   grpc::Status GetLatestAdapter(
       grpc::ServerContext* context, const v1::GetLatestAdapterRequest* request,
       v1::GetLatestAdapterResponse* response) override;
 
  private:
   Coordinator* coordinator_;
+  StreamRegistry* streams_;
 };
 
 class AdminServiceImpl final : public v1::AdminService::Service {
@@ -69,6 +78,9 @@ class AdminServiceImpl final : public v1::AdminService::Service {
   grpc::Status UploadBlob(grpc::ServerContext* context,
                           grpc::ServerReader<v1::UploadBlobChunk>* reader,
                           v1::UploadBlobResponse* response) override;
+  grpc::Status GetStoreStatus(grpc::ServerContext* context,
+                              const v1::GetStoreStatusRequest* request,
+                              v1::GetStoreStatusResponse* response) override;
 
  private:
   // UNAUTHENTICATED unless the call carries "authorization: Bearer <token>".

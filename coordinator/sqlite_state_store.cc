@@ -75,6 +75,7 @@ CREATE TABLE IF NOT EXISTS units (
   worker_id TEXT NOT NULL,
   lease_deadline_ms INTEGER NOT NULL);
 CREATE INDEX IF NOT EXISTS units_by_round ON units (job_id, round, state);
+CREATE INDEX IF NOT EXISTS units_by_worker ON units (worker_id, state);
 CREATE TABLE IF NOT EXISTS results (
   id INTEGER PRIMARY KEY AUTOINCREMENT,
   unit_id TEXT NOT NULL,
@@ -86,7 +87,8 @@ CREATE TABLE IF NOT EXISTS results (
   reject_reason INTEGER NOT NULL,
   message TEXT NOT NULL,
   header BLOB NOT NULL,
-  created_ms INTEGER NOT NULL);
+  created_ms INTEGER NOT NULL,
+  l2_norm REAL NOT NULL DEFAULT 0);
 CREATE INDEX IF NOT EXISTS results_by_round ON results (job_id, round);
 CREATE UNIQUE INDEX IF NOT EXISTS one_accepted_result_per_unit
   ON results (unit_id) WHERE accepted = 1;
@@ -183,7 +185,7 @@ constexpr char kUnitColumns[] =
     "lease_deadline_ms";
 constexpr char kResultColumns[] =
     "unit_id, worker_id, job_id, round, shard_index, accepted, reject_reason, "
-    "message, header, created_ms";
+    "message, header, created_ms, l2_norm";
 
 absl::StatusOr<WorkerRecord> ReadWorker(const Statement& row) {
   WorkerRecord worker;
@@ -241,6 +243,7 @@ absl::StatusOr<ResultRecord> ReadResult(const Statement& row) {
   result.message = row.Text(7);
   RETURN_IF_ERROR(row.Message(8, &result.header));
   result.created_ms = row.Int(9);
+  result.l2_norm = row.Double(10);
   return result;
 }
 
@@ -257,11 +260,14 @@ class SqliteStateStore : public StateStore {
     RETURN_IF_ERROR(Exec(kSchema));
     // Databases from before credit existed gain the column; on newer ones
     // the column is there and SQLite says so, which is fine.
-    absl::Status added = Exec(
-        "ALTER TABLE workers ADD COLUMN credit_flop REAL NOT NULL DEFAULT 0");
-    if (!added.ok() &&
-        !absl::StrContains(added.message(), "duplicate column name")) {
-      return added;
+    for (const char* column :
+         {"ALTER TABLE workers ADD COLUMN credit_flop REAL NOT NULL DEFAULT 0",
+          "ALTER TABLE results ADD COLUMN l2_norm REAL NOT NULL DEFAULT 0"}) {
+      absl::Status added = Exec(column);
+      if (!added.ok() &&
+          !absl::StrContains(added.message(), "duplicate column name")) {
+        return added;
+      }
     }
     return absl::OkStatus();
   }
@@ -342,7 +348,7 @@ class SqliteStateStore : public StateStore {
     return Transaction([&]() -> absl::Status {
       ASSIGN_OR_RETURN(Statement insert_job,
                        Prepare(absl::StrCat("INSERT INTO jobs (", kJobColumns,
-                                            ") VALUES (?,?,?,?,?,?,?,?,?,?)")));
+                                            ") VALUES (?,?,?,?,?,?,?,?,?,?,?)")));
       RETURN_IF_ERROR(
           insert_job.Bind(job.job_id)
               .BindMessage(job.spec)
@@ -580,13 +586,51 @@ class SqliteStateStore : public StateStore {
     return expired;
   }
 
+  absl::StatusOr<std::vector<UnitRecord>> ExpireLeasesOfSilentWorkers(
+      int64_t heard_before_ms) override {
+    absl::MutexLock lock(&mu_);
+    std::vector<UnitRecord> expired;
+    constexpr char kSilent[] =
+        "state=?1 AND worker_id IN (SELECT worker_id FROM workers WHERE "
+        "last_heartbeat_ms<?2)";
+    RETURN_IF_ERROR(Transaction([&]() -> absl::Status {
+      ASSIGN_OR_RETURN(Statement select,
+                       Prepare(absl::StrCat("SELECT ", kUnitColumns,
+                                            " FROM units WHERE ", kSilent)));
+      select.Bind(static_cast<int64_t>(v1::UNIT_LEASED)).Bind(heard_before_ms);
+      ASSIGN_OR_RETURN(expired, ReadUnits(select));
+      if (expired.empty()) return absl::OkStatus();
+      ASSIGN_OR_RETURN(Statement update,
+                       Prepare(absl::StrCat("UPDATE units SET state=?3, "
+                                            "worker_id='', lease_deadline_ms=0 "
+                                            "WHERE ",
+                                            kSilent)));
+      return update.Bind(static_cast<int64_t>(v1::UNIT_LEASED))
+          .Bind(heard_before_ms)
+          .Bind(static_cast<int64_t>(v1::UNIT_PENDING))
+          .Run();
+    }));
+    return expired;
+  }
+
+  absl::StatusOr<std::vector<UnitRecord>> ListWorkerLeases(
+      const std::string& worker_id) override {
+    absl::MutexLock lock(&mu_);
+    ASSIGN_OR_RETURN(Statement statement,
+                     Prepare(absl::StrCat("SELECT ", kUnitColumns,
+                                          " FROM units WHERE worker_id=? AND "
+                                          "state=? ORDER BY unit_id")));
+    statement.Bind(worker_id).Bind(static_cast<int64_t>(v1::UNIT_LEASED));
+    return ReadUnits(statement);
+  }
+
   absl::Status RecordResult(const ResultRecord& result) override {
     absl::MutexLock lock(&mu_);
     return Transaction([&]() -> absl::Status {
       ASSIGN_OR_RETURN(
           Statement insert,
           Prepare(absl::StrCat("INSERT INTO results (", kResultColumns,
-                               ") VALUES (?,?,?,?,?,?,?,?,?,?)")));
+                               ") VALUES (?,?,?,?,?,?,?,?,?,?,?)")));
       RETURN_IF_ERROR(insert.Bind(result.unit_id)
                           .Bind(result.worker_id)
                           .Bind(result.job_id)
@@ -597,6 +641,7 @@ class SqliteStateStore : public StateStore {
                           .Bind(result.message)
                           .BindMessage(result.header)
                           .Bind(result.created_ms)
+                          .BindDouble(result.l2_norm)
                           .Run());
       ASSIGN_OR_RETURN(
           Statement unit,
@@ -612,11 +657,9 @@ class SqliteStateStore : public StateStore {
           Statement worker,
           Prepare(result.accepted
                       ? "UPDATE workers SET units_accepted=units_accepted+1, "
-                        "credit_flop=credit_flop+?, current_unit_id='' "
-                        "WHERE worker_id=?"
+                        "current_unit_id='' WHERE worker_id=?"
                       : "UPDATE workers SET units_rejected=units_rejected+1, "
                         "current_unit_id='' WHERE worker_id=?"));
-      if (result.accepted) worker.BindDouble(result.credit_flop);
       return worker.Bind(result.worker_id).Run();
     });
   }
@@ -690,6 +733,33 @@ class SqliteStateStore : public StateStore {
                           .Bind(static_cast<int64_t>(round))
                           .Bind(static_cast<int64_t>(v1::UNIT_LEASED))
                           .Run());
+      for (const ResultVerdict& credit : outcome.credited) {
+        ASSIGN_OR_RETURN(Statement worker,
+                         Prepare("UPDATE workers SET credit_flop=credit_flop+? "
+                                 "WHERE worker_id=?"));
+        RETURN_IF_ERROR(
+            worker.BindDouble(credit.credit_flop).Bind(credit.worker_id).Run());
+      }
+      for (const ResultVerdict& excluded : outcome.excluded) {
+        ASSIGN_OR_RETURN(Statement result,
+                         Prepare("UPDATE results SET accepted=0, "
+                                 "reject_reason=?, message=? WHERE unit_id=? "
+                                 "AND accepted=1"));
+        RETURN_IF_ERROR(result.Bind(static_cast<int64_t>(excluded.reason))
+                            .Bind(excluded.message)
+                            .Bind(excluded.unit_id)
+                            .Run());
+        ASSIGN_OR_RETURN(Statement unit,
+                         Prepare("UPDATE units SET state=? WHERE unit_id=?"));
+        RETURN_IF_ERROR(unit.Bind(static_cast<int64_t>(v1::UNIT_REJECTED))
+                            .Bind(excluded.unit_id)
+                            .Run());
+        ASSIGN_OR_RETURN(
+            Statement worker,
+            Prepare("UPDATE workers SET units_accepted=units_accepted-1, "
+                    "units_rejected=units_rejected+1 WHERE worker_id=?"));
+        RETURN_IF_ERROR(worker.Bind(excluded.worker_id).Run());
+      }
       if (outcome.next_round.has_value()) {
         RETURN_IF_ERROR(
             InsertRoundAndUnits(*outcome.next_round, outcome.next_units));

@@ -85,7 +85,19 @@ struct ResultRecord {
   std::string message;
   v1::DeltaHeader header;  // as signed by the worker
   int64_t created_ms = 0;
-  double credit_flop = 0;  // credited to the worker when accepted
+  // The delta's L2 norm as the coordinator measured it (accepted results).
+  double l2_norm = 0;
+};
+
+// What closing a round decides for one accepted result: credit for a delta
+// that went into the aggregate, or exclusion (with the reason) for one that
+// did not.
+struct ResultVerdict {
+  std::string unit_id;
+  std::string worker_id;
+  double credit_flop = 0;  // credited
+  v1::RejectReason reason = v1::REJECT_REASON_UNSPECIFIED;  // excluded
+  std::string message;                                      // excluded
 };
 
 struct AdapterRecord {
@@ -93,9 +105,12 @@ struct AdapterRecord {
 };
 
 // A round's verdict: publish `adapter` and open `next_round` with
-// `next_units`, or finish the job when there is no next round.
+// `next_units`, or finish the job when there is no next round. Credit goes
+// to the workers of `credited`; `excluded` results become rejected.
 struct RoundOutcome {
   AdapterRecord adapter;
+  std::vector<ResultVerdict> credited;
+  std::vector<ResultVerdict> excluded;
   std::optional<RoundRecord> next_round;
   std::vector<UnitRecord> next_units;
 };
@@ -154,9 +169,17 @@ class StateStore {
   // the units it returned.
   [[nodiscard]] virtual absl::StatusOr<std::vector<UnitRecord>> ExpireLeases(
       int64_t now_ms) = 0;
+  // Returns to pending every lease whose holder's last heartbeat is before
+  // `heard_before_ms`; the units it returned.
+  [[nodiscard]] virtual absl::StatusOr<std::vector<UnitRecord>>
+  ExpireLeasesOfSilentWorkers(int64_t heard_before_ms) = 0;
+  // The units `worker_id` holds leases on now.
+  [[nodiscard]] virtual absl::StatusOr<std::vector<UnitRecord>>
+  ListWorkerLeases(const std::string& worker_id) = 0;
 
   // Results. Recording one sets its unit to accepted, or back to pending for
-  // another worker when rejected, and counts it for the worker.
+  // another worker when rejected, and counts it for the worker. Credit comes
+  // only when the round closes with the result in its aggregate.
   [[nodiscard]] virtual absl::Status RecordResult(
       const ResultRecord& result) = 0;
   // Accepted (`accepted` true) or rejected results of a unit's round.

@@ -25,12 +25,18 @@ DeltaCheck Problem(DeltaCheck::Problem problem, std::string message) {
 
 }  // namespace
 
+uint64_t MaxDeltaHeaderBytes(size_t expected_tensors) {
+  return 4096 + 4096 * static_cast<uint64_t>(expected_tensors);
+}
+
 absl::StatusOr<DeltaCheck> CheckAdapterDelta(const std::string& path,
                                              const LlamaConfig& model,
                                              const LoraConfig& config,
-                                             double max_norm) {
+                                             const DeltaLimits& limits) {
+  const std::map<std::string, std::vector<int64_t>> expected =
+      ExpectedAdapterTensors(model, config);
   absl::StatusOr<std::unique_ptr<SafetensorsFile>> file =
-      SafetensorsFile::Open(path);
+      SafetensorsFile::Open(path, MaxDeltaHeaderBytes(expected.size()));
   if (!file.ok()) {
     if (absl::IsNotFound(file.status()) ||
         absl::IsPermissionDenied(file.status())) {
@@ -40,8 +46,6 @@ absl::StatusOr<DeltaCheck> CheckAdapterDelta(const std::string& path,
                    absl::StrCat("not a valid safetensors file: ",
                                 file.status().message()));
   }
-  const std::map<std::string, std::vector<int64_t>> expected =
-      ExpectedAdapterTensors(model, config);
   const auto& entries = (*file)->entries();
   for (const auto& [name, entry] : entries) {
     auto it = expected.find(name);
@@ -86,10 +90,15 @@ absl::StatusOr<DeltaCheck> CheckAdapterDelta(const std::string& path,
   }
   DeltaCheck check;
   check.l2_norm = std::sqrt(squared);
-  if (max_norm > 0 && check.l2_norm > max_norm) {
+  if (limits.max_norm > 0 && check.l2_norm > limits.max_norm) {
     check.problem = DeltaCheck::Problem::kNormTooLarge;
     check.message = absl::StrCat("L2 norm ", check.l2_norm,
-                                 " is above the job's bound ", max_norm);
+                                 " is above the job's bound ", limits.max_norm);
+  } else if (check.l2_norm < limits.min_norm) {
+    check.problem = DeltaCheck::Problem::kNormTooSmall;
+    check.message = absl::StrCat(
+        "L2 norm ", check.l2_norm, " is below the job's floor ",
+        limits.min_norm, ": the delta shows no training");
   }
   return check;
 }

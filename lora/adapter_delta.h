@@ -20,22 +20,38 @@ namespace openforce::lora {
 
 struct DeltaCheck {
   // What is wrong with a delta, most basic first; kNone when it passed.
-  enum class Problem { kNone, kBadShape, kNonFinite, kNormTooLarge };
+  enum class Problem {
+    kNone,
+    kBadShape,
+    kNonFinite,
+    kNormTooLarge,
+    kNormTooSmall
+  };
   Problem problem = Problem::kNone;
   std::string message;  // names the tensor and the value found
   double l2_norm = 0;   // over every tensor; set when shapes were right
   bool ok() const { return problem == Problem::kNone; }
 };
 
+struct DeltaLimits {
+  double max_norm = 0;  // 0: no upper bound
+  double min_norm = 0;  // below it nothing was trained; 0: no floor
+};
+
+// The largest safetensors header a delta for `expected_tensors` tensors may
+// have: a few KiB per tensor, so a hostile header cannot cost more memory
+// than the tensors it describes.
+uint64_t MaxDeltaHeaderBytes(size_t expected_tensors);
+
 // Checks the safetensors file at `path` against the adapter shape of `model`
-// and `config`: exactly the expected tensor names, their shapes, dtype F32,
-// every value finite, and the L2 norm over all tensors at most `max_norm`
-// (0: no bound). A file that is not valid safetensors is kBadShape. Errors
-// (non-OK status) are for failures that say nothing about the delta, such as
-// an unreadable file.
+// and `config`: a header within MaxDeltaHeaderBytes(), exactly the expected
+// tensor names, their shapes, dtype F32, every value finite, and the L2 norm
+// over all tensors within `limits`. A file that is not valid safetensors is
+// kBadShape. Errors (non-OK status) are for failures that say nothing about
+// the delta, such as an unreadable file.
 [[nodiscard]] absl::StatusOr<DeltaCheck> CheckAdapterDelta(
     const std::string& path, const LlamaConfig& model, const LoraConfig& config,
-    double max_norm);
+    const DeltaLimits& limits);
 
 // Writes `adapter` - `parent` to `path` (atomically) as F32 safetensors with
 // PEFT keys: the bytes a worker signs and uploads.

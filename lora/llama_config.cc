@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/file_util.h"
+#include "common/untrusted_json.h"
 #include "common/status_macros.h"
 
 namespace openforce::lora {
@@ -63,12 +64,10 @@ ModelShape LlamaConfig::Shape() const {
   return shape;
 }
 
-absl::StatusOr<LlamaConfig> ParseLlamaConfig(const std::string& json_text,
-                                             const std::string& source) {
-  nlohmann::json json =
-      nlohmann::json::parse(json_text, nullptr, /*allow_exceptions=*/false);
-  if (json.is_discarded() || !json.is_object())
-    return Bad(source, "not a JSON object");
+namespace {
+
+absl::StatusOr<LlamaConfig> ParseLlamaConfigObject(const nlohmann::json& json,
+                                                   const std::string& source) {
   LlamaConfig config;
   if (json.contains("model_type") && json["model_type"].is_string()) {
     config.model_type = json["model_type"].get<std::string>();
@@ -118,12 +117,12 @@ absl::StatusOr<LlamaConfig> ParseLlamaConfig(const std::string& json_text,
   RETURN_IF_ERROR(ReadIds(json, "eos_token_id", source, &config.eos_token_ids));
 
   if (json.contains("hidden_act") && json["hidden_act"] != "silu") {
-    return Bad(source, absl::StrCat("hidden_act ", json["hidden_act"].dump(),
+    return Bad(source, absl::StrCat("hidden_act ", JsonPreview(json["hidden_act"]),
                                     " is not supported (silu)"));
   }
   if (json.contains("rope_scaling") && !json["rope_scaling"].is_null()) {
     return Bad(source,
-               absl::StrCat("rope_scaling ", json["rope_scaling"].dump(),
+               absl::StrCat("rope_scaling ", JsonPreview(json["rope_scaling"]),
                             " is not supported yet"));
   }
   absl::Status shape_ok = ValidateModelShape(config.Shape());
@@ -138,6 +137,22 @@ absl::StatusOr<LlamaConfig> ParseLlamaConfig(const std::string& json_text,
     return Bad(source, "rms_norm_eps and rope_theta must be positive");
   }
   return config;
+}
+
+}  // namespace
+
+absl::StatusOr<LlamaConfig> ParseLlamaConfig(const std::string& json_text,
+                                             const std::string& source) {
+  absl::StatusOr<nlohmann::json> json = ParseUntrustedJson(json_text, source);
+  if (!json.ok()) return json.status();
+  if (!json->is_object()) return Bad(source, "not a JSON object");
+  // The accessors above check types first; this catch is the guarantee that
+  // no value of an unexpected type turns into an exception past this API.
+  try {
+    return ParseLlamaConfigObject(*json, source);
+  } catch (const nlohmann::json::exception& e) {
+    return Bad(source, absl::StrCat("unexpected value: ", e.what()));
+  }
 }
 
 absl::StatusOr<LlamaConfig> LoadLlamaConfig(const std::string& model_dir) {

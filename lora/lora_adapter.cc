@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
+#include "common/untrusted_json.h"
 #include "absl/strings/str_join.h"
 #include "common/file_util.h"
 #include "common/status_macros.h"
@@ -76,21 +77,19 @@ std::string PeftKey(size_t layer, Projection projection, bool is_a) {
                       is_a ? ".lora_A.weight" : ".lora_B.weight");
 }
 
-absl::StatusOr<LoraConfig> ParseAdapterConfig(const std::string& json_text,
-                                              const std::string& source) {
-  nlohmann::json json = nlohmann::json::parse(json_text, nullptr, false);
-  if (json.is_discarded() || !json.is_object()) {
-    return Unsupported(source, "not a JSON object");
-  }
-  if (json.value("peft_type", "LORA") != "LORA") {
-    return Unsupported(
-        source,
-        absl::StrCat("peft_type ", json["peft_type"].dump(), " is not LORA"));
+namespace {
+
+absl::StatusOr<LoraConfig> ParseAdapterConfigObject(const nlohmann::json& json,
+                                                    const std::string& source) {
+  if (json.contains("peft_type") && json["peft_type"] != "LORA") {
+    return Unsupported(source, absl::StrCat("peft_type ",
+                                            JsonPreview(json["peft_type"]),
+                                            " is not LORA"));
   }
   if (json.contains("task_type") && !json["task_type"].is_null() &&
       json["task_type"] != "CAUSAL_LM") {
     return Unsupported(source,
-                       absl::StrCat("task_type ", json["task_type"].dump(),
+                       absl::StrCat("task_type ", JsonPreview(json["task_type"]),
                                     " is not CAUSAL_LM"));
   }
   for (const char* key :
@@ -98,12 +97,12 @@ absl::StatusOr<LoraConfig> ParseAdapterConfig(const std::string& json_text,
         "layers_to_transform", "layers_pattern", "layer_replication",
         "fan_in_fan_out"}) {
     if (!IsUnset(json, key)) {
-      return Unsupported(source, absl::StrCat(key, " = ", json[key].dump(),
+      return Unsupported(source, absl::StrCat(key, " = ", JsonPreview(json[key]),
                                               " is not supported"));
     }
   }
   if (json.contains("bias") && json["bias"] != "none") {
-    return Unsupported(source, absl::StrCat("bias ", json["bias"].dump(),
+    return Unsupported(source, absl::StrCat("bias ", JsonPreview(json["bias"]),
                                             " is not supported (none)"));
   }
   LoraConfig config;
@@ -149,6 +148,22 @@ absl::StatusOr<LoraConfig> ParseAdapterConfig(const std::string& json_text,
   }
   std::sort(config.targets.begin(), config.targets.end());
   return config;
+}
+
+}  // namespace
+
+absl::StatusOr<LoraConfig> ParseAdapterConfig(const std::string& json_text,
+                                              const std::string& source) {
+  absl::StatusOr<nlohmann::json> json = ParseUntrustedJson(json_text, source);
+  if (!json.ok()) return json.status();
+  if (!json->is_object()) return Unsupported(source, "not a JSON object");
+  // Every access above checks the type first; this catch guarantees that no
+  // unexpected value becomes an exception past this API.
+  try {
+    return ParseAdapterConfigObject(*json, source);
+  } catch (const nlohmann::json::exception& e) {
+    return Unsupported(source, absl::StrCat("unexpected value: ", e.what()));
+  }
 }
 
 std::string AdapterConfigToJson(const LoraConfig& config) {

@@ -17,6 +17,7 @@
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
+#include "common/untrusted_json.h"
 #include "common/file_util.h"
 #include "common/status_macros.h"
 
@@ -74,7 +75,8 @@ absl::StatusOr<std::string> SafetensorsDtypeName(at::ScalarType dtype) {
 SafetensorsFile::~SafetensorsFile() = default;
 
 absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Open(
-    const std::string& path) {
+    const std::string& path, uint64_t max_header_bytes) {
+  max_header_bytes = std::min(max_header_bytes, kMaxSafetensorsHeaderBytes);
   ScopedFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (!fd.valid()) return ErrnoToStatus(errno, absl::StrCat("open ", path));
   struct stat info;
@@ -101,10 +103,10 @@ absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Open(
 
   uint64_t header_size = 0;
   for (int i = 7; i >= 0; --i) header_size = (header_size << 8) | bytes[i];
-  if (header_size > kMaxSafetensorsHeaderBytes) {
-    return Malformed(
-        path, absl::StrCat("header of ", header_size, " bytes exceeds the ",
-                           kMaxSafetensorsHeaderBytes, "-byte limit"));
+  if (header_size > max_header_bytes) {
+    return Malformed(path, absl::StrCat("header of ", header_size,
+                                        " bytes exceeds the ", max_header_bytes,
+                                        "-byte limit"));
   }
   if (header_size > file_size - 8) {
     return Malformed(path, absl::StrCat("header length ", header_size,
@@ -115,10 +117,13 @@ absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Open(
   const uint64_t data_size = file_size - file->data_start_;
 
   const char* header_begin = reinterpret_cast<const char*>(bytes + 8);
-  nlohmann::json header =
-      nlohmann::json::parse(header_begin, header_begin + header_size, nullptr,
-                            /*allow_exceptions=*/false);
-  if (header.is_discarded() || !header.is_object()) {
+  // A safetensors header nests three levels (name, entry, shape); anything
+  // deeper is hostile.
+  absl::StatusOr<nlohmann::json> parsed = ParseUntrustedJson(
+      absl::string_view(header_begin, header_size), "header", /*max_depth=*/4);
+  if (!parsed.ok()) return Malformed(path, std::string(parsed.status().message()));
+  const nlohmann::json& header = *parsed;
+  if (!header.is_object()) {
     return Malformed(path, "header is not a JSON object");
   }
 

@@ -36,8 +36,11 @@ class SafetensorsFile {
   // Maps and validates `path`: header length within the file and under the
   // limit, valid JSON, known dtypes (F32, F16, BF16), byte ranges that match
   // dtype and shape, lie inside the data section and do not overlap.
+  // `max_header_bytes` lowers the header limit for files whose expected
+  // contents are known (an adapter delta needs a few KiB per tensor).
   [[nodiscard]] static absl::StatusOr<std::unique_ptr<SafetensorsFile>> Open(
-      const std::string& path);
+      const std::string& path,
+      uint64_t max_header_bytes = kMaxSafetensorsHeaderBytes);
 
   ~SafetensorsFile();
   SafetensorsFile(const SafetensorsFile&) = delete;

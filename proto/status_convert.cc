@@ -32,7 +32,7 @@ v1::RejectReason RejectReasonOf(const absl::Status& status) {
 }
 
 grpc::Status ToGrpcStatus(const absl::Status& status,
-                          grpc::ServerContext* context) {
+                          grpc::ServerContextBase* context) {
   if (status.ok()) return grpc::Status::OK;
   const v1::RejectReason reason = RejectReasonOf(status);
   if (reason != v1::REJECT_REASON_UNSPECIFIED && context != nullptr) {

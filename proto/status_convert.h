@@ -29,7 +29,7 @@ v1::RejectReason RejectReasonOf(const absl::Status& status);
 // For service handlers: the same code and message; the reason goes into the
 // trailing metadata of `context`.
 grpc::Status ToGrpcStatus(const absl::Status& status,
-                          grpc::ServerContext* context);
+                          grpc::ServerContextBase* context);
 // For clients: the same code and message, with the reason from the trailing
 // metadata of `context` attached. `what` prefixes the message ("Register").
 absl::Status FromGrpcStatus(const grpc::Status& status,

@@ -1,9 +1,12 @@
 // The worker's side of WorkerService: registration with proof of possession,
 // heartbeats, leases, resumable hash-checked downloads into the local blob
 // cache, resumable signed delta uploads, and published adapter lookups. Every
+// call after Register is signed with the worker's key in the session that
+// Register opened (CallAuth); when the coordinator has forgotten the session
+// (it restarted), the client registers again and repeats the call once. Every
 // call has a deadline; errors keep their gRPC code (and RejectReason), so the
 // caller can tell a coordinator that is away (UNAVAILABLE, retry with
-// backoff) from a refusal.
+// backoff) from a refusal. Thread-safe.
 #ifndef OPENFORCE_WORKER_COORDINATOR_CLIENT_H_
 #define OPENFORCE_WORKER_COORDINATOR_CLIENT_H_
 
@@ -12,7 +15,9 @@
 #include <memory>
 #include <string>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "common/blob_store.h"
 #include "common/ed25519.h"
 #include "proto/channel.h"
@@ -25,9 +30,13 @@ class CoordinatorClient {
   [[nodiscard]] static absl::StatusOr<std::unique_ptr<CoordinatorClient>>
   Connect(const std::string& address, const TransportOptions& transport);
 
+  // Registers `key` (which must outlive the client) and opens the session
+  // that later calls are signed in.
   [[nodiscard]] absl::StatusOr<v1::RegisterResponse> Register(
       const Ed25519PrivateKey& key, const v1::HardwareProfile& profile,
       const std::string& enrollment_token, const std::string& display_name);
+  // The id Register returned; empty before.
+  std::string worker_id() const;
   [[nodiscard]] absl::StatusOr<v1::HeartbeatResponse> Heartbeat(
       const v1::HeartbeatRequest& request);
   [[nodiscard]] absl::StatusOr<v1::LeaseWorkUnitResponse> Lease(
@@ -53,10 +62,35 @@ class CoordinatorClient {
       const std::string& job_id, uint64_t version);
 
  private:
+  struct Registration {
+    const Ed25519PrivateKey* key = nullptr;
+    v1::HardwareProfile profile;
+    std::string enrollment_token;
+    std::string display_name;
+  };
+  struct Session {
+    std::string worker_id;
+    std::string session_id;
+  };
+
   explicit CoordinatorClient(std::shared_ptr<grpc::Channel> channel);
 
+  absl::StatusOr<v1::RegisterResponse> RegisterNow(
+      const Registration& registration);
+  // Signs `request` as method `method` in the current session.
+  template <typename Request>
+  absl::StatusOr<Session> Sign(absl::string_view method, Request* request);
+  // Runs `call(session)` and, when the coordinator no longer knows the
+  // session it was signed in, registers again and runs it once more.
+  template <typename Call>
+  absl::Status WithSession(Call call);
+
   std::unique_ptr<v1::WorkerService::Stub> stub_;
-  uint32_t max_chunk_bytes_ = kMaxChunkBytes;
+  mutable absl::Mutex mu_;
+  Registration registration_ ABSL_GUARDED_BY(mu_);
+  Session session_ ABSL_GUARDED_BY(mu_);
+  uint64_t counter_ ABSL_GUARDED_BY(mu_) = 0;
+  uint32_t max_chunk_bytes_ ABSL_GUARDED_BY(mu_) = kMaxChunkBytes;
 };
 
 // True for errors that mean "the coordinator is away or busy, try again"

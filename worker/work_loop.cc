@@ -26,6 +26,7 @@
 #include "common/sha256.h"
 #include "common/signing_payload.h"
 #include "common/status_macros.h"
+#include "common/terminal_text.h"
 #include "common/tier.h"
 #include "lora/lora_adapter.h"
 #include "proto/lora_convert.h"
@@ -134,6 +135,15 @@ class WorkerState {
   WorkerStatusSnapshot status_ ABSL_GUARDED_BY(mu_);
 };
 
+// InvalidArgument unless `hash` (from the coordinator) is 64 lowercase hex
+// digits, the only form that may become part of a path.
+absl::Status CheckWireHash(const std::string& hash, absl::string_view what) {
+  if (IsSha256Hex(hash)) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat(
+      "the coordinator sent a ", what, " that is not 64 lowercase hex digits: \"",
+      EscapeForTerminal(hash.substr(0, 80)), "\""));
+}
+
 // Hard-links `from` to `to` (same file system, no copy of a multi-GB model);
 // copies when linking is not possible.
 absl::Status LinkOrCopy(const std::string& from, const std::string& to) {
@@ -197,10 +207,19 @@ class WorkLoop {
   void Log(const std::string& line) {
     absl::MutexLock lock(&log_mu_);
     if (terminal_) log_ << "\r\033[K";
-    log_ << "[" << (worker_id_.empty() ? "worker" : worker_id_) << "] " << line
-         << "\n";
+    const std::string worker_id = WorkerId();
+    // Lines carry text from the coordinator (reasons, ids), which must not
+    // reach the terminal raw.
+    log_ << "[" << EscapeForTerminal(worker_id.empty() ? "worker" : worker_id)
+         << "] " << EscapeForTerminal(line) << "\n";
     if (terminal_) log_ << FormatStatusLine(state_.Snapshot());
     log_ << std::flush;
+  }
+
+  // The id the coordinator gave at registration; read by every thread, so
+  // it lives in the (thread-safe) client rather than in a plain member.
+  std::string WorkerId() const {
+    return client_ != nullptr ? client_->worker_id() : std::string();
   }
 
   std::string TierLabel() const {
@@ -295,7 +314,7 @@ class WorkLoop {
       std::filesystem::remove(LeaseFile(), error);
       return absl::OkStatus();
     }
-    v1::HeartbeatRequest check = state_.Heartbeat(worker_id_);
+    v1::HeartbeatRequest check = state_.Heartbeat(WorkerId());
     check.set_current_unit_id(unit.unit_id());
     absl::StatusOr<v1::HeartbeatResponse> response = client_->Heartbeat(check);
     if (!response.ok() || response->revoked_unit_ids_size() > 0) {
@@ -321,7 +340,7 @@ class WorkLoop {
       // before asking again, so a broken job is not retried hot.
       Log(absl::StrCat("unit ", unit.unit_id(), " failed: ", worked.ToString(),
                        "; giving it back"));
-      (void)client_->Release(worker_id_, unit.unit_id(),
+      (void)client_->Release(WorkerId(), unit.unit_id(),
                              std::string(worked.message()));
       Sleep(failure_backoff_.Next());
     } else {
@@ -353,12 +372,12 @@ class WorkLoop {
           client_->Register(*key_, options_.profile, options_.enrollment_token,
                             options_.display_name);
       if (registered.ok()) {
-        worker_id_ = registered->worker_id();
-        state_.SetIdentity(worker_id_, TierLabel(), options_.coordinator);
-        heartbeat_interval_ = absl::Milliseconds(
-            std::max(200u, registered->heartbeat_interval_ms()));
+        state_.SetIdentity(registered->worker_id(), TierLabel(),
+                           options_.coordinator);
+        heartbeat_interval_ms_ =
+            std::max<int64_t>(200, registered->heartbeat_interval_ms());
         Log(absl::StrCat("registered with ", options_.coordinator, " as ",
-                         worker_id_, " (tier ", TierLabel(),
+                         registered->worker_id(), " (tier ", TierLabel(),
                          ", key fingerprint ", key_->PublicKey().Fingerprint(),
                          ")"));
         return absl::OkStatus();
@@ -370,10 +389,10 @@ class WorkLoop {
   }
 
   void HeartbeatLoop() {
-    while (
-        !heartbeat_done_.WaitForNotificationWithTimeout(heartbeat_interval_)) {
+    while (!heartbeat_done_.WaitForNotificationWithTimeout(
+        absl::Milliseconds(heartbeat_interval_ms_.load()))) {
       absl::StatusOr<v1::HeartbeatResponse> response =
-          client_->Heartbeat(state_.Heartbeat(worker_id_));
+          client_->Heartbeat(state_.Heartbeat(WorkerId()));
       if (!response.ok()) continue;  // the lease loop reports outages
       for (const std::string& unit : response->revoked_unit_ids()) {
         Log(absl::StrCat("coordinator revoked the lease on ", unit));
@@ -397,12 +416,20 @@ class WorkLoop {
       }
       state_.SetState("waiting", "asking for work");
       v1::LeaseWorkUnitRequest request;
-      request.set_worker_id(worker_id_);
+      request.set_worker_id(WorkerId());
       request.set_free_memory_bytes(FreeMemory());
       request.set_backend(options_.device == "cpu" ? v1::BACKEND_CPU
                                                    : v1::BACKEND_CUDA);
       absl::StatusOr<v1::LeaseWorkUnitResponse> lease = client_->Lease(request);
       if (!lease.ok()) {
+        if (RejectReasonOf(lease.status()) == v1::REJECT_TOO_MANY_LEASES) {
+          // The coordinator still counts a lease this worker lost track of
+          // (a crash before the lease file was written); it expires.
+          state_.SetState("waiting", "the coordinator counts a lease of ours");
+          Log(absl::StrCat("lease refused: ", lease.status().message()));
+          Sleep(absl::Seconds(30));
+          continue;
+        }
         if (absl::IsUnauthenticated(lease.status()) ||
             absl::IsFailedPrecondition(lease.status())) {
           // The coordinator forgot us (new database) or saw no heartbeat:
@@ -458,7 +485,7 @@ class WorkLoop {
   absl::Status Fetch(const v1::BlobRef& blob, int64_t deadline_ms) {
     Backoff backoff;
     while (true) {
-      absl::Status fetched = client_->FetchBlob(worker_id_, blob, blobs_.get());
+      absl::Status fetched = client_->FetchBlob(WorkerId(), blob, blobs_.get());
       if (fetched.ok() || !IsTransient(fetched)) return fetched;
       if (absl::ToUnixMillis(absl::Now()) > deadline_ms) return fetched;
       if (Sleep(backoff.Next()))
@@ -467,6 +494,17 @@ class WorkLoop {
   }
 
   absl::StatusOr<UnitPaths> Prepare(const v1::WorkUnit& unit) {
+    // Every name below comes from the coordinator, which a volunteer does
+    // not have to trust: hashes must be hashes and names plain file names,
+    // so no path can leave the data directory.
+    RETURN_IF_ERROR(CheckWireHash(unit.base_model_hash(), "base_model_hash"));
+    RETURN_IF_ERROR(
+        CheckWireHash(unit.parent_adapter().sha256(), "parent adapter hash"));
+    RETURN_IF_ERROR(CheckWireHash(unit.shard().sha256(), "shard hash"));
+    for (const v1::BlobRef& file : unit.base_model_files()) {
+      RETURN_IF_ERROR(CheckWireHash(file.sha256(), "model file hash"));
+      RETURN_IF_ERROR(CheckPortableFileName(file.name()));
+    }
     UnitPaths paths;
     paths.model_dir =
         absl::StrCat(options_.data_dir, "/models/", unit.base_model_hash());
@@ -598,13 +636,13 @@ class WorkLoop {
 
   absl::Status Release(const v1::WorkUnit& unit, const std::string& reason) {
     absl::Status released =
-        client_->Release(worker_id_, unit.unit_id(), reason);
+        client_->Release(WorkerId(), unit.unit_id(), reason);
     if (!released.ok()) Log(absl::StrCat("release: ", released.message()));
     return absl::OkStatus();
   }
 
   absl::Status Upload(const v1::WorkUnit& unit, const TrainedDelta& delta) {
-    v1::DeltaHeader header = DeltaHeaderForUnit(unit, worker_id_);
+    v1::DeltaHeader header = DeltaHeaderForUnit(unit, WorkerId());
     ASSIGN_OR_RETURN(std::string content_hash, Sha256FileHex(delta.path));
     header.set_content_hash(content_hash);
     std::error_code error;
@@ -651,8 +689,8 @@ class WorkLoop {
   std::optional<Ed25519PrivateKey> key_;
   std::unique_ptr<BlobStore> blobs_;
   std::unique_ptr<CoordinatorClient> client_;
-  std::string worker_id_;
-  absl::Duration heartbeat_interval_ = absl::Seconds(10);
+  // Set by the lease thread at registration, read by the heartbeat thread.
+  std::atomic<int64_t> heartbeat_interval_ms_{10'000};
   absl::Notification heartbeat_done_;
   absl::Notification background_done_;
   WorkerState state_;

@@ -176,13 +176,14 @@ ScriptedWorker::ScriptedWorker(v1::WorkerService::Stub* stub, uint64_t seed)
         return *std::move(key);
       }()) {}
 
-grpc::Status ScriptedWorker::Register(const std::string& enrollment_token) {
+grpc::Status ScriptedWorker::Register(const std::string& enrollment_token,
+                                      const std::string& display_name) {
   v1::RegisterRequest request;
   request.set_public_key(key_.PublicKey().Raw());
   request.mutable_profile()->set_tier(v1::TIER_CPU);
   request.mutable_profile()->set_ram_available_bytes(16ull << 30);
   request.set_enrollment_token(enrollment_token);
-  request.set_display_name("scripted");
+  request.set_display_name(display_name);
   const std::string nonce(16, 'n');
   request.set_nonce(nonce);
   request.set_proof_of_possession(
@@ -190,27 +191,90 @@ grpc::Status ScriptedWorker::Register(const std::string& enrollment_token) {
   grpc::ClientContext context;
   v1::RegisterResponse response;
   grpc::Status status = stub_->Register(&context, request, &response);
-  if (status.ok()) worker_id_ = response.worker_id();
+  if (status.ok()) {
+    worker_id_ = response.worker_id();
+    session_id_ = response.session_id();
+    counter_ = 0;
+  }
   return status;
 }
 
-v1::WorkUnit ScriptedWorker::Lease() {
-  {
-    grpc::ClientContext context;
-    v1::HeartbeatRequest request;
-    request.set_worker_id(worker_id_);
-    request.set_availability(v1::AVAILABLE);
-    v1::HeartbeatResponse response;
-    (void)stub_->Heartbeat(&context, request, &response);
+namespace {
+
+v1::RejectReason ReasonOf(const grpc::Status& status,
+                          const grpc::ClientContext& context) {
+  return RejectReasonOf(FromGrpcStatus(status, context, ""));
+}
+
+}  // namespace
+
+grpc::Status ScriptedWorker::Heartbeat(const std::string& current_unit_id,
+                                       std::vector<std::string>* revoked) {
+  grpc::ClientContext context;
+  v1::HeartbeatRequest request;
+  request.set_worker_id(worker_id_);
+  request.set_availability(v1::AVAILABLE);
+  request.set_current_unit_id(current_unit_id);
+  SignCall(kHeartbeatMethod, &request);
+  v1::HeartbeatResponse response;
+  grpc::Status status = stub_->Heartbeat(&context, request, &response);
+  if (revoked != nullptr) {
+    revoked->assign(response.revoked_unit_ids().begin(),
+                    response.revoked_unit_ids().end());
   }
+  return status;
+}
+
+grpc::Status ScriptedWorker::TryLease(v1::LeaseWorkUnitResponse* response,
+                                      v1::RejectReason* reason) {
   grpc::ClientContext context;
   v1::LeaseWorkUnitRequest request;
   request.set_worker_id(worker_id_);
   request.set_free_memory_bytes(16ull << 30);
+  SignCall(kLeaseMethod, &request);
+  grpc::Status status = stub_->LeaseWorkUnit(&context, request, response);
+  if (reason != nullptr) *reason = ReasonOf(status, context);
+  return status;
+}
+
+v1::WorkUnit ScriptedWorker::Lease() {
+  (void)Heartbeat();
   v1::LeaseWorkUnitResponse response;
-  grpc::Status status = stub_->LeaseWorkUnit(&context, request, &response);
+  grpc::Status status = TryLease(&response);
   if (!status.ok()) throw std::runtime_error(status.error_message());
   return response.unit();
+}
+
+grpc::Status ScriptedWorker::Release(const std::string& unit_id,
+                                     v1::RejectReason* reason) {
+  grpc::ClientContext context;
+  v1::ReleaseWorkUnitRequest request;
+  request.set_worker_id(worker_id_);
+  request.set_unit_id(unit_id);
+  SignCall(kReleaseMethod, &request);
+  v1::ReleaseWorkUnitResponse response;
+  grpc::Status status = stub_->ReleaseWorkUnit(&context, request, &response);
+  if (reason != nullptr) *reason = ReasonOf(status, context);
+  return status;
+}
+
+grpc::Status ScriptedWorker::Fetch(const std::string& sha256,
+                                   std::string* data, bool anonymous,
+                                   v1::RejectReason* reason) {
+  grpc::ClientContext context;
+  v1::FetchBlobRequest request;
+  request.set_sha256(sha256);
+  if (!anonymous) {
+    request.set_worker_id(worker_id_);
+    SignCall(kFetchBlobMethod, &request);
+  }
+  auto reader = stub_->FetchBlob(&context, request);
+  v1::BlobChunk chunk;
+  data->clear();
+  while (reader->Read(&chunk)) data->append(chunk.data());
+  grpc::Status status = reader->Finish();
+  if (reason != nullptr) *reason = ReasonOf(status, context);
+  return status;
 }
 
 void ScriptedWorker::Sign(v1::DeltaHeader* header,
@@ -225,7 +289,12 @@ v1::DeltaHeader ScriptedWorker::MakeHeader(
   v1::DeltaHeader header = DeltaHeaderForUnit(unit, worker_id_);
   header.set_content_hash(Sha256Hex(bytes));
   header.set_size_bytes(bytes.size());
-  header.set_sample_count(16);
+  // What the job's settings say the unit trains on, as an honest worker
+  // reports it.
+  header.set_sample_count(
+      uint64_t(unit.training().steps_per_shard()) *
+      uint64_t(unit.training().batch_size()) *
+      uint64_t(std::max(1, unit.training().gradient_accumulation())));
   (*header.mutable_metrics())["train_loss"] = 1.0;
   Sign(&header, signer);
   return header;
@@ -239,8 +308,12 @@ ScriptedWorker::UploadResult ScriptedWorker::Upload(
   v1::UploadDeltaChunk chunk;
   *chunk.mutable_header() = header;
   chunk.set_offset(offset);
-  chunk.set_data(bytes.substr(std::min<size_t>(offset, bytes.size())));
+  SignCall(kUploadDeltaMethod, &chunk);
   writer->Write(chunk);
+  v1::UploadDeltaChunk data;
+  data.set_offset(offset);
+  data.set_data(bytes.substr(std::min<size_t>(offset, bytes.size())));
+  writer->Write(data);
   writer->WritesDone();
   result.status = writer->Finish();
   result.reason = RejectReasonOf(FromGrpcStatus(result.status, context, ""));

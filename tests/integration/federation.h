@@ -7,11 +7,14 @@
 
 #include <functional>
 #include <memory>
+#include <stdexcept>
 #include <string>
 #include <vector>
 
+#include "absl/strings/string_view.h"
 #include "common/ed25519.h"
 #include "coordinator/admin_client.h"
+#include "proto/call_signing.h"
 #include "proto/openforce.grpc.pb.h"
 #include "tests/testing/demo_task.h"
 #include "tests/testing/subprocess.h"
@@ -69,9 +72,30 @@ class ScriptedWorker {
  public:
   ScriptedWorker(v1::WorkerService::Stub* stub, uint64_t seed);
 
-  grpc::Status Register(const std::string& enrollment_token = "");
+  grpc::Status Register(const std::string& enrollment_token = "",
+                        const std::string& display_name = "scripted");
   // Heartbeats, then leases; the unit (unset when none was given).
   v1::WorkUnit Lease();
+  // The signed calls, as the worker binary makes them. `revoked` gets the
+  // units the coordinator revoked.
+  grpc::Status Heartbeat(const std::string& current_unit_id = "",
+                         std::vector<std::string>* revoked = nullptr);
+  grpc::Status TryLease(v1::LeaseWorkUnitResponse* response,
+                        v1::RejectReason* reason = nullptr);
+  grpc::Status Release(const std::string& unit_id,
+                       v1::RejectReason* reason = nullptr);
+  // Fetches a whole blob (with this worker's id and signature, or
+  // anonymously); the bytes in `data`.
+  grpc::Status Fetch(const std::string& sha256, std::string* data,
+                     bool anonymous = false, v1::RejectReason* reason = nullptr);
+  // Signs `request` as `method` in this worker's session with the next
+  // counter.
+  template <typename Request>
+  void SignCall(absl::string_view method, Request* request) {
+    absl::Status signed_call = openforce::SignCall(
+        key_, method, worker_id_, session_id_, ++counter_, request);
+    if (!signed_call.ok()) throw std::runtime_error(signed_call.ToString());
+  }
 
   // A header for `unit` and the delta `bytes`, signed with `signer`
   // (this worker's key when null).
@@ -91,12 +115,17 @@ class ScriptedWorker {
 
   const std::string& id() const { return worker_id_; }
   void set_id(const std::string& id) { worker_id_ = id; }
+  const std::string& session() const { return session_id_; }
+  void set_session(const std::string& session) { session_id_ = session; }
   const Ed25519PrivateKey& key() const { return key_; }
+  v1::WorkerService::Stub* stub() const { return stub_; }
 
  private:
   v1::WorkerService::Stub* stub_;
   Ed25519PrivateKey key_;
   std::string worker_id_;
+  std::string session_id_;
+  uint64_t counter_ = 0;
 };
 
 // A delta file for the demo job's LoRA shape (`rank`, q/v) with every value

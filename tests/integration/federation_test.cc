@@ -222,14 +222,7 @@ TEST(FederationTest, RefusesBadDeltasWithTheirReasonAndTheRoundGoesOn) {
     expect_refused(sender.Upload(sender.MakeHeader(leased, bytes), bytes),
                    expected);
   };
-  {
-    grpc::ClientContext context;
-    v1::ReleaseWorkUnitRequest release;
-    release.set_worker_id(holder.id());
-    release.set_unit_id(unit.unit_id());
-    v1::ReleaseWorkUnitResponse released;
-    ASSERT_TRUE(stub->ReleaseWorkUnit(&context, release, &released).ok());
-  }
+  ASSERT_TRUE(holder.Release(unit.unit_id()).ok());
   content_case(MakeDeltaBytes(dir.path(), 4, 0.001f),
                {"wrong shapes", grpc::StatusCode::INVALID_ARGUMENT,
                 v1::REJECT_BAD_SHAPE});

@@ -66,7 +66,7 @@ TEST_F(AdapterDeltaTest, ExpectedTensorsFollowPeftNamesAndShapes) {
 }
 
 TEST_F(AdapterDeltaTest, AcceptsAWellFormedDeltaAndReportsItsNorm) {
-  auto check = CheckAdapterDelta(WriteFilled("ok", 0.5f), model_, lora_, 100);
+  auto check = CheckAdapterDelta(WriteFilled("ok", 0.5f), model_, lora_, {100});
   ASSERT_OK(check);
   EXPECT_TRUE(check->ok()) << check->message;
   EXPECT_NEAR(check->l2_norm,
@@ -77,7 +77,7 @@ TEST_F(AdapterDeltaTest, RefusesWrongShapesNamesAndDtypes) {
   LoraConfig other_rank = lora_;
   other_rank.rank = 8;
   auto rank =
-      CheckAdapterDelta(WriteFilled("r8", 0, &other_rank), model_, lora_, 100);
+      CheckAdapterDelta(WriteFilled("r8", 0, &other_rank), model_, lora_, {100});
   ASSERT_OK(rank);
   EXPECT_EQ(rank->problem, DeltaCheck::Problem::kBadShape);
   EXPECT_THAT(rank->message, HasSubstr("has shape [8, "));
@@ -85,7 +85,7 @@ TEST_F(AdapterDeltaTest, RefusesWrongShapesNamesAndDtypes) {
   LoraConfig more_targets = lora_;
   more_targets.targets.push_back(Projection::kK);
   auto extra =
-      CheckAdapterDelta(WriteFilled("k", 0, &more_targets), model_, lora_, 100);
+      CheckAdapterDelta(WriteFilled("k", 0, &more_targets), model_, lora_, {100});
   ASSERT_OK(extra);
   EXPECT_EQ(extra->problem, DeltaCheck::Problem::kBadShape);
   EXPECT_THAT(extra->message, HasSubstr("unexpected tensor"));
@@ -93,7 +93,7 @@ TEST_F(AdapterDeltaTest, RefusesWrongShapesNamesAndDtypes) {
   LoraConfig fewer_targets = lora_;
   fewer_targets.targets = {Projection::kQ};
   auto missing = CheckAdapterDelta(WriteFilled("q", 0, &fewer_targets), model_,
-                                   lora_, 100);
+                                   lora_, {100});
   ASSERT_OK(missing);
   EXPECT_EQ(missing->problem, DeltaCheck::Problem::kBadShape);
   EXPECT_THAT(missing->message, HasSubstr("is missing"));
@@ -102,33 +102,76 @@ TEST_F(AdapterDeltaTest, RefusesWrongShapesNamesAndDtypes) {
   for (const auto& [key, shape] : ExpectedAdapterTensors(model_, lora_))
     half.emplace_back(key, at::zeros(shape, at::kBFloat16));
   ASSERT_OK(WriteSafetensors(dir_.path() + "/bf16", half));
-  auto dtype = CheckAdapterDelta(dir_.path() + "/bf16", model_, lora_, 100);
+  auto dtype = CheckAdapterDelta(dir_.path() + "/bf16", model_, lora_, {100});
   ASSERT_OK(dtype);
   EXPECT_EQ(dtype->problem, DeltaCheck::Problem::kBadShape);
   EXPECT_THAT(dtype->message, HasSubstr("expected F32"));
 
   ASSERT_OK(WriteFileAtomically(dir_.path() + "/junk", "not safetensors"));
-  auto junk = CheckAdapterDelta(dir_.path() + "/junk", model_, lora_, 100);
+  auto junk = CheckAdapterDelta(dir_.path() + "/junk", model_, lora_, {100});
   ASSERT_OK(junk);
   EXPECT_EQ(junk->problem, DeltaCheck::Problem::kBadShape);
 }
 
 TEST_F(AdapterDeltaTest, RefusesNonFiniteValuesAndNormsAboveTheBound) {
   auto nan =
-      CheckAdapterDelta(WriteFilled("nan", std::nanf("")), model_, lora_, 100);
+      CheckAdapterDelta(WriteFilled("nan", std::nanf("")), model_, lora_, {100});
   ASSERT_OK(nan);
   EXPECT_EQ(nan->problem, DeltaCheck::Problem::kNonFinite);
-  auto inf = CheckAdapterDelta(WriteFilled("inf", INFINITY), model_, lora_, 0);
+  auto inf = CheckAdapterDelta(WriteFilled("inf", INFINITY), model_, lora_, {0});
   ASSERT_OK(inf);
   EXPECT_EQ(inf->problem, DeltaCheck::Problem::kNonFinite);
-  auto norm = CheckAdapterDelta(WriteFilled("big", 1.0f), model_, lora_, 1.0);
+  auto norm = CheckAdapterDelta(WriteFilled("big", 1.0f), model_, lora_, {1.0});
   ASSERT_OK(norm);
   EXPECT_EQ(norm->problem, DeltaCheck::Problem::kNormTooLarge);
   EXPECT_THAT(norm->message, HasSubstr("above the job's bound 1"));
 }
 
+TEST_F(AdapterDeltaTest, AnUntrainedDeltaFallsBelowTheFloor) {
+  DeltaLimits limits;
+  limits.max_norm = 100;
+  limits.min_norm = 1e-6;
+  auto zero = CheckAdapterDelta(WriteFilled("zero", 0.0f), model_, lora_, limits);
+  ASSERT_OK(zero);
+  EXPECT_EQ(zero->problem, DeltaCheck::Problem::kNormTooSmall);
+  EXPECT_THAT(zero->message, HasSubstr("shows no training"));
+  EXPECT_EQ(zero->l2_norm, 0);
+  auto trained =
+      CheckAdapterDelta(WriteFilled("trained", 1e-3f), model_, lora_, limits);
+  ASSERT_OK(trained);
+  EXPECT_TRUE(trained->ok()) << trained->message;
+}
+
+TEST_F(AdapterDeltaTest, AHeaderLargerThanTheShapeNeedsIsRefusedUnparsed) {
+  // A valid delta whose metadata pads the header past a few KiB per tensor:
+  // refused on its length alone, before any JSON is parsed.
+  std::vector<std::pair<std::string, at::Tensor>> tensors;
+  for (const auto& [key, shape] : ExpectedAdapterTensors(model_, lora_))
+    tensors.emplace_back(key, at::full(shape, 0.5f));
+  const std::string path = dir_.path() + "/padded";
+  const size_t limit = MaxDeltaHeaderBytes(tensors.size());
+  EXPECT_LT(limit, 64u << 10);
+  ASSERT_OK(WriteSafetensors(path, tensors,
+                             {{"padding", std::string(limit, ' ')}}));
+  auto check = CheckAdapterDelta(path, model_, lora_, {100});
+  ASSERT_OK(check);
+  EXPECT_EQ(check->problem, DeltaCheck::Problem::kBadShape);
+  EXPECT_THAT(check->message, HasSubstr("-byte limit"));
+
+  // Nesting is bounded too: a header of nested arrays is malformed, not a
+  // stack overflow.
+  const std::string nested = std::string(100000, '[') + std::string(100000, ']');
+  std::string bytes(8, '\0');
+  for (int i = 0; i < 8; ++i)
+    bytes[i] = static_cast<char>((nested.size() >> (8 * i)) & 0xff);
+  ASSERT_OK(WriteFileAtomically(dir_.path() + "/deep", bytes + nested));
+  EXPECT_THAT(SafetensorsFile::Open(dir_.path() + "/deep"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("nests deeper than")));
+}
+
 TEST_F(AdapterDeltaTest, MissingFileIsAnErrorNotAVerdict) {
-  EXPECT_THAT(CheckAdapterDelta(dir_.path() + "/none", model_, lora_, 1),
+  EXPECT_THAT(CheckAdapterDelta(dir_.path() + "/none", model_, lora_, {1}),
               StatusIs(absl::StatusCode::kNotFound, ::testing::_));
 }
 
@@ -169,7 +212,7 @@ TEST_F(AdapterDeltaTest, WrittenDeltaIsTrainedMinusParent) {
   for (at::Tensor& p : trained.Parameters()) p.add_(0.25);
   const std::string path = dir_.path() + "/delta";
   ASSERT_OK(WriteAdapterDelta(trained, *parent, path));
-  auto check = CheckAdapterDelta(path, model_, lora_, 1e6);
+  auto check = CheckAdapterDelta(path, model_, lora_, {1e6});
   ASSERT_OK(check);
   EXPECT_TRUE(check->ok());
   EXPECT_NEAR(check->l2_norm,

@@ -169,7 +169,7 @@ TEST_F(SafetensorsTest, RejectsMalformedHeaders) {
   EXPECT_THAT(
       SafetensorsFile::Open(Write("a.safetensors", RawFile("{not json", 0))),
       StatusIs(absl::StatusCode::kInvalidArgument,
-               HasSubstr("not a JSON object")));
+               HasSubstr("not valid JSON")));
   EXPECT_THAT(
       SafetensorsFile::Open(Write(
           "b.safetensors", RawFile(R"({"w":{"dtype":"F32","shape":[1]}})", 4))),

@@ -1,0 +1,40 @@
+// Parsing JSON that came from a file a user was handed or from the wire:
+// bounded nesting (so nothing downstream recurses without bound), no
+// exception escaping, and error messages that quote at most a short prefix
+// of a value.
+#ifndef OPENFORCE_COMMON_UNTRUSTED_JSON_H_
+#define OPENFORCE_COMMON_UNTRUSTED_JSON_H_
+
+#include <cstddef>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "nlohmann/json.hpp"
+
+namespace openforce {
+
+// Deeper than any config, tokenizer or adapter file needs.
+inline constexpr int kMaxJsonDepth = 64;
+
+// InvalidArgument naming `what` when arrays and objects in `text` nest deeper
+// than `max_depth` (strings are skipped, so brackets inside them do not
+// count). Linear time, constant memory.
+[[nodiscard]] absl::Status CheckJsonDepth(absl::string_view text,
+                                          absl::string_view what,
+                                          int max_depth = kMaxJsonDepth);
+
+// Parses `text`; InvalidArgument naming `what` for a syntax error or too deep
+// a nesting. Never throws.
+[[nodiscard]] absl::StatusOr<nlohmann::json> ParseUntrustedJson(
+    absl::string_view text, absl::string_view what,
+    int max_depth = kMaxJsonDepth);
+
+// `value` as compact JSON, cut to at most `max_chars` (with "..." appended
+// when cut), for error messages.
+std::string JsonPreview(const nlohmann::json& value, size_t max_chars = 64);
+
+}  // namespace openforce
+
+#endif  // OPENFORCE_COMMON_UNTRUSTED_JSON_H_
