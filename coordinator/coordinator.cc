@@ -1150,7 +1150,9 @@ absl::StatusOr<v1::ListWorkersResponse> Coordinator::ListWorkers(
 
 absl::Status Coordinator::SweepUploads(bool force) {
   absl::MutexLock tick_lock(&tick_mu_);
-  if (!force && Now() - last_upload_sweep_ms_ < kUploadSweepIntervalMs)
+  const int64_t interval =
+      std::min(kUploadSweepIntervalMs, options_.upload_expiry_ms / 2);
+  if (!force && Now() - last_upload_sweep_ms_ < interval)
     return absl::OkStatus();
   last_upload_sweep_ms_ = Now();
   return blobs_->ExpireUploads(options_.upload_expiry_ms).status();
@@ -1172,9 +1174,13 @@ absl::Status Coordinator::Tick() {
   {
     absl::MutexLock lock(&mu_);
     RETURN_IF_ERROR(state_->ExpireLeases(Now()).status());
-    const int64_t grace = options_.lease_heartbeat_grace_ms > 0
-                              ? options_.lease_heartbeat_grace_ms
-                              : int64_t{3} * options_.heartbeat_interval_ms;
+    // Three missed intervals, and never under five seconds by default: a
+    // busy volunteer machine may be late with one heartbeat.
+    const int64_t grace =
+        options_.lease_heartbeat_grace_ms > 0
+            ? options_.lease_heartbeat_grace_ms
+            : std::max<int64_t>(5'000,
+                                int64_t{3} * options_.heartbeat_interval_ms);
     RETURN_IF_ERROR(
         state_->ExpireLeasesOfSilentWorkers(Now() - grace).status());
   }

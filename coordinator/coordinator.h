@@ -40,7 +40,7 @@ struct CoordinatorOptions {
   // its own.
   uint32_t max_leases_per_worker = 1;
   // A lease whose holder sent no heartbeat for this long goes back to
-  // pending (0: three heartbeat intervals).
+  // pending (0: three heartbeat intervals, at least 5 s).
   uint32_t lease_heartbeat_grace_ms = 0;
   // Partial delta uploads one worker may have open at once.
   uint32_t max_open_uploads_per_worker = 4;

@@ -66,7 +66,7 @@ ABSL_FLAG(uint32_t, max_leases_per_worker, 1,
           "own setting wins)");
 ABSL_FLAG(uint32_t, lease_grace_ms, 0,
           "serve: a lease whose worker sent no heartbeat for this long goes "
-          "back to pending (0: three heartbeat intervals)");
+          "back to pending (0: three heartbeat intervals, at least 5 s)");
 ABSL_FLAG(uint32_t, max_open_uploads, 4,
           "serve: partial delta uploads one worker may have open");
 ABSL_FLAG(uint32_t, upload_expiry_s, 3600,

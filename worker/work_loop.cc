@@ -35,6 +35,7 @@
 #include "worker/coordinator_client.h"
 #include "worker/system_monitor.h"
 #include "worker/unit_trainer.h"
+#include "worker/work_unit_check.h"
 #include "worker/worker_status.h"
 
 namespace openforce::worker {
@@ -134,15 +135,6 @@ class WorkerState {
   bool revoked_ ABSL_GUARDED_BY(mu_) = false;
   WorkerStatusSnapshot status_ ABSL_GUARDED_BY(mu_);
 };
-
-// InvalidArgument unless `hash` (from the coordinator) is 64 lowercase hex
-// digits, the only form that may become part of a path.
-absl::Status CheckWireHash(const std::string& hash, absl::string_view what) {
-  if (IsSha256Hex(hash)) return absl::OkStatus();
-  return absl::InvalidArgumentError(absl::StrCat(
-      "the coordinator sent a ", what, " that is not 64 lowercase hex digits: \"",
-      EscapeForTerminal(hash.substr(0, 80)), "\""));
-}
 
 // Hard-links `from` to `to` (same file system, no copy of a multi-GB model);
 // copies when linking is not possible.
@@ -497,14 +489,7 @@ class WorkLoop {
     // Every name below comes from the coordinator, which a volunteer does
     // not have to trust: hashes must be hashes and names plain file names,
     // so no path can leave the data directory.
-    RETURN_IF_ERROR(CheckWireHash(unit.base_model_hash(), "base_model_hash"));
-    RETURN_IF_ERROR(
-        CheckWireHash(unit.parent_adapter().sha256(), "parent adapter hash"));
-    RETURN_IF_ERROR(CheckWireHash(unit.shard().sha256(), "shard hash"));
-    for (const v1::BlobRef& file : unit.base_model_files()) {
-      RETURN_IF_ERROR(CheckWireHash(file.sha256(), "model file hash"));
-      RETURN_IF_ERROR(CheckPortableFileName(file.name()));
-    }
+    RETURN_IF_ERROR(CheckWorkUnitNames(unit));
     UnitPaths paths;
     paths.model_dir =
         absl::StrCat(options_.data_dir, "/models/", unit.base_model_hash());

@@ -10,14 +10,18 @@
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
 #include "common/file_util.h"
 #include "common/model_manifest.h"
 #include "common/sha256.h"
 #include "common/signing_payload.h"
 #include "common/status_macros.h"
+#include "coordinator/admin_client.h"
 #include "coordinator/sqlite_state_store.h"
 #include "lora/lora_adapter.h"
 #include "lora/safetensors.h"
+#include "proto/call_signing.h"
 #include "proto/signing_convert.h"
 #include "proto/status_convert.h"
 #include "tests/integration/federation.h"
@@ -100,6 +104,15 @@ class CoordinatorTest : public ::testing::Test {
   struct Worker {
     Ed25519PrivateKey key;
     std::string id;
+    std::string session;
+    std::shared_ptr<uint64_t> counter = std::make_shared<uint64_t>(0);
+
+    // Signs `request` as the worker binary does.
+    template <typename Request>
+    void Sign(absl::string_view method, Request* request) const {
+      ASSERT_OK(openforce::SignCall(key, method, id, session, ++*counter,
+                                    request));
+    }
   };
   Worker Register(uint64_t seed, v1::Tier tier = v1::TIER_CPU) {
     std::string seed_bytes(32, static_cast<char>(seed));
@@ -114,6 +127,7 @@ class CoordinatorTest : public ::testing::Test {
     auto response = coordinator_->Register(request);
     EXPECT_OK(response);
     worker.id = response->worker_id();
+    worker.session = response->session_id();
     return worker;
   }
 
@@ -123,35 +137,56 @@ class CoordinatorTest : public ::testing::Test {
     v1::LeaseWorkUnitRequest request;
     request.set_worker_id(worker.id);
     request.set_free_memory_bytes(memory);
+    worker.Sign(kLeaseMethod, &request);
     return coordinator_->LeaseWorkUnit(request);
   }
 
   // Uploads a small valid delta for `unit` through the coordinator's API.
-  absl::StatusOr<v1::UploadDeltaResponse> Deliver(const Worker& worker,
-                                                  const v1::WorkUnit& unit) {
-    v1::DeltaHeader header = DeltaHeaderForUnit(unit, worker.id);
-    const std::string delta = DeltaForJob();
+  absl::StatusOr<v1::UploadDeltaResponse> Deliver(
+      const Worker& worker, const v1::WorkUnit& unit, float value = 0.01f,
+      uint64_t samples = 4) {
+    return DeliverBytes(worker, unit, DeltaForJob(value), samples);
+  }
+
+  absl::StatusOr<v1::UploadDeltaResponse> DeliverBytes(
+      const Worker& worker, const v1::WorkUnit& unit, const std::string& delta,
+      uint64_t samples = 4) {
+    v1::UploadDeltaChunk first;
+    v1::DeltaHeader& header = *first.mutable_header();
+    header = DeltaHeaderForUnit(unit, worker.id);
     header.set_content_hash(Sha256Hex(delta));
     header.set_size_bytes(delta.size());
-    header.set_sample_count(4);
+    header.set_sample_count(samples);
     header.set_signature(*SignPayload(worker.key, DeltaSigningPayload(header)));
-    ASSIGN_OR_RETURN(DeltaUpload upload, coordinator_->BeginUpload(header));
+    worker.Sign(kUploadDeltaMethod, &first);
+    ASSIGN_OR_RETURN(DeltaUpload upload, coordinator_->BeginUpload(first));
     RETURN_IF_ERROR(coordinator_->AppendUpload(&upload, 0, delta));
     return coordinator_->FinishUpload(&upload);
   }
 
-  // A zero delta for the Spec() LoRA shape (r4 on q and v).
-  std::string DeltaForJob() {
+  // A delta for the Spec() LoRA shape (r4 on q and v) with every value
+  // `value` (Spec() trains 2 steps x 2 sequences = 4 samples per unit).
+  std::string DeltaForJob(float value) {
     lora::LoraConfig lora;
     lora.rank = 4;
     std::vector<std::pair<std::string, at::Tensor>> tensors;
     for (const auto& [name, shape] :
          lora::ExpectedAdapterTensors(testing::DemoModelConfig(), lora)) {
-      tensors.emplace_back(name, at::zeros(shape));
+      tensors.emplace_back(name, at::full(shape, value));
     }
-    const std::string path = dir_.path() + "/zero-delta";
+    const std::string path =
+        absl::StrCat(dir_.path(), "/delta-", value, ".safetensors");
     EXPECT_OK(lora::WriteSafetensors(path, tensors));
     return *ReadFileToString(path);
+  }
+
+  v1::HeartbeatRequest HeartbeatOf(const Worker& worker,
+                                   const std::string& unit = "") {
+    v1::HeartbeatRequest heartbeat;
+    heartbeat.set_worker_id(worker.id);
+    heartbeat.set_current_unit_id(unit);
+    worker.Sign(kHeartbeatMethod, &heartbeat);
+    return heartbeat;
   }
 
   testing::TempDir dir_;
@@ -267,10 +302,7 @@ TEST_F(CoordinatorTest, ExpiredLeasesReturnToPendingAndAreRevoked) {
   EXPECT_FALSE(Lease(b)->has_unit());  // still leased to a
   now_ += 1'000;
   ASSERT_OK(coordinator_->Tick());
-  v1::HeartbeatRequest heartbeat;
-  heartbeat.set_worker_id(a.id);
-  heartbeat.set_current_unit_id(unit);
-  auto response = coordinator_->Heartbeat(heartbeat);
+  auto response = coordinator_->Heartbeat(HeartbeatOf(a, unit));
   ASSERT_OK(response);
   ASSERT_EQ(response->revoked_unit_ids_size(), 1);
   EXPECT_EQ(response->revoked_unit_ids(0), unit);
@@ -320,9 +352,9 @@ TEST_F(CoordinatorTest, RoundDeadlineAggregatesWithTheMinimumOrFailsTheJob) {
   EXPECT_THAT(status->message(), HasSubstr("round 2 reached its deadline"));
 }
 
-TEST_F(CoordinatorTest, CreditsAcceptedWorkInFlopAndCountsRejections) {
+TEST_F(CoordinatorTest, CreditsAggregatedWorkInFlopAndCountsRejections) {
   Submit(Spec());
-  const Worker good = Register(1), bad = Register(2);
+  const Worker good = Register(1), bad = Register(2), third = Register(3);
   auto good_unit = Lease(good);
   auto bad_unit = Lease(bad);
   ASSERT_OK(good_unit);
@@ -330,53 +362,49 @@ TEST_F(CoordinatorTest, CreditsAcceptedWorkInFlopAndCountsRejections) {
   auto accepted = Deliver(good, good_unit->unit());
   ASSERT_OK(accepted);
   EXPECT_TRUE(accepted->accepted());
+  // Acknowledging the same delta again counts nothing more.
+  auto again = Deliver(good, good_unit->unit());
+  ASSERT_OK(again);
+  EXPECT_TRUE(again->accepted());
   // A delta that fails the checks: counted as rejected, earns nothing.
   const std::string nan_delta = [&] {
-    std::string bytes = DeltaForJob();
+    std::string bytes = DeltaForJob(0.01f);
     const float nan = std::nanf("");
     std::memcpy(bytes.data() + bytes.size() - sizeof(float), &nan,
                 sizeof(float));
     return bytes;
   }();
-  v1::DeltaHeader header = DeltaHeaderForUnit(bad_unit->unit(), bad.id);
-  header.set_content_hash(Sha256Hex(nan_delta));
-  header.set_size_bytes(nan_delta.size());
-  header.set_sample_count(4);
-  header.set_signature(*SignPayload(bad.key, DeltaSigningPayload(header)));
-  auto upload = coordinator_->BeginUpload(header);
-  ASSERT_OK(upload);
-  ASSERT_OK(coordinator_->AppendUpload(&*upload, 0, nan_delta));
-  EXPECT_THAT(coordinator_->FinishUpload(&*upload),
+  EXPECT_THAT(DeliverBytes(bad, bad_unit->unit(), nan_delta),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("NaN")));
 
   v1::ListWorkersRequest request;
   request.set_include_inactive(true);
-  auto workers = coordinator_->ListWorkers(request);
-  ASSERT_OK(workers);
-  ASSERT_EQ(workers->workers_size(), 2);
-  for (const v1::WorkerStatus& worker : workers->workers()) {
-    if (worker.worker_id() == good.id) {
-      EXPECT_EQ(worker.units_accepted(), 1u);
-      EXPECT_EQ(worker.units_rejected(), 0u);
-      // 2 steps x 2 sequences x 12 tokens = 48 tokens, times 4 x 107200 base
-      // parameters + 6 x 1792 LoRA parameters (r4 on q and v, 2 layers).
-      EXPECT_DOUBLE_EQ(worker.credit_flop(), 48.0 * (4 * 107200 + 6 * 1792));
-    } else {
-      EXPECT_EQ(worker.units_accepted(), 0u);
-      EXPECT_EQ(worker.units_rejected(), 1u);
-      EXPECT_EQ(worker.credit_flop(), 0);
+  auto credit_of = [&](const std::string& id) {
+    auto workers = coordinator_->ListWorkers(request);
+    EXPECT_OK(workers);
+    for (const v1::WorkerStatus& worker : workers->workers()) {
+      if (worker.worker_id() == id) return worker;
     }
-  }
-  // Acknowledging the same delta again credits nothing more.
-  auto again = Deliver(good, good_unit->unit());
-  ASSERT_OK(again);
-  EXPECT_TRUE(again->accepted());
-  workers = coordinator_->ListWorkers(request);
-  for (const v1::WorkerStatus& worker : workers->workers()) {
-    if (worker.worker_id() == good.id) {
-      EXPECT_EQ(worker.units_accepted(), 1u);
-    }
-  }
+    return v1::WorkerStatus();
+  };
+  // Accepted but not yet aggregated: no credit yet.
+  EXPECT_EQ(credit_of(good.id).units_accepted(), 1u);
+  EXPECT_EQ(credit_of(good.id).credit_flop(), 0);
+
+  // The other shard arrives, the round aggregates, and both earn credit.
+  auto last_unit = Lease(third);
+  ASSERT_OK(last_unit);
+  ASSERT_TRUE(last_unit->has_unit());
+  ASSERT_OK(Deliver(third, last_unit->unit(), 0.02f));
+  ASSERT_OK(coordinator_->Tick());
+  // 2 steps x 2 sequences x 12 tokens = 48 tokens, times 4 x 107200 base
+  // parameters + 6 x 1792 LoRA parameters (r4 on q and v, 2 layers).
+  const double unit_credit = 48.0 * (4 * 107200 + 6 * 1792);
+  EXPECT_DOUBLE_EQ(credit_of(good.id).credit_flop(), unit_credit);
+  EXPECT_DOUBLE_EQ(credit_of(third.id).credit_flop(), unit_credit);
+  EXPECT_EQ(credit_of(bad.id).units_accepted(), 0u);
+  EXPECT_EQ(credit_of(bad.id).units_rejected(), 1u);
+  EXPECT_EQ(credit_of(bad.id).credit_flop(), 0);
 }
 
 TEST_F(CoordinatorTest, CancelEndsLeasesAndRefusesUploads) {
@@ -400,6 +428,319 @@ TEST_F(CoordinatorTest, CancelEndsLeasesAndRefusesUploads) {
   EXPECT_THAT(
       coordinator_->CancelJob(cancel),
       StatusIs(absl::StatusCode::kFailedPrecondition, HasSubstr("already")));
+}
+
+// The published adapter of `job`'s latest version, tensor by tensor.
+std::map<std::string, at::Tensor> ReadAdapterTensors(BlobStore* blobs,
+                                                     const std::string& sha) {
+  std::map<std::string, at::Tensor> tensors;
+  auto path = blobs->ObjectPath(sha);
+  EXPECT_OK(path);
+  auto file = lora::SafetensorsFile::Open(*path);
+  EXPECT_OK(file);
+  for (const auto& [name, entry] : (*file)->entries())
+    tensors[name] = (*file)->Tensor(name)->clone();
+  return tensors;
+}
+
+TEST_F(CoordinatorTest, WorkerCallsNeedTheWorkersOwnSignatureAndNoReplay) {
+  Submit(Spec());
+  const Worker victim = Register(1);
+  auto leased = Lease(victim);
+  ASSERT_OK(leased);
+  ASSERT_TRUE(leased->has_unit());
+  // An attacker who knows only the victim's id signs with its own key.
+  Worker attacker = Register(2);
+  attacker.id = victim.id;
+  attacker.session = victim.session;
+  v1::ReleaseWorkUnitRequest release;
+  release.set_worker_id(victim.id);
+  release.set_unit_id(leased->unit().unit_id());
+  attacker.Sign(kReleaseMethod, &release);
+  absl::Status refused = coordinator_->ReleaseWorkUnit(release);
+  EXPECT_THAT(refused, StatusIs(absl::StatusCode::kUnauthenticated,
+                                HasSubstr("does not verify")));
+  EXPECT_EQ(RejectReasonOf(refused), v1::REJECT_BAD_CALL_AUTH);
+  EXPECT_THAT(Lease(attacker), StatusIs(absl::StatusCode::kUnauthenticated,
+                                        HasSubstr("does not verify")));
+  EXPECT_THAT(coordinator_->Heartbeat(HeartbeatOf(attacker)),
+              StatusIs(absl::StatusCode::kUnauthenticated, ::testing::_));
+  // Without any signature: the id alone is not proof.
+  v1::HeartbeatRequest unsigned_heartbeat;
+  unsigned_heartbeat.set_worker_id(victim.id);
+  EXPECT_THAT(coordinator_->Heartbeat(unsigned_heartbeat),
+              StatusIs(absl::StatusCode::kUnauthenticated,
+                       HasSubstr("the worker id alone is not proof")));
+  // A captured call replayed verbatim is refused; changing any field breaks
+  // the signature.
+  const v1::HeartbeatRequest captured = HeartbeatOf(victim);
+  ASSERT_OK(coordinator_->Heartbeat(captured));
+  auto replayed = coordinator_->Heartbeat(captured);
+  EXPECT_THAT(replayed, StatusIs(absl::StatusCode::kUnauthenticated,
+                                 HasSubstr("a replayed call")));
+  v1::HeartbeatRequest altered = HeartbeatOf(victim);
+  altered.set_availability(v1::PAUSED);
+  EXPECT_THAT(coordinator_->Heartbeat(altered),
+              StatusIs(absl::StatusCode::kUnauthenticated,
+                       HasSubstr("does not verify")));
+  // The victim's lease is intact and its own release works.
+  auto job = coordinator_->GetJob(leased->unit().job_id());
+  EXPECT_EQ(job->rounds(0).units_leased(), 1u);
+  v1::ReleaseWorkUnitRequest own = release;
+  victim.Sign(kReleaseMethod, &own);
+  EXPECT_OK(coordinator_->ReleaseWorkUnit(own));
+  // A session the coordinator no longer knows (it restarted, or the worker
+  // registered again) asks the worker to register.
+  Worker stale = victim;
+  stale.session = std::string(16, 'x');
+  auto unknown = coordinator_->Heartbeat(HeartbeatOf(stale));
+  EXPECT_THAT(unknown, StatusIs(absl::StatusCode::kUnauthenticated,
+                                HasSubstr("call Register")));
+  EXPECT_EQ(RejectReasonOf(unknown.status()), v1::REJECT_UNKNOWN_SESSION);
+}
+
+TEST_F(CoordinatorTest, FetchesAreForWhatALeaseNeedsAndAdaptersForAnyone) {
+  const v1::JobSpec spec = Spec();
+  Submit(spec);
+  const Worker holder = Register(1), idle = Register(2);
+  auto leased = Lease(holder);
+  ASSERT_OK(leased);
+  const v1::WorkUnit& unit = leased->unit();
+  auto fetch = [&](const Worker& worker, const std::string& sha) {
+    v1::FetchBlobRequest request;
+    request.set_worker_id(worker.id);
+    request.set_sha256(sha);
+    worker.Sign(kFetchBlobMethod, &request);
+    return coordinator_->CheckFetchAllowed(request);
+  };
+  EXPECT_OK(fetch(holder, unit.base_model_files(0).sha256()));
+  EXPECT_OK(fetch(holder, unit.shard().sha256()));
+  EXPECT_OK(fetch(holder, unit.parent_adapter().sha256()));
+  // The whole dataset is never a unit's to fetch, nor anything for a worker
+  // without a lease.
+  absl::Status dataset = fetch(holder, spec.dataset().sha256());
+  EXPECT_THAT(dataset, StatusIs(absl::StatusCode::kPermissionDenied,
+                                HasSubstr("not needed by any lease")));
+  EXPECT_EQ(RejectReasonOf(dataset), v1::REJECT_NOT_LEASED_BLOB);
+  EXPECT_THAT(fetch(idle, unit.base_model_files(0).sha256()),
+              StatusIs(absl::StatusCode::kPermissionDenied, ::testing::_));
+  // The id without the worker's signature gets nothing.
+  v1::FetchBlobRequest forged;
+  forged.set_worker_id(holder.id);
+  forged.set_sha256(unit.shard().sha256());
+  idle.Sign(kFetchBlobMethod, &forged);
+  EXPECT_THAT(coordinator_->CheckFetchAllowed(forged),
+              StatusIs(absl::StatusCode::kUnauthenticated, ::testing::_));
+  v1::FetchBlobRequest anonymous;
+  anonymous.set_sha256(unit.shard().sha256());
+  EXPECT_THAT(coordinator_->CheckFetchAllowed(anonymous),
+              StatusIs(absl::StatusCode::kPermissionDenied,
+                       HasSubstr("only published adapter files")));
+}
+
+TEST_F(CoordinatorTest, OneLeasePerJobAndSilentWorkersLoseTheirs) {
+  v1::JobSpec spec = Spec();
+  spec.set_unit_deadline_s(3600);
+  Submit(spec);
+  const Worker greedy = Register(1), other = Register(2);
+  auto first = Lease(greedy);
+  ASSERT_OK(first);
+  ASSERT_TRUE(first->has_unit());
+  auto second = Lease(greedy);
+  EXPECT_THAT(second, StatusIs(absl::StatusCode::kResourceExhausted,
+                               HasSubstr("already holds 1 lease")));
+  EXPECT_EQ(RejectReasonOf(second.status()), v1::REJECT_TOO_MANY_LEASES);
+  auto others = Lease(other);
+  ASSERT_OK(others);
+  ASSERT_TRUE(others->has_unit());  // the shard greedy could not hoard
+
+  // `other` keeps heartbeating, `greedy` goes silent: after three intervals
+  // (30 s here) its lease goes back to pending, long before the hour-long
+  // unit deadline.
+  now_ += 20'000;
+  ASSERT_OK(coordinator_->Heartbeat(HeartbeatOf(other)));
+  ASSERT_OK(coordinator_->Tick());
+  EXPECT_EQ(coordinator_->GetJob(first->unit().job_id())->rounds(0)
+                .units_leased(),
+            2u);
+  now_ += 11'000;
+  ASSERT_OK(coordinator_->Heartbeat(HeartbeatOf(other)));
+  ASSERT_OK(coordinator_->Tick());
+  auto job = coordinator_->GetJob(first->unit().job_id());
+  EXPECT_EQ(job->rounds(0).units_leased(), 1u);
+  EXPECT_EQ(job->rounds(0).units_pending(), 1u);
+  // When it comes back, its heartbeat says the lease was revoked.
+  auto back = coordinator_->Heartbeat(HeartbeatOf(greedy, first->unit().unit_id()));
+  ASSERT_OK(back);
+  ASSERT_EQ(back->revoked_unit_ids_size(), 1);
+}
+
+TEST_F(CoordinatorTest, ClaimedSamplesAreRefusedAndWeightsComeFromShards) {
+  // 42 records in 4 shards: 11, 11, 10 and 10 records.
+  std::string dataset = *ReadFileToString(task_.train_path);
+  std::vector<std::string> lines = absl::StrSplit(dataset, '\n', absl::SkipEmpty());
+  ASSERT_GE(lines.size(), 42u);
+  lines.resize(42);
+  const std::string dataset42 = absl::StrJoin(lines, "\n") + "\n";
+  v1::JobSpec spec = Spec();
+  spec.set_rounds(1);
+  spec.set_shards_per_round(4);
+  spec.set_round_deadline_s(60);
+  spec.set_min_results_per_round(3);
+  spec.mutable_dataset()->set_sha256(*blobs_->Put(dataset42));
+  const std::string job = Submit(spec);
+  std::vector<Worker> workers;
+  std::vector<v1::WorkUnit> units;
+  for (int i = 0; i < 4; ++i) {
+    workers.push_back(Register(10 + i));
+    auto leased = Lease(workers.back());
+    ASSERT_OK(leased);
+    ASSERT_TRUE(leased->has_unit());
+    units.push_back(leased->unit());
+    EXPECT_EQ(units.back().shard_index(), static_cast<uint32_t>(i));
+  }
+  // The cheater claims a million samples to decide the average alone.
+  auto cheat = Deliver(workers[3], units[3], 0.5f, 1'000'000);
+  EXPECT_THAT(cheat, StatusIs(absl::StatusCode::kInvalidArgument,
+                              HasSubstr("claims 1000000 samples")));
+  EXPECT_EQ(RejectReasonOf(cheat.status()), v1::REJECT_SAMPLE_COUNT_MISMATCH);
+  const float values[3] = {0.01f, 0.02f, 0.04f};
+  for (int i = 0; i < 3; ++i) ASSERT_OK(Deliver(workers[i], units[i], values[i]));
+  now_ += 61'000;
+  ASSERT_OK(coordinator_->Tick());
+  v1::GetLatestAdapterRequest request;
+  request.set_job_id(job);
+  auto adapter = coordinator_->GetLatestAdapter(request);
+  ASSERT_OK(adapter);
+  ASSERT_EQ(adapter->adapter().version(), 1u);
+  EXPECT_EQ(adapter->adapter().metrics().at("deltas"), 3.0);
+  // Exactly FedAvg of the honest deltas with the shards' record counts.
+  const double expected_delta =
+      (11.0 * values[0] + 11.0 * values[1] + 10.0 * values[2]) / 32.0;
+  auto parent = ReadAdapterTensors(blobs_, units[0].parent_adapter().sha256());
+  auto published =
+      ReadAdapterTensors(blobs_, adapter->adapter().adapter_model().sha256());
+  ASSERT_EQ(parent.size(), published.size());
+  for (const auto& [name, tensor] : published) {
+    const at::Tensor delta = tensor - parent.at(name);
+    EXPECT_TRUE(at::allclose(delta, at::full_like(delta, expected_delta),
+                             1e-5, 1e-7))
+        << name << " " << delta.mean().item<double>();
+  }
+}
+
+TEST_F(CoordinatorTest, UntrainedDeltasAreRefusedAndFarSmallerOnesLeftOut) {
+  v1::JobSpec spec = Spec();
+  spec.set_rounds(1);
+  spec.set_shards_per_round(3);
+  const std::string job = Submit(spec);
+  std::vector<Worker> workers;
+  std::vector<v1::WorkUnit> units;
+  for (int i = 0; i < 3; ++i) {
+    workers.push_back(Register(20 + i));
+    auto leased = Lease(workers.back());
+    ASSERT_OK(leased);
+    units.push_back(leased->unit());
+  }
+  // An all-zero delta did no training: refused with its own reason.
+  auto zero = Deliver(workers[0], units[0], 0.0f);
+  EXPECT_THAT(zero, StatusIs(absl::StatusCode::kInvalidArgument,
+                             HasSubstr("shows no training")));
+  EXPECT_EQ(RejectReasonOf(zero.status()), v1::REJECT_NORM_TOO_SMALL);
+  // A token effort passes the absolute floor but not the round's.
+  ASSERT_OK(Deliver(workers[1], units[1], 0.01f));
+  ASSERT_OK(Deliver(workers[2], units[2], 0.012f));
+  const Worker freerider = Register(30);
+  auto retaken = Lease(freerider);
+  ASSERT_OK(retaken);
+  ASSERT_EQ(retaken->unit().unit_id(), units[0].unit_id());
+  auto tiny = Deliver(freerider, retaken->unit(), 1e-5f);
+  ASSERT_OK(tiny);
+  ASSERT_OK(coordinator_->Tick());
+  auto status = coordinator_->GetJob(job);
+  ASSERT_OK(status);
+  EXPECT_EQ(status->state(), v1::JOB_SUCCEEDED);
+  EXPECT_EQ(status->rounds(0).units_accepted(), 2u);
+  EXPECT_EQ(status->rounds(0).units_rejected(), 2u);
+  v1::GetLatestAdapterRequest request;
+  request.set_job_id(job);
+  EXPECT_EQ(coordinator_->GetLatestAdapter(request)->adapter().metrics().at(
+                "deltas"),
+            2.0);
+  v1::ListWorkersRequest list;
+  list.set_include_inactive(true);
+  for (const v1::WorkerStatus& worker :
+       coordinator_->ListWorkers(list)->workers()) {
+    if (worker.worker_id() == freerider.id || worker.worker_id() == workers[0].id) {
+      EXPECT_EQ(worker.credit_flop(), 0) << worker.worker_id();
+      EXPECT_EQ(worker.units_rejected(), 1u);
+    } else {
+      EXPECT_GT(worker.credit_flop(), 0) << worker.worker_id();
+    }
+  }
+}
+
+TEST_F(CoordinatorTest, RefusedDeltasLeaveNothingAndPartialUploadsExpire) {
+  Submit(Spec());
+  const Worker worker = Register(1);
+  auto leased = Lease(worker);
+  ASSERT_OK(leased);
+  const std::string zero = DeltaForJob(0.0f);
+  EXPECT_THAT(DeliverBytes(worker, leased->unit(), zero),
+              StatusIs(absl::StatusCode::kInvalidArgument, ::testing::_));
+  EXPECT_FALSE(blobs_->Contains(Sha256Hex(zero)));  // never committed
+  auto store = coordinator_->GetStoreStatus();
+  ASSERT_OK(store);
+  EXPECT_EQ(store->partial_upload_count(), 0u);
+  const uint64_t blobs_before = store->blob_count();
+
+  // Half an upload, then silence.
+  const Worker other = Register(2);
+  auto other_unit = Lease(other);
+  ASSERT_OK(other_unit);
+  const std::string delta = DeltaForJob(0.01f);
+  v1::UploadDeltaChunk first;
+  *first.mutable_header() = DeltaHeaderForUnit(other_unit->unit(), other.id);
+  first.mutable_header()->set_content_hash(Sha256Hex(delta));
+  first.mutable_header()->set_size_bytes(delta.size());
+  first.mutable_header()->set_sample_count(4);
+  first.mutable_header()->set_signature(
+      *SignPayload(other.key, DeltaSigningPayload(first.header())));
+  other.Sign(kUploadDeltaMethod, &first);
+  auto upload = coordinator_->BeginUpload(first);
+  ASSERT_OK(upload);
+  ASSERT_OK(coordinator_->AppendUpload(&*upload, 0, delta.substr(0, 100)));
+  store = coordinator_->GetStoreStatus();
+  EXPECT_EQ(store->partial_upload_count(), 1u);
+  EXPECT_EQ(store->partial_upload_bytes(), 100u);
+  // An hour without progress (the default expiry) and it is gone.
+  now_ += 3'600'001;
+  ASSERT_OK(coordinator_->Tick());
+  store = coordinator_->GetStoreStatus();
+  EXPECT_EQ(store->partial_upload_count(), 0u);
+  EXPECT_EQ(store->blob_count(), blobs_before);
+}
+
+TEST_F(CoordinatorTest, DisplayNamesWithControlCharactersAreRefused) {
+  std::string seed_bytes(32, 'z');
+  auto key = *Ed25519PrivateKey::FromSeed(seed_bytes);
+  v1::RegisterRequest request;
+  request.set_public_key(key.PublicKey().Raw());
+  request.mutable_profile()->set_tier(v1::TIER_CPU);
+  request.set_nonce(std::string(16, 'n'));
+  request.set_proof_of_possession(
+      *key.Sign(RegistrationProofMessage(request.public_key(), request.nonce())));
+  request.set_display_name("ok\nw-0000000000000000  fake-row");
+  EXPECT_THAT(coordinator_->Register(request),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("ok\\x0aw-0000")));
+  // What the CLI prints of remote text is escaped whatever is stored.
+  v1::WorkerStatus status;
+  status.set_worker_id("w-1");
+  status.set_display_name("evil\x1b[2J\nrow");
+  const std::string table = FormatWorkers({status}, 0);
+  EXPECT_EQ(table.find('\x1b'), std::string::npos);
+  EXPECT_NE(table.find("evil\\x1b[2J\\x0arow"), std::string::npos);
 }
 
 }  // namespace

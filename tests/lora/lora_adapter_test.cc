@@ -2,6 +2,7 @@
 // merge/unmerge, delta arithmetic, and gradients checked against finite
 // differences in double precision.
 #include "lora/lora_adapter.h"
+#include "lora/llama_config.h"
 
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
@@ -9,6 +10,7 @@
 #include <cmath>
 #include <nlohmann/json.hpp>
 
+#include "absl/strings/str_cat.h"
 #include "common/file_util.h"
 #include "lora/llama_model.h"
 #include "lora/safetensors.h"
@@ -48,6 +50,38 @@ class LoraAdapterTest : public ::testing::Test {
   LlamaConfig config_ = testing::TinyLlamaConfig();
   testing::TempDir dir_;
 };
+
+TEST(AdapterConfigTest, HostileJsonIsAClearErrorNeverACrash) {
+  const std::string base =
+      R"("r": 4, "lora_alpha": 8, "target_modules": ["q_proj"])";
+  EXPECT_OK(ParseAdapterConfig("{" + base + "}", "adapter_config.json"));
+  for (const char* peft_type : {"false", "1", "null", "[]", "{}"}) {
+    EXPECT_THAT(
+        ParseAdapterConfig(
+            absl::StrCat(R"({"peft_type": )", peft_type, ", ", base, "}"),
+            "adapter_config.json"),
+        StatusIs(absl::StatusCode::kInvalidArgument,
+                 HasSubstr("is not LORA")))
+        << peft_type;
+  }
+  // 400k levels deep in a value that an error message would quote.
+  const std::string deep =
+      std::string(400'000, '[') + std::string(400'000, ']');
+  EXPECT_THAT(ParseAdapterConfig(R"({"use_dora": )" + deep + ", " + base + "}",
+                                 "adapter_config.json"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("nests deeper than")));
+  EXPECT_THAT(ParseLlamaConfig(R"({"hidden_act": )" + deep + "}", "config.json"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("config.json: JSON nests deeper than")));
+  // A long value is quoted only in part.
+  auto long_value = ParseAdapterConfig(
+      absl::StrCat(R"({"bias": ")", std::string(100'000, 'b'), R"(", )", base,
+                   "}"),
+      "adapter_config.json");
+  ASSERT_FALSE(long_value.ok());
+  EXPECT_LT(long_value.status().message().size(), 300u);
+}
 
 TEST_F(LoraAdapterTest, InitialisesLikePeft) {
   absl::StatusOr<LoraAdapter> adapter =

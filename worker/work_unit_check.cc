@@ -1,0 +1,40 @@
+// Work unit name checks; see work_unit_check.h.
+#include "worker/work_unit_check.h"
+
+#include "absl/strings/str_cat.h"
+#include "common/model_manifest.h"
+#include "common/sha256.h"
+#include "common/status_macros.h"
+#include "common/terminal_text.h"
+
+namespace openforce::worker {
+namespace {
+
+absl::Status CheckWireHash(const std::string& hash, absl::string_view what) {
+  if (IsSha256Hex(hash)) return absl::OkStatus();
+  return absl::InvalidArgumentError(absl::StrCat(
+      "the coordinator sent a ", what,
+      " that is not 64 lowercase hex digits: \"",
+      EscapeForTerminal(hash.substr(0, 80)), "\""));
+}
+
+}  // namespace
+
+absl::Status CheckWorkUnitNames(const v1::WorkUnit& unit) {
+  RETURN_IF_ERROR(CheckWireHash(unit.base_model_hash(), "base_model_hash"));
+  RETURN_IF_ERROR(
+      CheckWireHash(unit.parent_adapter().sha256(), "parent adapter hash"));
+  RETURN_IF_ERROR(CheckWireHash(unit.shard().sha256(), "shard hash"));
+  for (const v1::BlobRef& file : unit.base_model_files()) {
+    RETURN_IF_ERROR(CheckWireHash(file.sha256(), "model file hash"));
+    RETURN_IF_ERROR(CheckPortableFileName(file.name()));
+  }
+  absl::Status unit_id = CheckPortableFileName(unit.unit_id());
+  if (!unit_id.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("unit_id: ", unit_id.message()));
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace openforce::worker
