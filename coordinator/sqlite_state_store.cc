@@ -348,7 +348,7 @@ class SqliteStateStore : public StateStore {
     return Transaction([&]() -> absl::Status {
       ASSIGN_OR_RETURN(Statement insert_job,
                        Prepare(absl::StrCat("INSERT INTO jobs (", kJobColumns,
-                                            ") VALUES (?,?,?,?,?,?,?,?,?,?,?)")));
+                                            ") VALUES (?,?,?,?,?,?,?,?,?,?)")));
       RETURN_IF_ERROR(
           insert_job.Bind(job.job_id)
               .BindMessage(job.spec)
