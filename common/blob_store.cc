@@ -297,13 +297,34 @@ absl::StatusOr<uint64_t> BlobStore::UploadOffset(absl::string_view upload_id) {
   return static_cast<uint64_t>(info.st_size);
 }
 
+absl::Status BlobStore::CreateUpload(absl::string_view upload_id) {
+  ASSIGN_OR_RETURN(std::string path, UploadPath(upload_id));
+  absl::MutexLock lock(&uploads_mu_);
+  ScopedFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600));
+  if (!fd.valid()) return ErrnoToStatus(errno, absl::StrCat("create ", path));
+  const int64_t now = NowMs();
+  struct timespec times[2];
+  times[0].tv_sec = times[1].tv_sec = static_cast<time_t>(now / 1000);
+  times[0].tv_nsec = times[1].tv_nsec = static_cast<long>(now % 1000) * 1000000;
+  (void)::futimens(fd.get(), times);
+  return absl::OkStatus();
+}
+
 absl::Status BlobStore::AppendUpload(absl::string_view upload_id,
-                                     uint64_t offset, absl::string_view data) {
+                                     uint64_t offset, absl::string_view data,
+                                     bool create) {
   ASSIGN_OR_RETURN(std::string path, UploadPath(upload_id));
   RETURN_IF_ERROR(CheckSizeLimit(offset + data.size()));
   absl::MutexLock lock(&uploads_mu_);
-  ScopedFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600));
-  if (!fd.valid()) return ErrnoToStatus(errno, absl::StrCat("open ", path));
+  ScopedFd fd(::open(path.c_str(),
+                     O_WRONLY | O_CLOEXEC | (create ? O_CREAT : 0), 0600));
+  if (!fd.valid()) {
+    if (errno == ENOENT && !create) {
+      return absl::NotFoundError(absl::StrCat(
+          "upload ", upload_id, " no longer exists (replaced or expired)"));
+    }
+    return ErrnoToStatus(errno, absl::StrCat("open ", path));
+  }
   struct stat info;
   if (::fstat(fd.get(), &info) != 0) {
     return ErrnoToStatus(errno, absl::StrCat("stat ", path));

@@ -114,10 +114,16 @@ class BlobStore {
       absl::string_view upload_id);
   // Appends `data` at `offset`, which must equal UploadOffset()
   // (FailedPrecondition with the expected offset otherwise). Data is fsynced
-  // before this returns.
+  // before this returns. With `create` false the upload must exist already
+  // (CreateUpload()): NotFound when it was aborted or expired meanwhile, so
+  // a removed upload is never brought back by a late chunk.
   [[nodiscard]] absl::Status AppendUpload(absl::string_view upload_id,
                                           uint64_t offset,
-                                          absl::string_view data);
+                                          absl::string_view data,
+                                          bool create = true);
+  // Creates an empty upload (no-op when it exists), so that it counts as
+  // open before its first byte arrives.
+  [[nodiscard]] absl::Status CreateUpload(absl::string_view upload_id);
   // Verifies the upload against `expected_hash`, moves it into the store and
   // returns the hash. On a mismatch the partial upload is discarded and the
   // result is DataLoss.

@@ -495,7 +495,9 @@ absl::StatusOr<DeltaUpload> Coordinator::BeginUpload(
   ASSIGN_OR_RETURN(upload.received, blobs_->UploadOffset(upload.upload_id));
   if (upload.received == 0) {
     // A new upload: abandoned ones for the same unit go, and the worker's
-    // other open uploads count against its cap.
+    // other open uploads count against its cap. Serialised and made visible
+    // (an empty file) at once, so concurrent streams cannot slip past the cap.
+    absl::MutexLock slots(&upload_slots_mu_);
     ASSIGN_OR_RETURN(std::vector<UploadInfo> open,
                      blobs_->ListUploads(WorkerUploadPrefix(worker.worker_id)));
     const std::string unit_prefix =
@@ -517,6 +519,7 @@ absl::StatusOr<DeltaUpload> Coordinator::BeginUpload(
                        options_.max_open_uploads_per_worker,
                        "; finish them or let them expire"));
     }
+    RETURN_IF_ERROR(blobs_->CreateUpload(upload.upload_id));
   }
   return upload;
 }
@@ -596,7 +599,14 @@ absl::Status Coordinator::AppendUpload(DeltaUpload* upload, uint64_t offset,
                      absl::StrCat("upload goes past its declared size of ",
                                   upload->header.size_bytes(), " bytes"));
   }
-  absl::Status appended = blobs_->AppendUpload(upload->upload_id, offset, data);
+  absl::Status appended = blobs_->AppendUpload(upload->upload_id, offset, data,
+                                               /*create=*/false);
+  if (absl::IsNotFound(appended)) {
+    return Rejection(absl::StatusCode::kFailedPrecondition,
+                     v1::REJECT_BAD_OFFSET,
+                     absl::StrCat(appended.message(),
+                                  "; start again from GetUploadOffset"));
+  }
   if (absl::IsFailedPrecondition(appended)) {
     return Rejection(absl::StatusCode::kOutOfRange, v1::REJECT_BAD_OFFSET,
                      appended.message());

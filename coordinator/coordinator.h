@@ -195,6 +195,9 @@ class Coordinator {
   // once.
   absl::Mutex tick_mu_;
   int64_t last_upload_sweep_ms_ ABSL_GUARDED_BY(tick_mu_) = 0;
+  // Serialises opening delta uploads (the per-worker cap and the
+  // replacement of a unit's abandoned upload).
+  absl::Mutex upload_slots_mu_;
 };
 
 }  // namespace openforce::coordinator

@@ -93,10 +93,20 @@ TEST(HostileWorkerTest, StalledStreamsTakeNoThreadsAndHonestWorkersFinish) {
     stalled.push_back(std::move(stream));
   }
 
+  // The streams reached the coordinator: their data sits in a partial
+  // upload (each new one replaces the worker's earlier one for the unit).
+  const auto arrived = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  while (PartialUploads(federation.data_dir()) == 0 &&
+         std::chrono::steady_clock::now() < arrived) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  ASSERT_EQ(PartialUploads(federation.data_dir()), 1u);
+  const int with_streams = ThreadCount(federation.coordinator().pid());
+
   // Honest workers join and finish the round while the streams stall.
   federation.StartWorker("honest-1");
   federation.StartWorker("honest-2");
-  int most_threads = 0;
+  int most_threads = with_streams;
   v1::JobStatus status;
   const auto deadline =
       std::chrono::steady_clock::now() + std::chrono::seconds(240);

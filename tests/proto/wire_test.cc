@@ -5,6 +5,7 @@
 #include "common/memory_estimate.h"
 #include "common/sha256.h"
 #include "common/tier.h"
+#include "proto/call_signing.h"
 #include "proto/openforce.pb.h"
 
 namespace openforce {
@@ -24,7 +25,42 @@ TEST(WireEnumsTest, RejectReasonsAreAppendOnly) {
   EXPECT_EQ(v1::REJECT_LEASE_NOT_HELD, 3);
   EXPECT_EQ(v1::REJECT_NORM_TOO_LARGE, 8);
   EXPECT_EQ(v1::REJECT_JOB_NOT_ACTIVE, 12);
-  EXPECT_EQ(v1::RejectReason_MAX, v1::REJECT_JOB_NOT_ACTIVE);
+  EXPECT_EQ(v1::REJECT_BAD_CALL_AUTH, 13);
+  EXPECT_EQ(v1::REJECT_UNKNOWN_SESSION, 14);
+  EXPECT_EQ(v1::REJECT_SAMPLE_COUNT_MISMATCH, 15);
+  EXPECT_EQ(v1::REJECT_NORM_TOO_SMALL, 16);
+  EXPECT_EQ(v1::REJECT_TOO_MANY_LEASES, 17);
+  EXPECT_EQ(v1::REJECT_TOO_MANY_UPLOADS, 18);
+  EXPECT_EQ(v1::REJECT_NOT_LEASED_BLOB, 19);
+  EXPECT_EQ(v1::RejectReason_MAX, v1::REJECT_NOT_LEASED_BLOB);
+}
+
+TEST(CallSigningTest, TheDigestSurvivesTheWireAndCoversEveryField) {
+  // What the worker signs is what the coordinator recomputes from the parsed
+  // message, maps included (their order on the wire is not fixed).
+  v1::UploadDeltaChunk first;
+  v1::DeltaHeader* header = first.mutable_header();
+  header->set_worker_id("w-1");
+  header->set_content_hash(Sha256Hex("delta"));
+  for (const char* name : {"train_loss", "tokens", "final_loss", "a", "z"})
+    (*header->mutable_metrics())[name] = 1.5;
+  auto key = Ed25519PrivateKey::Generate();
+  ASSERT_TRUE(key.ok());
+  ASSERT_TRUE(SignCall(*key, kUploadDeltaMethod, "w-1", std::string(16, 's'), 7,
+                       &first)
+                  .ok());
+  std::string wire;
+  ASSERT_TRUE(first.SerializeToString(&wire));
+  v1::UploadDeltaChunk parsed;
+  ASSERT_TRUE(parsed.ParseFromString(wire));
+  EXPECT_EQ(CallDigest(parsed), CallDigest(first));
+  EXPECT_EQ(parsed.auth().counter(), 7u);
+  const std::string message =
+      CallAuthMessage(kUploadDeltaMethod, "w-1", parsed.auth().session_id(),
+                      parsed.auth().counter(), CallDigest(parsed));
+  EXPECT_TRUE(key->PublicKey().Verify(message, parsed.auth().signature()).ok());
+  parsed.mutable_header()->set_sample_count(1'000'000);
+  EXPECT_NE(CallDigest(parsed), CallDigest(first));
 }
 
 TEST(WireMessagesTest, UploadChunkRoundTrips) {
