@@ -58,6 +58,16 @@ absl::StatusOr<std::string> HashOpenFile(int fd, const std::string& path) {
   return DigestToHex(hasher.Finish());
 }
 
+// Sets a partial upload's modification time to `now_ms`, which is when it
+// last made progress by the store's clock; best effort (expiry only).
+void StampModified(int fd, int64_t now_ms) {
+  struct timespec times[2];
+  times[0].tv_sec = times[1].tv_sec = static_cast<time_t>(now_ms / 1000);
+  times[0].tv_nsec = times[1].tv_nsec =
+      static_cast<long>(now_ms % 1000) * 1000000;
+  (void)::futimens(fd, times);
+}
+
 }  // namespace
 
 BlobWriter::BlobWriter(BlobStore* store, std::string temp_path, ScopedFd fd)
@@ -302,11 +312,7 @@ absl::Status BlobStore::CreateUpload(absl::string_view upload_id) {
   absl::MutexLock lock(&uploads_mu_);
   ScopedFd fd(::open(path.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0600));
   if (!fd.valid()) return ErrnoToStatus(errno, absl::StrCat("create ", path));
-  const int64_t now = NowMs();
-  struct timespec times[2];
-  times[0].tv_sec = times[1].tv_sec = static_cast<time_t>(now / 1000);
-  times[0].tv_nsec = times[1].tv_nsec = static_cast<long>(now % 1000) * 1000000;
-  (void)::futimens(fd.get(), times);
+  StampModified(fd.get(), NowMs());
   return absl::OkStatus();
 }
 
@@ -351,11 +357,7 @@ absl::Status BlobStore::AppendUpload(absl::string_view upload_id,
   }
   // The modification time says when the upload last made progress; it is
   // set from the store's clock so expiry follows the same clock.
-  const int64_t now = NowMs();
-  struct timespec times[2];
-  times[0].tv_sec = times[1].tv_sec = static_cast<time_t>(now / 1000);
-  times[0].tv_nsec = times[1].tv_nsec = static_cast<long>(now % 1000) * 1000000;
-  (void)::futimens(fd.get(), times);
+  StampModified(fd.get(), NowMs());
   if (offset == 0) RETURN_IF_ERROR(SyncDirectory(root_ + "/uploads"));
   return absl::OkStatus();
 }

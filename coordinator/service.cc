@@ -62,6 +62,13 @@ grpc::Status WorkerServiceImpl::GetUploadOffset(
 
 namespace {
 
+// What a stream beyond StreamLimits::max_open_streams gets: transient, so a
+// worker backs off and retries.
+grpc::Status TooManyStreams() {
+  return grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
+                      "too many streams open on this coordinator; retry later");
+}
+
 // Reads an upload chunk by chunk: the first message is checked before any
 // byte is stored, each chunk is appended durably, and the end of the stream
 // finishes (checks and, when it passes, accepts) the delta.
@@ -75,11 +82,9 @@ class UploadDeltaReactor final
         streams_(streams),
         context_(context),
         response_(response) {
-    if (!streams_->Add(context_)) {
-      registered_ = false;
-      Finish(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
-                          "too many streams open on this coordinator; retry "
-                          "later"));
+    registered_ = streams_->Add(context_);
+    if (!registered_) {
+      Finish(TooManyStreams());
       return;
     }
     StartRead(&chunk_);
@@ -154,11 +159,9 @@ class FetchBlobReactor final : public grpc::ServerWriteReactor<v1::BlobChunk> {
         context_(context),
         sha256_(request->sha256()),
         offset_(request->offset()) {
-    if (!streams_->Add(context_)) {
-      registered_ = false;
-      Finish(grpc::Status(grpc::StatusCode::RESOURCE_EXHAUSTED,
-                          "too many streams open on this coordinator; retry "
-                          "later"));
+    registered_ = streams_->Add(context_);
+    if (!registered_) {
+      Finish(TooManyStreams());
       return;
     }
     if (absl::Status allowed = coordinator_->CheckFetchAllowed(*request);

@@ -11,6 +11,7 @@
 #include <set>
 
 #include "absl/strings/str_cat.h"
+#include "common/untrusted_json.h"
 #include "absl/strings/str_join.h"
 #include "common/file_util.h"
 #include "common/status_macros.h"
@@ -117,8 +118,11 @@ absl::StatusOr<LlamaWeights> LoadLlamaWeights(const std::string& model_dir,
   const std::string index_path = model_dir + "/model.safetensors.index.json";
   absl::StatusOr<std::string> index_text = ReadFileToString(index_path);
   if (index_text.ok()) {
-    nlohmann::json index = nlohmann::json::parse(*index_text, nullptr, false);
-    if (index.is_discarded() || !index.contains("weight_map") ||
+    absl::StatusOr<nlohmann::json> parsed =
+        ParseUntrustedJson(*index_text, index_path);
+    if (!parsed.ok()) return parsed.status();
+    const nlohmann::json& index = *parsed;
+    if (!index.is_object() || !index.contains("weight_map") ||
         !index["weight_map"].is_object()) {
       return absl::InvalidArgumentError(absl::StrCat(
           index_path, ": not a safetensors index (no weight_map object)"));

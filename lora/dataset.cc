@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/ascii.h"
+#include "common/untrusted_json.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "common/file_util.h"
@@ -19,9 +20,11 @@ absl::StatusOr<std::vector<TrainingRecord>> ParseJsonl(
     ++line_number;
     if (absl::StripAsciiWhitespace(line).empty()) continue;
     const std::string where = absl::StrCat(source, ":", line_number, ": ");
-    nlohmann::json json =
-        nlohmann::json::parse(line, nullptr, /*allow_exceptions=*/false);
-    if (json.is_discarded() || !json.is_object()) {
+    absl::StatusOr<nlohmann::json> parsed =
+        ParseUntrustedJson(line, absl::StrCat(source, ":", line_number));
+    if (!parsed.ok()) return parsed.status();
+    const nlohmann::json& json = *parsed;
+    if (!json.is_object()) {
       return absl::InvalidArgumentError(where + "not a JSON object");
     }
     TrainingRecord record;

@@ -4,6 +4,7 @@
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
+#include "common/untrusted_json.h"
 #include "common/file_util.h"
 #include "common/status_macros.h"
 #include "lora/internal/sentencepiece_bridge.h"
@@ -103,9 +104,10 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> LoadTokenizer(
         absl::StrCat(model_dir, " has no tokenizer.model (SentencePiece) or ",
                      kMarkerFile, "; pass token ids instead of text"));
   }
-  nlohmann::json json = nlohmann::json::parse(*marker, nullptr, false);
-  if (json.is_discarded() || !json.is_object() ||
-      json.value("type", "") != "byte") {
+  absl::StatusOr<nlohmann::json> json =
+      ParseUntrustedJson(*marker, marker_path);
+  if (!json.ok() || !json->is_object() || !json->contains("type") ||
+      (*json)["type"] != "byte") {
     return absl::InvalidArgumentError(
         absl::StrCat(marker_path, ": expected {\"type\": \"byte\"}"));
   }

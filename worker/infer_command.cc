@@ -7,6 +7,7 @@
 #include <ostream>
 
 #include "absl/strings/ascii.h"
+#include "common/untrusted_json.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -39,13 +40,16 @@ absl::Status CheckAdapterBaseModel(const std::string& adapter_dir,
   absl::StatusOr<std::string> record = ReadFileToString(record_path);
   if (absl::IsNotFound(record.status())) return absl::OkStatus();
   RETURN_IF_ERROR(record.status());
-  std::string expected;
-  try {
-    expected = nlohmann::json::parse(*record).at("base_model_hash");
-  } catch (const std::exception& e) {
+  absl::StatusOr<nlohmann::json> json =
+      ParseUntrustedJson(*record, record_path);
+  if (!json.ok()) return json.status();
+  if (!json->is_object() || !json->contains("base_model_hash") ||
+      !(*json)["base_model_hash"].is_string()) {
     return absl::InvalidArgumentError(absl::StrCat(
-        record_path, " is not a valid adapter record: ", e.what()));
+        record_path,
+        " is not a valid adapter record: no \"base_model_hash\" string"));
   }
+  const std::string expected = (*json)["base_model_hash"].get<std::string>();
   ASSIGN_OR_RETURN(std::string actual, ModelDirectoryHash(model_dir));
   if (actual != expected) {
     return absl::FailedPreconditionError(absl::StrCat(

@@ -101,6 +101,57 @@ TEST_F(BlobStoreTest, WriterWithWrongExpectedHashStoresNothing) {
   EXPECT_TRUE(std::filesystem::is_empty(dir_.Join("blobs/tmp")));
 }
 
+TEST_F(BlobStoreTest, IdleUploadsExpireByTheStoresClockAndStatsCountThem) {
+  int64_t now = 1'000'000;
+  BlobStoreOptions options;
+  options.now_ms = [&now] { return now; };
+  auto store = OpenStore(options);
+  ASSERT_OK(store->Put("committed"));
+  ASSERT_OK(store->AppendUpload("old", 0, "abc"));
+  now += 5'000;
+  ASSERT_OK(store->CreateUpload("fresh"));  // open before its first byte
+  auto uploads = store->ListUploads();
+  ASSERT_OK(uploads);
+  ASSERT_EQ(uploads->size(), 2u);
+  auto stats = store->Stats();
+  ASSERT_OK(stats);
+  EXPECT_EQ(stats->blob_count, 1u);
+  EXPECT_EQ(stats->blob_bytes, 9u);
+  EXPECT_EQ(stats->upload_count, 2u);
+  EXPECT_EQ(stats->upload_bytes, 3u);
+  // "old" has been idle 5 s, "fresh" 0 s: a 4 s expiry takes only "old".
+  auto removed = store->ExpireUploads(4'000);
+  ASSERT_OK(removed);
+  EXPECT_EQ(*removed, 1);
+  uploads = store->ListUploads();
+  ASSERT_EQ(uploads->size(), 1u);
+  EXPECT_EQ((*uploads)[0].upload_id, "fresh");
+  EXPECT_EQ((*uploads)[0].modified_ms, now);
+  // A late chunk for a removed upload does not bring it back.
+  EXPECT_THAT(store->AppendUpload("old", 0, "abc", /*create=*/false),
+              StatusIs(absl::StatusCode::kNotFound, HasSubstr("no longer")));
+  EXPECT_EQ(store->ListUploads()->size(), 1u);
+  ASSERT_OK(store->AppendUpload("fresh", 0, "xyz", /*create=*/false));
+  auto prefixed = store->ListUploads("fr");
+  ASSERT_OK(prefixed);
+  EXPECT_EQ(prefixed->size(), 1u);
+  EXPECT_EQ(store->ListUploads("zz")->size(), 0u);
+}
+
+TEST_F(BlobStoreTest, AVerifiedUploadIsInstalledWithoutRereading) {
+  auto store = OpenStore();
+  ASSERT_OK(store->AppendUpload("u", 0, "payload"));
+  auto hash = store->HashUpload("u");
+  ASSERT_OK(hash);
+  EXPECT_EQ(*hash, Sha256Hex("payload"));
+  ASSERT_OK(store->InstallVerifiedUpload("u", *hash));
+  EXPECT_TRUE(store->Contains(*hash));
+  EXPECT_EQ(*store->Get(*hash), "payload");
+  EXPECT_EQ(store->ListUploads()->size(), 0u);
+  EXPECT_THAT(store->InstallVerifiedUpload("u", *hash),
+              StatusIs(absl::StatusCode::kNotFound, ::testing::_));
+}
+
 TEST_F(BlobStoreTest, RefusesNamesThatCouldEscapeTheStore) {
   auto store = OpenStore();
   const std::vector<std::string> bad_names = {

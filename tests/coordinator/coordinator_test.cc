@@ -55,6 +55,7 @@ class CoordinatorTest : public ::testing::Test {
     options.data_dir = dir_.path();
     options.now_ms = [this] { return now_; };
     options.worker_timeout_ms = 60'000;
+    options.max_open_uploads_per_worker = 1;
     auto coordinator = Coordinator::Create(
         options, *std::move(identity), *std::move(state), *std::move(blobs));
     ASSERT_OK(coordinator);
@@ -151,9 +152,12 @@ class CoordinatorTest : public ::testing::Test {
     return DeliverBytes(worker, unit, DeltaForJob(value), samples);
   }
 
-  absl::StatusOr<v1::UploadDeltaResponse> DeliverBytes(
-      const Worker& worker, const v1::WorkUnit& unit, const std::string& delta,
-      uint64_t samples = 4) {
+  // The first message of an upload of `delta`, signed as the worker binary
+  // signs it.
+  v1::UploadDeltaChunk FirstChunk(const Worker& worker,
+                                  const v1::WorkUnit& unit,
+                                  const std::string& delta,
+                                  uint64_t samples = 4) {
     v1::UploadDeltaChunk first;
     v1::DeltaHeader& header = *first.mutable_header();
     header = DeltaHeaderForUnit(unit, worker.id);
@@ -162,7 +166,15 @@ class CoordinatorTest : public ::testing::Test {
     header.set_sample_count(samples);
     header.set_signature(*SignPayload(worker.key, DeltaSigningPayload(header)));
     worker.Sign(kUploadDeltaMethod, &first);
-    ASSIGN_OR_RETURN(DeltaUpload upload, coordinator_->BeginUpload(first));
+    return first;
+  }
+
+  absl::StatusOr<v1::UploadDeltaResponse> DeliverBytes(
+      const Worker& worker, const v1::WorkUnit& unit, const std::string& delta,
+      uint64_t samples = 4) {
+    ASSIGN_OR_RETURN(DeltaUpload upload, coordinator_->BeginUpload(
+                                             FirstChunk(worker, unit, delta,
+                                                        samples)));
     RETURN_IF_ERROR(coordinator_->AppendUpload(&upload, 0, delta));
     return coordinator_->FinishUpload(&upload);
   }
@@ -707,15 +719,8 @@ TEST_F(CoordinatorTest, RefusedDeltasLeaveNothingAndPartialUploadsExpire) {
   auto other_unit = Lease(other);
   ASSERT_OK(other_unit);
   const std::string delta = DeltaForJob(0.01f);
-  v1::UploadDeltaChunk first;
-  *first.mutable_header() = DeltaHeaderForUnit(other_unit->unit(), other.id);
-  first.mutable_header()->set_content_hash(Sha256Hex(delta));
-  first.mutable_header()->set_size_bytes(delta.size());
-  first.mutable_header()->set_sample_count(4);
-  first.mutable_header()->set_signature(
-      *SignPayload(other.key, DeltaSigningPayload(first.header())));
-  other.Sign(kUploadDeltaMethod, &first);
-  auto upload = coordinator_->BeginUpload(first);
+  auto upload = coordinator_->BeginUpload(
+      FirstChunk(other, other_unit->unit(), delta));
   ASSERT_OK(upload);
   ASSERT_OK(coordinator_->AppendUpload(&*upload, 0, delta.substr(0, 100)));
   store = coordinator_->GetStoreStatus();
@@ -727,6 +732,41 @@ TEST_F(CoordinatorTest, RefusedDeltasLeaveNothingAndPartialUploadsExpire) {
   store = coordinator_->GetStoreStatus();
   EXPECT_EQ(store->partial_upload_count(), 0u);
   EXPECT_EQ(store->blob_count(), blobs_before);
+}
+
+TEST_F(CoordinatorTest, OpenUploadsPerWorkerAreCappedAndReplaceAbandonedOnes) {
+  v1::JobSpec spec = Spec();
+  spec.set_max_leases_per_worker(2);
+  Submit(spec);
+  const Worker worker = Register(1);
+  auto first = Lease(worker);
+  auto second = Lease(worker);
+  ASSERT_OK(first);
+  ASSERT_OK(second);
+  ASSERT_TRUE(second->has_unit());  // the job allows this worker two leases
+  auto begin = [&](const v1::WorkUnit& unit, const std::string& bytes) {
+    return coordinator_->BeginUpload(FirstChunk(worker, unit, bytes));
+  };
+  const std::string a = DeltaForJob(0.01f), b = DeltaForJob(0.02f);
+  auto open_a = begin(first->unit(), a);
+  ASSERT_OK(open_a);
+  // The cap here is one open upload per worker: the second unit waits.
+  auto refused = begin(second->unit(), b);
+  EXPECT_THAT(refused, StatusIs(absl::StatusCode::kResourceExhausted,
+                                HasSubstr("partial uploads open")));
+  EXPECT_EQ(RejectReasonOf(refused.status()), v1::REJECT_TOO_MANY_UPLOADS);
+  // Another delta for the same unit replaces the abandoned one.
+  auto open_b = begin(first->unit(), b);
+  ASSERT_OK(open_b);
+  EXPECT_EQ(coordinator_->GetStoreStatus()->partial_upload_count(), 1u);
+  EXPECT_THAT(coordinator_->AppendUpload(&*open_a, 0, a),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("replaced or expired")));
+  ASSERT_OK(coordinator_->AppendUpload(&*open_b, 0, b));
+  auto finished = coordinator_->FinishUpload(&*open_b);
+  ASSERT_OK(finished);
+  EXPECT_TRUE(finished->accepted());
+  EXPECT_EQ(coordinator_->GetStoreStatus()->partial_upload_count(), 0u);
 }
 
 TEST_F(CoordinatorTest, DisplayNamesWithControlCharactersAreRefused) {

@@ -315,7 +315,16 @@ TEST(DatasetTest, JsonlErrorsNameTheLine) {
       StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("data.jsonl:2:")));
   EXPECT_THAT(ParseJsonl("{\"text\": \"a\"}\nnot json\n", "data.jsonl"),
               StatusIs(absl::StatusCode::kInvalidArgument,
-                       HasSubstr("data.jsonl:2: not a JSON object")));
+                       HasSubstr("data.jsonl:2: not valid JSON")));
+  EXPECT_THAT(ParseJsonl("[1]\n", "data.jsonl"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("data.jsonl:1: not a JSON object")));
+  // A line nested 400k deep is refused before anything recurses over it.
+  EXPECT_THAT(ParseJsonl("{\"text\": " + std::string(400'000, '[') +
+                             std::string(400'000, ']') + "}\n",
+                         "data.jsonl"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("data.jsonl:1: JSON nests deeper than 64")));
   EXPECT_THAT(ParseJsonl("{\"prompt\": \"q\", \"completion\": \"\"}", "d"),
               StatusIs(absl::StatusCode::kInvalidArgument,
                        HasSubstr("nothing to learn")));
