@@ -3,9 +3,8 @@
 
 #include <fcntl.h>
 #include <sys/stat.h>
-#include <unistd.h>
-
 #include <sys/time.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <chrono>
@@ -459,8 +458,8 @@ absl::StatusOr<std::vector<UploadInfo>> BlobStore::ListUploads(
     UploadInfo upload;
     upload.upload_id = id;
     upload.bytes = static_cast<uint64_t>(info.st_size);
-    upload.modified_ms = int64_t{info.st_mtim.tv_sec} * 1000 +
-                         info.st_mtim.tv_nsec / 1000000;
+    upload.modified_ms =
+        int64_t{info.st_mtim.tv_sec} * 1000 + info.st_mtim.tv_nsec / 1000000;
     uploads.push_back(std::move(upload));
   }
   if (error) {

@@ -26,7 +26,8 @@ bool ReplayWindow::Accept(uint64_t counter) {
     if (counter - highest_ >= kWindow) {
       seen_.reset();
     } else {
-      for (uint64_t c = highest_ + 1; c < counter; ++c) seen_.reset(c % kWindow);
+      for (uint64_t c = highest_ + 1; c < counter; ++c)
+        seen_.reset(c % kWindow);
     }
     seen_.set(counter % kWindow);
     highest_ = counter;

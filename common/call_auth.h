@@ -39,7 +39,8 @@ class ReplayWindow {
 
  private:
   uint64_t highest_ = 0;
-  std::bitset<kWindow> seen_;  // bit c % kWindow for c in (highest-kWindow, highest]
+  std::bitset<kWindow>
+      seen_;  // bit c % kWindow for c in (highest-kWindow, highest]
 };
 
 }  // namespace openforce

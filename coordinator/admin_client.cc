@@ -244,10 +244,10 @@ std::string FormatJobList(const std::vector<v1::JobStatus>& jobs) {
 }
 
 std::string FormatStoreStatus(const v1::GetStoreStatusResponse& status) {
-  return absl::StrFormat(
-      "blobs            %d (%s)\npartial uploads  %d (%s)\n",
-      status.blob_count(), FormatBytes(status.blob_bytes()),
-      status.partial_upload_count(), FormatBytes(status.partial_upload_bytes()));
+  return absl::StrFormat("blobs            %d (%s)\npartial uploads  %d (%s)\n",
+                         status.blob_count(), FormatBytes(status.blob_bytes()),
+                         status.partial_upload_count(),
+                         FormatBytes(status.partial_upload_bytes()));
 }
 
 std::string FormatWorkers(const std::vector<v1::WorkerStatus>& workers,

@@ -332,10 +332,9 @@ absl::StatusOr<v1::LeaseWorkUnitResponse> Coordinator::LeaseWorkUnit(
   std::string capped_job;
   for (const JobRecord& job : jobs) {
     if (job.state != v1::JOB_RUNNING) continue;
-    const auto held_here = static_cast<uint32_t>(
-        std::count_if(held.begin(), held.end(), [&](const UnitRecord& unit) {
-          return unit.job_id == job.job_id;
-        }));
+    const auto held_here = static_cast<uint32_t>(std::count_if(
+        held.begin(), held.end(),
+        [&](const UnitRecord& unit) { return unit.job_id == job.job_id; }));
     if (held_here >= LeaseCap(job)) {
       capped_job = job.job_id;
       continue;
@@ -602,10 +601,9 @@ absl::Status Coordinator::AppendUpload(DeltaUpload* upload, uint64_t offset,
   absl::Status appended = blobs_->AppendUpload(upload->upload_id, offset, data,
                                                /*create=*/false);
   if (absl::IsNotFound(appended)) {
-    return Rejection(absl::StatusCode::kFailedPrecondition,
-                     v1::REJECT_BAD_OFFSET,
-                     absl::StrCat(appended.message(),
-                                  "; start again from GetUploadOffset"));
+    return Rejection(
+        absl::StatusCode::kFailedPrecondition, v1::REJECT_BAD_OFFSET,
+        absl::StrCat(appended.message(), "; start again from GetUploadOffset"));
   }
   if (absl::IsFailedPrecondition(appended)) {
     return Rejection(absl::StatusCode::kOutOfRange, v1::REJECT_BAD_OFFSET,
@@ -720,9 +718,9 @@ absl::StatusOr<v1::UploadDeltaResponse> Coordinator::FinishUpload(
   result.l2_norm = check.l2_norm;
   RETURN_IF_ERROR(state_->RecordResult(result));
   response.set_accepted(true);
-  response.set_message(absl::StrCat(
-      "accepted; L2 norm ", check.l2_norm,
-      "; credit comes when the round aggregates it"));
+  response.set_message(
+      absl::StrCat("accepted; L2 norm ", check.l2_norm,
+                   "; credit comes when the round aggregates it"));
   return response;
 }
 
@@ -773,8 +771,8 @@ absl::Status Coordinator::CheckFetchAllowed(
     if (!needed) {
       return Rejection(
           absl::StatusCode::kPermissionDenied, v1::REJECT_NOT_LEASED_BLOB,
-          absl::StrCat("blob ", request.sha256(), " is not needed by any lease ",
-                       worker.worker_id,
+          absl::StrCat("blob ", request.sha256(),
+                       " is not needed by any lease ", worker.worker_id,
                        " holds; models, datasets and shards are fetched only "
                        "for leased units"));
     }
@@ -1275,9 +1273,9 @@ absl::Status Coordinator::CloseRound(
   ASSIGN_OR_RETURN(std::vector<ShardRecord> shards,
                    state_->ListShards(job.job_id));
   ASSIGN_OR_RETURN(lora::LlamaConfig model, LoadJobModelConfig(job));
-  ASSIGN_OR_RETURN(const double unit_credit,
-                   UnitCreditFlop(model.Shape(), job.spec.lora(),
-                                  job.spec.training()));
+  ASSIGN_OR_RETURN(
+      const double unit_credit,
+      UnitCreditFlop(model.Shape(), job.spec.lora(), job.spec.training()));
   std::vector<AggregationInput> inputs;
   uint64_t samples = 0;
   double loss_sum = 0, loss_weight = 0;
@@ -1298,7 +1296,8 @@ absl::Status Coordinator::CloseRound(
     AggregationInput input;
     ASSIGN_OR_RETURN(input.delta_path,
                      blobs_->ObjectPath(result.header.content_hash()));
-    input.sample_count = std::max<uint64_t>(1, shards[result.shard_index].records);
+    input.sample_count =
+        std::max<uint64_t>(1, shards[result.shard_index].records);
     input.worker_id = result.worker_id;
     input.shard_index = result.shard_index;
     inputs.push_back(input);

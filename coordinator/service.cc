@@ -176,10 +176,10 @@ class FetchBlobReactor final : public grpc::ServerWriteReactor<v1::BlobChunk> {
     }
     size_ = *size;
     if (offset_ > size_) {
-      Finish(grpc::Status(grpc::StatusCode::OUT_OF_RANGE,
-                          absl::StrCat("offset ", offset_,
-                                       " is past the blob's ", size_,
-                                       " bytes")));
+      Finish(
+          grpc::Status(grpc::StatusCode::OUT_OF_RANGE,
+                       absl::StrCat("offset ", offset_, " is past the blob's ",
+                                    size_, " bytes")));
       return;
     }
     WriteNext();

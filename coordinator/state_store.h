@@ -95,7 +95,7 @@ struct ResultRecord {
 struct ResultVerdict {
   std::string unit_id;
   std::string worker_id;
-  double credit_flop = 0;  // credited
+  double credit_flop = 0;                                   // credited
   v1::RejectReason reason = v1::REJECT_REASON_UNSPECIFIED;  // excluded
   std::string message;                                      // excluded
 };

@@ -96,9 +96,9 @@ absl::StatusOr<DeltaCheck> CheckAdapterDelta(const std::string& path,
                                  " is above the job's bound ", limits.max_norm);
   } else if (check.l2_norm < limits.min_norm) {
     check.problem = DeltaCheck::Problem::kNormTooSmall;
-    check.message = absl::StrCat(
-        "L2 norm ", check.l2_norm, " is below the job's floor ",
-        limits.min_norm, ": the delta shows no training");
+    check.message =
+        absl::StrCat("L2 norm ", check.l2_norm, " is below the job's floor ",
+                     limits.min_norm, ": the delta shows no training");
   }
   return check;
 }

@@ -11,10 +11,10 @@
 #include <set>
 
 #include "absl/strings/str_cat.h"
-#include "common/untrusted_json.h"
 #include "absl/strings/str_join.h"
 #include "common/file_util.h"
 #include "common/status_macros.h"
+#include "common/untrusted_json.h"
 #include "lora/safetensors.h"
 
 namespace openforce::lora {

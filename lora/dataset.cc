@@ -4,11 +4,11 @@
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/ascii.h"
-#include "common/untrusted_json.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "common/file_util.h"
 #include "common/status_macros.h"
+#include "common/untrusted_json.h"
 
 namespace openforce::lora {
 

@@ -5,8 +5,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/file_util.h"
-#include "common/untrusted_json.h"
 #include "common/status_macros.h"
+#include "common/untrusted_json.h"
 
 namespace openforce::lora {
 namespace {
@@ -117,8 +117,9 @@ absl::StatusOr<LlamaConfig> ParseLlamaConfigObject(const nlohmann::json& json,
   RETURN_IF_ERROR(ReadIds(json, "eos_token_id", source, &config.eos_token_ids));
 
   if (json.contains("hidden_act") && json["hidden_act"] != "silu") {
-    return Bad(source, absl::StrCat("hidden_act ", JsonPreview(json["hidden_act"]),
-                                    " is not supported (silu)"));
+    return Bad(source,
+               absl::StrCat("hidden_act ", JsonPreview(json["hidden_act"]),
+                            " is not supported (silu)"));
   }
   if (json.contains("rope_scaling") && !json["rope_scaling"].is_null()) {
     return Bad(source,

@@ -10,10 +10,10 @@
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
-#include "common/untrusted_json.h"
 #include "absl/strings/str_join.h"
 #include "common/file_util.h"
 #include "common/status_macros.h"
+#include "common/untrusted_json.h"
 #include "lora/safetensors.h"
 
 namespace openforce::lora {
@@ -82,23 +82,24 @@ namespace {
 absl::StatusOr<LoraConfig> ParseAdapterConfigObject(const nlohmann::json& json,
                                                     const std::string& source) {
   if (json.contains("peft_type") && json["peft_type"] != "LORA") {
-    return Unsupported(source, absl::StrCat("peft_type ",
-                                            JsonPreview(json["peft_type"]),
-                                            " is not LORA"));
+    return Unsupported(
+        source, absl::StrCat("peft_type ", JsonPreview(json["peft_type"]),
+                             " is not LORA"));
   }
   if (json.contains("task_type") && !json["task_type"].is_null() &&
       json["task_type"] != "CAUSAL_LM") {
-    return Unsupported(source,
-                       absl::StrCat("task_type ", JsonPreview(json["task_type"]),
-                                    " is not CAUSAL_LM"));
+    return Unsupported(
+        source, absl::StrCat("task_type ", JsonPreview(json["task_type"]),
+                             " is not CAUSAL_LM"));
   }
   for (const char* key :
        {"use_dora", "rank_pattern", "alpha_pattern", "modules_to_save",
         "layers_to_transform", "layers_pattern", "layer_replication",
         "fan_in_fan_out"}) {
     if (!IsUnset(json, key)) {
-      return Unsupported(source, absl::StrCat(key, " = ", JsonPreview(json[key]),
-                                              " is not supported"));
+      return Unsupported(source,
+                         absl::StrCat(key, " = ", JsonPreview(json[key]),
+                                      " is not supported"));
     }
   }
   if (json.contains("bias") && json["bias"] != "none") {

@@ -17,9 +17,9 @@
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
-#include "common/untrusted_json.h"
 #include "common/file_util.h"
 #include "common/status_macros.h"
+#include "common/untrusted_json.h"
 
 namespace openforce::lora {
 
@@ -104,9 +104,9 @@ absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Open(
   uint64_t header_size = 0;
   for (int i = 7; i >= 0; --i) header_size = (header_size << 8) | bytes[i];
   if (header_size > max_header_bytes) {
-    return Malformed(path, absl::StrCat("header of ", header_size,
-                                        " bytes exceeds the ", max_header_bytes,
-                                        "-byte limit"));
+    return Malformed(
+        path, absl::StrCat("header of ", header_size, " bytes exceeds the ",
+                           max_header_bytes, "-byte limit"));
   }
   if (header_size > file_size - 8) {
     return Malformed(path, absl::StrCat("header length ", header_size,
@@ -121,7 +121,8 @@ absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Open(
   // deeper is hostile.
   absl::StatusOr<nlohmann::json> parsed = ParseUntrustedJson(
       absl::string_view(header_begin, header_size), "header", /*max_depth=*/4);
-  if (!parsed.ok()) return Malformed(path, std::string(parsed.status().message()));
+  if (!parsed.ok())
+    return Malformed(path, std::string(parsed.status().message()));
   const nlohmann::json& header = *parsed;
   if (!header.is_object()) {
     return Malformed(path, "header is not a JSON object");

@@ -4,9 +4,9 @@
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
-#include "common/untrusted_json.h"
 #include "common/file_util.h"
 #include "common/status_macros.h"
+#include "common/untrusted_json.h"
 #include "lora/internal/sentencepiece_bridge.h"
 
 namespace openforce::lora {

@@ -73,9 +73,9 @@ absl::StatusOr<v1::RegisterResponse> CoordinatorClient::RegisterNow(
   request.set_display_name(registration.display_name);
   request.set_client_version("openforce-worker 0.1");
   request.set_nonce(nonce);
-  ASSIGN_OR_RETURN(std::string proof, registration.key->Sign(
-                                          RegistrationProofMessage(
-                                              public_key, nonce)));
+  ASSIGN_OR_RETURN(
+      std::string proof,
+      registration.key->Sign(RegistrationProofMessage(public_key, nonce)));
   request.set_proof_of_possession(proof);
   grpc::ClientContext context;
   SetDeadline(&context, std::chrono::seconds(30));
@@ -132,14 +132,12 @@ absl::StatusOr<v1::HeartbeatResponse> CoordinatorClient::Heartbeat(
   v1::HeartbeatResponse response;
   RETURN_IF_ERROR(WithSession([&](std::string* session) -> absl::Status {
     v1::HeartbeatRequest signed_request = request;
-    ASSIGN_OR_RETURN(Session used,
-                     Sign(kHeartbeatMethod, &signed_request));
+    ASSIGN_OR_RETURN(Session used, Sign(kHeartbeatMethod, &signed_request));
     *session = used.session_id;
     grpc::ClientContext context;
     SetDeadline(&context, std::chrono::seconds(10));
-    return FromGrpcStatus(
-        stub_->Heartbeat(&context, signed_request, &response), context,
-        "Heartbeat");
+    return FromGrpcStatus(stub_->Heartbeat(&context, signed_request, &response),
+                          context, "Heartbeat");
   }));
   return response;
 }

@@ -7,7 +7,6 @@
 #include <ostream>
 
 #include "absl/strings/ascii.h"
-#include "common/untrusted_json.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -15,6 +14,7 @@
 #include "common/file_util.h"
 #include "common/model_manifest.h"
 #include "common/status_macros.h"
+#include "common/untrusted_json.h"
 #include "worker/pull_command.h"
 
 namespace openforce::worker {

@@ -12,10 +12,10 @@ namespace {
 
 absl::Status CheckWireHash(const std::string& hash, absl::string_view what) {
   if (IsSha256Hex(hash)) return absl::OkStatus();
-  return absl::InvalidArgumentError(absl::StrCat(
-      "the coordinator sent a ", what,
-      " that is not 64 lowercase hex digits: \"",
-      EscapeForTerminal(hash.substr(0, 80)), "\""));
+  return absl::InvalidArgumentError(
+      absl::StrCat("the coordinator sent a ", what,
+                   " that is not 64 lowercase hex digits: \"",
+                   EscapeForTerminal(hash.substr(0, 80)), "\""));
 }
 
 }  // namespace

@@ -114,8 +114,8 @@ class CoordinatorTest : public ::testing::Test {
     // Signs `request` as the worker binary does.
     template <typename Request>
     void Sign(absl::string_view method, Request* request) const {
-      ASSERT_OK(openforce::SignCall(key, method, id, session, ++*counter,
-                                    request));
+      ASSERT_OK(
+          openforce::SignCall(key, method, id, session, ++*counter, request));
     }
   };
   Worker Register(uint64_t seed, v1::Tier tier = v1::TIER_CPU) {
@@ -146,9 +146,10 @@ class CoordinatorTest : public ::testing::Test {
   }
 
   // Uploads a small valid delta for `unit` through the coordinator's API.
-  absl::StatusOr<v1::UploadDeltaResponse> Deliver(
-      const Worker& worker, const v1::WorkUnit& unit, float value = 0.01f,
-      uint64_t samples = 4) {
+  absl::StatusOr<v1::UploadDeltaResponse> Deliver(const Worker& worker,
+                                                  const v1::WorkUnit& unit,
+                                                  float value = 0.01f,
+                                                  uint64_t samples = 4) {
     return DeliverBytes(worker, unit, DeltaForJob(value), samples);
   }
 
@@ -169,12 +170,12 @@ class CoordinatorTest : public ::testing::Test {
     return first;
   }
 
-  absl::StatusOr<v1::UploadDeltaResponse> DeliverBytes(
-      const Worker& worker, const v1::WorkUnit& unit, const std::string& delta,
-      uint64_t samples = 4) {
-    ASSIGN_OR_RETURN(DeltaUpload upload, coordinator_->BeginUpload(
-                                             FirstChunk(worker, unit, delta,
-                                                        samples)));
+  absl::StatusOr<v1::UploadDeltaResponse> DeliverBytes(const Worker& worker,
+                                                       const v1::WorkUnit& unit,
+                                                       const std::string& delta,
+                                                       uint64_t samples = 4) {
+    ASSIGN_OR_RETURN(DeltaUpload upload, coordinator_->BeginUpload(FirstChunk(
+                                             worker, unit, delta, samples)));
     RETURN_IF_ERROR(coordinator_->AppendUpload(&upload, 0, delta));
     return coordinator_->FinishUpload(&upload);
   }
@@ -509,8 +510,8 @@ TEST_F(CoordinatorTest, WorkerCallsNeedTheWorkersOwnSignatureAndNoReplay) {
   EXPECT_OK(coordinator_->ReleaseWorkUnit(own));
   // A session the coordinator no longer knows (it restarted, or the worker
   // registered again) asks the worker to register.
-  Worker stale{*Ed25519PrivateKey::FromSeed(std::string(32, '\x01')),
-               victim.id, std::string(16, 'x')};
+  Worker stale{*Ed25519PrivateKey::FromSeed(std::string(32, '\x01')), victim.id,
+               std::string(16, 'x')};
   auto unknown = coordinator_->Heartbeat(HeartbeatOf(stale));
   EXPECT_THAT(unknown, StatusIs(absl::StatusCode::kUnauthenticated,
                                 HasSubstr("call Register")));
@@ -578,9 +579,9 @@ TEST_F(CoordinatorTest, OneLeasePerJobAndSilentWorkersLoseTheirs) {
   now_ += 20'000;
   ASSERT_OK(coordinator_->Heartbeat(HeartbeatOf(other)));
   ASSERT_OK(coordinator_->Tick());
-  EXPECT_EQ(coordinator_->GetJob(first->unit().job_id())->rounds(0)
-                .units_leased(),
-            2u);
+  EXPECT_EQ(
+      coordinator_->GetJob(first->unit().job_id())->rounds(0).units_leased(),
+      2u);
   now_ += 11'000;
   ASSERT_OK(coordinator_->Heartbeat(HeartbeatOf(other)));
   ASSERT_OK(coordinator_->Tick());
@@ -588,7 +589,8 @@ TEST_F(CoordinatorTest, OneLeasePerJobAndSilentWorkersLoseTheirs) {
   EXPECT_EQ(job->rounds(0).units_leased(), 1u);
   EXPECT_EQ(job->rounds(0).units_pending(), 1u);
   // When it comes back, its heartbeat says the lease was revoked.
-  auto back = coordinator_->Heartbeat(HeartbeatOf(greedy, first->unit().unit_id()));
+  auto back =
+      coordinator_->Heartbeat(HeartbeatOf(greedy, first->unit().unit_id()));
   ASSERT_OK(back);
   ASSERT_EQ(back->revoked_unit_ids_size(), 1);
 }
@@ -596,7 +598,8 @@ TEST_F(CoordinatorTest, OneLeasePerJobAndSilentWorkersLoseTheirs) {
 TEST_F(CoordinatorTest, ClaimedSamplesAreRefusedAndWeightsComeFromShards) {
   // 42 records in 4 shards: 11, 11, 10 and 10 records.
   std::string dataset = *ReadFileToString(task_.train_path);
-  std::vector<std::string> lines = absl::StrSplit(dataset, '\n', absl::SkipEmpty());
+  std::vector<std::string> lines =
+      absl::StrSplit(dataset, '\n', absl::SkipEmpty());
   ASSERT_GE(lines.size(), 2u);
   while (lines.size() < 42) lines.push_back(lines[lines.size() % 2]);
   lines.resize(42);
@@ -624,7 +627,8 @@ TEST_F(CoordinatorTest, ClaimedSamplesAreRefusedAndWeightsComeFromShards) {
                               HasSubstr("claims 1000000 samples")));
   EXPECT_EQ(RejectReasonOf(cheat.status()), v1::REJECT_SAMPLE_COUNT_MISMATCH);
   const float values[3] = {0.01f, 0.02f, 0.04f};
-  for (int i = 0; i < 3; ++i) ASSERT_OK(Deliver(workers[i], units[i], values[i]));
+  for (int i = 0; i < 3; ++i)
+    ASSERT_OK(Deliver(workers[i], units[i], values[i]));
   now_ += 61'000;
   ASSERT_OK(coordinator_->Tick());
   v1::GetLatestAdapterRequest request;
@@ -642,8 +646,8 @@ TEST_F(CoordinatorTest, ClaimedSamplesAreRefusedAndWeightsComeFromShards) {
   ASSERT_EQ(parent.size(), published.size());
   for (const auto& [name, tensor] : published) {
     const at::Tensor delta = tensor - parent.at(name);
-    EXPECT_TRUE(at::allclose(delta, at::full_like(delta, expected_delta),
-                             1e-5, 1e-7))
+    EXPECT_TRUE(
+        at::allclose(delta, at::full_like(delta, expected_delta), 1e-5, 1e-7))
         << name << " " << delta.mean().item<double>();
   }
 }
@@ -683,15 +687,16 @@ TEST_F(CoordinatorTest, UntrainedDeltasAreRefusedAndFarSmallerOnesLeftOut) {
   EXPECT_EQ(status->rounds(0).units_rejected(), 2u);
   v1::GetLatestAdapterRequest request;
   request.set_job_id(job);
-  EXPECT_EQ(coordinator_->GetLatestAdapter(request)->adapter().metrics().at(
-                "deltas"),
-            2.0);
+  EXPECT_EQ(
+      coordinator_->GetLatestAdapter(request)->adapter().metrics().at("deltas"),
+      2.0);
   v1::ListWorkersRequest list;
   list.set_include_inactive(true);
   auto listed = coordinator_->ListWorkers(list);
   ASSERT_OK(listed);
   for (const v1::WorkerStatus& worker : listed->workers()) {
-    if (worker.worker_id() == freerider.id || worker.worker_id() == workers[0].id) {
+    if (worker.worker_id() == freerider.id ||
+        worker.worker_id() == workers[0].id) {
       EXPECT_EQ(worker.credit_flop(), 0) << worker.worker_id();
       EXPECT_EQ(worker.units_rejected(), 1u);
     } else {
@@ -719,8 +724,8 @@ TEST_F(CoordinatorTest, RefusedDeltasLeaveNothingAndPartialUploadsExpire) {
   auto other_unit = Lease(other);
   ASSERT_OK(other_unit);
   const std::string delta = DeltaForJob(0.01f);
-  auto upload = coordinator_->BeginUpload(
-      FirstChunk(other, other_unit->unit(), delta));
+  auto upload =
+      coordinator_->BeginUpload(FirstChunk(other, other_unit->unit(), delta));
   ASSERT_OK(upload);
   ASSERT_OK(coordinator_->AppendUpload(&*upload, 0, delta.substr(0, 100)));
   store = coordinator_->GetStoreStatus();
@@ -776,12 +781,12 @@ TEST_F(CoordinatorTest, DisplayNamesWithControlCharactersAreRefused) {
   request.set_public_key(key.PublicKey().Raw());
   request.mutable_profile()->set_tier(v1::TIER_CPU);
   request.set_nonce(std::string(16, 'n'));
-  request.set_proof_of_possession(
-      *key.Sign(RegistrationProofMessage(request.public_key(), request.nonce())));
+  request.set_proof_of_possession(*key.Sign(
+      RegistrationProofMessage(request.public_key(), request.nonce())));
   request.set_display_name("ok\nw-0000000000000000  fake-row");
-  EXPECT_THAT(coordinator_->Register(request),
-              StatusIs(absl::StatusCode::kInvalidArgument,
-                       HasSubstr("ok\\x0aw-0000")));
+  EXPECT_THAT(
+      coordinator_->Register(request),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("ok\\x0aw-0000")));
   // What the CLI prints of remote text is escaped whatever is stored.
   v1::WorkerStatus status;
   status.set_worker_id("w-1");

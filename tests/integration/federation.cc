@@ -258,9 +258,8 @@ grpc::Status ScriptedWorker::Release(const std::string& unit_id,
   return status;
 }
 
-grpc::Status ScriptedWorker::Fetch(const std::string& sha256,
-                                   std::string* data, bool anonymous,
-                                   v1::RejectReason* reason) {
+grpc::Status ScriptedWorker::Fetch(const std::string& sha256, std::string* data,
+                                   bool anonymous, v1::RejectReason* reason) {
   grpc::ClientContext context;
   v1::FetchBlobRequest request;
   request.set_sha256(sha256);

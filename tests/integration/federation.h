@@ -87,7 +87,8 @@ class ScriptedWorker {
   // Fetches a whole blob (with this worker's id and signature, or
   // anonymously); the bytes in `data`.
   grpc::Status Fetch(const std::string& sha256, std::string* data,
-                     bool anonymous = false, v1::RejectReason* reason = nullptr);
+                     bool anonymous = false,
+                     v1::RejectReason* reason = nullptr);
   // Signs `request` as `method` in this worker's session with the next
   // counter.
   template <typename Request>

@@ -45,7 +45,8 @@ TEST(HostileWorkerTest, StalledStreamsTakeNoThreadsAndHonestWorkersFinish) {
   TempDir dir;
   Federation federation(dir.path());
   federation.StartCoordinator({"--open-enrollment", "--heartbeat-interval-ms",
-                               "500", "--upload-expiry-s", "4", "--lease-grace-ms", "1500",
+                               "500", "--upload-expiry-s", "4",
+                               "--lease-grace-ms", "1500",
                                "--stream-idle-timeout-s", "600"});
   const std::string job = federation.Submit(federation.DemoSpec(1, 2, 10));
   const int baseline = ThreadCount(federation.coordinator().pid());
@@ -84,8 +85,8 @@ TEST(HostileWorkerTest, StalledStreamsTakeNoThreadsAndHonestWorkersFinish) {
     v1::UploadDeltaChunk first;
     *first.mutable_header() = hostile.MakeHeader(unit, bytes);
     hostile.SignCall(kUploadDeltaMethod, &first);
-    stream->writer = stubs[i % stubs.size()]->UploadDelta(
-        stream->context.get(), &stream->response);
+    stream->writer = stubs[i % stubs.size()]->UploadDelta(stream->context.get(),
+                                                          &stream->response);
     ASSERT_TRUE(stream->writer->Write(first));
     v1::UploadDeltaChunk data;
     data.set_data(bytes.substr(0, 1000));
@@ -95,7 +96,8 @@ TEST(HostileWorkerTest, StalledStreamsTakeNoThreadsAndHonestWorkersFinish) {
 
   // The streams reached the coordinator: their data sits in a partial
   // upload (each new one replaces the worker's earlier one for the unit).
-  const auto arrived = std::chrono::steady_clock::now() + std::chrono::seconds(20);
+  const auto arrived =
+      std::chrono::steady_clock::now() + std::chrono::seconds(20);
   while (PartialUploads(federation.data_dir()) == 0 &&
          std::chrono::steady_clock::now() < arrived) {
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
@@ -137,7 +139,8 @@ TEST(HostileWorkerTest, StalledStreamsTakeNoThreadsAndHonestWorkersFinish) {
   EXPECT_LT(most_threads, baseline + 40);
 
   // Every partial upload expires (4 s here) and leaves the disk.
-  const auto expiry = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  const auto expiry =
+      std::chrono::steady_clock::now() + std::chrono::seconds(30);
   while (PartialUploads(federation.data_dir()) > 0 &&
          std::chrono::steady_clock::now() < expiry) {
     std::this_thread::sleep_for(std::chrono::milliseconds(250));
@@ -171,9 +174,9 @@ TEST(HostileWorkerTest, AVictimsIdAloneReleasesNothingAndFetchesNothing) {
   EXPECT_EQ(attacker.TryLease(&lease, &reason).error_code(),
             grpc::StatusCode::UNAUTHENTICATED);
   std::string data;
-  EXPECT_EQ(attacker.Fetch(unit.shard().sha256(), &data, false, &reason)
-                .error_code(),
-            grpc::StatusCode::UNAUTHENTICATED);
+  EXPECT_EQ(
+      attacker.Fetch(unit.shard().sha256(), &data, false, &reason).error_code(),
+      grpc::StatusCode::UNAUTHENTICATED);
   EXPECT_TRUE(data.empty());
   // Under its own id, without a lease, the attacker fetches no model and no
   // data either; the victim, holding the lease, can.

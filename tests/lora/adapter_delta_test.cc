@@ -76,16 +76,16 @@ TEST_F(AdapterDeltaTest, AcceptsAWellFormedDeltaAndReportsItsNorm) {
 TEST_F(AdapterDeltaTest, RefusesWrongShapesNamesAndDtypes) {
   LoraConfig other_rank = lora_;
   other_rank.rank = 8;
-  auto rank =
-      CheckAdapterDelta(WriteFilled("r8", 0, &other_rank), model_, lora_, {100});
+  auto rank = CheckAdapterDelta(WriteFilled("r8", 0, &other_rank), model_,
+                                lora_, {100});
   ASSERT_OK(rank);
   EXPECT_EQ(rank->problem, DeltaCheck::Problem::kBadShape);
   EXPECT_THAT(rank->message, HasSubstr("has shape [8, "));
 
   LoraConfig more_targets = lora_;
   more_targets.targets.push_back(Projection::kK);
-  auto extra =
-      CheckAdapterDelta(WriteFilled("k", 0, &more_targets), model_, lora_, {100});
+  auto extra = CheckAdapterDelta(WriteFilled("k", 0, &more_targets), model_,
+                                 lora_, {100});
   ASSERT_OK(extra);
   EXPECT_EQ(extra->problem, DeltaCheck::Problem::kBadShape);
   EXPECT_THAT(extra->message, HasSubstr("unexpected tensor"));
@@ -114,11 +114,12 @@ TEST_F(AdapterDeltaTest, RefusesWrongShapesNamesAndDtypes) {
 }
 
 TEST_F(AdapterDeltaTest, RefusesNonFiniteValuesAndNormsAboveTheBound) {
-  auto nan =
-      CheckAdapterDelta(WriteFilled("nan", std::nanf("")), model_, lora_, {100});
+  auto nan = CheckAdapterDelta(WriteFilled("nan", std::nanf("")), model_, lora_,
+                               {100});
   ASSERT_OK(nan);
   EXPECT_EQ(nan->problem, DeltaCheck::Problem::kNonFinite);
-  auto inf = CheckAdapterDelta(WriteFilled("inf", INFINITY), model_, lora_, {0});
+  auto inf =
+      CheckAdapterDelta(WriteFilled("inf", INFINITY), model_, lora_, {0});
   ASSERT_OK(inf);
   EXPECT_EQ(inf->problem, DeltaCheck::Problem::kNonFinite);
   auto norm = CheckAdapterDelta(WriteFilled("big", 1.0f), model_, lora_, {1.0});
@@ -131,7 +132,8 @@ TEST_F(AdapterDeltaTest, AnUntrainedDeltaFallsBelowTheFloor) {
   DeltaLimits limits;
   limits.max_norm = 100;
   limits.min_norm = 1e-6;
-  auto zero = CheckAdapterDelta(WriteFilled("zero", 0.0f), model_, lora_, limits);
+  auto zero =
+      CheckAdapterDelta(WriteFilled("zero", 0.0f), model_, lora_, limits);
   ASSERT_OK(zero);
   EXPECT_EQ(zero->problem, DeltaCheck::Problem::kNormTooSmall);
   EXPECT_THAT(zero->message, HasSubstr("shows no training"));
@@ -151,8 +153,8 @@ TEST_F(AdapterDeltaTest, AHeaderLargerThanTheShapeNeedsIsRefusedUnparsed) {
   const std::string path = dir_.path() + "/padded";
   const size_t limit = MaxDeltaHeaderBytes(tensors.size());
   EXPECT_LT(limit, 64u << 10);
-  ASSERT_OK(WriteSafetensors(path, tensors,
-                             {{"padding", std::string(limit, ' ')}}));
+  ASSERT_OK(
+      WriteSafetensors(path, tensors, {{"padding", std::string(limit, ' ')}}));
   auto check = CheckAdapterDelta(path, model_, lora_, {100});
   ASSERT_OK(check);
   EXPECT_EQ(check->problem, DeltaCheck::Problem::kBadShape);
@@ -160,7 +162,8 @@ TEST_F(AdapterDeltaTest, AHeaderLargerThanTheShapeNeedsIsRefusedUnparsed) {
 
   // Nesting is bounded too: a header of nested arrays is malformed, not a
   // stack overflow.
-  const std::string nested = std::string(100000, '[') + std::string(100000, ']');
+  const std::string nested =
+      std::string(100000, '[') + std::string(100000, ']');
   std::string bytes(8, '\0');
   for (int i = 0; i < 8; ++i)
     bytes[i] = static_cast<char>((nested.size() >> (8 * i)) & 0xff);

@@ -2,7 +2,6 @@
 // merge/unmerge, delta arithmetic, and gradients checked against finite
 // differences in double precision.
 #include "lora/lora_adapter.h"
-#include "lora/llama_config.h"
 
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
@@ -12,6 +11,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/file_util.h"
+#include "lora/llama_config.h"
 #include "lora/llama_model.h"
 #include "lora/safetensors.h"
 #include "tests/testing/status_matchers.h"
@@ -60,8 +60,7 @@ TEST(AdapterConfigTest, HostileJsonIsAClearErrorNeverACrash) {
         ParseAdapterConfig(
             absl::StrCat(R"({"peft_type": )", peft_type, ", ", base, "}"),
             "adapter_config.json"),
-        StatusIs(absl::StatusCode::kInvalidArgument,
-                 HasSubstr("is not LORA")))
+        StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("is not LORA")))
         << peft_type;
   }
   // 400k levels deep in a value that an error message would quote.
@@ -71,9 +70,10 @@ TEST(AdapterConfigTest, HostileJsonIsAClearErrorNeverACrash) {
                                  "adapter_config.json"),
               StatusIs(absl::StatusCode::kInvalidArgument,
                        HasSubstr("nests deeper than")));
-  EXPECT_THAT(ParseLlamaConfig(R"({"hidden_act": )" + deep + "}", "config.json"),
-              StatusIs(absl::StatusCode::kInvalidArgument,
-                       HasSubstr("config.json: JSON nests deeper than")));
+  EXPECT_THAT(
+      ParseLlamaConfig(R"({"hidden_act": )" + deep + "}", "config.json"),
+      StatusIs(absl::StatusCode::kInvalidArgument,
+               HasSubstr("config.json: JSON nests deeper than")));
   // A long value is quoted only in part.
   auto long_value = ParseAdapterConfig(
       absl::StrCat(R"({"bias": ")", std::string(100'000, 'b'), R"(", )", base,

@@ -46,9 +46,9 @@ TEST(CallSigningTest, TheDigestSurvivesTheWireAndCoversEveryField) {
     (*header->mutable_metrics())[name] = 1.5;
   auto key = Ed25519PrivateKey::Generate();
   ASSERT_TRUE(key.ok());
-  ASSERT_TRUE(SignCall(*key, kUploadDeltaMethod, "w-1", std::string(16, 's'), 7,
-                       &first)
-                  .ok());
+  ASSERT_TRUE(
+      SignCall(*key, kUploadDeltaMethod, "w-1", std::string(16, 's'), 7, &first)
+          .ok());
   std::string wire;
   ASSERT_TRUE(first.SerializeToString(&wire));
   v1::UploadDeltaChunk parsed;
