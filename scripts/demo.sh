@@ -102,6 +102,9 @@ echo
 echo "== volunteers: credit for accepted work (FLOP-equivalents), counts"
 "$COORDINATOR_BIN" workers "${ADMIN[@]}"
 "$WORKER_BIN" status --data "$DEMO/worker1"
+echo
+echo "== the coordinator's blob store (refused deltas and stale partial uploads leave nothing)"
+"$COORDINATOR_BIN" store "${ADMIN[@]}"
 
 echo
 echo "== pull (signature checked against the pinned coordinator key)"

@@ -456,6 +456,13 @@ TEST(AdminCliTest, SubmitStatusListWorkersAndCancel) {
   ProcessResult workers = cli({"workers", "--all"});
   EXPECT_THAT(workers.stdout_text, HasSubstr("w1"));
   EXPECT_THAT(workers.stdout_text, HasSubstr("cpu"));
+  // The store holds the model, dataset, shards and adapters; the accepted
+  // delta's upload was committed, so nothing is left partial.
+  ProcessResult store = cli({"store"});
+  ASSERT_EQ(store.exit_code, 0) << store.stderr_text;
+  EXPECT_THAT(store.stdout_text, HasSubstr("partial uploads  0 (0 B)"));
+  ProcessResult store_json = cli({"store", "--json"});
+  EXPECT_THAT(store_json.stdout_text, HasSubstr("\"blob_count\""));
 
   ProcessResult cancelled =
       cli({"job", "cancel", job, "--reason", "done testing"});
