@@ -163,6 +163,12 @@ const std::vector<std::string> kConfigKeys = {"data",
                                               "lease_retry_ms",
                                               "max_upload",
                                               "max_blob",
+                                              "max_leases_per_worker",
+                                              "lease_grace_ms",
+                                              "max_open_uploads",
+                                              "upload_expiry_s",
+                                              "stream_idle_timeout_s",
+                                              "max_streams",
                                               "coordinator"};
 
 std::string DataPath(const std::string& name) {

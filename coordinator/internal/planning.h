@@ -1,0 +1,67 @@
+// Pieces of the coordinator's logic that its files share: unit and round
+// planning from a job's spec, the job's own counts that stand in for worker
+// claims, upload naming, and small status helpers. Internal to the
+// coordinator target.
+#ifndef OPENFORCE_COORDINATOR_INTERNAL_PLANNING_H_
+#define OPENFORCE_COORDINATOR_INTERNAL_PLANNING_H_
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "coordinator/state_store.h"
+#include "proto/openforce.pb.h"
+
+namespace openforce::coordinator {
+
+inline constexpr size_t kMaxDisplayName = 128;
+inline constexpr uint32_t kMaxRounds = 10'000;
+inline constexpr uint32_t kMaxUnitsPerRound = 100'000;
+inline constexpr uint32_t kDefaultPageSize = 50;
+// Below this L2 norm a delta shows no training, unless the job sets a floor.
+inline constexpr double kDefaultMinDeltaNorm = 1e-6;
+// At aggregation, deltas below this fraction of the round's median norm are
+// left out, unless the job sets its own fraction.
+inline constexpr double kDefaultMinNormFraction = 0.1;
+inline constexpr int64_t kUploadSweepIntervalMs = 10'000;
+
+int64_t SystemNowMs();
+
+std::string UnitId(const std::string& job_id, uint64_t round, uint32_t shard,
+                   uint32_t replica);
+// Every (shard, replica) unit of `round`, pending.
+std::vector<UnitRecord> MakeUnits(const JobRecord& job, uint64_t round);
+RoundRecord MakeRound(const JobRecord& job, uint64_t round,
+                      uint64_t parent_version, int64_t now);
+// Seeds differ per unit (so replicas and shards do not repeat each other's
+// dropout and data order) but follow from the job's seed.
+uint64_t UnitSeed(uint64_t job_seed, const UnitRecord& unit);
+// Accepted results a round needs to aggregate at its deadline.
+uint32_t MinResults(const v1::JobSpec& spec);
+
+// Where a worker's delta uploads accumulate: "d<worker>-" for everything the
+// worker has open (to cap it), then the unit (so a new upload for a unit
+// replaces an abandoned one), then the content. Stable across reconnects, so
+// an upload resumes where it stopped. Worker ids are "w-" and hex digits.
+std::string WorkerUploadPrefix(const std::string& worker_id);
+std::string UnitUploadPrefix(const std::string& worker_id,
+                             const std::string& unit_id);
+std::string DeltaUploadId(const std::string& worker_id,
+                          const std::string& unit_id,
+                          const std::string& content_hash);
+
+// The samples a unit trains on by the job's own settings: what an honest
+// worker reports, and all a worker's claim may say.
+uint64_t ExpectedSamples(const v1::TrainingConfig& training);
+double MinDeltaNorm(const v1::JobSpec& spec);
+
+bool IsTerminal(v1::JobState state);
+absl::Status NotFoundJob(const std::string& job_id);
+v1::BlobRef MakeRef(const std::string& sha256, uint64_t size,
+                    const std::string& name);
+
+}  // namespace openforce::coordinator
+
+#endif  // OPENFORCE_COORDINATOR_INTERNAL_PLANNING_H_

@@ -1,0 +1,243 @@
+// Periodic work and rounds (see coordinator.h): lease expiry (deadline and
+// silent holders), partial upload expiry, and closing a round: exclusions
+// by norm, coordinator-known weights, aggregation, credit, signing and
+// publishing.
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <limits>
+#include <map>
+#include <utility>
+
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "common/memory_estimate.h"
+#include "common/model_manifest.h"
+#include "common/secret_token.h"
+#include "common/sha256.h"
+#include "common/signing_payload.h"
+#include "common/status_macros.h"
+#include "common/terminal_text.h"
+#include "common/tier.h"
+#include "coordinator/aggregator.h"
+#include "coordinator/coordinator.h"
+#include "coordinator/credit.h"
+#include "coordinator/internal/planning.h"
+#include "lora/adapter_delta.h"
+#include "lora/dataset.h"
+#include "lora/llama_config.h"
+#include "lora/lora_adapter.h"
+#include "proto/call_signing.h"
+#include "proto/channel.h"
+#include "proto/lora_convert.h"
+#include "proto/signing_convert.h"
+#include "proto/status_convert.h"
+
+namespace openforce::coordinator {
+
+// ---------------------------------------------------------------------------
+// Rounds
+
+absl::Status Coordinator::SweepUploads(bool force) {
+  absl::MutexLock tick_lock(&tick_mu_);
+  const int64_t interval =
+      std::min(kUploadSweepIntervalMs, options_.upload_expiry_ms / 2);
+  if (!force && Now() - last_upload_sweep_ms_ < interval)
+    return absl::OkStatus();
+  last_upload_sweep_ms_ = Now();
+  return blobs_->ExpireUploads(options_.upload_expiry_ms).status();
+}
+
+absl::Status Coordinator::Tick() {
+  RETURN_IF_ERROR(SweepUploads(/*force=*/false));
+  absl::MutexLock tick_lock(&tick_mu_);
+  {
+    absl::MutexLock lock(&mu_);
+    RETURN_IF_ERROR(state_->ExpireLeases(Now()).status());
+    // Three missed intervals, and never under five seconds by default: a
+    // busy volunteer machine may be late with one heartbeat.
+    const int64_t grace =
+        options_.lease_heartbeat_grace_ms > 0
+            ? options_.lease_heartbeat_grace_ms
+            : std::max<int64_t>(5'000,
+                                int64_t{3} * options_.heartbeat_interval_ms);
+    RETURN_IF_ERROR(
+        state_->ExpireLeasesOfSilentWorkers(Now() - grace).status());
+  }
+  ASSIGN_OR_RETURN(std::vector<JobRecord> jobs, state_->ListJobs());
+  absl::Status first_error;
+  for (const JobRecord& job : jobs) {
+    if (job.state != v1::JOB_RUNNING) continue;
+    absl::Status closed = MaybeCloseRound(job);
+    if (!closed.ok() && first_error.ok()) {
+      first_error = absl::Status(
+          closed.code(), absl::StrCat(job.job_id, ": ", closed.message()));
+    }
+  }
+  return first_error;
+}
+
+absl::Status Coordinator::MaybeCloseRound(const JobRecord& job) {
+  ASSIGN_OR_RETURN(const RoundRecord current,
+                   FindRound(job.job_id, job.current_round));
+  if (current.adapter_version != 0) return absl::OkStatus();
+  const RoundRecord* round = &current;
+  ASSIGN_OR_RETURN(std::vector<UnitRecord> units,
+                   state_->ListUnits(job.job_id, round->round));
+  ASSIGN_OR_RETURN(std::vector<ResultRecord> results,
+                   state_->ListResults(job.job_id, round->round));
+  std::vector<ResultRecord> accepted;
+  for (ResultRecord& result : results) {
+    if (result.accepted) accepted.push_back(std::move(result));
+  }
+  const bool all_accepted =
+      !units.empty() &&
+      std::all_of(units.begin(), units.end(), [](const UnitRecord& unit) {
+        return unit.state == v1::UNIT_ACCEPTED;
+      });
+  const bool past_deadline =
+      round->deadline_ms != 0 && Now() >= round->deadline_ms;
+  if (all_accepted ||
+      (past_deadline && accepted.size() >= MinResults(job.spec))) {
+    return CloseRound(job, *round, accepted);
+  }
+  if (past_deadline) {
+    absl::MutexLock lock(&mu_);
+    return state_->SetJobState(
+        job.job_id, v1::JOB_FAILED,
+        absl::StrCat("round ", round->round, " reached its deadline with ",
+                     accepted.size(), " accepted results, fewer than the ",
+                     MinResults(job.spec), " it needs"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status Coordinator::CloseRound(
+    const JobRecord& job, const RoundRecord& round,
+    const std::vector<ResultRecord>& accepted) {
+  std::string parent_sha = job.initial_adapter.sha256();
+  if (round.parent_version != 0) {
+    ASSIGN_OR_RETURN(std::optional<AdapterRecord> parent,
+                     state_->GetAdapter(job.job_id, round.parent_version));
+    if (!parent.has_value())
+      return absl::InternalError("parent adapter version is missing");
+    parent_sha = parent->adapter.adapter_model().sha256();
+  }
+  ASSIGN_OR_RETURN(std::string parent_path, blobs_->ObjectPath(parent_sha));
+  RoundOutcome outcome;
+  // A delta far below its peers' median norm did (almost) no training: it is
+  // left out of the aggregate and earns nothing.
+  std::vector<double> norms;
+  for (const ResultRecord& result : accepted) norms.push_back(result.l2_norm);
+  double floor = 0;
+  if (norms.size() >= 2) {
+    std::sort(norms.begin(), norms.end());
+    const size_t mid = norms.size() / 2;
+    const double median = norms.size() % 2 == 1
+                              ? norms[mid]
+                              : 0.5 * (norms[mid - 1] + norms[mid]);
+    floor = median * (job.spec.min_norm_fraction() > 0
+                          ? job.spec.min_norm_fraction()
+                          : kDefaultMinNormFraction);
+  }
+  // Weights and credit come from what the coordinator knows: the shard's
+  // record count and the job's own settings, never the worker's claims.
+  ASSIGN_OR_RETURN(std::vector<ShardRecord> shards,
+                   state_->ListShards(job.job_id));
+  ASSIGN_OR_RETURN(lora::LlamaConfig model, LoadJobModelConfig(job));
+  ASSIGN_OR_RETURN(
+      const double unit_credit,
+      UnitCreditFlop(model.Shape(), job.spec.lora(), job.spec.training()));
+  std::vector<AggregationInput> inputs;
+  uint64_t samples = 0;
+  double loss_sum = 0, loss_weight = 0;
+  for (const ResultRecord& result : accepted) {
+    ResultVerdict verdict;
+    verdict.unit_id = result.unit_id;
+    verdict.worker_id = result.worker_id;
+    if (result.l2_norm < floor) {
+      verdict.reason = v1::REJECT_NORM_TOO_SMALL;
+      verdict.message = absl::StrCat(
+          "L2 norm ", result.l2_norm, " is below ", floor,
+          ", the round's floor from its median: left out of the aggregate");
+      outcome.excluded.push_back(verdict);
+      continue;
+    }
+    if (result.shard_index >= shards.size())
+      return absl::InternalError("result for a shard the job does not have");
+    AggregationInput input;
+    ASSIGN_OR_RETURN(input.delta_path,
+                     blobs_->ObjectPath(result.header.content_hash()));
+    input.sample_count =
+        std::max<uint64_t>(1, shards[result.shard_index].records);
+    input.worker_id = result.worker_id;
+    input.shard_index = result.shard_index;
+    inputs.push_back(input);
+    samples += ExpectedSamples(job.spec.training());
+    verdict.credit_flop = unit_credit;
+    outcome.credited.push_back(verdict);
+    auto loss = result.header.metrics().find("train_loss");
+    if (loss != result.header.metrics().end() && std::isfinite(loss->second)) {
+      loss_sum += loss->second * static_cast<double>(input.sample_count);
+      loss_weight += static_cast<double>(input.sample_count);
+    }
+  }
+  if (inputs.empty()) {
+    // Everything was left out: publish nothing, the round stays open (its
+    // units with excluded results are done; the deadline decides).
+    absl::MutexLock lock(&mu_);
+    return state_->SetJobState(
+        job.job_id, v1::JOB_FAILED,
+        absl::StrCat("round ", round.round,
+                     " has no delta above the norm floor to aggregate"));
+  }
+  ASSIGN_OR_RETURN(std::unique_ptr<Aggregator> aggregator,
+                   MakeAggregator(job.spec.aggregation()));
+  const std::string out_path =
+      absl::StrCat(options_.data_dir, "/tmp/aggregate-", job.job_id, "-r",
+                   round.round, ".safetensors");
+  RETURN_IF_ERROR(aggregator->Aggregate(parent_path, inputs, out_path));
+  absl::StatusOr<std::string> model_sha = blobs_->PutFile(out_path);
+  std::error_code ignored;
+  std::filesystem::remove(out_path, ignored);
+  RETURN_IF_ERROR(model_sha.status());
+  ASSIGN_OR_RETURN(uint64_t model_size, blobs_->Size(*model_sha));
+
+  v1::SignedAdapter& adapter = outcome.adapter.adapter;
+  adapter.set_job_id(job.job_id);
+  adapter.set_version(round.round);
+  adapter.set_parent_version(round.parent_version);
+  adapter.set_base_model_hash(job.spec.base_model_hash());
+  *adapter.mutable_adapter_model() =
+      MakeRef(*model_sha, model_size, "adapter_model.safetensors");
+  *adapter.mutable_adapter_config() = job.adapter_config;
+  adapter.set_sample_count(samples);
+  if (loss_weight > 0)
+    (*adapter.mutable_metrics())["train_loss"] = loss_sum / loss_weight;
+  (*adapter.mutable_metrics())["deltas"] = static_cast<double>(inputs.size());
+  adapter.set_published_at_ms(Now());
+  adapter.set_content_hash(
+      AdapterContentHash(*model_sha, job.adapter_config.sha256()));
+  ASSIGN_OR_RETURN(std::string signature,
+                   SignPayload(identity_, AdapterSigningPayload(adapter)));
+  adapter.set_signature(signature);
+  if (round.round < job.spec.rounds()) {
+    outcome.next_round =
+        MakeRound(job, round.round + 1, adapter.version(), Now());
+    outcome.next_units = MakeUnits(job, round.round + 1);
+  }
+  absl::MutexLock lock(&mu_);
+  ASSIGN_OR_RETURN(std::optional<JobRecord> current,
+                   state_->GetJob(job.job_id));
+  if (!current.has_value() || current->state != v1::JOB_RUNNING)
+    return absl::OkStatus();  // cancelled while aggregating
+  absl::Status closed = state_->CloseRound(job.job_id, round.round, outcome);
+  if (absl::IsFailedPrecondition(closed)) return absl::OkStatus();
+  return closed;
+}
+
+}  // namespace openforce::coordinator
