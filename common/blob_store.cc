@@ -369,15 +369,7 @@ absl::StatusOr<std::string> BlobStore::CommitUpload(
         "expected hash '", expected_hash, "' is not 64 lowercase hex digits"));
   }
   absl::MutexLock lock(&uploads_mu_);
-  ScopedFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
-  if (!fd.valid()) {
-    if (errno == ENOENT) {
-      return absl::NotFoundError(absl::StrCat("no upload named ", upload_id));
-    }
-    return ErrnoToStatus(errno, absl::StrCat("open ", path));
-  }
-  ASSIGN_OR_RETURN(std::string actual, HashOpenFile(fd.get(), path));
-  fd = ScopedFd();
+  ASSIGN_OR_RETURN(std::string actual, HashUploadLocked(path, upload_id));
   if (actual != expected_hash) {
     ::unlink(path.c_str());
     return absl::DataLossError(
@@ -408,9 +400,8 @@ int64_t BlobStore::NowMs() const {
       .count();
 }
 
-absl::StatusOr<std::string> BlobStore::HashUpload(absl::string_view upload_id) {
-  ASSIGN_OR_RETURN(std::string path, UploadPath(upload_id));
-  absl::MutexLock lock(&uploads_mu_);
+absl::StatusOr<std::string> BlobStore::HashUploadLocked(
+    const std::string& path, absl::string_view upload_id) {
   ScopedFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (!fd.valid()) {
     if (errno == ENOENT) {
@@ -419,6 +410,12 @@ absl::StatusOr<std::string> BlobStore::HashUpload(absl::string_view upload_id) {
     return ErrnoToStatus(errno, absl::StrCat("open ", path));
   }
   return HashOpenFile(fd.get(), path);
+}
+
+absl::StatusOr<std::string> BlobStore::HashUpload(absl::string_view upload_id) {
+  ASSIGN_OR_RETURN(std::string path, UploadPath(upload_id));
+  absl::MutexLock lock(&uploads_mu_);
+  return HashUploadLocked(path, upload_id);
 }
 
 absl::Status BlobStore::InstallVerifiedUpload(absl::string_view upload_id,

@@ -162,6 +162,9 @@ class BlobStore {
 
   std::string NewTempPath();
   int64_t NowMs() const;
+  absl::StatusOr<std::string> HashUploadLocked(const std::string& path,
+                                               absl::string_view upload_id)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(uploads_mu_);
   // Renames a fully written, fsynced file (temporary or upload) into place
   // under `hash`.
   absl::Status Install(const std::string& temp_path, const std::string& hash);

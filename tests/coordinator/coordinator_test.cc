@@ -120,7 +120,7 @@ class CoordinatorTest : public ::testing::Test {
   };
   Worker Register(uint64_t seed, v1::Tier tier = v1::TIER_CPU) {
     std::string seed_bytes(32, static_cast<char>(seed));
-    Worker worker{*Ed25519PrivateKey::FromSeed(seed_bytes), ""};
+    Worker worker{*Ed25519PrivateKey::FromSeed(seed_bytes), "", ""};
     v1::RegisterRequest request;
     request.set_public_key(worker.key.PublicKey().Raw());
     request.mutable_profile()->set_tier(tier);
