@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "common/terminal_text.h"
 #include "nlohmann/json.hpp"
 
 namespace openforce::worker {
@@ -56,16 +57,19 @@ absl::StatusOr<WorkerStatusSnapshot> StatusFromJson(const std::string& text,
 }
 
 std::string FormatStatusLine(const WorkerStatusSnapshot& status) {
+  // Unit ids and reasons come from the coordinator: escaped for the terminal.
   std::string line = absl::StrCat(status.tier.empty() ? "?" : status.tier,
                                   " | ", status.state);
-  if (!status.unit_id.empty()) absl::StrAppend(&line, " ", status.unit_id);
+  if (!status.unit_id.empty())
+    absl::StrAppend(&line, " ", EscapeForTerminal(status.unit_id));
   if (status.state == "training" && status.total_steps > 0) {
     absl::StrAppendFormat(
         &line, " step %d/%d | %.0f tok/s | ETA %s", status.step,
         status.total_steps, status.tokens_per_second,
         absl::FormatDuration(absl::Seconds(std::round(status.eta_seconds))));
   }
-  if (!status.reason.empty()) absl::StrAppend(&line, " | ", status.reason);
+  if (!status.reason.empty())
+    absl::StrAppend(&line, " | ", EscapeForTerminal(status.reason));
   absl::StrAppend(&line, " | delivered ", status.units_delivered);
   return line;
 }
