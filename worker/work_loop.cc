@@ -546,6 +546,7 @@ class WorkLoop {
     header.set_signature(signature);
 
     Backoff backoff;
+    int offset_restarts = 0;
     while (true) {
       absl::StatusOr<v1::UploadDeltaResponse> response =
           client_->UploadDelta(header, delta.path);
@@ -560,7 +561,12 @@ class WorkLoop {
       absl::Status status = response.ok()
                                 ? absl::UnavailableError(response->message())
                                 : response.status();
-      if (!IsTransient(status)) {
+      // The coordinator dropped our partial upload (it sat idle past the
+      // expiry, or a connection broke mid-chunk): start it again from the
+      // offset it reports, a few times, before giving up.
+      const bool restart = RejectReasonOf(status) == v1::REJECT_BAD_OFFSET &&
+                           ++offset_restarts <= 3;
+      if (!IsTransient(status) && !restart) {
         Log(absl::StrCat("delta for ", unit.unit_id(), " refused: ",
                          v1::RejectReason_Name(RejectReasonOf(status)), " ",
                          status.message()));
