@@ -396,7 +396,12 @@ TEST(WorkerLifecycleTest, AWorkerStartedBeforeItsCoordinatorRetriesAndJoins) {
   federation.coordinator().Signal(SIGTERM);
   ASSERT_EQ(federation.coordinator().Wait(), 0);
   ChildProcess& worker = federation.StartWorker("early");
-  sleep(2);
+  // Starting libtorch takes a while on a loaded machine: wait for the first
+  // retry to be logged rather than a fixed time.
+  for (int i = 0;
+       i < 300 && worker.Log().find("retrying in") == std::string::npos; ++i) {
+    usleep(100 * 1000);
+  }
   EXPECT_THAT(worker.Log(), HasSubstr("coordinator unavailable"));
   EXPECT_THAT(worker.Log(), HasSubstr("retrying in"));
   EXPECT_TRUE(worker.running());
