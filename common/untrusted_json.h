@@ -7,6 +7,7 @@
 
 #include <cstddef>
 #include <string>
+#include <utility>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
@@ -30,6 +31,27 @@ inline constexpr int kMaxJsonDepth = 64;
 [[nodiscard]] absl::StatusOr<nlohmann::json> ParseUntrustedJson(
     absl::string_view text, absl::string_view what,
     int max_depth = kMaxJsonDepth);
+
+// Parses `text` as a JSON object and returns `read(object)` (a StatusOr).
+// Not an object is InvalidArgument; so is any nlohmann exception `read` lets
+// escape (a value of an unexpected type), so none crosses a Status API.
+template <typename Read>
+auto ReadUntrustedJsonObject(absl::string_view text, absl::string_view what,
+                             Read read)
+    -> decltype(read(std::declval<const nlohmann::json&>())) {
+  absl::StatusOr<nlohmann::json> json = ParseUntrustedJson(text, what);
+  if (!json.ok()) return json.status();
+  if (!json->is_object()) {
+    return absl::InvalidArgumentError(std::string(what) +
+                                      ": not a JSON object");
+  }
+  try {
+    return read(*json);
+  } catch (const nlohmann::json::exception& e) {
+    return absl::InvalidArgumentError(std::string(what) +
+                                      ": unexpected value: " + e.what());
+  }
+}
 
 // `value` as compact JSON, cut to at most `max_chars` (with "..." appended
 // when cut), for error messages.

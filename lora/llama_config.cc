@@ -144,16 +144,10 @@ absl::StatusOr<LlamaConfig> ParseLlamaConfigObject(const nlohmann::json& json,
 
 absl::StatusOr<LlamaConfig> ParseLlamaConfig(const std::string& json_text,
                                              const std::string& source) {
-  absl::StatusOr<nlohmann::json> json = ParseUntrustedJson(json_text, source);
-  if (!json.ok()) return json.status();
-  if (!json->is_object()) return Bad(source, "not a JSON object");
-  // The accessors above check types first; this catch is the guarantee that
-  // no value of an unexpected type turns into an exception past this API.
-  try {
-    return ParseLlamaConfigObject(*json, source);
-  } catch (const nlohmann::json::exception& e) {
-    return Bad(source, absl::StrCat("unexpected value: ", e.what()));
-  }
+  return ReadUntrustedJsonObject(json_text, source,
+                                 [&](const nlohmann::json& json) {
+                                   return ParseLlamaConfigObject(json, source);
+                                 });
 }
 
 absl::StatusOr<LlamaConfig> LoadLlamaConfig(const std::string& model_dir) {

@@ -155,16 +155,10 @@ absl::StatusOr<LoraConfig> ParseAdapterConfigObject(const nlohmann::json& json,
 
 absl::StatusOr<LoraConfig> ParseAdapterConfig(const std::string& json_text,
                                               const std::string& source) {
-  absl::StatusOr<nlohmann::json> json = ParseUntrustedJson(json_text, source);
-  if (!json.ok()) return json.status();
-  if (!json->is_object()) return Unsupported(source, "not a JSON object");
-  // Every access above checks the type first; this catch guarantees that no
-  // unexpected value becomes an exception past this API.
-  try {
-    return ParseAdapterConfigObject(*json, source);
-  } catch (const nlohmann::json::exception& e) {
-    return Unsupported(source, absl::StrCat("unexpected value: ", e.what()));
-  }
+  return ReadUntrustedJsonObject(
+      json_text, source, [&](const nlohmann::json& json) {
+        return ParseAdapterConfigObject(json, source);
+      });
 }
 
 std::string AdapterConfigToJson(const LoraConfig& config) {

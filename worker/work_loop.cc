@@ -392,10 +392,6 @@ class WorkLoop {
   }
 
   absl::StatusOr<UnitPaths> Prepare(const v1::WorkUnit& unit) {
-    // Every name below comes from the coordinator, which a volunteer does
-    // not have to trust: hashes must be hashes and names plain file names,
-    // so no path can leave the data directory.
-    RETURN_IF_ERROR(CheckWorkUnitNames(unit));
     UnitPaths paths;
     paths.model_dir =
         absl::StrCat(options_.data_dir, "/models/", unit.base_model_hash());
@@ -403,7 +399,6 @@ class WorkLoop {
     if (!std::filesystem::exists(complete)) {
       RETURN_IF_ERROR(MakeDirectories(paths.model_dir));
       for (const v1::BlobRef& file : unit.base_model_files()) {
-        RETURN_IF_ERROR(CheckPortableFileName(file.name()));
         RETURN_IF_ERROR(Fetch(file, unit.lease_deadline_ms()));
         ASSIGN_OR_RETURN(std::string object, blobs_->ObjectPath(file.sha256()));
         RETURN_IF_ERROR(
@@ -436,7 +431,10 @@ class WorkLoop {
   }
 
   absl::Status WorkOn(const v1::WorkUnit& unit) {
-    RETURN_IF_ERROR(CheckPortableFileName(unit.unit_id()));
+    // Every name in the unit comes from the coordinator, which a volunteer
+    // does not have to trust: hashes must be hashes and names plain file
+    // names before any of them becomes a path under the data directory.
+    RETURN_IF_ERROR(CheckWorkUnitNames(unit));
     state_.SetUnit(&unit);
     const int64_t leased_at = absl::ToUnixMillis(absl::Now());
     Log(absl::StrFormat(
