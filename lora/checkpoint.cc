@@ -51,6 +51,11 @@ bool IsIgnorable(const std::string& name) {
          name.compare(name.size() - 22, 22, "rotary_emb.inv_freq") == 0;
 }
 
+// The norms of a layer; only Gemma has the last two.
+constexpr const char* kLayerNorms[] = {
+    "input_layernorm", "post_attention_layernorm", "pre_feedforward_layernorm",
+    "post_feedforward_layernorm"};
+
 std::string ShapeText(at::IntArrayRef shape) {
   return absl::StrCat("[", absl::StrJoin(shape, ", "), "]");
 }
@@ -81,26 +86,40 @@ absl::StatusOr<Projection> ParseProjection(const std::string& name) {
       "' (q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj)"));
 }
 
+bool HasBias(const LlamaConfig& config, Projection projection) {
+  switch (projection) {
+    case Projection::kQ:
+    case Projection::kK:
+    case Projection::kV:
+      return config.qkv_bias;
+    case Projection::kO:
+      return config.o_bias;
+    default:
+      return config.mlp_bias;
+  }
+}
+
 std::vector<std::pair<std::string, std::vector<int64_t>>> ExpectedTensors(
     const LlamaConfig& c) {
   std::vector<std::pair<std::string, std::vector<int64_t>>> out;
   out.push_back({"model.embed_tokens.weight", {c.vocab_size, c.hidden_size}});
   for (int64_t layer = 0; layer < c.num_hidden_layers; ++layer) {
     const std::string prefix = LayerPrefix(layer);
-    out.push_back({prefix + "input_layernorm.weight", {c.hidden_size}});
-    out.push_back(
-        {prefix + "post_attention_layernorm.weight", {c.hidden_size}});
+    for (int norm = 0; norm < (c.gemma_norms ? 4 : 2); ++norm) {
+      out.push_back({absl::StrCat(prefix, kLayerNorms[norm], ".weight"),
+                     {c.hidden_size}});
+    }
+    if (c.qk_norm) {
+      out.push_back({prefix + "self_attn.q_norm.weight", {c.head_dim}});
+      out.push_back({prefix + "self_attn.k_norm.weight", {c.head_dim}});
+    }
     for (Projection p : kAllProjections) {
       out.push_back({absl::StrCat(prefix, ProjectionPath(p), ".weight"),
                      ProjectionShape(c, p)});
-    }
-    if (c.attention_bias) {
-      out.push_back({prefix + "self_attn.q_proj.bias",
-                     {c.num_attention_heads * c.head_dim}});
-      out.push_back({prefix + "self_attn.k_proj.bias",
-                     {c.num_key_value_heads * c.head_dim}});
-      out.push_back({prefix + "self_attn.v_proj.bias",
-                     {c.num_key_value_heads * c.head_dim}});
+      if (HasBias(c, p)) {
+        out.push_back({absl::StrCat(prefix, ProjectionPath(p), ".bias"),
+                       {ProjectionShape(c, p)[0]}});
+      }
     }
   }
   out.push_back({"model.norm.weight", {c.hidden_size}});
@@ -212,13 +231,22 @@ absl::StatusOr<LlamaWeights> LoadLlamaWeights(const std::string& model_dir,
     w.input_norm = loaded.at(prefix + "input_layernorm.weight");
     w.post_attention_norm =
         loaded.at(prefix + "post_attention_layernorm.weight");
+    if (config.gemma_norms) {
+      w.pre_feedforward_norm =
+          loaded.at(prefix + "pre_feedforward_layernorm.weight");
+      w.post_feedforward_norm =
+          loaded.at(prefix + "post_feedforward_layernorm.weight");
+    }
+    if (config.qk_norm) {
+      w.q_norm = loaded.at(prefix + "self_attn.q_norm.weight");
+      w.k_norm = loaded.at(prefix + "self_attn.k_norm.weight");
+    }
     for (Projection p : kAllProjections) {
       w[p] = loaded.at(absl::StrCat(prefix, ProjectionPath(p), ".weight"));
-    }
-    if (config.attention_bias) {
-      w.q_bias = loaded.at(prefix + "self_attn.q_proj.bias");
-      w.k_bias = loaded.at(prefix + "self_attn.k_proj.bias");
-      w.v_bias = loaded.at(prefix + "self_attn.v_proj.bias");
+      if (HasBias(config, p)) {
+        w.bias[static_cast<int>(p)] =
+            loaded.at(absl::StrCat(prefix, ProjectionPath(p), ".bias"));
+      }
     }
     weights.layers.push_back(std::move(w));
   }
@@ -240,14 +268,23 @@ absl::Status SaveLlamaCheckpoint(const std::string& model_dir,
     tensors.push_back({prefix + "input_layernorm.weight", w.input_norm});
     tensors.push_back(
         {prefix + "post_attention_layernorm.weight", w.post_attention_norm});
+    if (config.gemma_norms) {
+      tensors.push_back({prefix + "pre_feedforward_layernorm.weight",
+                         w.pre_feedforward_norm});
+      tensors.push_back({prefix + "post_feedforward_layernorm.weight",
+                         w.post_feedforward_norm});
+    }
+    if (config.qk_norm) {
+      tensors.push_back({prefix + "self_attn.q_norm.weight", w.q_norm});
+      tensors.push_back({prefix + "self_attn.k_norm.weight", w.k_norm});
+    }
     for (Projection p : kAllProjections) {
       tensors.push_back(
           {absl::StrCat(prefix, ProjectionPath(p), ".weight"), w[p]});
-    }
-    if (config.attention_bias) {
-      tensors.push_back({prefix + "self_attn.q_proj.bias", w.q_bias});
-      tensors.push_back({prefix + "self_attn.k_proj.bias", w.k_bias});
-      tensors.push_back({prefix + "self_attn.v_proj.bias", w.v_bias});
+      if (HasBias(config, p)) {
+        tensors.push_back(
+            {absl::StrCat(prefix, ProjectionPath(p), ".bias"), w.Bias(p)});
+      }
     }
   }
   tensors.push_back({"model.norm.weight", weights.final_norm});
@@ -265,8 +302,11 @@ LlamaWeights RandomLlamaWeights(const LlamaConfig& config, uint64_t seed,
   auto normal = [&](std::vector<int64_t> shape) {
     return at::normal(0.0, init_std, shape, generator).to(dtype);
   };
+  // A norm that scales by one: weight 1, or 0 for Gemma's (1 + w).
   auto ones = [&](int64_t size) {
-    return at::ones({size}, at::TensorOptions().dtype(dtype));
+    return config.gemma_norms
+               ? at::zeros({size}, at::TensorOptions().dtype(dtype))
+               : at::ones({size}, at::TensorOptions().dtype(dtype));
   };
   LlamaWeights weights;
   weights.embed_tokens = normal({config.vocab_size, config.hidden_size});
@@ -274,12 +314,19 @@ LlamaWeights RandomLlamaWeights(const LlamaConfig& config, uint64_t seed,
     LayerWeights w;
     w.input_norm = ones(config.hidden_size);
     w.post_attention_norm = ones(config.hidden_size);
-    for (Projection p : kAllProjections)
+    if (config.gemma_norms) {
+      w.pre_feedforward_norm = ones(config.hidden_size);
+      w.post_feedforward_norm = ones(config.hidden_size);
+    }
+    if (config.qk_norm) {
+      w.q_norm = ones(config.head_dim);
+      w.k_norm = ones(config.head_dim);
+    }
+    for (Projection p : kAllProjections) {
       w[p] = normal(ProjectionShape(config, p));
-    if (config.attention_bias) {
-      w.q_bias = normal({config.num_attention_heads * config.head_dim});
-      w.k_bias = normal({config.num_key_value_heads * config.head_dim});
-      w.v_bias = normal({config.num_key_value_heads * config.head_dim});
+      if (HasBias(config, p)) {
+        w.bias[static_cast<int>(p)] = normal({ProjectionShape(config, p)[0]});
+      }
     }
     weights.layers.push_back(std::move(w));
   }

@@ -32,10 +32,16 @@ const char* ProjectionPath(Projection projection);
 
 struct LayerWeights {
   at::Tensor input_norm;  // [hidden]
+  // Llama: before the MLP. Gemma 3: on the attention output.
   at::Tensor post_attention_norm;
+  // Gemma 3 only: before and after the MLP.
+  at::Tensor pre_feedforward_norm, post_feedforward_norm;
+  // Qwen3 and Gemma 3: per-head norms of q and k, [head_dim].
+  at::Tensor q_norm, k_norm;
   // Indexed by Projection: [out, in] as nn.Linear stores them.
   at::Tensor projection[7];
-  at::Tensor q_bias, k_bias, v_bias;  // defined only with attention_bias
+  // Indexed by Projection; defined only where the config has that bias.
+  at::Tensor bias[7];
 
   at::Tensor& operator[](Projection p) {
     return projection[static_cast<int>(p)];
@@ -43,7 +49,13 @@ struct LayerWeights {
   const at::Tensor& operator[](Projection p) const {
     return projection[static_cast<int>(p)];
   }
+  const at::Tensor& Bias(Projection p) const {
+    return bias[static_cast<int>(p)];
+  }
 };
+
+// Whether `config`'s family puts a bias on `projection`.
+bool HasBias(const LlamaConfig& config, Projection projection);
 
 struct LlamaWeights {
   at::Tensor embed_tokens;  // [vocab, hidden]
@@ -73,8 +85,8 @@ struct LoadOptions {
                                                const LlamaWeights& weights);
 
 // Seeded random weights, initialised as transformers does (normal with std
-// `init_std`, 0.02 by default, for matrices; ones for norms), in `dtype` on the
-// CPU.
+// `init_std`, 0.02 by default, for matrices and biases; ones for norms, zeros
+// for Gemma's (1 + w) norms), in `dtype` on the CPU.
 LlamaWeights RandomLlamaWeights(const LlamaConfig& config, uint64_t seed,
                                 at::ScalarType dtype = at::kFloat,
                                 double init_std = 0.02);

@@ -1,10 +1,14 @@
-// The decoder-only Llama architecture as transformers' LlamaForCausalLM
-// computes it: token embedding, RMSNorm (in fp32), rotary position embeddings
-// (rotate-half, with rope_theta), grouped-query attention with a causal mask
-// (softmax in fp32), SwiGLU MLP, optional q/k/v bias, tied or separate lm_head.
-// LoRA adapters apply unmerged, PEFT-style: base(x) + B(A(dropout(x))) *
-// scaling. A KV cache serves incremental generation. Functions here throw
-// c10::Error; the public entry points of lora catch it.
+// The decoder-only Llama-family architecture as transformers' modeling code
+// computes it (LlamaForCausalLM, Mistral, Qwen2, Qwen3, Gemma3ForCausalLM):
+// token embedding (scaled for Gemma), RMSNorm in fp32 (w * x or (1 + w) * x),
+// rotary position embeddings (rotate-half; scaled RoPE types; partial
+// rotation; Gemma's second table for sliding layers), grouped-query attention
+// with a causal or sliding-window mask (softmax in fp32; optional q/k norms,
+// score softcapping), gated MLP (SiLU or GELU), the family's biases, tied or
+// separate lm_head. LoRA adapters apply unmerged, PEFT-style: base(x) +
+// B(A(dropout(x))) * scaling. A KV cache serves incremental generation; a
+// sliding layer reads only its window of it. Functions here throw c10::Error;
+// the public entry points of lora catch it.
 #ifndef OPENFORCE_LORA_LLAMA_MODEL_H_
 #define OPENFORCE_LORA_LLAMA_MODEL_H_
 
@@ -19,6 +23,7 @@
 #include "lora/checkpoint.h"
 #include "lora/llama_config.h"
 #include "lora/lora_adapter.h"
+#include "lora/rotary.h"
 
 namespace openforce::lora {
 
@@ -41,6 +46,10 @@ struct ForwardOptions {
   at::Generator dropout_generator;  // required when training with dropout > 0
   KvCache* cache = nullptr;  // appended to; positions continue from its length
   bool last_position_only = false;  // logits for the final position only
+  // Recompute each decoder layer's activations in the backward pass instead
+  // of keeping them: memory for one layer instead of all, for one more
+  // forward's compute. Only meaningful while gradients are recorded.
+  bool gradient_checkpointing = false;
 };
 
 class LlamaModel {
@@ -56,6 +65,13 @@ class LlamaModel {
   at::Tensor Forward(const at::Tensor& input_ids,
                      ForwardOptions& options) const;
 
+  // What every layer of one forward shares: rotary tables and masks.
+  struct Context;
+  // One decoder layer: hidden states in, hidden states out.
+  at::Tensor DecoderLayer(const at::Tensor& h, size_t layer,
+                          const Context& context,
+                          ForwardOptions& options) const;
+
   const LlamaConfig& config() const { return config_; }
   LlamaWeights& weights() { return weights_; }
   const LlamaWeights& weights() const { return weights_; }
@@ -66,13 +82,20 @@ class LlamaModel {
   at::Tensor RmsNorm(const at::Tensor& x, const at::Tensor& weight) const;
   at::Tensor Project(const at::Tensor& x, size_t layer, Projection projection,
                      const at::Tensor& bias, ForwardOptions& options) const;
-  at::Tensor Attention(const at::Tensor& x, size_t layer, const at::Tensor& cos,
-                       const at::Tensor& sin, const at::Tensor& causal_mask,
-                       int64_t past, ForwardOptions& options) const;
+  at::Tensor HeadNorm(const at::Tensor& x, const at::Tensor& weight) const;
+  at::Tensor ApplyRotary(const at::Tensor& x, const at::Tensor& cos,
+                         const at::Tensor& sin) const;
+  at::Tensor Attention(const at::Tensor& x, size_t layer,
+                       const Context& context, ForwardOptions& options) const;
+  at::Tensor Mlp(const at::Tensor& x, size_t layer,
+                 ForwardOptions& options) const;
 
   LlamaConfig config_;
   LlamaWeights weights_;
-  at::Tensor inv_freq_;  // [head_dim / 2] fp32
+  // Fixed frequencies (every type but dynamic); sliding layers of Gemma use
+  // local_rotary_.
+  RotaryFrequencies global_rotary_;
+  RotaryFrequencies local_rotary_;
 };
 
 }  // namespace openforce::lora

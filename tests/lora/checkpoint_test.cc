@@ -105,7 +105,7 @@ TEST_F(CheckpointTest, ConvertsToTheComputeDtype) {
 TEST_F(CheckpointTest, TiedEmbeddingsAndAttentionBias) {
   LlamaConfig config = config_;
   config.tie_word_embeddings = true;
-  config.attention_bias = true;
+  config.qkv_bias = config.o_bias = true;
   ASSERT_OK(
       SaveLlamaCheckpoint(dir_.path(), config, RandomLlamaWeights(config, 5)));
   absl::StatusOr<std::unique_ptr<SafetensorsFile>> file =
@@ -119,7 +119,9 @@ TEST_F(CheckpointTest, TiedEmbeddingsAndAttentionBias) {
       LoadLlamaWeights(dir_.path(), *reread, {});
   ASSERT_OK(loaded);
   EXPECT_TRUE(loaded->lm_head.is_same(loaded->embed_tokens));
-  EXPECT_TRUE(loaded->layers[1].k_bias.defined());
+  EXPECT_TRUE(loaded->layers[1].Bias(Projection::kK).defined());
+  EXPECT_TRUE(loaded->layers[1].Bias(Projection::kO).defined());
+  EXPECT_FALSE(loaded->layers[1].Bias(Projection::kUp).defined());
 }
 
 TEST_F(CheckpointTest, LoadsShardedCheckpoints) {
@@ -200,13 +202,48 @@ TEST(LlamaConfigTest, RejectsWhatTheEngineWouldComputeWrongly) {
       ParseLlamaConfig(R"({"model_type": "gpt2",)" + base + "}", "c.json"),
       StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("'gpt2'")));
   EXPECT_THAT(
-      ParseLlamaConfig(R"({"hidden_act": "gelu",)" + base + "}", "c.json"),
-      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("hidden_act")));
+      ParseLlamaConfig(R"({"hidden_act": "tanh",)" + base + "}", "c.json"),
+      StatusIs(absl::StatusCode::kInvalidArgument,
+               AllOf(HasSubstr("hidden_act"), HasSubstr("\"tanh\""),
+                     HasSubstr("silu"))));
   EXPECT_THAT(
       ParseLlamaConfig(
-          R"({"rope_scaling": {"type": "linear", "factor": 2},)" + base + "}",
+          R"({"rope_scaling": {"type": "longrope", "factor": 2},)" + base + "}",
           "c.json"),
-      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("rope_scaling")));
+      StatusIs(absl::StatusCode::kInvalidArgument,
+               AllOf(HasSubstr("rope_scaling"), HasSubstr("'longrope'"),
+                     HasSubstr("llama3"))));
+  EXPECT_THAT(ParseLlamaConfig(
+                  R"({"rope_scaling": {"rope_type": "llama3", "factor": 8},)" +
+                      base + "}",
+                  "c.json"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("original_max_position_embeddings")));
+  EXPECT_THAT(
+      ParseLlamaConfig(R"({"model_type": "gemma3",)" + base + "}", "c.json"),
+      StatusIs(absl::StatusCode::kInvalidArgument,
+               AllOf(HasSubstr("'gemma3'"), HasSubstr("gemma3_text"))));
+  EXPECT_THAT(ParseLlamaConfig(R"({"model_type": "mistral",
+                                   "attention_bias": true,)" +
+                                   base + "}",
+                               "c.json"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("attention_bias")));
+  EXPECT_THAT(
+      ParseLlamaConfig(R"({"sliding_window": 4,)" + base + "}", "c.json"),
+      StatusIs(absl::StatusCode::kInvalidArgument,
+               HasSubstr("sliding_window")));
+  EXPECT_THAT(ParseLlamaConfig(R"({"model_type": "mistral",
+                                   "layer_types": ["chunked_attention"],
+                                   "sliding_window": 4,)" +
+                                   base + "}",
+                               "c.json"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("chunked_attention")));
+  EXPECT_THAT(
+      ParseLlamaConfig(R"({"partial_rotary_factor": 0.3,)" + base + "}",
+                       "c.json"),
+      StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("must be even")));
   EXPECT_THAT(
       ParseLlamaConfig(R"({"num_key_value_heads": 3,)" + base + "}", "c.json"),
       StatusIs(absl::StatusCode::kInvalidArgument,
@@ -217,7 +254,99 @@ TEST(LlamaConfigTest, RejectsWhatTheEngineWouldComputeWrongly) {
   absl::StatusOr<LlamaConfig> qwen =
       ParseLlamaConfig(R"({"model_type": "qwen2",)" + base + "}", "c.json");
   ASSERT_OK(qwen);
-  EXPECT_TRUE(qwen->attention_bias);
+  EXPECT_TRUE(qwen->qkv_bias);
+  EXPECT_FALSE(qwen->o_bias);
+}
+
+TEST(LlamaConfigTest, ReadsEachFamilysSwitches) {
+  const std::string base =
+      R"("vocab_size": 8, "hidden_size": 8, "intermediate_size": 8,
+      "num_hidden_layers": 4, "num_attention_heads": 2)";
+  absl::StatusOr<LlamaConfig> llama = ParseLlamaConfig(
+      R"({"attention_bias": true, "mlp_bias": true,
+          "rope_scaling": {"type": "dynamic", "factor": 2.0},)" +
+          base + "}",
+      "c.json");
+  ASSERT_OK(llama);
+  EXPECT_TRUE(llama->qkv_bias && llama->o_bias && llama->mlp_bias);
+  EXPECT_EQ(llama->rope_scaling.type, RopeType::kDynamic);
+
+  absl::StatusOr<LlamaConfig> qwen2 = ParseLlamaConfig(
+      R"({"model_type": "qwen2", "use_sliding_window": true,
+          "sliding_window": 16, "max_window_layers": 2,)" +
+          base + "}",
+      "c.json");
+  ASSERT_OK(qwen2);
+  EXPECT_EQ(qwen2->sliding_window, 16);
+  EXPECT_EQ(qwen2->layer_is_sliding,
+            (std::vector<bool>{false, false, true, true}));
+  absl::StatusOr<LlamaConfig> qwen2_off = ParseLlamaConfig(
+      R"({"model_type": "qwen2", "use_sliding_window": false,
+          "sliding_window": 16, "max_window_layers": 2,)" +
+          base + "}",
+      "c.json");
+  ASSERT_OK(qwen2_off);
+  EXPECT_FALSE(qwen2_off->HasSlidingLayers());
+
+  absl::StatusOr<LlamaConfig> gemma = ParseLlamaConfig(
+      R"({"model_type": "gemma3_text", "sliding_window_pattern": 2,
+          "sliding_window": 3, "head_dim": 4,)" +
+          base + "}",
+      "c.json");
+  ASSERT_OK(gemma);
+  EXPECT_EQ(gemma->layer_is_sliding,
+            (std::vector<bool>{true, false, true, false}));
+  EXPECT_TRUE(gemma->gemma_norms && gemma->qk_norm &&
+              gemma->tie_word_embeddings);
+  EXPECT_EQ(gemma->hidden_act, Activation::kGeluTanh);
+  EXPECT_DOUBLE_EQ(gemma->AttentionScale(), 1.0 / 16.0);  // 256^-0.5
+
+  absl::StatusOr<LlamaConfig> yarn = ParseLlamaConfig(
+      R"({"model_type": "qwen3", "partial_rotary_factor": 0.5,
+          "rope_scaling": {"rope_type": "yarn", "factor": 4.0,
+                           "original_max_position_embeddings": 32},)" +
+          base + "}",
+      "c.json");
+  ASSERT_OK(yarn);
+  EXPECT_EQ(yarn->RotaryDim(), 2);
+  EXPECT_EQ(yarn->rope_scaling.original_max_position_embeddings, 32);
+  EXPECT_TRUE(yarn->qk_norm);
+}
+
+// What LlamaConfigToJson writes reads back the same, for every family.
+TEST(LlamaConfigTest, RoundTripsEveryFamily) {
+  for (const char* family :
+       {"llama", "mistral", "qwen2", "qwen3", "gemma3_text"}) {
+    LlamaConfig config;
+    config.model_type = family;
+    ApplyFamilyDefaults(&config);
+    config.vocab_size = 32;
+    config.hidden_size = 16;
+    config.intermediate_size = 24;
+    config.num_hidden_layers = 3;
+    config.num_attention_heads = 4;
+    config.num_key_value_heads = 2;
+    config.head_dim = 8;
+    config.rope_scaling.type = RopeType::kLlama3;
+    config.rope_scaling.factor = 8;
+    config.rope_scaling.original_max_position_embeddings = 64;
+    config.layer_is_sliding.assign(3, false);
+    if (config.model_type != "llama") {
+      config.sliding_window = 5;
+      config.layer_is_sliding = {true, false, true};
+    }
+    absl::StatusOr<LlamaConfig> reread =
+        ParseLlamaConfig(LlamaConfigToJson(config), family);
+    ASSERT_OK(reread);
+    EXPECT_EQ(reread->model_type, family);
+    EXPECT_EQ(reread->head_dim, 8) << family;
+    EXPECT_EQ(reread->rope_scaling.type, RopeType::kLlama3) << family;
+    EXPECT_EQ(reread->layer_is_sliding, config.layer_is_sliding) << family;
+    EXPECT_EQ(reread->sliding_window, config.sliding_window) << family;
+    EXPECT_EQ(reread->qkv_bias, config.qkv_bias) << family;
+    EXPECT_EQ(reread->qk_norm, config.qk_norm) << family;
+    EXPECT_EQ(reread->gemma_norms, config.gemma_norms) << family;
+  }
 }
 
 }  // namespace

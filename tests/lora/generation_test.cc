@@ -20,7 +20,7 @@ class GenerationTest : public ::testing::Test {
  protected:
   GenerationTest() {
     config_ = testing::TinyLlamaConfig();
-    config_.attention_bias = true;  // exercise the Qwen2-style bias path too
+    config_.qkv_bias = true;  // exercise the Qwen2-style bias path too
     model_ =
         std::make_unique<LlamaModel>(config_, RandomLlamaWeights(config_, 21));
   }
