@@ -56,7 +56,8 @@ absl::Status ErrnoToStatus(int errnum, absl::string_view what) {
   }
 }
 
-absl::StatusOr<std::string> ReadFileToString(const std::string& path) {
+absl::StatusOr<std::string> ReadFileToString(const std::string& path,
+                                             uint64_t max_bytes) {
   ScopedFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (!fd.valid()) return ErrnoToStatus(errno, absl::StrCat("open ", path));
   std::string out;
@@ -69,6 +70,10 @@ absl::StatusOr<std::string> ReadFileToString(const std::string& path) {
     }
     if (n == 0) break;
     out.append(buffer, static_cast<size_t>(n));
+    if (out.size() > max_bytes) {
+      return absl::OutOfRangeError(absl::StrCat(
+          path, " is larger than the ", max_bytes, "-byte limit for it"));
+    }
   }
   return out;
 }

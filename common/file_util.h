@@ -6,6 +6,7 @@
 
 #include <sys/types.h>
 
+#include <cstdint>
 #include <string>
 
 #include "absl/status/status.h"
@@ -37,9 +38,11 @@ class ScopedFd {
 // directory".
 absl::Status ErrnoToStatus(int errnum, absl::string_view what);
 
-// Reads a whole file. Fails with NotFound when it does not exist.
+// Reads a whole file. Fails with NotFound when it does not exist, and with
+// OutOfRange when it holds more than `max_bytes` (files a user was handed are
+// untrusted).
 [[nodiscard]] absl::StatusOr<std::string> ReadFileToString(
-    const std::string& path);
+    const std::string& path, uint64_t max_bytes = UINT64_MAX);
 
 // Writes all of `data` to `fd`, retrying short writes and EINTR.
 [[nodiscard]] absl::Status WriteAll(int fd, absl::string_view data,

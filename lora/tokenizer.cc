@@ -1,12 +1,15 @@
 // Tokenizers; see tokenizer.h.
 #include "lora/tokenizer.h"
 
+#include <cstdio>
+#include <filesystem>
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
 #include "common/file_util.h"
 #include "common/status_macros.h"
 #include "common/untrusted_json.h"
+#include "lora/hf_tokenizer.h"
 #include "lora/internal/sentencepiece_bridge.h"
 
 namespace openforce::lora {
@@ -29,8 +32,9 @@ class SentencePieceTokenizer : public Tokenizer {
     return ids;
   }
 
-  absl::StatusOr<std::string> Decode(
-      const std::vector<int64_t>& ids) const override {
+  absl::StatusOr<std::string> DecodeTokens(
+      const std::vector<int64_t>& ids,
+      bool /*skip_special_tokens*/) const override {
     std::vector<int> pieces;
     for (int64_t id : ids) {
       if (id < 0 || id >= sp_->PieceSize()) {
@@ -43,6 +47,16 @@ class SentencePieceTokenizer : public Tokenizer {
     return sp_->Decode(pieces);
   }
 
+  // The plugin's C interface exposes decoding, not pieces: a token's text.
+  std::optional<std::string> IdToToken(int64_t id) const override {
+    if (id < 0 || id >= sp_->PieceSize()) return std::nullopt;
+    absl::StatusOr<std::string> text = sp_->Decode({static_cast<int>(id)});
+    if (!text.ok()) return std::nullopt;
+    return *text;
+  }
+  bool IsSpecial(int64_t id) const override {
+    return id == sp_->BosId() || id == sp_->EosId();
+  }
   int64_t vocab_size() const override { return sp_->PieceSize(); }
   std::optional<int64_t> bos_id() const override {
     return sp_->BosId() >= 0 ? std::optional<int64_t>(sp_->BosId())
@@ -68,8 +82,18 @@ absl::StatusOr<std::vector<int64_t>> ByteTokenizer::Encode(
   return ids;
 }
 
-absl::StatusOr<std::string> ByteTokenizer::Decode(
-    const std::vector<int64_t>& ids) const {
+std::optional<std::string> ByteTokenizer::IdToToken(int64_t id) const {
+  static const char* const kSpecial[] = {"<pad>", "<s>", "</s>"};
+  if (id < 0 || id >= kVocabSize) return std::nullopt;
+  if (id < kFirstByte) return kSpecial[id];
+  char name[8];
+  std::snprintf(name, sizeof(name), "<0x%02X>",
+                static_cast<unsigned>(id - kFirstByte));
+  return std::string(name);
+}
+
+absl::StatusOr<std::string> ByteTokenizer::DecodeTokens(
+    const std::vector<int64_t>& ids, bool skip_special_tokens) const {
   std::string text;
   for (int64_t id : ids) {
     if (id >= kFirstByte && id < kVocabSize) {
@@ -77,6 +101,8 @@ absl::StatusOr<std::string> ByteTokenizer::Decode(
     } else if (id < 0) {
       return absl::InvalidArgumentError(
           absl::StrCat("token ", id, " is negative"));
+    } else if (id < kFirstByte && !skip_special_tokens) {
+      text += *IdToToken(id);
     }
     // Special tokens and ids beyond the byte range (a model's extra vocabulary)
     // have no text.
@@ -93,6 +119,11 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> LoadSentencePieceTokenizer(
 
 absl::StatusOr<std::unique_ptr<Tokenizer>> LoadTokenizer(
     const std::string& model_dir) {
+  if (std::filesystem::exists(model_dir + "/tokenizer.json")) {
+    ASSIGN_OR_RETURN(std::unique_ptr<HfTokenizer> tokenizer,
+                     HfTokenizer::Load(model_dir));
+    return std::unique_ptr<Tokenizer>(std::move(tokenizer));
+  }
   const std::string sentencepiece_path = model_dir + "/tokenizer.model";
   if (ReadFileToString(sentencepiece_path).ok()) {
     return LoadSentencePieceTokenizer(sentencepiece_path);
@@ -100,9 +131,10 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> LoadTokenizer(
   const std::string marker_path = absl::StrCat(model_dir, "/", kMarkerFile);
   absl::StatusOr<std::string> marker = ReadFileToString(marker_path);
   if (!marker.ok()) {
-    return absl::NotFoundError(
-        absl::StrCat(model_dir, " has no tokenizer.model (SentencePiece) or ",
-                     kMarkerFile, "; pass token ids instead of text"));
+    return absl::NotFoundError(absl::StrCat(
+        model_dir,
+        " has no tokenizer.json, tokenizer.model (SentencePiece) or ",
+        kMarkerFile, "; pass token ids instead of text"));
   }
   absl::StatusOr<nlohmann::json> json =
       ParseUntrustedJson(*marker, marker_path);

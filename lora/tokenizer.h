@@ -1,7 +1,7 @@
-// Text <-> token ids. One interface for SentencePiece models (tokenizer.model,
-// as Llama 2 and TinyLlama ship it) and the byte-level tokenizer tiny test
-// models use; a Hugging Face tokenizer.json BPE tokenizer can implement it
-// later. Torch-free.
+// Text <-> token ids. One interface for Hugging Face tokenizer.json (Llama 3,
+// Qwen, Mistral, Gemma 3; lora/hf_tokenizer.h), SentencePiece models
+// (tokenizer.model, as Llama 2 and TinyLlama ship it) and the byte-level
+// tokenizer tiny test models use. Torch-free.
 #ifndef OPENFORCE_LORA_TOKENIZER_H_
 #define OPENFORCE_LORA_TOKENIZER_H_
 
@@ -20,13 +20,24 @@ class Tokenizer {
  public:
   virtual ~Tokenizer() = default;
 
-  // Token ids of `text`, with the beginning-of-sequence id first when
-  // `add_bos`.
+  // Token ids of `text`; `add_bos` adds the model's special tokens (the
+  // beginning-of-sequence id, or whatever tokenizer.json's post-processor
+  // adds).
   [[nodiscard]] virtual absl::StatusOr<std::vector<int64_t>> Encode(
       absl::string_view text, bool add_bos) const = 0;
-  // Text of `ids`; special tokens (bos, eos, padding) produce no text.
-  [[nodiscard]] virtual absl::StatusOr<std::string> Decode(
-      const std::vector<int64_t>& ids) const = 0;
+  // Text of `ids`; special tokens produce text only when
+  // !skip_special_tokens (SentencePiece never gives them text).
+  [[nodiscard]] virtual absl::StatusOr<std::string> DecodeTokens(
+      const std::vector<int64_t>& ids, bool skip_special_tokens) const = 0;
+  // Text of `ids` without special tokens: what a reader of generated text
+  // wants.
+  [[nodiscard]] absl::StatusOr<std::string> Decode(
+      const std::vector<int64_t>& ids) const {
+    return DecodeTokens(ids, /*skip_special_tokens=*/true);
+  }
+  // The vocabulary entry of `id` (nullopt outside the vocabulary).
+  virtual std::optional<std::string> IdToToken(int64_t id) const = 0;
+  virtual bool IsSpecial(int64_t id) const = 0;
 
   virtual int64_t vocab_size() const = 0;
   virtual std::optional<int64_t> bos_id() const = 0;
@@ -46,8 +57,12 @@ class ByteTokenizer : public Tokenizer {
 
   absl::StatusOr<std::vector<int64_t>> Encode(absl::string_view text,
                                               bool add_bos) const override;
-  absl::StatusOr<std::string> Decode(
-      const std::vector<int64_t>& ids) const override;
+  absl::StatusOr<std::string> DecodeTokens(
+      const std::vector<int64_t>& ids, bool skip_special_tokens) const override;
+  std::optional<std::string> IdToToken(int64_t id) const override;
+  bool IsSpecial(int64_t id) const override {
+    return id >= 0 && id < kFirstByte;
+  }
   int64_t vocab_size() const override { return kVocabSize; }
   std::optional<int64_t> bos_id() const override { return kBos; }
   std::optional<int64_t> eos_id() const override { return kEos; }
@@ -57,9 +72,9 @@ class ByteTokenizer : public Tokenizer {
 [[nodiscard]] absl::StatusOr<std::unique_ptr<Tokenizer>>
 LoadSentencePieceTokenizer(const std::string& model_path);
 
-// The tokenizer of a model directory: tokenizer.model (SentencePiece), or
-// openforce_tokenizer.json {"type": "byte"} for byte-level test models.
-// NotFound when the directory has neither.
+// The tokenizer of a model directory: tokenizer.json (Hugging Face) when
+// present, else tokenizer.model (SentencePiece), else openforce_tokenizer.json
+// {"type": "byte"} for byte-level test models. NotFound when it has none.
 [[nodiscard]] absl::StatusOr<std::unique_ptr<Tokenizer>> LoadTokenizer(
     const std::string& model_dir);
 
