@@ -15,6 +15,7 @@
 #include "lora/internal/hf_decoder.h"
 #include "lora/internal/hf_normalizer.h"
 #include "lora/internal/hf_pre_tokenizer.h"
+#include "lora/internal/tokenizer_json_reader.h"
 
 namespace openforce::lora {
 namespace {
@@ -40,7 +41,8 @@ bool BoolField(const nlohmann::json& json, const char* key) {
 }
 
 absl::StatusOr<std::unique_ptr<internal::BpeModel>> ParseBpeModel(
-    const nlohmann::json& model, const std::string& source) {
+    internal::TokenizerJson& document, const std::string& source) {
+  const nlohmann::json& model = document.rest["model"];
   if (!model.is_object()) return Bad(source, "'model' is not an object");
   std::string type = "BPE";
   if (model.contains("type") && model["type"].is_string()) {
@@ -72,54 +74,12 @@ absl::StatusOr<std::unique_ptr<internal::BpeModel>> ParseBpeModel(
   options.byte_fallback = BoolField(model, "byte_fallback");
   options.ignore_merges = BoolField(model, "ignore_merges");
 
-  if (!model.contains("vocab") || !model["vocab"].is_object()) {
+  if (!document.has_vocab) {
     return Bad(source, "BPE model has no 'vocab' object");
   }
-  std::vector<std::pair<std::string, int32_t>> vocab;
-  vocab.reserve(model["vocab"].size());
-  for (const auto& [token, id] : model["vocab"].items()) {
-    if (!id.is_number_integer()) {
-      return Bad(source, absl::StrCat("vocab entry '", token,
-                                      "' has a non-integer id"));
-    }
-    const int64_t value = id.get<int64_t>();
-    if (value < 0 || value >= (1 << 24)) {
-      return Bad(source, absl::StrCat("vocab entry '", token, "' has id ",
-                                      value, " outside [0, 2^24)"));
-    }
-    vocab.emplace_back(token, static_cast<int32_t>(value));
-  }
-  std::vector<std::pair<std::string, std::string>> merges;
-  if (model.contains("merges") && !model["merges"].is_null()) {
-    if (!model["merges"].is_array()) {
-      return Bad(source, "BPE 'merges' is not a list");
-    }
-    merges.reserve(model["merges"].size());
-    for (const nlohmann::json& merge : model["merges"]) {
-      // Older files write "a b", newer ones ["a", "b"].
-      if (merge.is_string()) {
-        const std::string& text = merge.get_ref<const std::string&>();
-        const size_t space = text.find(' ');
-        if (space == std::string::npos ||
-            text.find(' ', space + 1) != std::string::npos) {
-          return Bad(source, absl::StrCat("merge '", text,
-                                          "' is not two tokens separated by "
-                                          "one space"));
-        }
-        merges.emplace_back(text.substr(0, space), text.substr(space + 1));
-      } else if (merge.is_array() && merge.size() == 2 &&
-                 merge[0].is_string() && merge[1].is_string()) {
-        merges.emplace_back(merge[0].get<std::string>(),
-                            merge[1].get<std::string>());
-      } else {
-        return Bad(source,
-                   absl::StrCat("merge ", JsonPreview(merge),
-                                " is neither \"a b\" nor [\"a\", \"b\"]"));
-      }
-    }
-  }
   absl::StatusOr<std::unique_ptr<internal::BpeModel>> bpe =
-      internal::BpeModel::Create(std::move(vocab), merges, std::move(options));
+      internal::BpeModel::Create(std::move(document.vocab), document.merges,
+                                 std::move(options));
   if (!bpe.ok()) return Bad(source, std::string(bpe.status().message()));
   return bpe;
 }
@@ -198,14 +158,15 @@ absl::StatusOr<std::unique_ptr<HfTokenizer>> HfTokenizer::Load(
 absl::StatusOr<std::unique_ptr<HfTokenizer>> HfTokenizer::Parse(
     const std::string& tokenizer_json, const std::string& config_json,
     const std::string& source) {
-  ASSIGN_OR_RETURN(nlohmann::json json,
-                   ParseUntrustedJson(tokenizer_json, source));
+  ASSIGN_OR_RETURN(internal::TokenizerJson document,
+                   internal::ReadTokenizerJson(tokenizer_json, source));
+  const nlohmann::json& json = document.rest;
   std::unique_ptr<HfTokenizer> tokenizer(new HfTokenizer());
   try {
     if (!json.is_object() || !json.contains("model")) {
       return Bad(source, "not a tokenizer.json (no 'model')");
     }
-    ASSIGN_OR_RETURN(tokenizer->model_, ParseBpeModel(json["model"], source));
+    ASSIGN_OR_RETURN(tokenizer->model_, ParseBpeModel(document, source));
     ASSIGN_OR_RETURN(std::vector<internal::AddedToken> added,
                      ParseAddedTokens(json, source));
     tokenizer->added_ =

@@ -73,6 +73,7 @@ absl::StatusOr<std::unique_ptr<BpeModel>> BpeModel::Create(
   }
   const size_t prefix_length = model->options_.continuing_subword_prefix.size();
   model->merges_.reserve(merges.size());
+  std::string merged;
   for (size_t rank = 0; rank < merges.size(); ++rank) {
     const auto& [left, right] = merges[rank];
     auto left_it = model->vocab_.find(left);
@@ -83,7 +84,7 @@ absl::StatusOr<std::unique_ptr<BpeModel>> BpeModel::Create(
                        "') names a token outside the vocabulary"));
     }
     // With a continuing-subword prefix, the right part drops its prefix.
-    std::string merged = left;
+    merged.assign(left);
     if (prefix_length > 0 &&
         right.compare(0, prefix_length,
                       model->options_.continuing_subword_prefix) == 0) {
