@@ -218,8 +218,9 @@ absl::StatusOr<std::unique_ptr<Decoder>> ParseDecoder(
   if (type == "Fuse") return std::unique_ptr<Decoder>(new FuseDecoder());
   if (type == "Strip") {
     if (!json.contains("content") || !json["content"].is_string() ||
-        !json.contains("start") || !json["start"].is_number_unsigned() ||
-        !json.contains("stop") || !json["stop"].is_number_unsigned()) {
+        !json.contains("start") || !json["start"].is_number_integer() ||
+        json["start"].get<int64_t>() < 0 || !json.contains("stop") ||
+        !json["stop"].is_number_integer() || json["stop"].get<int64_t>() < 0) {
       return absl::InvalidArgumentError(
           "Strip decoder needs 'content', 'start' and 'stop'");
     }
