@@ -3,12 +3,14 @@
 
 #include <ATen/ATen.h>
 
+#include <algorithm>
 #include <chrono>
 #include <exception>
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
 #include "lora/generation.h"
+#include "lora/generation_config.h"
 #include "lora/llama_model.h"
 #include "lora/lora_adapter.h"
 #include "lora/tokenizer.h"
@@ -62,6 +64,7 @@ struct InferenceSession::State {
   absl::Status tokenizer_status;  // why there is none (NotFound names files)
   std::optional<LoraAdapter> adapter;
   std::unique_ptr<LlamaModel> model;
+  GenerationConfig generation_config;
   double load_seconds = 0;
 };
 
@@ -75,6 +78,8 @@ absl::StatusOr<std::unique_ptr<InferenceSession>> InferenceSession::Open(
   auto state = std::make_unique<State>();
   state->request = request;
   ASSIGN_OR_RETURN(state->config, LoadLlamaConfig(request.model_dir));
+  ASSIGN_OR_RETURN(state->generation_config,
+                   LoadGenerationConfig(request.model_dir));
   ASSIGN_OR_RETURN(at::ScalarType dtype,
                    ChooseDtype(request.dtype, state->config, request.device));
   state->dtype_name = dtype == at::kFloat      ? "float32"
@@ -137,10 +142,20 @@ absl::StatusOr<InferenceResult> InferenceSession::Generate(
   GenerationOptions options;
   options.max_new_tokens = request.max_new_tokens;
   options.sampling = request.sampling;
+  if (request.sampling_from_model && state.generation_config.sampling) {
+    options.sampling = *state.generation_config.sampling;
+    options.sampling.seed = request.sampling.seed;
+  }
   if (state.adapter.has_value() && !request.merge_adapter)
     options.adapter = &*state.adapter;
   if (request.stop_at_eos) {
     options.stop_tokens = state.config.eos_token_ids;
+    for (int64_t id : state.generation_config.eos_token_ids) {
+      if (std::find(options.stop_tokens.begin(), options.stop_tokens.end(),
+                    id) == options.stop_tokens.end()) {
+        options.stop_tokens.push_back(id);
+      }
+    }
     if (options.stop_tokens.empty() && tokenizer != nullptr &&
         tokenizer->eos_id()) {
       options.stop_tokens.push_back(*tokenizer->eos_id());

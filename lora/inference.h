@@ -26,12 +26,17 @@ struct InferenceRequest {
   std::vector<int64_t> prompt_ids;
   int64_t max_new_tokens = 64;
   SamplingOptions sampling;
+  // The user chose no sampling settings: the model's generation_config.json
+  // sampling defaults replace `sampling` (its seed is kept).
+  bool sampling_from_model = false;
   std::string device = "cpu";
   // "auto" follows config.json's torch_dtype, with bf16 for fp16 models on the
   // CPU; otherwise float32, bfloat16 or float16.
   std::string dtype = "auto";
   bool merge_adapter =
       false;  // fold the adapter into the weights before generating
+  // Stop at config.json's and generation_config.json's eos ids (all of
+  // them), or the tokenizer's when neither names one.
   bool stop_at_eos = true;
 };
 

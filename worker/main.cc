@@ -41,6 +41,7 @@
 #include "worker/infer_command.h"
 #include "worker/probe_report.h"
 #include "worker/pull_command.h"
+#include "worker/tokenize_command.h"
 #include "worker/work_loop.h"
 #include "worker/worker_status.h"
 
@@ -119,6 +120,14 @@ ABSL_FLAG(uint64_t, version, 0, "pull: adapter version (0: the latest)");
 ABSL_FLAG(std::string, coordinator_key, "",
           "pull: the coordinator's public key (PEM) to verify against");
 ABSL_FLAG(std::string, out, "", "pull: directory for the PEFT files");
+ABSL_FLAG(bool, add_special_tokens, false,
+          "tokenize: add the model's special tokens (bos, template)");
+ABSL_FLAG(bool, decode, false, "tokenize: read token ids, print the text");
+ABSL_FLAG(bool, skip_special_tokens, false,
+          "tokenize --decode: leave special tokens out of the text");
+ABSL_FLAG(bool, jsonl, false,
+          "tokenize: one JSON string (or id array) per input line, one JSON "
+          "result per output line");
 
 namespace openforce::worker {
 namespace {
@@ -139,7 +148,10 @@ constexpr char kUsage[] =
     "  pull --coordinator ADDR --job ID --coordinator-key FILE --out DIR\n"
     "          download and verify a published adapter (PEFT files)\n"
     "  infer --model DIR [--adapter DIR] (--prompt TEXT | --interactive)\n"
-    "          generate locally, with no network; --interactive chats\n";
+    "          generate locally, with no network; --interactive chats\n"
+    "  tokenize --model DIR [--add-special-tokens] [--json | --jsonl]\n"
+    "          print the ids of the text on standard input; with --decode\n"
+    "          [--skip-special-tokens], the text of the ids\n";
 
 const std::vector<std::string> kConfigKeys = {"headroom",
                                               "gpu_reserve",
@@ -367,6 +379,17 @@ absl::Status RunProbe() {
   return absl::OkStatus();
 }
 
+absl::Status RunTokenize() {
+  TokenizeOptions options;
+  options.model_dir = absl::GetFlag(FLAGS_model);
+  options.add_special_tokens = absl::GetFlag(FLAGS_add_special_tokens);
+  options.decode = absl::GetFlag(FLAGS_decode);
+  options.skip_special_tokens = absl::GetFlag(FLAGS_skip_special_tokens);
+  options.json = absl::GetFlag(FLAGS_json);
+  options.jsonl = absl::GetFlag(FLAGS_jsonl);
+  return RunTokenizeCommand(options, std::cin, std::cout);
+}
+
 absl::Status RunInfer(const std::set<std::string>& named_on_command_line) {
   RETURN_IF_ERROR(lora::SetCpuThreads(absl::GetFlag(FLAGS_threads)));
   lora::InferenceRequest request;
@@ -400,6 +423,10 @@ absl::Status RunInfer(const std::set<std::string>& named_on_command_line) {
   if (sampling_flags && !(temperature > 0)) {
     return absl::InvalidArgumentError("sampling needs --temperature > 0");
   }
+  // No sampling flag at all: the model's generation_config.json decides.
+  request.sampling_from_model =
+      !sampling_flags && !named_on_command_line.count("greedy") &&
+      !named_on_command_line.count("repetition_penalty");
   request.sampling.greedy = !(temperature > 0);
   request.sampling.temperature = temperature > 0 ? temperature : 1.0;
   request.sampling.top_k = absl::GetFlag(FLAGS_top_k);
@@ -451,6 +478,8 @@ int Main(int argc, char** argv) {
     status = RunWork();
   } else if (command == "pull") {
     status = RunPull();
+  } else if (command == "tokenize") {
+    status = RunTokenize();
   } else if (command == "status") {
     status = RunStatus();
   } else {
