@@ -176,11 +176,9 @@ absl::StatusOr<MemoryEstimate> EstimateInferenceMemory(
   return estimate;
 }
 
-absl::StatusOr<MemoryEstimate> EstimateTrainingMemory(const ModelShape& shape,
-                                                      DType weight_dtype,
-                                                      const LoraShape& lora,
-                                                      int64_t batch_size,
-                                                      int64_t sequence_length) {
+absl::StatusOr<MemoryEstimate> EstimateTrainingMemory(
+    const ModelShape& shape, DType weight_dtype, const LoraShape& lora,
+    int64_t batch_size, int64_t sequence_length, bool gradient_checkpointing) {
   RETURN_IF_ERROR(ValidateWorkload(batch_size, sequence_length));
   ASSIGN_OR_RETURN(int64_t lora_parameters, LoraParameterCount(shape, lora));
   const int64_t bytes = DTypeBytes(weight_dtype);
@@ -208,8 +206,12 @@ absl::StatusOr<MemoryEstimate> EstimateTrainingMemory(const ModelShape& shape,
       tokens * (per_token_layer + probabilities_per_token);
   // Logits and their gradient in fp32 for a stable cross-entropy.
   const int64_t logits = 2 * tokens * shape.vocab_size;
-  estimate.activation_bytes =
-      ToBytes(shape.num_hidden_layers * per_layer, bytes) + ToBytes(logits, 4);
+  // With checkpointing only each layer's input is kept; one layer at a time is
+  // recomputed with everything above during the backward pass.
+  const int64_t kept = gradient_checkpointing
+                           ? shape.num_hidden_layers * tokens * h + per_layer
+                           : shape.num_hidden_layers * per_layer;
+  estimate.activation_bytes = ToBytes(kept, bytes) + ToBytes(logits, 4);
   // Parameter, gradient, and AdamW's two moments, fp32.
   estimate.adapter_state_bytes = ToBytes(lora_parameters, 16);
   estimate.runtime_overhead_bytes = kRuntimeOverheadBytes;

@@ -83,10 +83,13 @@ inline constexpr uint64_t kRuntimeOverheadBytes = 512ull * 1024 * 1024;
 
 // One LoRA training step: frozen weights in `weight_dtype`, activations kept
 // for the backward pass in the same dtype (eager attention keeps its
-// probabilities), fp32 logits for the loss, fp32 LoRA state.
+// probabilities), fp32 logits for the loss, fp32 LoRA state. With
+// `gradient_checkpointing` only each layer's input is kept, plus one layer's
+// activations while it is recomputed.
 [[nodiscard]] absl::StatusOr<MemoryEstimate> EstimateTrainingMemory(
     const ModelShape& shape, DType weight_dtype, const LoraShape& lora,
-    int64_t batch_size, int64_t sequence_length);
+    int64_t batch_size, int64_t sequence_length,
+    bool gradient_checkpointing = false);
 
 }  // namespace openforce
 

@@ -110,6 +110,9 @@ ABSL_FLAG(double, learning_rate, 2e-4, "job submit: AdamW peak learning rate");
 ABSL_FLAG(int32_t, batch, 8, "job submit: sequences per batch");
 ABSL_FLAG(int32_t, seq_len, 256, "job submit: tokens per sequence");
 ABSL_FLAG(int32_t, warmup_steps, 0, "job submit: linear warmup steps");
+ABSL_FLAG(bool, gradient_checkpointing, false,
+          "job submit: every worker recomputes layer activations in backward "
+          "(without it, only workers that would not fit otherwise do)");
 ABSL_FLAG(double, max_grad_norm, 1.0, "job submit: gradient clipping");
 ABSL_FLAG(uint64_t, seed, 0,
           "job submit: seed for adapter init and data order");
@@ -318,6 +321,8 @@ absl::Status RunJobSubmit(AdminClient& client) {
   training->set_warmup_steps(absl::GetFlag(FLAGS_warmup_steps));
   training->set_max_grad_norm(absl::GetFlag(FLAGS_max_grad_norm));
   training->set_compute_dtype(v1::DTYPE_FLOAT32);
+  training->set_gradient_checkpointing(
+      absl::GetFlag(FLAGS_gradient_checkpointing));
   spec.set_rounds(absl::GetFlag(FLAGS_rounds));
   spec.set_shards_per_round(absl::GetFlag(FLAGS_shards));
   spec.set_replication(absl::GetFlag(FLAGS_replication));

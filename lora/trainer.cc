@@ -195,6 +195,7 @@ absl::StatusOr<StepMetrics> Trainer::Step() {
       forward.adapter = adapter_;
       forward.training = true;
       forward.dropout_generator = state.dropout_generator;
+      forward.gradient_checkpointing = options_.gradient_checkpointing;
       at::Tensor logits = model_->Forward(ids, forward);
       auto [loss, count] = SummedLoss(logits, labels);
       loss_sum += loss.item<double>();

@@ -33,6 +33,9 @@ struct TrainingOptions {
   double adam_beta2 = 0.999;
   double adam_epsilon = 1e-8;
   uint64_t seed = 0;  // data order and dropout
+  // Recompute each decoder layer in the backward pass (less memory, one more
+  // forward of compute); the result is the same.
+  bool gradient_checkpointing = false;
 };
 
 struct StepMetrics {

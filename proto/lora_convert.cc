@@ -92,6 +92,7 @@ absl::StatusOr<lora::TrainingOptions> TrainingOptionsFromProto(
   options.warmup_steps = config.warmup_steps();
   options.weight_decay = config.weight_decay();
   options.seed = config.seed();
+  options.gradient_checkpointing = config.gradient_checkpointing();
   return options;
 }
 

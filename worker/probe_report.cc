@@ -58,9 +58,19 @@ absl::StatusOr<Advice> AdviseModels(const HardwareProfile& profile,
                          model.shape, options.weight_dtype, options.lora,
                          options.training_batch, options.training_sequence));
     row.inference_bytes = inference.total_bytes();
+    ASSIGN_OR_RETURN(MemoryEstimate checkpointed,
+                     EstimateTrainingMemory(
+                         model.shape, options.weight_dtype, options.lora,
+                         options.training_batch, options.training_sequence,
+                         /*gradient_checkpointing=*/true));
     row.training_bytes = training.total_bytes();
+    row.training_checkpointed_bytes = checkpointed.total_bytes();
     row.inference_fits = row.inference_bytes <= advice.budget_bytes;
-    row.training_fits = row.training_bytes <= advice.budget_bytes;
+    row.training_needs_checkpointing =
+        row.training_bytes > advice.budget_bytes &&
+        row.training_checkpointed_bytes <= advice.budget_bytes;
+    row.training_fits = row.training_bytes <= advice.budget_bytes ||
+                        row.training_needs_checkpointing;
     if (row.inference_fits) advice.largest_inference_class = model.size_class;
     if (row.training_fits) advice.largest_training_class = model.size_class;
     advice.rows.push_back(row);
@@ -130,13 +140,16 @@ std::string FormatProbeReportText(const ProbeReport& report) {
   absl::StrAppendFormat(&out, "  %-16s %-6s %8s  %-14s %-14s\n", "model",
                         "class", "params", "inference", "LoRA training");
   for (const AdvisorRow& row : advice.rows) {
-    absl::StrAppendFormat(&out, "  %-16s %-6s %8s  %-14s %-14s\n",
-                          row.model->name, row.model->size_class,
-                          Billions(row.parameters),
-                          absl::StrCat(row.inference_fits ? "yes " : "no  ",
-                                       FormatBytes(row.inference_bytes)),
-                          absl::StrCat(row.training_fits ? "yes " : "no  ",
-                                       FormatBytes(row.training_bytes)));
+    absl::StrAppendFormat(
+        &out, "  %-16s %-6s %8s  %-14s %-14s\n", row.model->name,
+        row.model->size_class, Billions(row.parameters),
+        absl::StrCat(row.inference_fits ? "yes " : "no  ",
+                     FormatBytes(row.inference_bytes)),
+        row.training_needs_checkpointing
+            ? absl::StrCat("yes ", FormatBytes(row.training_checkpointed_bytes),
+                           " with gradient checkpointing")
+            : absl::StrCat(row.training_fits ? "yes " : "no  ",
+                           FormatBytes(row.training_bytes)));
   }
   absl::StrAppendFormat(
       &out, "  largest model class: inference %s, LoRA fine-tuning %s\n",
@@ -166,13 +179,16 @@ std::string FormatProbeReportJson(const ProbeReport& report) {
   }
   nlohmann::json rows = nlohmann::json::array();
   for (const AdvisorRow& row : report.advice.rows) {
-    rows.push_back({{"model", row.model->name},
-                    {"class", row.model->size_class},
-                    {"parameters", row.parameters},
-                    {"inference_bytes", row.inference_bytes},
-                    {"inference_fits", row.inference_fits},
-                    {"training_bytes", row.training_bytes},
-                    {"training_fits", row.training_fits}});
+    rows.push_back(
+        {{"model", row.model->name},
+         {"class", row.model->size_class},
+         {"parameters", row.parameters},
+         {"inference_bytes", row.inference_bytes},
+         {"inference_fits", row.inference_fits},
+         {"training_bytes", row.training_bytes},
+         {"training_checkpointed_bytes", row.training_checkpointed_bytes},
+         {"training_fits", row.training_fits},
+         {"training_needs_checkpointing", row.training_needs_checkpointing}});
   }
   const AdvisorOptions& options = report.advisor_options;
   nlohmann::json out = {

@@ -39,8 +39,12 @@ struct AdvisorRow {
   int64_t parameters = 0;
   uint64_t inference_bytes = 0;
   uint64_t training_bytes = 0;
+  // The same step with gradient checkpointing, which workers switch on when
+  // only that fits.
+  uint64_t training_checkpointed_bytes = 0;
   bool inference_fits = false;
-  bool training_fits = false;
+  bool training_fits = false;  // with or without checkpointing
+  bool training_needs_checkpointing = false;
 };
 
 struct Advice {

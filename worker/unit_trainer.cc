@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/file_util.h"
+#include "common/memory_estimate.h"
 #include "common/status_macros.h"
 #include "lora/adapter_delta.h"
 #include "lora/dataset.h"
@@ -49,7 +50,8 @@ absl::Status UnitTrainer::LoadModel(const std::string& model_dir,
 absl::StatusOr<TrainedDelta> UnitTrainer::Train(
     const v1::WorkUnit& unit, const UnitPaths& paths,
     const std::function<bool()>& should_stop,
-    const std::function<void(const UnitProgress&)>& progress) {
+    const std::function<void(const UnitProgress&)>& progress,
+    uint64_t memory_budget_bytes) {
   RETURN_IF_ERROR(LoadModel(paths.model_dir, unit.training().compute_dtype()));
   ASSIGN_OR_RETURN(lora::TrainingOptions options,
                    TrainingOptionsFromProto(unit.training()));
@@ -59,6 +61,23 @@ absl::StatusOr<TrainedDelta> UnitTrainer::Train(
                    lora::LoraAdapter::Load(paths.parent_adapter_dir,
                                            model_->config(), device_));
   lora::LoraAdapter adapter = parent.Clone();
+  if (!options.gradient_checkpointing && memory_budget_bytes > 0) {
+    LoraShape lora_shape;
+    lora_shape.rank = adapter.config().rank;
+    lora_shape.target_modules.clear();
+    for (lora::Projection p : adapter.config().targets)
+      lora_shape.target_modules.push_back(lora::ProjectionName(p));
+    const v1::DType dtype = unit.training().compute_dtype();
+    ASSIGN_OR_RETURN(
+        MemoryEstimate full,
+        EstimateTrainingMemory(model_->config().Shape(),
+                               dtype == v1::DTYPE_BFLOAT16  ? DType::kBFloat16
+                               : dtype == v1::DTYPE_FLOAT16 ? DType::kFloat16
+                                                            : DType::kFloat32,
+                               lora_shape, unit.training().batch_size(),
+                               unit.training().sequence_length()));
+    options.gradient_checkpointing = full.total_bytes() > memory_budget_bytes;
+  }
   // A fresh trainer from the parent adapter; made again (rarely) when a
   // checkpoint turns out not to fit.
   auto new_trainer = [&]() -> absl::StatusOr<std::unique_ptr<lora::Trainer>> {

@@ -49,11 +49,14 @@ class UnitTrainer {
 
   // Returns Cancelled (after checkpointing) when `should_stop` says so
   // between steps; a later call for the same unit resumes from the
-  // checkpoint.
+  // checkpoint. Gradient checkpointing is on when the unit asks for it, or
+  // when the step would not fit `memory_budget_bytes` without it (0: no
+  // budget known).
   [[nodiscard]] absl::StatusOr<TrainedDelta> Train(
       const v1::WorkUnit& unit, const UnitPaths& paths,
       const std::function<bool()>& should_stop,
-      const std::function<void(const UnitProgress&)>& progress);
+      const std::function<void(const UnitProgress&)>& progress,
+      uint64_t memory_budget_bytes = 0);
 
  private:
   absl::Status LoadModel(const std::string& model_dir, v1::DType dtype);

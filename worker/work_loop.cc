@@ -456,6 +456,7 @@ class WorkLoop {
       training_ = options_.device != "cpu";
       const auto started = std::chrono::steady_clock::now();
       int64_t first_step = -1;
+      const uint64_t budget = FreeMemory();
       absl::StatusOr<TrainedDelta> delta = trainer_.Train(
           unit, paths,
           [&] {
@@ -479,7 +480,8 @@ class WorkLoop {
                                   unit.unit_id(), progress.step, progress.total,
                                   progress.loss, progress.tokens_per_second));
             }
-          });
+          },
+          budget);
       training_ = false;
       if (!absl::IsCancelled(delta.status())) {
         RETURN_IF_ERROR(delta.status());

@@ -5,8 +5,10 @@
 
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
+#include <torch/csrc/autograd/function.h>
 
 #include <random>
+#include <set>
 
 #include "lora/generation.h"
 #include "tests/testing/status_matchers.h"
@@ -331,6 +333,116 @@ TEST(DatasetTest, JsonlErrorsNameTheLine) {
   EXPECT_THAT(
       ParseJsonl("\n", "d"),
       StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("no records")));
+}
+
+}  // namespace
+}  // namespace openforce::lora
+
+namespace openforce::lora {
+namespace {
+
+// Gradient checkpointing changes memory, not results: the same steps with and
+// without it (dropout on, so the recomputation must redraw the same masks)
+// give the same loss, gradient norm and adapter, for a plain Llama and for a
+// Gemma-style model with sliding windows and its extra norms.
+TEST(TrainerTest, GradientCheckpointingGivesTheSameSteps) {
+  for (const char* family : {"llama", "gemma3_text"}) {
+    LlamaConfig config = TrainingConfig();
+    config.model_type = family;
+    ApplyFamilyDefaults(&config);
+    config.head_dim = 16;
+    config.layer_is_sliding.assign(config.num_hidden_layers, false);
+    if (config.gemma_norms) {
+      config.sliding_window = 4;
+      config.layer_is_sliding[0] = true;
+    }
+    const LlamaModel model(config,
+                           RandomLlamaWeights(config, 31, at::kFloat, 0.1));
+    const std::vector<TrainingRecord> records = MakeTask(6, 5).Sample(32, 1);
+    ByteTokenizer tokenizer;
+    TokenizeOptions tokenize;
+    tokenize.sequence_length = 12;
+    absl::StatusOr<std::vector<Example>> data =
+        TokenizeRecords(records, tokenizer, tokenize);
+    ASSERT_OK(data);
+    std::vector<std::vector<StepMetrics>> metrics(2);
+    std::vector<LoraAdapter> adapters;
+    for (const bool checkpointing : {false, true}) {
+      absl::StatusOr<LoraAdapter> adapter =
+          LoraAdapter::Create(config, TrainingLora(0.1), 7);
+      ASSERT_OK(adapter);
+      TrainingOptions options;
+      options.learning_rate = 1e-2;
+      options.max_steps = 3;
+      options.batch_size = 8;
+      options.seed = 3;
+      options.gradient_checkpointing = checkpointing;
+      absl::StatusOr<std::unique_ptr<Trainer>> trainer =
+          Trainer::Create(&model, &*adapter, *data, options);
+      ASSERT_OK(trainer);
+      for (int step = 0; step < options.max_steps; ++step) {
+        absl::StatusOr<StepMetrics> step_metrics = (*trainer)->Step();
+        ASSERT_OK(step_metrics);
+        metrics[checkpointing].push_back(*step_metrics);
+      }
+      adapters.push_back(adapter->Clone());
+    }
+    for (size_t step = 0; step < metrics[0].size(); ++step) {
+      EXPECT_NEAR(metrics[0][step].loss, metrics[1][step].loss, 1e-6) << family;
+      EXPECT_NEAR(metrics[0][step].grad_norm, metrics[1][step].grad_norm, 1e-5)
+          << family;
+      EXPECT_GT(metrics[0][step].grad_norm, 0) << family;
+    }
+    const std::vector<at::Tensor> plain = adapters[0].Parameters();
+    const std::vector<at::Tensor> checkpointed = adapters[1].Parameters();
+    ASSERT_EQ(plain.size(), checkpointed.size());
+    for (size_t i = 0; i < plain.size(); ++i) {
+      EXPECT_TRUE(testing::TensorsNear(plain[i], checkpointed[i], 1e-6))
+          << family << " parameter " << i;
+    }
+  }
+}
+
+}  // namespace
+}  // namespace openforce::lora
+
+namespace openforce::lora {
+namespace {
+
+// With checkpointing, each decoder layer is one recomputing node in the
+// autograd graph instead of its dozens of saved operations.
+TEST(TrainerTest, CheckpointedForwardRecordsOneNodePerLayer) {
+  const LlamaConfig config = TrainingConfig();
+  const LlamaModel model(config, RandomLlamaWeights(config, 31));
+  absl::StatusOr<LoraAdapter> adapter =
+      LoraAdapter::Create(config, TrainingLora(), 7);
+  ASSERT_OK(adapter);
+  // As the trainer marks them.
+  for (at::Tensor parameter : adapter->Parameters())
+    parameter.requires_grad_(true);
+  for (const bool checkpointing : {false, true}) {
+    ForwardOptions options;
+    options.adapter = &*adapter;
+    options.gradient_checkpointing = checkpointing;
+    at::Tensor logits =
+        model.Forward(at::arange(8, at::kLong).unsqueeze(0), options);
+    std::vector<std::shared_ptr<torch::autograd::Node>> pending = {
+        logits.grad_fn()};
+    std::set<torch::autograd::Node*> seen;
+    int recomputing = 0, nodes = 0;
+    while (!pending.empty()) {
+      std::shared_ptr<torch::autograd::Node> node = pending.back();
+      pending.pop_back();
+      if (node == nullptr || !seen.insert(node.get()).second) continue;
+      ++nodes;
+      recomputing += node->name() == "CheckpointBackward";
+      for (const torch::autograd::Edge& edge : node->next_edges()) {
+        pending.push_back(edge.function);
+      }
+    }
+    EXPECT_EQ(recomputing, checkpointing ? config.num_hidden_layers : 0);
+    if (checkpointing) EXPECT_LT(nodes, 60);
+  }
 }
 
 }  // namespace

@@ -34,17 +34,22 @@ const AdvisorRow& Row(const Advice& advice, const std::string& size_class) {
 }
 
 TEST(AdviseModelsTest, SixteenGigabyteLaptopMatchesTheCpuTierRow) {
-  // DESIGN.md: cpu tier, 8-16 GB: 1-3B inference comfortable, LoRA fine-tune <=
-  // 1B.
+  // DESIGN.md: cpu tier, 8-16 GB: 1-3B inference comfortable, LoRA fine-tune
+  // 1B as is, 3B only with gradient checkpointing.
   absl::StatusOr<Advice> advice =
       AdviseModels(CpuMachine(16 * kGiB), AdvisorOptions{});
   ASSERT_OK(advice);
   EXPECT_EQ(advice->device, "cpu");
   EXPECT_EQ(advice->budget_bytes, 12 * kGiB);
   EXPECT_EQ(advice->largest_inference_class, "3B");
-  EXPECT_EQ(advice->largest_training_class, "1B");
+  EXPECT_EQ(advice->largest_training_class, "3B");
   EXPECT_TRUE(Row(*advice, "1B").training_fits);
-  EXPECT_FALSE(Row(*advice, "3B").training_fits);
+  EXPECT_FALSE(Row(*advice, "1B").training_needs_checkpointing);
+  EXPECT_TRUE(Row(*advice, "3B").training_fits);
+  EXPECT_TRUE(Row(*advice, "3B").training_needs_checkpointing);
+  EXPECT_GT(Row(*advice, "3B").training_bytes, 12 * kGiB);
+  EXPECT_LE(Row(*advice, "3B").training_checkpointed_bytes, 12 * kGiB);
+  EXPECT_FALSE(Row(*advice, "7B").training_fits);
   EXPECT_FALSE(Row(*advice, "7B").inference_fits);
 }
 
@@ -54,6 +59,12 @@ TEST(AdviseModelsTest, HeadroomIsKeptFree) {
   absl::StatusOr<Advice> advice = AdviseModels(CpuMachine(16 * kGiB), options);
   ASSERT_OK(advice);
   EXPECT_EQ(advice->budget_bytes, 4 * kGiB);
+  // 1B fits only with gradient checkpointing in 4 GiB.
+  EXPECT_EQ(advice->largest_training_class, "1B");
+  EXPECT_TRUE(Row(*advice, "1B").training_needs_checkpointing);
+  options.headroom_bytes = 14 * kGiB;
+  advice = AdviseModels(CpuMachine(16 * kGiB), options);
+  ASSERT_OK(advice);
   EXPECT_EQ(advice->largest_training_class, "");
   options.headroom_bytes = 32 * kGiB;  // more than the machine has
   advice = AdviseModels(CpuMachine(16 * kGiB), options);
@@ -77,11 +88,13 @@ TEST(AdviseModelsTest, UsesTheLargestGpuAndItsVram) {
   ASSERT_OK(advice);
   EXPECT_EQ(advice->device, "cuda:1 (NVIDIA A100-SXM4-80GB)");
   EXPECT_EQ(advice->budget_bytes, 80 * kGiB - 512 * kMiB);
-  // In bf16 without quantization, one 80 GB card serves 33B and fine-tunes 13B;
-  // 33B training needs 65 GB of weights plus activations, and 70B inference 140
-  // GB.
+  // In bf16 without quantization, one 80 GB card serves 33B and fine-tunes 13B
+  // as is; 33B training (65 GB of weights) fits only with gradient
+  // checkpointing, and 70B inference needs 140 GB.
   EXPECT_EQ(advice->largest_inference_class, "30B");
-  EXPECT_EQ(advice->largest_training_class, "13B");
+  EXPECT_EQ(advice->largest_training_class, "30B");
+  EXPECT_FALSE(Row(*advice, "13B").training_needs_checkpointing);
+  EXPECT_TRUE(Row(*advice, "30B").training_needs_checkpointing);
   EXPECT_FALSE(Row(*advice, "70B").inference_fits);
 }
 
@@ -117,7 +130,8 @@ TEST(ProbeReportTest, TextAndJsonCarryTheSameFacts) {
   EXPECT_THAT(text, HasSubstr("tier       cpu"));
   EXPECT_THAT(text, HasSubstr("bfloat16 2048x2048: 1234.5 GFLOP/s"));
   EXPECT_THAT(text, HasSubstr("TinyLlama-1.1B"));
-  EXPECT_THAT(text, HasSubstr("inference 3B, LoRA fine-tuning 1B"));
+  EXPECT_THAT(text, HasSubstr("inference 3B, LoRA fine-tuning 3B"));
+  EXPECT_THAT(text, HasSubstr("with gradient checkpointing"));
   EXPECT_THAT(text, HasSubstr("4.0 GiB kept free"));
 
   const nlohmann::json json =
@@ -126,7 +140,8 @@ TEST(ProbeReportTest, TextAndJsonCarryTheSameFacts) {
   EXPECT_EQ(json["cpu"]["physical_cores"], 8);
   EXPECT_EQ(json["memory"]["total_bytes"], 16 * kGiB);
   EXPECT_EQ(json["gemm"][0]["gflops"], 1234.5);
-  EXPECT_EQ(json["advisor"]["largest_training_class"], "1B");
+  EXPECT_EQ(json["advisor"]["largest_training_class"], "3B");
+  EXPECT_EQ(json["advisor"]["models"][1]["training_needs_checkpointing"], true);
   EXPECT_EQ(json["advisor"]["headroom_bytes"], 4 * kGiB);
   EXPECT_EQ(json["advisor"]["models"].size(), report.advice.rows.size());
   EXPECT_EQ(json["notes"][0], "no NVIDIA GPU: test");
