@@ -199,19 +199,24 @@ absl::StatusOr<MemoryEstimate> EstimateTrainingMemory(
     per_token_layer += projection.in + lora.rank;
   }
   // Eager attention keeps its softmax output (heads x seq per token) for
-  // backward.
+  // backward; computed in fp32 and cast, both copies stay.
   const int64_t probabilities_per_token =
       shape.num_attention_heads * sequence_length;
+  const int64_t probabilities_fp32_per_token =
+      bytes == 4 ? 0 : probabilities_per_token;
   const int64_t per_layer =
-      tokens * (per_token_layer + probabilities_per_token);
-  // Logits and their gradient in fp32 for a stable cross-entropy.
-  const int64_t logits = 2 * tokens * shape.vocab_size;
+      tokens * (per_token_layer + probabilities_per_token +
+                probabilities_fp32_per_token * 4 / bytes);
+  // Logits: lm_head's output in the weights' dtype, then fp32 logits, the
+  // cross-entropy's log-softmax and the logits' gradient.
+  const int64_t logits = tokens * shape.vocab_size;
   // With checkpointing only each layer's input is kept; one layer at a time is
   // recomputed with everything above during the backward pass.
   const int64_t kept = gradient_checkpointing
                            ? shape.num_hidden_layers * tokens * h + per_layer
                            : shape.num_hidden_layers * per_layer;
-  estimate.activation_bytes = ToBytes(kept, bytes) + ToBytes(logits, 4);
+  estimate.activation_bytes =
+      ToBytes(kept, bytes) + ToBytes(logits, 3 * 4 + bytes);
   // Parameter, gradient, and AdamW's two moments, fp32.
   estimate.adapter_state_bytes = ToBytes(lora_parameters, 16);
   estimate.runtime_overhead_bytes = kRuntimeOverheadBytes;

@@ -28,6 +28,7 @@
 #include "coordinator/internal/planning.h"
 #include "lora/adapter_delta.h"
 #include "lora/dataset.h"
+#include "lora/hf_tokenizer.h"
 #include "lora/llama_config.h"
 #include "lora/lora_adapter.h"
 #include "proto/call_signing.h"
@@ -146,6 +147,7 @@ absl::StatusOr<v1::SubmitJobResponse> Coordinator::SubmitJob(
 
   std::vector<ManifestFile> manifest;
   std::string config_json;
+  std::string tokenizer_json_sha, tokenizer_config_sha;
   bool has_tokenizer = false;
   for (const v1::BlobRef& file : spec.base_model_files()) {
     RETURN_IF_ERROR(CheckPortableFileName(file.name()));
@@ -163,7 +165,12 @@ absl::StatusOr<v1::SubmitJobResponse> Coordinator::SubmitJob(
     if (file.name() == "config.json") {
       ASSIGN_OR_RETURN(config_json, blobs_->Get(file.sha256()));
     }
-    has_tokenizer |= file.name() == "tokenizer.model" ||
+    if (file.name() == "tokenizer.json") tokenizer_json_sha = file.sha256();
+    if (file.name() == "tokenizer_config.json") {
+      tokenizer_config_sha = file.sha256();
+    }
+    has_tokenizer |= file.name() == "tokenizer.json" ||
+                     file.name() == "tokenizer.model" ||
                      file.name() == "openforce_tokenizer.json";
     manifest.push_back({file.name(), file.sha256()});
   }
@@ -178,7 +185,20 @@ absl::StatusOr<v1::SubmitJobResponse> Coordinator::SubmitJob(
   if (!has_tokenizer) {
     return absl::InvalidArgumentError(
         "the model files have no tokenizer a worker can read "
-        "(tokenizer.model or openforce_tokenizer.json)");
+        "(tokenizer.json, tokenizer.model or openforce_tokenizer.json)");
+  }
+  if (!tokenizer_json_sha.empty()) {
+    // Workers tokenize with it: a tokenizer they cannot read fails here, once,
+    // instead of in every unit.
+    ASSIGN_OR_RETURN(std::string tokenizer_json,
+                     blobs_->Get(tokenizer_json_sha));
+    std::string tokenizer_config;
+    if (!tokenizer_config_sha.empty()) {
+      ASSIGN_OR_RETURN(tokenizer_config, blobs_->Get(tokenizer_config_sha));
+    }
+    RETURN_IF_ERROR(lora::HfTokenizer::Parse(tokenizer_json, tokenizer_config,
+                                             "tokenizer.json")
+                        .status());
   }
   ASSIGN_OR_RETURN(lora::LlamaConfig model,
                    lora::ParseLlamaConfig(config_json, "config.json"));

@@ -11,6 +11,7 @@
 #include <set>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "common/file_util.h"
 #include "common/status_macros.h"
@@ -258,7 +259,11 @@ absl::StatusOr<LlamaWeights> LoadLlamaWeights(const std::string& model_dir,
 
 absl::Status SaveLlamaCheckpoint(const std::string& model_dir,
                                  const LlamaConfig& config,
-                                 const LlamaWeights& weights) {
+                                 const LlamaWeights& weights, int num_shards) {
+  if (num_shards < 1 || num_shards > 99999) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("num_shards must be in [1, 99999], got ", num_shards));
+  }
   RETURN_IF_ERROR(MakeDirectories(model_dir));
   std::vector<std::pair<std::string, at::Tensor>> tensors;
   tensors.push_back({"model.embed_tokens.weight", weights.embed_tokens});
@@ -292,8 +297,34 @@ absl::Status SaveLlamaCheckpoint(const std::string& model_dir,
     tensors.push_back({"lm_head.weight", weights.lm_head});
   RETURN_IF_ERROR(WriteFileAtomically(model_dir + "/config.json",
                                       LlamaConfigToJson(config)));
-  return WriteSafetensors(model_dir + "/model.safetensors", tensors,
-                          {{"format", "pt"}});
+  if (num_shards == 1) {
+    return WriteSafetensors(model_dir + "/model.safetensors", tensors,
+                            {{"format", "pt"}});
+  }
+  // Consecutive tensors fill each shard up to an equal share of the bytes.
+  uint64_t total = 0;
+  for (const auto& [name, tensor] : tensors) total += tensor.nbytes();
+  const uint64_t share = (total + num_shards - 1) / num_shards;
+  nlohmann::json weight_map = nlohmann::json::object();
+  size_t next = 0;
+  for (int shard = 1; shard <= num_shards; ++shard) {
+    const std::string file_name =
+        absl::StrFormat("model-%05d-of-%05d.safetensors", shard, num_shards);
+    std::vector<std::pair<std::string, at::Tensor>> part;
+    uint64_t bytes = 0;
+    while (next < tensors.size() &&
+           (shard == num_shards || part.empty() || bytes < share)) {
+      bytes += tensors[next].second.nbytes();
+      weight_map[tensors[next].first] = file_name;
+      part.push_back(tensors[next++]);
+    }
+    RETURN_IF_ERROR(WriteSafetensors(model_dir + "/" + file_name, part,
+                                     {{"format", "pt"}}));
+  }
+  const nlohmann::json index = {{"metadata", {{"total_size", total}}},
+                                {"weight_map", weight_map}};
+  return WriteFileAtomically(model_dir + "/model.safetensors.index.json",
+                             index.dump(2));
 }
 
 LlamaWeights RandomLlamaWeights(const LlamaConfig& config, uint64_t seed,

@@ -79,10 +79,13 @@ struct LoadOptions {
     const std::string& model_dir, const LlamaConfig& config,
     const LoadOptions& options);
 
-// Writes config.json and model.safetensors with Hugging Face tensor names.
+// Writes config.json and model.safetensors with Hugging Face tensor names;
+// with `num_shards` > 1, model-0000i-of-0000n.safetensors files of about equal
+// size and model.safetensors.index.json, as transformers shards large models.
 [[nodiscard]] absl::Status SaveLlamaCheckpoint(const std::string& model_dir,
                                                const LlamaConfig& config,
-                                               const LlamaWeights& weights);
+                                               const LlamaWeights& weights,
+                                               int num_shards = 1);
 
 // Seeded random weights, initialised as transformers does (normal with std
 // `init_std`, 0.02 by default, for matrices and biases; ones for norms, zeros

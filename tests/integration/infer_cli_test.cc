@@ -4,6 +4,8 @@
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <filesystem>
 #include <nlohmann/json.hpp>
 
 #include "common/file_util.h"
@@ -102,7 +104,8 @@ TEST(InferCliTest, BadRequestsFailWithClearMessages) {
       {{"infer", "--model", kFixture, "--prompt-ids", "1,x"},
        "'x' is not a token id"},
       {{"infer", "--model", kFixture, "--prompt-ids", "1,999"}, "token 999"},
-      {{"infer", "--model", kFixture, "--prompt", "hi"}, "no tokenizer.model"},
+      {{"infer", "--model", kFixture, "--prompt", "hi"},
+       "no tokenizer.json, tokenizer.model"},
       {{"infer", "--model", kFixture, "--prompt-ids", "1", "--greedy",
         "--temperature", "1"},
        "--greedy cannot be combined"},
@@ -119,6 +122,88 @@ TEST(InferCliTest, BadRequestsFailWithClearMessages) {
     testing::ProcessResult run = RunProcess(argv);
     EXPECT_EQ(run.exit_code, 1) << c.message;
     EXPECT_THAT(run.stderr_text, HasSubstr(c.message));
+  }
+}
+
+// A byte-level tokenizer.json (GPT-2's byte-to-character table, token id =
+// byte value, no merges), as small models can use: it fits every fixture's
+// vocabulary.
+std::string ByteLevelTokenizerJson() {
+  nlohmann::json vocab = nlohmann::json::object();
+  int next = 256;
+  for (int b = 0; b < 256; ++b) {
+    const bool kept =
+        (b >= 33 && b <= 126) || (b >= 161 && b <= 172) || b >= 174;
+    const int code_point = kept ? b : next++;
+    std::string utf8;
+    if (code_point < 0x80) {
+      utf8.push_back(static_cast<char>(code_point));
+    } else {
+      utf8.push_back(static_cast<char>(0xC0 | (code_point >> 6)));
+      utf8.push_back(static_cast<char>(0x80 | (code_point & 0x3F)));
+    }
+    vocab[utf8] = b;
+  }
+  const nlohmann::json byte_level = {{"type", "ByteLevel"},
+                                     {"add_prefix_space", false},
+                                     {"trim_offsets", false},
+                                     {"use_regex", true}};
+  return nlohmann::json{{"version", "1.0"},
+                        {"added_tokens", nlohmann::json::array()},
+                        {"normalizer", {{"type", "NFC"}}},
+                        {"pre_tokenizer", byte_level},
+                        {"post_processor", byte_level},
+                        {"decoder", byte_level},
+                        {"model",
+                         {{"type", "BPE"},
+                          {"vocab", vocab},
+                          {"merges", nlohmann::json::array()}}}}
+      .dump();
+}
+
+// Every family the fixtures hold answers a text prompt through a
+// tokenizer.json, and stops at any of generation_config.json's eos ids.
+TEST(InferCliTest, EveryFamilyAnswersTextThroughTokenizerJson) {
+  for (const char* family : {"hf-llama3-rope-scaling", "hf-qwen3",
+                             "hf-mistral-sliding-window", "hf-gemma3-text"}) {
+    testing::TempDir dir;
+    const std::string source = std::string(OPENFORCE_FIXTURE_DIR) + "/" + family;
+    for (const char* file : {"config.json", "model.safetensors"}) {
+      std::filesystem::copy_file(source + "/" + file, dir.Join(file));
+    }
+    dir.WriteFile("tokenizer.json", ByteLevelTokenizerJson());
+    testing::ProcessResult run = RunProcess(
+        {kWorker, "infer", "--model", dir.path(), "--prompt", "hi there",
+         "--max-new-tokens", "6", "--json", "--threads=1"});
+    ASSERT_EQ(run.exit_code, 0) << family << ": " << run.stderr_text;
+    const nlohmann::json json = nlohmann::json::parse(run.stdout_text);
+    EXPECT_EQ(json["prompt_ids"],
+              nlohmann::json({104, 105, 32, 116, 104, 101, 114, 101}))
+        << family;
+    const std::vector<int64_t> generated =
+        json["generated_ids"].get<std::vector<int64_t>>();
+    ASSERT_EQ(generated.size(), 6u) << family;
+
+    // The third token becomes an eos id (in a list, as Llama 3 instruct
+    // writes it): generation stops right there.
+    size_t stop_at = 2;
+    while (stop_at < generated.size() &&
+           std::find(generated.begin(), generated.begin() + stop_at,
+                     generated[stop_at]) != generated.begin() + stop_at) {
+      ++stop_at;
+    }
+    if (stop_at == generated.size()) continue;  // every token repeats
+    dir.WriteFile("generation_config.json",
+                  nlohmann::json{{"eos_token_id", {9999, generated[stop_at]}}}
+                      .dump());
+    testing::ProcessResult stopped = RunProcess(
+        {kWorker, "infer", "--model", dir.path(), "--prompt", "hi there",
+         "--max-new-tokens", "6", "--json", "--threads=1"});
+    ASSERT_EQ(stopped.exit_code, 0) << stopped.stderr_text;
+    const nlohmann::json stopped_json =
+        nlohmann::json::parse(stopped.stdout_text);
+    EXPECT_EQ(stopped_json["generated_ids"].size(), stop_at + 1) << family;
+    EXPECT_EQ(stopped_json["stop_reason"], "stop_token") << family;
   }
 }
 

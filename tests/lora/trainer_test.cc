@@ -441,7 +441,9 @@ TEST(TrainerTest, CheckpointedForwardRecordsOneNodePerLayer) {
       }
     }
     EXPECT_EQ(recomputing, checkpointing ? config.num_hidden_layers : 0);
-    if (checkpointing) EXPECT_LT(nodes, 60);
+    if (checkpointing) {
+      EXPECT_LT(nodes, 60);
+    }
   }
 }
 

@@ -34,4 +34,30 @@ std::string WriteTinyLlama(const std::string& dir,
   return dir;
 }
 
+lora::LlamaConfig Llama32OneBConfig() {
+  lora::LlamaConfig config;
+  config.model_type = "llama";
+  config.vocab_size = 128256;
+  config.hidden_size = 2048;
+  config.intermediate_size = 8192;
+  config.num_hidden_layers = 16;
+  config.num_attention_heads = 32;
+  config.num_key_value_heads = 8;
+  config.head_dim = 64;
+  config.max_position_embeddings = 131072;
+  config.rms_norm_eps = 1e-5;
+  config.rope_theta = 500000;
+  config.rope_scaling.type = lora::RopeType::kLlama3;
+  config.rope_scaling.factor = 32;
+  config.rope_scaling.low_freq_factor = 1;
+  config.rope_scaling.high_freq_factor = 4;
+  config.rope_scaling.original_max_position_embeddings = 8192;
+  config.tie_word_embeddings = true;
+  config.bos_token_ids = {128000};
+  config.eos_token_ids = {128001};
+  config.torch_dtype = "bfloat16";
+  config.layer_is_sliding.assign(16, false);
+  return config;
+}
+
 }  // namespace openforce::testing

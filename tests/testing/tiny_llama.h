@@ -24,6 +24,11 @@ std::string WriteTinyLlama(const std::string& dir,
                            const lora::LlamaConfig& config, uint64_t seed,
                            double init_std = 0.02);
 
+// Llama-3.2-1B's published config.json, exactly: hidden 2048, 16 layers, 32
+// heads, 8 kv heads, head_dim 64, vocab 128256, rope_theta 500000 with
+// llama3 rope scaling (factor 32), tied embeddings, bf16.
+lora::LlamaConfig Llama32OneBConfig();
+
 }  // namespace openforce::testing
 
 #endif  // OPENFORCE_TESTS_TESTING_TINY_LLAMA_H_
