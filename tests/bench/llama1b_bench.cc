@@ -47,9 +47,7 @@ double PeakRssGiB() {
   return static_cast<double>(usage.ru_maxrss) * 1024 / (1ull << 30);
 }
 
-double GiB(uint64_t bytes) {
-  return static_cast<double>(bytes) / (1ull << 30);
-}
+double GiB(uint64_t bytes) { return static_cast<double>(bytes) / (1ull << 30); }
 
 constexpr int64_t kSequence = 512;
 
@@ -135,9 +133,9 @@ int Train(const std::string& dir, int steps, bool checkpointing) {
     (step == 0 ? first : rest) += Seconds(start);
   }
   const double per_step = steps > 1 ? rest / (steps - 1) : first;
-  absl::StatusOr<MemoryEstimate> estimate = EstimateTrainingMemory(
-      model->config().Shape(), DType::kBFloat16, BenchLoraShape(), 1,
-      kSequence, checkpointing);
+  absl::StatusOr<MemoryEstimate> estimate =
+      EstimateTrainingMemory(model->config().Shape(), DType::kBFloat16,
+                             BenchLoraShape(), 1, kSequence, checkpointing);
   const double peak = PeakRssGiB();
   std::printf(
       "train     %-26s %.1f s/step (first %.1f), %.0f tokens/s, peak RSS "
@@ -156,8 +154,8 @@ int GeneratePhase(const std::string& dir) {
   options.max_new_tokens = 32;
   absl::StatusOr<GenerationResult> result = Generate(*model, prompt, options);
   if (!result.ok()) return 1;
-  absl::StatusOr<MemoryEstimate> estimate = EstimateInferenceMemory(
-      model->config().Shape(), DType::kBFloat16, 1, 96);
+  absl::StatusOr<MemoryEstimate> estimate =
+      EstimateInferenceMemory(model->config().Shape(), DType::kBFloat16, 1, 96);
   std::printf(
       "generate  prefill %zu tokens %.0f tokens/s, decode %.2f tokens/s, peak "
       "RSS %.2f GiB, estimate %.2f GiB\n",

@@ -33,6 +33,7 @@ namespace openforce::coordinator {
 namespace {
 
 using ::openforce::testing::StatusIs;
+using ::testing::AllOf;
 using ::testing::HasSubstr;
 
 constexpr int64_t kStart = 1'800'000'000'000;
@@ -248,6 +249,41 @@ TEST_F(CoordinatorTest, SubmitRefusesWhatWorkersWouldTripOver) {
   EXPECT_THAT(coordinator_->SubmitJob(request),
               StatusIs(absl::StatusCode::kInvalidArgument,
                        HasSubstr("max_delta_norm")));
+}
+
+// A model's tokenizer.json is read at submit: one that workers could not use
+// is refused once, naming what is wrong, instead of failing every unit.
+TEST_F(CoordinatorTest, SubmitReadsTheModelsTokenizerJson) {
+  auto add_tokenizer = [&](v1::JobSpec* spec, const std::string& text) {
+    const std::string sha = *blobs_->Put(text);
+    v1::BlobRef* ref = spec->add_base_model_files();
+    ref->set_name("tokenizer.json");
+    ref->set_sha256(sha);
+    ref->set_size_bytes(text.size());
+    std::vector<ManifestFile> manifest;
+    for (const auto& file : spec->base_model_files())
+      manifest.push_back({file.name(), file.sha256()});
+    spec->set_base_model_hash(*ModelContentHash(manifest));
+  };
+  v1::SubmitJobRequest request;
+  *request.mutable_spec() = Spec();
+  add_tokenizer(request.mutable_spec(),
+                R"({"model": {"type": "WordPiece", "vocab": {"a": 0}}})");
+  EXPECT_THAT(
+      coordinator_->SubmitJob(request),
+      StatusIs(absl::StatusCode::kInvalidArgument,
+               AllOf(HasSubstr("tokenizer.json"), HasSubstr("'WordPiece'"))));
+  *request.mutable_spec() = Spec();
+  add_tokenizer(request.mutable_spec(),
+                R"({"model": {"type": "BPE", "vocab": {"a": 0, "b": 1},
+                    "merges": ["a b"]}})");
+  EXPECT_THAT(coordinator_->SubmitJob(request),
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("'ab'")));
+  *request.mutable_spec() = Spec();
+  add_tokenizer(request.mutable_spec(),
+                R"({"model": {"type": "BPE", "vocab": {"a": 0, "b": 1,
+                    "ab": 2}, "merges": ["a b"]}})");
+  EXPECT_OK(coordinator_->SubmitJob(request));
 }
 
 TEST_F(CoordinatorTest, LeasesFitTierAndMemoryOneUnitPerRequest) {

@@ -167,7 +167,8 @@ TEST(InferCliTest, EveryFamilyAnswersTextThroughTokenizerJson) {
   for (const char* family : {"hf-llama3-rope-scaling", "hf-qwen3",
                              "hf-mistral-sliding-window", "hf-gemma3-text"}) {
     testing::TempDir dir;
-    const std::string source = std::string(OPENFORCE_FIXTURE_DIR) + "/" + family;
+    const std::string source =
+        std::string(OPENFORCE_FIXTURE_DIR) + "/" + family;
     for (const char* file : {"config.json", "model.safetensors"}) {
       std::filesystem::copy_file(source + "/" + file, dir.Join(file));
     }
@@ -193,9 +194,9 @@ TEST(InferCliTest, EveryFamilyAnswersTextThroughTokenizerJson) {
       ++stop_at;
     }
     if (stop_at == generated.size()) continue;  // every token repeats
-    dir.WriteFile("generation_config.json",
-                  nlohmann::json{{"eos_token_id", {9999, generated[stop_at]}}}
-                      .dump());
+    dir.WriteFile(
+        "generation_config.json",
+        nlohmann::json{{"eos_token_id", {9999, generated[stop_at]}}}.dump());
     testing::ProcessResult stopped = RunProcess(
         {kWorker, "infer", "--model", dir.path(), "--prompt", "hi there",
          "--max-new-tokens", "6", "--json", "--threads=1"});
