@@ -48,9 +48,13 @@ absl::StatusOr<std::unique_ptr<BpeModel>> BpeModel::Create(
     }
     max_id = std::max(max_id, id);
   }
-  if (max_id >= (1 << 24)) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("vocabulary id ", max_id, " is implausibly large"));
+  // The id table is dense: a file that claims a huge id for a small
+  // vocabulary would make it huge.
+  if (max_id >= (1 << 24) ||
+      static_cast<size_t>(max_id) >= 2 * vocab.size() + 1024) {
+    return absl::InvalidArgumentError(absl::StrCat("vocabulary id ", max_id,
+                                                   " is implausibly large for ",
+                                                   vocab.size(), " entries"));
   }
   model->tokens_.resize(static_cast<size_t>(max_id + 1));
   model->has_token_.assign(static_cast<size_t>(max_id + 1), false);

@@ -6,8 +6,10 @@
 
 #include <filesystem>
 #include <nlohmann/json.hpp>
+#include <optional>
 
 #include "common/file_util.h"
+#include "lora/dataset.h"
 #include "lora/hf_tokenizer.h"
 #include "lora/tokenizer.h"
 #include "tests/testing/status_matchers.h"
@@ -85,6 +87,56 @@ TEST_P(HfTokenizerFixtureTest, DecodesEveryRowExactly) {
 
 INSTANTIATE_TEST_SUITE_P(Families, HfTokenizerFixtureTest,
                          ::testing::ValuesIn(Families()));
+
+// tokenizer_config.json names the special tokens training and generation use.
+TEST(HfTokenizerFixtures, SpecialTokensComeFromTokenizerConfig) {
+  struct Expected {
+    const char* family;
+    std::optional<int64_t> bos, eos;
+  };
+  for (const Expected& expected :
+       {Expected{"llama3", 128000, 128009},
+        Expected{"qwen3", std::nullopt, 151645}, Expected{"mistral", 1, 2},
+        Expected{"gemma3", 2, 106}}) {
+    absl::StatusOr<std::unique_ptr<Tokenizer>> tokenizer =
+        LoadTokenizer(kTokenizers + "/" + expected.family);
+    ASSERT_OK(tokenizer);
+    EXPECT_EQ((*tokenizer)->bos_id(), expected.bos) << expected.family;
+    EXPECT_EQ((*tokenizer)->eos_id(), expected.eos) << expected.family;
+  }
+}
+
+// A prompt/completion dataset tokenizes with a tokenizer.json model: the
+// prompt with its special tokens (masked), the completion, then eos.
+TEST(HfTokenizerFixtures, DatasetRecordsTokenizeWithEachFamily) {
+  for (const std::string& family : Families()) {
+    absl::StatusOr<std::unique_ptr<Tokenizer>> tokenizer =
+        LoadTokenizer(kTokenizers + "/" + family);
+    ASSERT_OK(tokenizer);
+    TokenizeOptions options;
+    options.sequence_length = 64;
+    absl::StatusOr<std::vector<Example>> examples = TokenizeRecords(
+        {{"Capital of France?", " Paris."}}, **tokenizer, options);
+    ASSERT_OK(examples);
+    const std::vector<int64_t> prompt =
+        *(*tokenizer)->Encode("Capital of France?", true);
+    const std::vector<int64_t> completion =
+        *(*tokenizer)->Encode(" Paris.", false);
+    const Example& example = examples->front();
+    std::vector<int64_t> expected = prompt;
+    expected.insert(expected.end(), completion.begin(), completion.end());
+    if ((*tokenizer)->eos_id()) expected.push_back(*(*tokenizer)->eos_id());
+    ASSERT_GE(example.input_ids.size(), expected.size());
+    EXPECT_EQ(std::vector<int64_t>(example.input_ids.begin(),
+                                   example.input_ids.begin() + expected.size()),
+              expected)
+        << family;
+    for (size_t i = 0; i < prompt.size(); ++i) {
+      EXPECT_EQ(example.labels[i], kIgnoreLabel) << family;
+    }
+    EXPECT_EQ(example.labels[prompt.size()], completion.front()) << family;
+  }
+}
 
 TEST(HfTokenizerFixtures, EveryFamilyIsPresent) {
   const std::vector<std::string> names = Families();
