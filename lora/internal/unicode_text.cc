@@ -46,19 +46,26 @@ bool IsAscii(absl::string_view text) {
   return true;
 }
 
+namespace {
+
+// Bytes of the valid UTF-8 sequence at bytes[pos]; 0 when it is invalid.
+size_t ValidSequenceAt(absl::string_view bytes, size_t pos) {
+  if (static_cast<unsigned char>(bytes[pos]) < 0x80) return 1;
+  utf8proc_int32_t code_point = 0;
+  const utf8proc_ssize_t length = utf8proc_iterate(
+      reinterpret_cast<const utf8proc_uint8_t*>(bytes.data() + pos),
+      static_cast<utf8proc_ssize_t>(bytes.size() - pos), &code_point);
+  return length > 0 ? static_cast<size_t>(length) : 0;
+}
+
+}  // namespace
+
 bool IsValidUtf8(absl::string_view bytes) {
   size_t pos = 0;
   while (pos < bytes.size()) {
-    if (static_cast<unsigned char>(bytes[pos]) < 0x80) {
-      ++pos;
-      continue;
-    }
-    utf8proc_int32_t code_point = 0;
-    const utf8proc_ssize_t length = utf8proc_iterate(
-        reinterpret_cast<const utf8proc_uint8_t*>(bytes.data() + pos),
-        static_cast<utf8proc_ssize_t>(bytes.size() - pos), &code_point);
-    if (length <= 0) return false;
-    pos += static_cast<size_t>(length);
+    const size_t length = ValidSequenceAt(bytes, pos);
+    if (length == 0) return false;
+    pos += length;
   }
   return true;
 }
@@ -70,18 +77,9 @@ std::string ToValidUtf8(absl::string_view bytes) {
   size_t pos = 0;
   while (pos < bytes.size()) {
     const unsigned char lead = static_cast<unsigned char>(bytes[pos]);
-    if (lead < 0x80) {
-      out.push_back(static_cast<char>(lead));
-      ++pos;
-      continue;
-    }
-    utf8proc_int32_t code_point = 0;
-    const utf8proc_ssize_t length = utf8proc_iterate(
-        reinterpret_cast<const utf8proc_uint8_t*>(bytes.data() + pos),
-        static_cast<utf8proc_ssize_t>(bytes.size() - pos), &code_point);
-    if (length > 0) {
-      out.append(bytes.data() + pos, static_cast<size_t>(length));
-      pos += static_cast<size_t>(length);
+    if (const size_t length = ValidSequenceAt(bytes, pos); length > 0) {
+      out.append(bytes.data() + pos, length);
+      pos += length;
       continue;
     }
     // A maximal prefix of a valid sequence counts as one invalid unit, as

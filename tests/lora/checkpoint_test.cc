@@ -349,5 +349,51 @@ TEST(LlamaConfigTest, RoundTripsEveryFamily) {
   }
 }
 
+// transformers' Llama puts attention_bias on q, k, v and o, and mlp_bias on
+// gate, up and down: the files carry them and the forward adds them.
+TEST(LlamaBiasTest, AttentionAndMlpBiasesAreWrittenReadAndApplied) {
+  testing::TempDir dir;
+  LlamaConfig biased = testing::TinyLlamaConfig();
+  biased.qkv_bias = biased.o_bias = biased.mlp_bias = true;
+  ASSERT_OK(
+      SaveLlamaCheckpoint(dir.path(), biased, RandomLlamaWeights(biased, 9)));
+  absl::StatusOr<std::unique_ptr<SafetensorsFile>> file =
+      SafetensorsFile::Open(dir.Join("model.safetensors"));
+  ASSERT_OK(file);
+  for (const char* name : {"model.layers.0.self_attn.o_proj.bias",
+                           "model.layers.1.mlp.gate_proj.bias",
+                           "model.layers.1.mlp.down_proj.bias"}) {
+    EXPECT_TRUE((*file)->Contains(name)) << name;
+  }
+  absl::StatusOr<std::unique_ptr<LlamaModel>> model =
+      LlamaModel::Load(dir.path(), {});
+  ASSERT_OK(model);
+  ASSERT_TRUE((*model)->config().o_bias && (*model)->config().mlp_bias);
+
+  // Zero biases give exactly the unbiased model; each bias then moves the
+  // logits.
+  LlamaConfig plain = testing::TinyLlamaConfig();
+  LlamaWeights weights = (*model)->weights();
+  for (LayerWeights& layer : weights.layers) {
+    for (at::Tensor& bias : layer.bias) bias = at::Tensor();
+  }
+  LlamaModel unbiased(plain, weights);
+  for (LayerWeights& layer : (*model)->weights().layers) {
+    for (at::Tensor& bias : layer.bias) bias.zero_();
+  }
+  const at::Tensor ids = at::arange(3, 11, at::kLong).unsqueeze(0);
+  ForwardOptions options;
+  const at::Tensor reference = unbiased.Forward(ids, options);
+  EXPECT_TRUE(at::equal((*model)->Forward(ids, options), reference));
+  for (Projection p : {Projection::kO, Projection::kDown, Projection::kGate}) {
+    at::Tensor bias = (*model)->weights().layers[0].bias[static_cast<int>(p)];
+    bias.fill_(0.5);
+    EXPECT_FALSE(
+        testing::TensorsNear((*model)->Forward(ids, options), reference, 1e-3))
+        << ProjectionName(p);
+    bias.zero_();
+  }
+}
+
 }  // namespace
 }  // namespace openforce::lora

@@ -15,6 +15,7 @@
 #include "lora/internal/hf_normalizer.h"
 #include "lora/internal/hf_pattern.h"
 #include "lora/internal/hf_pre_tokenizer.h"
+#include "lora/internal/unicode_text.h"
 #include "tests/testing/status_matchers.h"
 
 namespace openforce::lora {
@@ -187,6 +188,20 @@ TEST(HfDecoderTest, EachDecoder) {
                       {"content", " "}},
                      {"a_b"}),
               ElementsAre("a b"));
+}
+
+// Decoded bytes that are not UTF-8 become U+FFFD as Rust's
+// String::from_utf8_lossy makes them: one per maximal invalid prefix.
+TEST(UnicodeTextTest, LossyDecodingMatchesRust) {
+  EXPECT_EQ(internal::ToValidUtf8("a\xF0\x9F\x98"
+                                  "b"),
+            "a\uFFFD"
+            "b");
+  EXPECT_EQ(internal::ToValidUtf8("\xC0\x80"), "\uFFFD\uFFFD");
+  EXPECT_EQ(internal::ToValidUtf8("\xED\xA0\x80"), "\uFFFD\uFFFD\uFFFD");
+  EXPECT_EQ(internal::ToValidUtf8("ok \xE2\x82\xAC"), "ok \u20AC");
+  EXPECT_FALSE(internal::IsValidUtf8("\xFF"));
+  EXPECT_TRUE(internal::IsValidUtf8("\xF0\x9F\x98\x80"));
 }
 
 std::unique_ptr<internal::BpeModel> Bpe(
