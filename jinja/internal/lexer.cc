@@ -66,6 +66,23 @@ absl::Status LexExpression(absl::string_view source, size_t* pos, int* line,
         is_float |= source[*pos] == '.';
         ++*pos;
       }
+      // An exponent makes a float: 1e20, 2.5E-3.
+      if (*pos < source.size() &&
+          (source[*pos] == 'e' || source[*pos] == 'E')) {
+        size_t next = *pos + 1;
+        if (next < source.size() &&
+            (source[next] == '+' || source[next] == '-'))
+          ++next;
+        if (next < source.size() &&
+            std::isdigit(static_cast<unsigned char>(source[next]))) {
+          is_float = true;
+          *pos = next;
+          while (*pos < source.size() &&
+                 std::isdigit(static_cast<unsigned char>(source[*pos]))) {
+            ++*pos;
+          }
+        }
+      }
       std::string digits;
       for (char d : source.substr(start, *pos - start)) {
         if (d != '_') digits += d;
