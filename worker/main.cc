@@ -37,6 +37,7 @@
 #include "lora/blas_core.h"
 #include "lora/compute_device.h"
 #include "proto/channel.h"
+#include "worker/chat_template_command.h"
 #include "worker/donation_policy.h"
 #include "worker/infer_command.h"
 #include "worker/probe_report.h"
@@ -120,6 +121,9 @@ ABSL_FLAG(uint64_t, version, 0, "pull: adapter version (0: the latest)");
 ABSL_FLAG(std::string, coordinator_key, "",
           "pull: the coordinator's public key (PEM) to verify against");
 ABSL_FLAG(std::string, out, "", "pull: directory for the PEFT files");
+ABSL_FLAG(std::string, conversation, "",
+          "chat-template: JSON file with messages (and tools, "
+          "add_generation_prompt, template variables); - reads stdin");
 ABSL_FLAG(bool, add_special_tokens, false,
           "tokenize: add the model's special tokens (bos, template)");
 ABSL_FLAG(bool, decode, false, "tokenize: read token ids, print the text");
@@ -149,6 +153,8 @@ constexpr char kUsage[] =
     "          download and verify a published adapter (PEFT files)\n"
     "  infer --model DIR [--adapter DIR] (--prompt TEXT | --interactive)\n"
     "          generate locally, with no network; --interactive chats\n"
+    "  chat-template --model DIR --conversation FILE [--json]\n"
+    "          print the prompt the model's chat template makes, and its ids\n"
     "  tokenize --model DIR [--add-special-tokens] [--json | --jsonl]\n"
     "          print the ids of the text on standard input; with --decode\n"
     "          [--skip-special-tokens], the text of the ids\n";
@@ -379,6 +385,14 @@ absl::Status RunProbe() {
   return absl::OkStatus();
 }
 
+absl::Status RunChatTemplate() {
+  ChatTemplateOptions options;
+  options.model_dir = absl::GetFlag(FLAGS_model);
+  options.conversation_path = absl::GetFlag(FLAGS_conversation);
+  options.json = absl::GetFlag(FLAGS_json);
+  return RunChatTemplateCommand(options, std::cin, std::cout);
+}
+
 absl::Status RunTokenize() {
   TokenizeOptions options;
   options.model_dir = absl::GetFlag(FLAGS_model);
@@ -478,6 +492,8 @@ int Main(int argc, char** argv) {
     status = RunWork();
   } else if (command == "pull") {
     status = RunPull();
+  } else if (command == "chat-template") {
+    status = RunChatTemplate();
   } else if (command == "tokenize") {
     status = RunTokenize();
   } else if (command == "status") {

@@ -127,5 +127,57 @@ TEST(TokenizeCliTest, BadInputNamesTheLineAndKeepsTheRest) {
             std::string::npos);
 }
 
+// `chat-template` renders a fixture conversation with the family's own
+// template and prints the reference ids; a template's own refusal reaches
+// the user with its message and line.
+TEST(ChatTemplateCliTest, RendersFixtureConversationsAndReportsRefusals) {
+  for (const char* family : {"llama3", "qwen3", "gemma3"}) {
+    const std::string dir = kTokenizers + "/" + family;
+    absl::StatusOr<std::string> text = ReadFileToString(dir + "/chat.json");
+    ASSERT_OK(text);
+    const nlohmann::ordered_json row =
+        nlohmann::ordered_json::parse(*text).at(4);  // multi-turn
+    nlohmann::ordered_json conversation = {
+        {"messages", row["messages"]},
+        {"add_generation_prompt", row["add_generation_prompt"]}};
+    for (const auto& [key, value] : row["template_vars"].items()) {
+      conversation[key] = value;
+    }
+    testing::TempDir temp;
+    const std::string path =
+        temp.WriteFile("conversation.json", conversation.dump());
+    testing::ProcessResult result =
+        testing::RunProcess({OPENFORCE_WORKER_PATH, "chat-template", "--model",
+                             dir, "--conversation", path, "--json"});
+    ASSERT_EQ(result.exit_code, 0) << family << ": " << result.stderr_text;
+    const nlohmann::json json = nlohmann::json::parse(result.stdout_text);
+    EXPECT_EQ(json["rendered"].get<std::string>(),
+              row["rendered"].get<std::string>())
+        << family;
+    EXPECT_EQ(json["ids"].get<std::vector<int64_t>>(),
+              row["ids"].get<std::vector<int64_t>>())
+        << family;
+  }
+  testing::TempDir temp;
+  const std::string path =
+      temp.WriteFile("conversation.json",
+                     R"({"messages": [{"role": "user", "content": "a"},
+                       {"role": "user", "content": "b"}]})");
+  testing::ProcessResult refused =
+      testing::RunProcess({OPENFORCE_WORKER_PATH, "chat-template", "--model",
+                           kTokenizers + "/gemma3", "--conversation", path});
+  EXPECT_EQ(refused.exit_code, 1);
+  EXPECT_NE(refused.stderr_text.find("roles must alternate"), std::string::npos)
+      << refused.stderr_text;
+  EXPECT_NE(refused.stderr_text.find("template line"), std::string::npos);
+  testing::ProcessResult no_template =
+      testing::RunProcess({OPENFORCE_WORKER_PATH, "chat-template", "--model",
+                           kTokenizers + "/mistral", "--conversation", path});
+  EXPECT_EQ(no_template.exit_code, 1);
+  EXPECT_NE(no_template.stderr_text.find("has no chat template"),
+            std::string::npos)
+      << no_template.stderr_text;
+}
+
 }  // namespace
 }  // namespace openforce
