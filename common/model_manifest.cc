@@ -66,7 +66,7 @@ absl::StatusOr<std::vector<std::string>> ListModelFiles(
         name == "config.json" || name == "generation_config.json" ||
         absl::EndsWith(name, ".safetensors") ||
         name == "model.safetensors.index.json" ||
-        absl::StartsWith(name, "tokenizer") ||
+        absl::StartsWith(name, "tokenizer") || name == "chat_template.jinja" ||
         name == "special_tokens_map.json" || name == "openforce_tokenizer.json";
     if (wanted && CheckPortableFileName(name).ok()) names.push_back(name);
   }

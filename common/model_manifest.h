@@ -33,8 +33,8 @@ struct ManifestFile {
     std::vector<ManifestFile> files);
 
 // The files of a model directory that belong to the model: config.json,
-// *.safetensors (+ index), tokenizer and generation files. Sorted by name.
-// NotFound when there is no config.json.
+// *.safetensors (+ index), tokenizer, chat template and generation files.
+// Sorted by name. NotFound when there is no config.json.
 [[nodiscard]] absl::StatusOr<std::vector<std::string>> ListModelFiles(
     const std::string& dir);
 

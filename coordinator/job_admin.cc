@@ -22,6 +22,7 @@
 #include "common/status_macros.h"
 #include "common/terminal_text.h"
 #include "common/tier.h"
+#include "common/untrusted_json.h"
 #include "coordinator/aggregator.h"
 #include "coordinator/coordinator.h"
 #include "coordinator/credit.h"
@@ -148,6 +149,7 @@ absl::StatusOr<v1::SubmitJobResponse> Coordinator::SubmitJob(
   std::vector<ManifestFile> manifest;
   std::string config_json;
   std::string tokenizer_json_sha, tokenizer_config_sha;
+  bool has_chat_template_file = false;
   bool has_tokenizer = false;
   for (const v1::BlobRef& file : spec.base_model_files()) {
     RETURN_IF_ERROR(CheckPortableFileName(file.name()));
@@ -166,6 +168,7 @@ absl::StatusOr<v1::SubmitJobResponse> Coordinator::SubmitJob(
       ASSIGN_OR_RETURN(config_json, blobs_->Get(file.sha256()));
     }
     if (file.name() == "tokenizer.json") tokenizer_json_sha = file.sha256();
+    has_chat_template_file |= file.name() == "chat_template.jinja";
     if (file.name() == "tokenizer_config.json") {
       tokenizer_config_sha = file.sha256();
     }
@@ -209,7 +212,29 @@ absl::StatusOr<v1::SubmitJobResponse> Coordinator::SubmitJob(
         absl::StrCat("dataset ", spec.dataset().sha256(), " was not uploaded"));
   }
   ASSIGN_OR_RETURN(std::string dataset, blobs_->Get(spec.dataset().sha256()));
-  RETURN_IF_ERROR(lora::ParseJsonl(dataset, "dataset").status());
+  ASSIGN_OR_RETURN(std::vector<lora::TrainingRecord> records,
+                   lora::ParseJsonl(dataset, "dataset"));
+  // Conversations are rendered with the model's chat template on the
+  // workers: a model without one cannot train on them.
+  for (const lora::TrainingRecord& record : records) {
+    if (record.conversation.empty()) continue;
+    bool has_template = has_chat_template_file;
+    if (!has_template && !tokenizer_config_sha.empty()) {
+      ASSIGN_OR_RETURN(std::string config, blobs_->Get(tokenizer_config_sha));
+      absl::StatusOr<nlohmann::json> parsed =
+          ParseUntrustedJson(config, "tokenizer_config.json");
+      has_template = parsed.ok() && parsed->is_object() &&
+                     parsed->contains("chat_template");
+    }
+    if (!has_template) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "the dataset's record at line ", record.line,
+          " is a conversation, and the model (", spec.base_model_hash(),
+          ") has no chat template: its tokenizer_config.json has no "
+          "chat_template and there is no chat_template.jinja"));
+    }
+    break;
+  }
   std::vector<std::string> lines;
   for (absl::string_view line : absl::StrSplit(dataset, '\n')) {
     if (!absl::StripAsciiWhitespace(line).empty()) lines.emplace_back(line);

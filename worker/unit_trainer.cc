@@ -12,6 +12,7 @@
 #include "common/memory_estimate.h"
 #include "common/status_macros.h"
 #include "lora/adapter_delta.h"
+#include "lora/chat_template.h"
 #include "lora/dataset.h"
 #include "lora/llama_model.h"
 #include "lora/lora_adapter.h"
@@ -43,6 +44,13 @@ absl::Status UnitTrainer::LoadModel(const std::string& model_dir,
                                                : at::kFloat;
   ASSIGN_OR_RETURN(model_, lora::LlamaModel::Load(model_dir, options));
   ASSIGN_OR_RETURN(tokenizer_, lora::LoadTokenizer(model_dir));
+  chat_template_.reset();
+  absl::StatusOr<lora::ChatTemplate> chat = lora::ChatTemplate::Load(model_dir);
+  if (chat.ok()) {
+    chat_template_ = std::make_unique<lora::ChatTemplate>(*std::move(chat));
+  } else if (!absl::IsNotFound(chat.status())) {
+    return chat.status();
+  }
   loaded_key_ = key;
   return absl::OkStatus();
 }
@@ -83,6 +91,7 @@ absl::StatusOr<TrainedDelta> UnitTrainer::Train(
   auto new_trainer = [&]() -> absl::StatusOr<std::unique_ptr<lora::Trainer>> {
     lora::TokenizeOptions tokenize;
     tokenize.sequence_length = unit.training().sequence_length();
+    tokenize.chat_template = chat_template_.get();
     ASSIGN_OR_RETURN(std::vector<lora::Example> examples,
                      lora::TokenizeRecords(records, *tokenizer_, tokenize));
     return lora::Trainer::Create(model_.get(), &adapter, std::move(examples),

@@ -16,6 +16,7 @@
 #include "proto/openforce.pb.h"
 
 namespace openforce::lora {
+class ChatTemplate;
 class LlamaModel;
 class Tokenizer;
 }  // namespace openforce::lora
@@ -65,6 +66,8 @@ class UnitTrainer {
   std::string loaded_key_;
   std::unique_ptr<lora::LlamaModel> model_;
   std::unique_ptr<lora::Tokenizer> tokenizer_;
+  // The model's chat template, for conversational shards; null without one.
+  std::unique_ptr<lora::ChatTemplate> chat_template_;
 };
 
 }  // namespace openforce::worker

@@ -286,6 +286,36 @@ TEST_F(CoordinatorTest, SubmitReadsTheModelsTokenizerJson) {
   EXPECT_OK(coordinator_->SubmitJob(request));
 }
 
+// A conversational dataset needs the model's chat template: refused at
+// submit, naming the record and the missing template; accepted once the
+// model's files carry one.
+TEST_F(CoordinatorTest, ConversationalDatasetsNeedAChatTemplate) {
+  const std::string dataset =
+      std::string(R"({"text": "plain"})") + "\n" +
+      R"({"messages": [{"role": "user", "content": "1=?"}, )" +
+      R"({"role": "assistant", "content": "one"}]})" + "\n";
+  const std::string dataset_sha = *blobs_->Put(dataset);
+  v1::SubmitJobRequest request;
+  *request.mutable_spec() = Spec();
+  request.mutable_spec()->mutable_dataset()->set_sha256(dataset_sha);
+  request.mutable_spec()->set_shards_per_round(1);
+  EXPECT_THAT(
+      coordinator_->SubmitJob(request),
+      StatusIs(absl::StatusCode::kInvalidArgument,
+               AllOf(HasSubstr("line 2"), HasSubstr("no chat template"))));
+  const std::string chat = "{% for m in messages %}{{ m.content }}{% endfor %}";
+  const std::string chat_sha = *blobs_->Put(chat);
+  v1::BlobRef* ref = request.mutable_spec()->add_base_model_files();
+  ref->set_name("chat_template.jinja");
+  ref->set_sha256(chat_sha);
+  ref->set_size_bytes(chat.size());
+  std::vector<ManifestFile> manifest;
+  for (const auto& file : request.spec().base_model_files())
+    manifest.push_back({file.name(), file.sha256()});
+  request.mutable_spec()->set_base_model_hash(*ModelContentHash(manifest));
+  EXPECT_OK(coordinator_->SubmitJob(request));
+}
+
 TEST_F(CoordinatorTest, LeasesFitTierAndMemoryOneUnitPerRequest) {
   v1::JobSpec spec = Spec();
   spec.set_min_tier(v1::TIER_GPU_SMALL);

@@ -20,6 +20,7 @@ namespace openforce::lora {
 namespace {
 
 using ::openforce::testing::StatusIs;
+using ::testing::AllOf;
 using ::testing::HasSubstr;
 
 // Key-to-value lookup behind a noisy prefix: "<0-3 digits><key>=" -> "<two
@@ -306,6 +307,61 @@ TEST(DatasetTest, PacksIntoFullSequences) {
   ASSERT_EQ(examples->size(), 2u);
   EXPECT_EQ((*examples)[1].input_ids,
             (std::vector<int64_t>{2, 1, 3 + 'd', 3 + 'e'}));
+}
+
+TEST(DatasetTest, ConversationRecordsAreCheckedAndNeedATemplate) {
+  const std::string good =
+      R"({"messages": [{"role": "user", "content": "hi"}, )"
+      R"({"role": "assistant", "content": "hello"}]})";
+  absl::StatusOr<std::vector<TrainingRecord>> records =
+      ParseJsonl("{\"text\": \"a\"}\n" + good + "\n", "chat.jsonl");
+  ASSERT_OK(records);
+  ASSERT_EQ(records->size(), 2u);
+  EXPECT_FALSE((*records)[1].conversation.empty());
+  EXPECT_EQ((*records)[1].line, 2);
+  EXPECT_THAT(
+      ParseJsonl(R"({"messages": [{"role": "user", "content": "hi"}]})",
+                 "chat.jsonl"),
+      StatusIs(absl::StatusCode::kInvalidArgument,
+               AllOf(HasSubstr("chat.jsonl:1:"), HasSubstr("no assistant"))));
+  EXPECT_THAT(
+      ParseJsonl("\n" + std::string(R"({"messages": [{"role": "robot", )"
+                                    R"("content": "x"}]})"),
+                 "chat.jsonl"),
+      StatusIs(absl::StatusCode::kInvalidArgument,
+               AllOf(HasSubstr("chat.jsonl:2:"), HasSubstr("'robot'"))));
+  EXPECT_THAT(ParseJsonl(R"({"messages": [{"role": "user"}]})", "chat.jsonl"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("message 1 needs a string \"content\"")));
+  EXPECT_THAT(ParseJsonl(R"({"messages": []})", "chat.jsonl"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("non-empty list")));
+  // Without the model's chat template a conversation cannot be rendered.
+  ByteTokenizer tokenizer;
+  EXPECT_THAT(
+      TokenizeRecords(*records, tokenizer, TokenizeOptions()),
+      StatusIs(absl::StatusCode::kFailedPrecondition,
+               AllOf(HasSubstr("line 2"), HasSubstr("no chat template"))));
+  // With one, only the assistant's text (and eos) carries labels.
+  absl::StatusOr<ChatTemplate> chat = ChatTemplate::Parse(
+      "{% for m in messages %}<{{ m.role }}>{{ m.content }}"
+      "{% if m.role == 'assistant' %}</s>{% endif %}{% endfor %}",
+      R"({"eos_token": "</s>"})", "template");
+  ASSERT_OK(chat);
+  absl::StatusOr<Example> example =
+      TokenizeConversation((*records)[1].conversation, *chat, tokenizer);
+  ASSERT_OK(example);
+  std::string learned;
+  for (size_t i = 0; i < example->labels.size(); ++i) {
+    if (example->labels[i] != kIgnoreLabel) {
+      learned += *tokenizer.DecodeTokens({example->labels[i]}, false);
+    }
+  }
+  // The byte tokenizer's eos is its id 2, "</s>"; the template's "</s>" text
+  // is bytes, so the learned part is the content followed by those bytes.
+  EXPECT_EQ(learned, "hello</s>");
+  EXPECT_EQ(*tokenizer.Decode(example->input_ids),
+            "<user>hi<assistant>hello</s>");
 }
 
 TEST(DatasetTest, JsonlErrorsNameTheLine) {
