@@ -10,6 +10,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -22,6 +23,11 @@ inline constexpr int64_t kIgnoreLabel =
     -100;  // as PyTorch's cross_entropy ignore_index
 
 struct TrainingRecord {
+  TrainingRecord() = default;
+  TrainingRecord(std::string prompt_text, std::string completion_text)
+      : prompt(std::move(prompt_text)),
+        completion(std::move(completion_text)) {}
+
   std::string prompt;      // empty for {"text"} records
   std::string completion;  // the text, or the completion
   // For {"messages": ...} records: {"messages": [...]} as JSON text, keys in
