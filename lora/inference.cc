@@ -9,6 +9,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
+#include "lora/chat_template.h"
 #include "lora/generation.h"
 #include "lora/generation_config.h"
 #include "lora/llama_model.h"
@@ -65,6 +66,7 @@ struct InferenceSession::State {
   std::optional<LoraAdapter> adapter;
   std::unique_ptr<LlamaModel> model;
   GenerationConfig generation_config;
+  std::unique_ptr<ChatTemplate> chat_template;
   double load_seconds = 0;
 };
 
@@ -93,6 +95,12 @@ absl::StatusOr<std::unique_ptr<InferenceSession>> InferenceSession::Open(
     return loaded_tokenizer.status();
   } else {
     state->tokenizer_status = loaded_tokenizer.status();
+  }
+  absl::StatusOr<ChatTemplate> chat = ChatTemplate::Load(request.model_dir);
+  if (chat.ok()) {
+    state->chat_template = std::make_unique<ChatTemplate>(*std::move(chat));
+  } else if (!absl::IsNotFound(chat.status())) {
+    return chat.status();
   }
   LoadOptions load;
   load.dtype = dtype;
@@ -156,8 +164,9 @@ absl::StatusOr<InferenceResult> InferenceSession::Generate(
         options.stop_tokens.push_back(id);
       }
     }
-    if (options.stop_tokens.empty() && tokenizer != nullptr &&
-        tokenizer->eos_id()) {
+    if (tokenizer != nullptr && tokenizer->eos_id() &&
+        std::find(options.stop_tokens.begin(), options.stop_tokens.end(),
+                  *tokenizer->eos_id()) == options.stop_tokens.end()) {
       options.stop_tokens.push_back(*tokenizer->eos_id());
     }
   }
@@ -193,6 +202,18 @@ absl::StatusOr<InferenceResult> InferenceSession::Generate(
     }
   }
   return result;
+}
+
+const Tokenizer* InferenceSession::tokenizer() const {
+  return state_->tokenizer.get();
+}
+
+const ChatTemplate* InferenceSession::chat_template() const {
+  return state_->chat_template.get();
+}
+
+int64_t InferenceSession::context_length() const {
+  return state_->config.max_position_embeddings;
 }
 
 absl::StatusOr<InferenceResult> RunInference(

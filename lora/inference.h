@@ -18,6 +18,9 @@
 
 namespace openforce::lora {
 
+class ChatTemplate;
+class Tokenizer;
+
 struct InferenceRequest {
   std::string model_dir;
   std::string adapter_dir;  // empty: base model only
@@ -36,7 +39,7 @@ struct InferenceRequest {
   bool merge_adapter =
       false;  // fold the adapter into the weights before generating
   // Stop at config.json's and generation_config.json's eos ids (all of
-  // them), or the tokenizer's when neither names one.
+  // them) and the tokenizer's eos (a chat template's end-of-turn token).
   bool stop_at_eos = true;
 };
 
@@ -66,6 +69,12 @@ class InferenceSession {
       const std::optional<std::string>& prompt_text,
       const std::vector<int64_t>& prompt_ids,
       const std::function<void(absl::string_view piece)>& on_text = nullptr);
+
+  // Null when the model directory has none.
+  const Tokenizer* tokenizer() const;
+  const ChatTemplate* chat_template() const;
+  // config.json's max_position_embeddings.
+  int64_t context_length() const;
 
  private:
   struct State;

@@ -4,6 +4,7 @@
 #include <functional>
 #include <istream>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <ostream>
 
 #include "absl/strings/ascii.h"
@@ -15,6 +16,7 @@
 #include "common/model_manifest.h"
 #include "common/status_macros.h"
 #include "common/untrusted_json.h"
+#include "worker/chat_history.h"
 #include "worker/pull_command.h"
 
 namespace openforce::worker {
@@ -61,31 +63,78 @@ absl::Status CheckAdapterBaseModel(const std::string& adapter_dir,
   return absl::OkStatus();
 }
 
-absl::Status RunChat(const lora::InferenceRequest& request, std::istream& in,
-                     std::ostream& out, bool prompt_marks) {
+absl::Status RunChat(const lora::InferenceRequest& request,
+                     const ChatOptions& options, std::istream& in,
+                     std::ostream& out) {
   if (!request.adapter_dir.empty())
     RETURN_IF_ERROR(
         CheckAdapterBaseModel(request.adapter_dir, request.model_dir));
   ASSIGN_OR_RETURN(std::unique_ptr<lora::InferenceSession> session,
                    lora::InferenceSession::Open(request));
+  const bool templated = !options.raw && session->chat_template() != nullptr &&
+                         session->tokenizer() != nullptr;
+  if (!options.raw && !templated) {
+    out << "[the model has no chat template: sending raw text]\n";
+  }
+  if (!templated && !options.system.empty()) {
+    return absl::InvalidArgumentError(
+        "--system needs the model's chat template (drop --raw)");
+  }
+  const int64_t budget = session->context_length() - request.max_new_tokens;
+  if (templated && budget <= 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--max-new-tokens ", request.max_new_tokens,
+                     " leaves no room in the model's context of ",
+                     session->context_length()));
+  }
+  auto new_history = [&] {
+    return ChatHistory(session->chat_template(), session->tokenizer(),
+                       options.system, budget);
+  };
+  ChatHistory history = new_history();
   std::string line;
   while (true) {
-    if (prompt_marks) out << "> " << std::flush;
+    if (options.prompt_marks) out << "> " << std::flush;
     if (!std::getline(in, line)) break;
     const std::string prompt(absl::StripTrailingAsciiWhitespace(line));
     if (prompt == "/quit" || prompt == "/exit") break;
+    if (prompt == "/reset") {
+      history = new_history();
+      out << "[history cleared]\n";
+      continue;
+    }
     if (prompt.empty()) continue;
-    ASSIGN_OR_RETURN(
-        lora::InferenceResult result,
-        session->Generate(prompt, {}, [&out](absl::string_view piece) {
-          out << piece << std::flush;
-        }));
-    out << "\n[" << result.generated_ids.size() << " tokens, "
-        << absl::StrFormat("%.1f", result.decode_tokens_per_second)
+    auto stream = [&out](absl::string_view piece) {
+      out << piece << std::flush;
+    };
+    absl::StatusOr<lora::InferenceResult> result;
+    if (templated) {
+      const int dropped = history.dropped_turns();
+      absl::StatusOr<std::vector<int64_t>> ids = history.PromptFor(prompt);
+      if (absl::IsOutOfRange(ids.status())) {
+        out << "[" << ids.status().message() << "]\n";
+        continue;
+      }
+      if (!ids.ok()) return ids.status();
+      if (history.dropped_turns() > dropped) {
+        out << "[context full: dropped the "
+            << history.dropped_turns() - dropped << " oldest turn(s)]\n";
+      }
+      result = session->Generate(std::nullopt, *ids, stream);
+      if (result.ok()) {
+        history.AddReply(
+            std::string(absl::StripTrailingAsciiWhitespace(result->text)));
+      }
+    } else {
+      result = session->Generate(prompt, {}, stream);
+    }
+    if (!result.ok()) return result.status();
+    out << "\n[" << result->generated_ids.size() << " tokens, "
+        << absl::StrFormat("%.1f", result->decode_tokens_per_second)
         << " tokens/s]\n"
         << std::flush;
   }
-  if (prompt_marks) out << "\n";
+  if (options.prompt_marks) out << "\n";
   return absl::OkStatus();
 }
 

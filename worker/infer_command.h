@@ -32,13 +32,23 @@ namespace openforce::worker {
 [[nodiscard]] absl::Status CheckAdapterBaseModel(const std::string& adapter_dir,
                                                  const std::string& model_dir);
 
-// Interactive chat: loads once, then answers each line of `in` (a prompt),
-// streaming the reply to `out` and ending it with the token rate. "/quit"
-// or end of input stops. `prompt_marks` prints "> " before each prompt (for
-// terminals).
+struct ChatOptions {
+  std::string system;  // the system prompt (templated chat only)
+  // Send each line as raw text, as before chat templates: for base models,
+  // and forced when the model has no chat template.
+  bool raw = false;
+  bool prompt_marks = false;  // "> " before each prompt, for terminals
+};
+
+// Interactive chat: loads once, then answers each line of `in` (a user
+// message), streaming the reply to `out` and ending it with the token rate.
+// With the model's chat template, the whole conversation (system prompt and
+// history, the oldest turns dropped when the context would overflow) is
+// rendered for each reply, which stops at the template's end-of-turn token
+// or any eos id. "/quit" or end of input stops; "/reset" forgets the history.
 [[nodiscard]] absl::Status RunChat(const lora::InferenceRequest& request,
-                                   std::istream& in, std::ostream& out,
-                                   bool prompt_marks);
+                                   const ChatOptions& options, std::istream& in,
+                                   std::ostream& out);
 
 }  // namespace openforce::worker
 

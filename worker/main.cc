@@ -121,6 +121,11 @@ ABSL_FLAG(uint64_t, version, 0, "pull: adapter version (0: the latest)");
 ABSL_FLAG(std::string, coordinator_key, "",
           "pull: the coordinator's public key (PEM) to verify against");
 ABSL_FLAG(std::string, out, "", "pull: directory for the PEFT files");
+ABSL_FLAG(std::string, system, "",
+          "infer --interactive: the system prompt of the conversation");
+ABSL_FLAG(bool, raw, false,
+          "infer --interactive: send each line as raw text, without the "
+          "model's chat template");
 ABSL_FLAG(std::string, conversation, "",
           "chat-template: JSON file with messages (and tools, "
           "add_generation_prompt, template variables); - reads stdin");
@@ -454,7 +459,11 @@ absl::Status RunInfer(const std::set<std::string>& named_on_command_line) {
     if (absl::GetFlag(FLAGS_json))
       return absl::InvalidArgumentError(
           "--json does not apply to --interactive");
-    return RunChat(request, std::cin, std::cout, isatty(STDIN_FILENO) != 0);
+    ChatOptions chat;
+    chat.system = absl::GetFlag(FLAGS_system);
+    chat.raw = absl::GetFlag(FLAGS_raw);
+    chat.prompt_marks = isatty(STDIN_FILENO) != 0;
+    return RunChat(request, chat, std::cin, std::cout);
   }
   return RunInferCommand(request, absl::GetFlag(FLAGS_json), std::cout);
 }
