@@ -123,10 +123,12 @@ v1::JobSpec Federation::DemoSpec(uint32_t rounds, uint32_t shards,
   return spec;
 }
 
-std::string Federation::Submit(v1::JobSpec spec) {
+std::string Federation::Submit(v1::JobSpec spec,
+                               const std::string& dataset_path) {
   absl::Status uploaded = admin().UploadModel(task_.model_dir, &spec);
   if (!uploaded.ok()) throw std::runtime_error(uploaded.ToString());
-  auto dataset = admin().UploadFile(task_.train_path);
+  auto dataset = admin().UploadFile(dataset_path.empty() ? task_.train_path
+                                                         : dataset_path);
   if (!dataset.ok()) throw std::runtime_error(dataset.status().ToString());
   *spec.mutable_dataset() = *dataset;
   return Must(admin().SubmitJob(spec));

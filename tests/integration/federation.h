@@ -40,8 +40,9 @@ class Federation {
 
   // The demo job: lookup task, LoRA r4 on q/v, tiny steps.
   v1::JobSpec DemoSpec(uint32_t rounds, uint32_t shards, int32_t steps) const;
-  // Uploads the model and dataset, submits; the job id.
-  std::string Submit(v1::JobSpec spec);
+  // Uploads the model and dataset (the demo's unless `dataset_path` is
+  // given), submits; the job id.
+  std::string Submit(v1::JobSpec spec, const std::string& dataset_path = "");
 
   ChildProcess& StartWorker(const std::string& name,
                             const std::vector<std::string>& extra_flags = {});

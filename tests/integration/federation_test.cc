@@ -259,6 +259,43 @@ TEST(FederationTest, RefusesBadDeltasWithTheirReasonAndTheRoundGoesOn) {
                   v1::REJECT_WRONG_ROUND});
 }
 
+// A community fine-tune on conversations: the model ships a chat template,
+// the dataset is OpenAI/TRL-style {"messages"} JSONL, real workers render
+// and train on it and the round's adapter is accepted.
+TEST(FederationTest, TrainsOnConversationsWithTheModelsChatTemplate) {
+  TempDir dir;
+  Federation federation(dir.path());
+  ASSERT_OK(WriteFileAtomically(
+      federation.task().model_dir + "/chat_template.jinja",
+      "{% for m in messages %}{{ m.content }}{% if m.role == 'assistant' %}"
+      "{{ eos_token }}{% endif %}{% endfor %}"));
+  ASSERT_OK(WriteFileAtomically(
+      federation.task().model_dir + "/tokenizer_config.json",
+      R"({"eos_token": "</s>"})"));
+  absl::StatusOr<std::vector<lora::TrainingRecord>> records =
+      lora::ReadJsonl(federation.task().train_path);
+  ASSERT_OK(records);
+  std::string conversations;
+  for (const lora::TrainingRecord& record : *records) {
+    conversations +=
+        nlohmann::json{
+            {"messages",
+             {{{"role", "user"}, {"content", record.prompt}},
+              {{"role", "assistant"}, {"content", record.completion}}}}}
+            .dump() +
+        "\n";
+  }
+  const std::string dataset = dir.path() + "/conversations.jsonl";
+  ASSERT_OK(WriteFileAtomically(dataset, conversations));
+  federation.StartCoordinator({"--open-enrollment"});
+  const std::string job =
+      federation.Submit(federation.DemoSpec(1, 2, 10), dataset);
+  ChildProcess& worker = federation.StartWorker("chatty");
+  const v1::JobStatus status = federation.WaitForJob(job, Succeeded, 240);
+  ASSERT_EQ(status.state(), v1::JOB_SUCCEEDED) << worker.Log();
+  EXPECT_EQ(status.rounds(0).units_accepted(), 2u);
+}
+
 TEST(FederationTest, AKilledWorkersUnitIsLeasedAgainAfterItsDeadline) {
   TempDir dir;
   Federation federation(dir.path());
