@@ -64,6 +64,7 @@ struct InferenceSession::State {
   std::unique_ptr<Tokenizer> tokenizer;
   absl::Status tokenizer_status;  // why there is none (NotFound names files)
   std::optional<LoraAdapter> adapter;
+  std::map<std::string, LoraAdapter> named_adapters;
   std::unique_ptr<LlamaModel> model;
   GenerationConfig generation_config;
   std::unique_ptr<ChatTemplate> chat_template;
@@ -113,6 +114,11 @@ absl::StatusOr<std::unique_ptr<InferenceSession>> InferenceSession::Open(
         LoraAdapter::Load(request.adapter_dir, state->config, request.device));
     if (request.merge_adapter) RETURN_IF_ERROR(state->adapter->Merge(&weights));
   }
+  for (const auto& [name, dir] : request.named_adapters) {
+    ASSIGN_OR_RETURN(LoraAdapter adapter,
+                     LoraAdapter::Load(dir, state->config, request.device));
+    state->named_adapters.emplace(name, std::move(adapter));
+  }
   try {
     state->model =
         std::make_unique<LlamaModel>(state->config, std::move(weights));
@@ -130,6 +136,27 @@ absl::StatusOr<InferenceResult> InferenceSession::Generate(
     const std::optional<std::string>& prompt_text,
     const std::vector<int64_t>& prompt_ids,
     const std::function<void(absl::string_view piece)>& on_text) {
+  GenerateCall call;
+  call.prompt_text = prompt_text;
+  call.prompt_ids = prompt_ids;
+  if (on_text) {
+    call.on_text = [&on_text](absl::string_view piece) {
+      on_text(piece);
+      return true;
+    };
+  }
+  return Generate(call);
+}
+
+bool InferenceSession::HasAdapter(const std::string& name) const {
+  return state_->named_adapters.count(name) > 0;
+}
+
+absl::StatusOr<InferenceResult> InferenceSession::Generate(
+    const GenerateCall& call) {
+  const std::optional<std::string>& prompt_text = call.prompt_text;
+  const std::vector<int64_t>& prompt_ids = call.prompt_ids;
+  const auto& on_text = call.on_text;
   State& state = *state_;
   const InferenceRequest& request = state.request;
   InferenceResult result;
@@ -148,14 +175,24 @@ absl::StatusOr<InferenceResult> InferenceSession::Generate(
   }
   Tokenizer* tokenizer = state.tokenizer.get();
   GenerationOptions options;
-  options.max_new_tokens = request.max_new_tokens;
+  options.max_new_tokens = call.max_new_tokens.value_or(request.max_new_tokens);
   options.sampling = request.sampling;
   if (request.sampling_from_model && state.generation_config.sampling) {
     options.sampling = *state.generation_config.sampling;
     options.sampling.seed = request.sampling.seed;
   }
-  if (state.adapter.has_value() && !request.merge_adapter)
+  if (call.sampling.has_value()) options.sampling = *call.sampling;
+  if (!call.adapter.empty()) {
+    auto it = state.named_adapters.find(call.adapter);
+    if (it == state.named_adapters.end()) {
+      return absl::NotFoundError(
+          absl::StrCat("no adapter named '", call.adapter, "'"));
+    }
+    options.adapter = &it->second;
+  } else if (state.adapter.has_value() && !request.merge_adapter &&
+             !call.base_only) {
     options.adapter = &*state.adapter;
+  }
   if (request.stop_at_eos) {
     options.stop_tokens = state.config.eos_token_ids;
     for (int64_t id : state.generation_config.eos_token_ids) {
@@ -179,8 +216,10 @@ absl::StatusOr<InferenceResult> InferenceSession::Generate(
       if (!text.ok()) return true;
       const size_t complete = CompleteUtf8Prefix(*text);
       if (complete > emitted) {
-        on_text(absl::string_view(*text).substr(emitted, complete - emitted));
+        const bool go_on = on_text(
+            absl::string_view(*text).substr(emitted, complete - emitted));
         emitted = complete;
+        return go_on;
       }
       return true;
     };
@@ -197,7 +236,8 @@ absl::StatusOr<InferenceResult> InferenceSession::Generate(
   }
   if (tokenizer != nullptr) {
     ASSIGN_OR_RETURN(result.text, tokenizer->Decode(result.generated_ids));
-    if (on_text && result.text.size() > emitted) {
+    if (on_text && result.text.size() > emitted &&
+        result.stop_reason != "callback") {
       on_text(absl::string_view(result.text).substr(emitted));
     }
   }

@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -24,6 +25,9 @@ class Tokenizer;
 struct InferenceRequest {
   std::string model_dir;
   std::string adapter_dir;  // empty: base model only
+  // More adapters, by name, that a GenerateCall may pick (the base weights
+  // are shared).
+  std::map<std::string, std::string> named_adapters;
   // Exactly one of these: text (needs the model's tokenizer) or token ids.
   std::optional<std::string> prompt_text;
   std::vector<int64_t> prompt_ids;
@@ -54,6 +58,21 @@ struct InferenceResult {
   double decode_tokens_per_second = 0;
 };
 
+// One generation of a session, with per-call settings (a server's request).
+struct GenerateCall {
+  std::optional<std::string> prompt_text;  // or prompt_ids
+  std::vector<int64_t> prompt_ids;
+  // A name of InferenceRequest::named_adapters; empty: the request's
+  // adapter_dir (or the base model when there is none).
+  std::string adapter;
+  bool base_only = false;  // ignore the request's adapter_dir
+  std::optional<int64_t> max_new_tokens;
+  std::optional<SamplingOptions> sampling;
+  // Each piece of text as it forms whole UTF-8 characters; returning false
+  // stops the generation (stop_reason "callback").
+  std::function<bool(absl::string_view piece)> on_text;
+};
+
 // A model (and adapter) loaded once for many generations, as an interactive
 // chat needs. The request's prompt fields are ignored here.
 class InferenceSession {
@@ -69,6 +88,10 @@ class InferenceSession {
       const std::optional<std::string>& prompt_text,
       const std::vector<int64_t>& prompt_ids,
       const std::function<void(absl::string_view piece)>& on_text = nullptr);
+
+  [[nodiscard]] absl::StatusOr<InferenceResult> Generate(
+      const GenerateCall& call);
+  bool HasAdapter(const std::string& name) const;
 
   // Null when the model directory has none.
   const Tokenizer* tokenizer() const;

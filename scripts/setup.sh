@@ -12,7 +12,7 @@ readonly PACKAGES=(
   libssl-dev openssl libabsl-dev
   libgtest-dev libgmock-dev
   libsqlite3-dev nlohmann-json3-dev libsentencepiece-dev
-  libonig-dev libutf8proc-dev
+  libonig-dev libutf8proc-dev libcpp-httplib-dev
   python3 systemd
 )
 

@@ -10,6 +10,7 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstdio>
 #include <iostream>
 #include <set>
@@ -42,6 +43,7 @@
 #include "worker/infer_command.h"
 #include "worker/probe_report.h"
 #include "worker/pull_command.h"
+#include "worker/serve_command.h"
 #include "worker/tokenize_command.h"
 #include "worker/work_loop.h"
 #include "worker/worker_status.h"
@@ -121,6 +123,14 @@ ABSL_FLAG(uint64_t, version, 0, "pull: adapter version (0: the latest)");
 ABSL_FLAG(std::string, coordinator_key, "",
           "pull: the coordinator's public key (PEM) to verify against");
 ABSL_FLAG(std::string, out, "", "pull: directory for the PEFT files");
+ABSL_FLAG(std::string, listen, "127.0.0.1:8080",
+          "serve: host:port to listen on (port 0 picks a free one)");
+ABSL_FLAG(std::string, api_key_file, "",
+          "serve: file holding the API key clients send as 'Authorization: "
+          "Bearer KEY'; required off loopback");
+ABSL_FLAG(std::vector<std::string>, adapters, {},
+          "serve: NAME=DIR,... adapters served next to the base model, each "
+          "as model id NAME");
 ABSL_FLAG(std::string, system, "",
           "infer --interactive: the system prompt of the conversation");
 ABSL_FLAG(bool, raw, false,
@@ -158,6 +168,10 @@ constexpr char kUsage[] =
     "          download and verify a published adapter (PEFT files)\n"
     "  infer --model DIR [--adapter DIR] (--prompt TEXT | --interactive)\n"
     "          generate locally, with no network; --interactive chats\n"
+    "  serve --model DIR [--adapters NAME=DIR,...] [--listen HOST:PORT]\n"
+    "          OpenAI-compatible HTTP API (/v1/chat/completions, "
+    "/v1/completions,\n"
+    "          /v1/models, /health) on this machine\n"
     "  chat-template --model DIR --conversation FILE [--json]\n"
     "          print the prompt the model's chat template makes, and its ids\n"
     "  tokenize --model DIR [--add-special-tokens] [--json | --jsonl]\n"
@@ -390,6 +404,48 @@ absl::Status RunProbe() {
   return absl::OkStatus();
 }
 
+absl::Status RunServe() {
+  const sigset_t signals = BlockTerminationSignals();
+  RETURN_IF_ERROR(lora::SetCpuThreads(absl::GetFlag(FLAGS_threads)));
+  ServeOptions options;
+  options.model.model_dir = absl::GetFlag(FLAGS_model);
+  if (options.model.model_dir.empty())
+    return absl::InvalidArgumentError("--model is required");
+  options.model.device = absl::GetFlag(FLAGS_device);
+  options.model.dtype = absl::GetFlag(FLAGS_dtype);
+  options.model.max_new_tokens = absl::GetFlag(FLAGS_max_new_tokens);
+  for (const std::string& entry : absl::GetFlag(FLAGS_adapters)) {
+    const size_t equals = entry.find('=');
+    if (equals == std::string::npos || equals == 0 ||
+        equals + 1 == entry.size()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--adapters entry '", entry, "' is not NAME=DIR"));
+    }
+    const std::string name = entry.substr(0, equals);
+    const std::string dir = entry.substr(equals + 1);
+    RETURN_IF_ERROR(CheckAdapterBaseModel(dir, options.model.model_dir));
+    options.model.named_adapters[name] = dir;
+  }
+  options.listen = absl::GetFlag(FLAGS_listen);
+  if (const std::string file = absl::GetFlag(FLAGS_api_key_file);
+      !file.empty()) {
+    ASSIGN_OR_RETURN(options.api_key, ReadTokenFile(file));
+  }
+  std::atomic<bool> stop{false};
+  std::thread waiter([&] {
+    WaitForTerminationSignal(signals);
+    stop = true;
+  });
+  absl::Status status =
+      RunServer(options, stop, [](const std::string& address) {
+        std::cout << "openforce-worker serve: listening on http://" << address
+                  << std::endl;
+      });
+  if (!stop.load()) pthread_kill(waiter.native_handle(), SIGTERM);
+  waiter.join();
+  return status;
+}
+
 absl::Status RunChatTemplate() {
   ChatTemplateOptions options;
   options.model_dir = absl::GetFlag(FLAGS_model);
@@ -501,6 +557,8 @@ int Main(int argc, char** argv) {
     status = RunWork();
   } else if (command == "pull") {
     status = RunPull();
+  } else if (command == "serve") {
+    status = RunServe();
   } else if (command == "chat-template") {
     status = RunChatTemplate();
   } else if (command == "tokenize") {
