@@ -7,5 +7,6 @@ source scripts/lib.sh
 
 ensure_packages
 configure_and_build
+ensure_node_packages
 cd "$BUILD_DIR"
 ctest --output-on-failure --label-exclude gpu --timeout 1200 -j "$(nproc)"

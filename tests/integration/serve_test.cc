@@ -177,6 +177,29 @@ TEST_F(ServeTest, ChatCompletionsPlainStreamedAndPerAdapter) {
   EXPECT_EQ(json::parse(completion->body)["object"], "text_completion");
 }
 
+// OpenAI's official Node client (npm "openai", installed into the build tree
+// by scripts/test.sh) talks to the server: models, a plain and a streamed
+// chat with each adapter, the streamed text equal to the plain one.
+TEST_F(ServeTest, OpenAisNodeClientChatsWithEachAdapter) {
+  const std::string host = Start({"--api-key-file", dir_.Join("key.txt")});
+  const std::string base_url = absl::StrCat("http://", host, ":", port_, "/v1");
+  ProcessResult result =
+      RunProcess({"/usr/bin/env", "node",
+                  OPENFORCE_SOURCE_DIR "/tests/integration/openai_client.js",
+                  base_url, "s3cret-key", "alpha", "beta"},
+                 {"NODE_PATH=" OPENFORCE_NODE_MODULES});
+  ASSERT_EQ(result.exit_code, 0) << result.stderr_text;
+  const json out = json::parse(result.stdout_text);
+  EXPECT_EQ(out["models"], json({"model", "alpha", "beta"}));
+  for (const char* model : {"alpha", "beta"}) {
+    const json& answer = out["answers"][model];
+    EXPECT_EQ(answer["plain"], answer["streamed"]) << model;
+    EXPECT_EQ(answer["finish"], "length") << model;
+    EXPECT_EQ(answer["usage"]["prompt_tokens"], 21) << model;
+  }
+  EXPECT_NE(out["answers"]["alpha"]["plain"], out["answers"]["beta"]["plain"]);
+}
+
 TEST_F(ServeTest, ErrorsAreOpenAiJsonWithTheirStatus) {
   const std::string host = Start({"--api-key-file", dir_.Join("key.txt")});
   httplib::Client client = Client(host);
