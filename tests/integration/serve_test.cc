@@ -200,6 +200,37 @@ TEST_F(ServeTest, OpenAisNodeClientChatsWithEachAdapter) {
   EXPECT_NE(out["answers"]["alpha"]["plain"], out["answers"]["beta"]["plain"]);
 }
 
+// A client that goes away mid-stream stops its generation: the next request
+// in the queue is answered at once instead of after a long reply nobody
+// reads (100k tokens would take the tiny model well over a minute).
+TEST_F(ServeTest, AClientThatDisconnectsStopsItsGeneration) {
+  const std::string host = Start();
+  httplib::Client reader = Client(host);
+  json endless = Chat("model", true);
+  endless["max_tokens"] = 100000;
+  endless["temperature"] = 1.0;
+  httplib::Request request;
+  request.method = "POST";
+  request.path = "/v1/chat/completions";
+  request.body = endless.dump();
+  request.set_header("Content-Type", "application/json");
+  int chunks = 0;
+  request.content_receiver = [&chunks](const char*, size_t, uint64_t,
+                                       uint64_t) { return ++chunks < 3; };
+  reader.send(request);  // returns once the receiver hangs up
+  EXPECT_GE(chunks, 3);
+  const auto start = std::chrono::steady_clock::now();
+  httplib::Client next = Client(host);
+  auto answered = next.Post("/v1/chat/completions", Chat("model", false).dump(),
+                            "application/json");
+  ASSERT_TRUE(answered);
+  EXPECT_EQ(answered->status, 200);
+  EXPECT_LT(
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
+          .count(),
+      30.0);
+}
+
 TEST_F(ServeTest, ErrorsAreOpenAiJsonWithTheirStatus) {
   const std::string host = Start({"--api-key-file", dir_.Join("key.txt")});
   httplib::Client client = Client(host);
