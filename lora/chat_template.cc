@@ -8,22 +8,13 @@
 #include "common/file_util.h"
 #include "common/status_macros.h"
 #include "common/untrusted_json.h"
+#include "lora/internal/special_token.h"
 
 namespace openforce::lora {
 namespace {
 
 constexpr uint64_t kMaxTemplateBytes = 1u << 20;
 constexpr uint64_t kMaxConfigBytes = 64u << 20;
-
-// A special token from tokenizer_config.json: a string or {"content": ...}.
-std::optional<std::string> TokenText(const nlohmann::ordered_json& value) {
-  if (value.is_string()) return value.get<std::string>();
-  if (value.is_object() && value.contains("content") &&
-      value["content"].is_string()) {
-    return value["content"].get<std::string>();
-  }
-  return std::nullopt;
-}
 
 }  // namespace
 
@@ -49,7 +40,8 @@ absl::StatusOr<ChatTemplate> ChatTemplate::Parse(
     for (const char* key : {"bos_token", "eos_token", "unk_token", "sep_token",
                             "pad_token", "cls_token", "mask_token"}) {
       if (!config.contains(key)) continue;
-      if (std::optional<std::string> text = TokenText(config[key])) {
+      if (std::optional<std::string> text =
+              internal::SpecialTokenText(config[key])) {
         special_tokens.Set(key, jinja::Value::String(*text));
       }
     }
@@ -57,7 +49,8 @@ absl::StatusOr<ChatTemplate> ChatTemplate::Parse(
         config["additional_special_tokens"].is_array()) {
       jinja::ValueList extra;
       for (const auto& token : config["additional_special_tokens"]) {
-        if (std::optional<std::string> text = TokenText(token)) {
+        if (std::optional<std::string> text =
+                internal::SpecialTokenText(token)) {
           extra.push_back(jinja::Value::String(*text));
         }
       }

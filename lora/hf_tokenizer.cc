@@ -15,6 +15,7 @@
 #include "lora/internal/hf_decoder.h"
 #include "lora/internal/hf_normalizer.h"
 #include "lora/internal/hf_pre_tokenizer.h"
+#include "lora/internal/special_token.h"
 #include "lora/internal/tokenizer_json_reader.h"
 
 namespace openforce::lora {
@@ -128,13 +129,7 @@ absl::StatusOr<std::vector<internal::AddedToken>> ParseAddedTokens(
 std::optional<std::string> ConfigTokenName(const nlohmann::json& config,
                                            const char* key) {
   if (!config.is_object() || !config.contains(key)) return std::nullopt;
-  const nlohmann::json& value = config[key];
-  if (value.is_string()) return value.get<std::string>();
-  if (value.is_object() && value.contains("content") &&
-      value["content"].is_string()) {
-    return value["content"].get<std::string>();
-  }
-  return std::nullopt;
+  return internal::SpecialTokenText(config[key]);
 }
 
 }  // namespace
