@@ -75,6 +75,9 @@ absl::StatusOr<std::unique_ptr<BpeModel>> BpeModel::Create(
     auto it = model->vocab_.find(absl::string_view(name));
     model->byte_ids_[byte] = it == model->vocab_.end() ? -1 : it->second;
   }
+  if (model->options_.unk_token.has_value()) {
+    model->unk_id_ = model->TokenToId(*model->options_.unk_token);
+  }
   const size_t prefix_length = model->options_.continuing_subword_prefix.size();
   model->merges_.reserve(merges.size());
   std::string merged;
@@ -164,8 +167,7 @@ absl::Status BpeModel::TokenizeUncached(absl::string_view word,
   };
   // A pending unknown token (fused over consecutive unknown characters).
   bool pending_unk = false;
-  std::optional<int32_t> unk_id;
-  if (options_.unk_token.has_value()) unk_id = TokenToId(*options_.unk_token);
+  const std::optional<int32_t>& unk_id = unk_id_;
   std::string piece;
   size_t pos = 0;
   while (pos < word.size()) {

@@ -62,7 +62,8 @@ class BpeModel {
   std::vector<bool> has_token_;
   // (left id, right id) -> (rank, merged id).
   absl::flat_hash_map<uint64_t, std::pair<int32_t, int32_t>> merges_;
-  int32_t byte_ids_[256];  // <0xXX> tokens, -1 where missing
+  int32_t byte_ids_[256];          // <0xXX> tokens, -1 where missing
+  std::optional<int32_t> unk_id_;  // unset without unk_token or when missing
 
   static constexpr size_t kCacheCapacity = 20000;
   static constexpr size_t kMaxCachedWordBytes = 256;
