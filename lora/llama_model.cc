@@ -111,7 +111,6 @@ std::vector<at::Tensor> LayerParameters(const LoraAdapter* adapter,
 
 struct LlamaModel::Context {
   int64_t past = 0;
-  int64_t seq = 0;
   at::Tensor cos, sin;                 // [seq, rotary_dim] in the model dtype
   at::Tensor local_cos, local_sin;     // sliding layers, when they differ
   at::Tensor full_mask, sliding_mask;  // undefined for a single position
@@ -360,7 +359,6 @@ at::Tensor LlamaModel::Forward(const at::Tensor& input_ids,
 
   Context context;
   context.past = past;
-  context.seq = seq;
   at::Tensor positions = at::arange(
       past, past + seq, at::TensorOptions().dtype(at::kFloat).device(device()));
   const RotaryFrequencies rotary =

@@ -82,7 +82,6 @@ class LlamaModel {
   at::Tensor RmsNorm(const at::Tensor& x, const at::Tensor& weight) const;
   at::Tensor Project(const at::Tensor& x, size_t layer, Projection projection,
                      const at::Tensor& bias, ForwardOptions& options) const;
-  at::Tensor HeadNorm(const at::Tensor& x, const at::Tensor& weight) const;
   at::Tensor ApplyRotary(const at::Tensor& x, const at::Tensor& cos,
                          const at::Tensor& sin) const;
   at::Tensor Attention(const at::Tensor& x, size_t layer,
