@@ -5,12 +5,14 @@
 
 #include <cmath>
 #include <exception>
+#include <iterator>
 #include <memory>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/status_macros.h"
+#include "lora/federated_aggregation.h"
 #include "lora/safetensors.h"
 
 namespace openforce::lora {
@@ -32,9 +34,15 @@ uint64_t MaxDeltaHeaderBytes(size_t expected_tensors) {
 absl::StatusOr<DeltaCheck> CheckAdapterDelta(const std::string& path,
                                              const LlamaConfig& model,
                                              const LoraConfig& config,
-                                             const DeltaLimits& limits) {
-  const std::map<std::string, std::vector<int64_t>> expected =
+                                             const DeltaLimits& limits,
+                                             DeltaLayout layout) {
+  std::map<std::string, std::vector<int64_t>> expected =
       ExpectedAdapterTensors(model, config);
+  if (layout == DeltaLayout::kBOnly) {
+    for (auto it = expected.begin(); it != expected.end();) {
+      it = IsLoraAKey(it->first) ? expected.erase(it) : std::next(it);
+    }
+  }
   absl::StatusOr<std::unique_ptr<SafetensorsFile>> file =
       SafetensorsFile::Open(path, MaxDeltaHeaderBytes(expected.size()));
   if (!file.ok()) {
@@ -105,11 +113,12 @@ absl::StatusOr<DeltaCheck> CheckAdapterDelta(const std::string& path,
 
 absl::Status WriteAdapterDelta(const LoraAdapter& adapter,
                                const LoraAdapter& parent,
-                               const std::string& path) {
+                               const std::string& path, DeltaLayout layout) {
   ASSIGN_OR_RETURN(LoraAdapter delta, adapter.Subtract(parent));
   try {
     std::vector<std::pair<std::string, at::Tensor>> tensors;
     for (auto& [name, tensor] : delta.NamedTensors()) {
+      if (layout == DeltaLayout::kBOnly && IsLoraAKey(name)) continue;
       tensors.emplace_back(name, tensor.to(at::kCPU, at::kFloat).contiguous());
     }
     return WriteSafetensors(path, tensors, {{"format", "pt"}});
@@ -122,49 +131,14 @@ absl::Status WriteAdapterDelta(const LoraAdapter& adapter,
 absl::Status FedAvgAdapterFiles(const std::string& parent_path,
                                 const std::vector<WeightedDelta>& deltas,
                                 const std::string& out_path) {
-  if (deltas.empty())
-    return absl::InvalidArgumentError("FedAvg needs at least one delta");
-  double total_weight = 0;
+  std::vector<std::string> paths;
+  std::vector<double> weights;
   for (const WeightedDelta& delta : deltas) {
-    if (!(delta.weight > 0) || !std::isfinite(delta.weight)) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "delta ", delta.path, " has weight ", delta.weight, "; must be > 0"));
-    }
-    total_weight += delta.weight;
+    paths.push_back(delta.path);
+    weights.push_back(delta.weight);
   }
-  ASSIGN_OR_RETURN(std::unique_ptr<SafetensorsFile> parent,
-                   SafetensorsFile::Open(parent_path));
-  std::vector<std::unique_ptr<SafetensorsFile>> files;
-  for (const WeightedDelta& delta : deltas) {
-    ASSIGN_OR_RETURN(std::unique_ptr<SafetensorsFile> file,
-                     SafetensorsFile::Open(delta.path));
-    if (file->entries().size() != parent->entries().size()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          delta.path, " holds ", file->entries().size(),
-          " tensors, the parent adapter ", parent->entries().size()));
-    }
-    files.push_back(std::move(file));
-  }
-  try {
-    std::vector<std::pair<std::string, at::Tensor>> out;
-    for (const auto& [name, entry] : parent->entries()) {
-      ASSIGN_OR_RETURN(at::Tensor base, parent->Tensor(name));
-      at::Tensor sum = base.to(at::kFloat).clone();
-      for (size_t i = 0; i < files.size(); ++i) {
-        ASSIGN_OR_RETURN(at::Tensor delta, files[i]->Tensor(name));
-        if (delta.sizes() != sum.sizes()) {
-          return absl::InvalidArgumentError(
-              absl::StrCat(deltas[i].path, ": tensor '", name,
-                           "' does not match the parent adapter's shape"));
-        }
-        sum.add_(delta.to(at::kFloat), deltas[i].weight / total_weight);
-      }
-      out.emplace_back(name, std::move(sum));
-    }
-    return WriteSafetensors(out_path, out, {{"format", "pt"}});
-  } catch (const std::exception& e) {
-    return absl::InternalError(absl::StrCat("FedAvg: ", e.what()));
-  }
+  return AggregateAdapterFiles(parent_path, paths, weights, AggregationRule(),
+                               out_path, /*report=*/nullptr);
 }
 
 }  // namespace openforce::lora

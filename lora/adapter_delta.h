@@ -33,6 +33,10 @@ struct DeltaCheck {
   bool ok() const { return problem == Problem::kNone; }
 };
 
+// What a delta holds: every A and B, or B only (FFA-LoRA, where A is frozen
+// for the whole job: half the upload).
+enum class DeltaLayout { kFull, kBOnly };
+
 struct DeltaLimits {
   double max_norm = 0;  // 0: no upper bound
   double min_norm = 0;  // below it nothing was trained; 0: no floor
@@ -44,20 +48,20 @@ struct DeltaLimits {
 uint64_t MaxDeltaHeaderBytes(size_t expected_tensors);
 
 // Checks the safetensors file at `path` against the adapter shape of `model`
-// and `config`: a header within MaxDeltaHeaderBytes(), exactly the expected
-// tensor names, their shapes, dtype F32, every value finite, and the L2 norm
-// over all tensors within `limits`. A file that is not valid safetensors is
-// kBadShape. Errors (non-OK status) are for failures that say nothing about
-// the delta, such as an unreadable file.
+// and `config` (only B tensors for kBOnly): a header within
+// MaxDeltaHeaderBytes(), exactly the expected tensor names, their shapes, dtype
+// F32, every value finite, and the L2 norm over all tensors within `limits`. A
+// file that is not valid safetensors is kBadShape. Errors (non-OK status) are
+// for failures that say nothing about the delta, such as an unreadable file.
 [[nodiscard]] absl::StatusOr<DeltaCheck> CheckAdapterDelta(
     const std::string& path, const LlamaConfig& model, const LoraConfig& config,
-    const DeltaLimits& limits);
+    const DeltaLimits& limits, DeltaLayout layout = DeltaLayout::kFull);
 
 // Writes `adapter` - `parent` to `path` (atomically) as F32 safetensors with
-// PEFT keys: the bytes a worker signs and uploads.
-[[nodiscard]] absl::Status WriteAdapterDelta(const LoraAdapter& adapter,
-                                             const LoraAdapter& parent,
-                                             const std::string& path);
+// PEFT keys: the bytes a worker signs and uploads. kBOnly leaves A out.
+[[nodiscard]] absl::Status WriteAdapterDelta(
+    const LoraAdapter& adapter, const LoraAdapter& parent,
+    const std::string& path, DeltaLayout layout = DeltaLayout::kFull);
 
 struct WeightedDelta {
   std::string path;   // safetensors delta that passed CheckAdapterDelta

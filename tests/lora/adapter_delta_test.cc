@@ -205,7 +205,7 @@ TEST_F(AdapterDeltaTest, FedAvgRefusesEmptyOrMismatchedInput) {
   fewer.targets = {Projection::kQ};
   EXPECT_THAT(FedAvgAdapterFiles(parent, {{WriteFilled("q", 1, &fewer), 1}},
                                  dir_.path() + "/o"),
-              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("holds")));
+              StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("lacks")));
 }
 
 TEST_F(AdapterDeltaTest, WrittenDeltaIsTrainedMinusParent) {
