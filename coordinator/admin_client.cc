@@ -4,6 +4,7 @@
 #include <filesystem>
 #include <fstream>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/strip.h"
@@ -213,12 +214,16 @@ std::string FormatJobStatus(const v1::JobStatus& job) {
   if (!job.message().empty()) {
     absl::StrAppend(&out, "  ", EscapeForTerminal(job.message()), "\n");
   }
+  absl::StrAppend(&out, "  aggregation: ",
+                  EscapeForTerminal(job.spec().aggregation()), "\n");
+  const bool svd = absl::StartsWith(job.spec().aggregation(), "svd");
   absl::StrAppend(&out,
                   "  round  pending  leased  accepted  rejected  train_loss  "
-                  "version\n");
+                  "version",
+                  svd ? "  truncation_error" : "", "\n");
   for (const v1::RoundStatus& round : job.rounds()) {
     absl::StrAppendFormat(
-        &out, "  %5d  %7d  %6d  %8d  %8d  %10s  %7s\n", round.round(),
+        &out, "  %5d  %7d  %6d  %8d  %8d  %10s  %7s", round.round(),
         round.units_pending(), round.units_leased(), round.units_accepted(),
         round.units_rejected(),
         round.units_accepted() > 0
@@ -226,6 +231,10 @@ std::string FormatJobStatus(const v1::JobStatus& job) {
             : std::string("-"),
         round.adapter_version() > 0 ? absl::StrCat(round.adapter_version())
                                     : std::string("open"));
+    if (svd && round.adapter_version() > 0) {
+      absl::StrAppendFormat(&out, "  %16.3g", round.truncation_error());
+    }
+    absl::StrAppend(&out, "\n");
   }
   return out;
 }

@@ -1,42 +1,38 @@
-// Aggregation strategies; see aggregator.h.
+// Aggregation of delta files by a job's rule; see aggregator.h.
 #include "coordinator/aggregator.h"
 
-#include "absl/strings/str_cat.h"
-#include "absl/strings/str_join.h"
-#include "lora/adapter_delta.h"
+#include <algorithm>
+
+#include "common/status_macros.h"
+#include "lora/federated_aggregation.h"
 
 namespace openforce::coordinator {
-namespace {
 
-// FedAvg (McMahan et al.): the parent plus the sample-weighted mean of the
-// deltas. Applied to LoRA's A and B separately, as federated LoRA commonly
-// does; every worker of a round starts from the same A and B.
-class FedAvgAggregator : public Aggregator {
- public:
-  absl::string_view name() const override { return "fedavg"; }
-  absl::Status Aggregate(const std::string& parent_path,
-                         const std::vector<AggregationInput>& deltas,
-                         const std::string& out_path) const override {
-    std::vector<lora::WeightedDelta> weighted;
-    for (const AggregationInput& delta : deltas) {
-      weighted.push_back(
-          {delta.delta_path, static_cast<double>(delta.sample_count)});
-    }
-    return lora::FedAvgAdapterFiles(parent_path, weighted, out_path);
+absl::StatusOr<AggregationOutcome> Aggregator::Aggregate(
+    const std::string& parent_path, const std::vector<AggregationInput>& deltas,
+    const std::string& out_path) const {
+  std::vector<std::string> paths;
+  std::vector<double> weights;
+  for (const AggregationInput& delta : deltas) {
+    paths.push_back(delta.delta_path);
+    weights.push_back(
+        static_cast<double>(std::max<uint64_t>(1, delta.sample_count)));
   }
-};
-
-}  // namespace
-
-std::vector<std::string> AggregatorNames() { return {"fedavg"}; }
+  lora::AggregationReport report;
+  RETURN_IF_ERROR(lora::AggregateAdapterFiles(parent_path, paths, weights,
+                                              rule_, out_path, &report));
+  AggregationOutcome outcome;
+  outcome.used = report.selected;
+  outcome.clip_scales = report.clip_scales;
+  outcome.truncation_error = report.truncation_error;
+  return outcome;
+}
 
 absl::StatusOr<std::unique_ptr<Aggregator>> MakeAggregator(
     absl::string_view name) {
-  if (name.empty() || name == "fedavg")
-    return std::make_unique<FedAvgAggregator>();
-  return absl::InvalidArgumentError(
-      absl::StrCat("unknown aggregation '", name,
-                   "' (known: ", absl::StrJoin(AggregatorNames(), ", "), ")"));
+  ASSIGN_OR_RETURN(lora::AggregationRule rule,
+                   lora::ParseAggregationRule(name));
+  return std::make_unique<Aggregator>(rule);
 }
 
 }  // namespace openforce::coordinator

@@ -1,6 +1,6 @@
-// How a round's accepted deltas become the next adapter version. Strategies
-// (FedAvg now; trimmed means or replica-aware ones later) implement this one
-// interface and are picked by name from a job's spec.
+// How a round's accepted deltas become the next adapter version: the job's
+// aggregation rule (lora/aggregation_rule.h: fedavg, ffa or svd, with
+// clipping, median, trimmed mean or Multi-Krum) applied to delta files.
 #ifndef OPENFORCE_COORDINATOR_AGGREGATOR_H_
 #define OPENFORCE_COORDINATOR_AGGREGATOR_H_
 
@@ -12,6 +12,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "lora/aggregation_rule.h"
 
 namespace openforce::coordinator {
 
@@ -22,23 +23,35 @@ struct AggregationInput {
   uint32_t shard_index = 0;
 };
 
-class Aggregator {
- public:
-  virtual ~Aggregator() = default;
-  virtual absl::string_view name() const = 0;
-  // Writes the next adapter_model.safetensors to `out_path` from the parent
-  // version's file and the round's accepted deltas.
-  [[nodiscard]] virtual absl::Status Aggregate(
-      const std::string& parent_path,
-      const std::vector<AggregationInput>& deltas,
-      const std::string& out_path) const = 0;
+// What one aggregation decided, input by input.
+struct AggregationOutcome {
+  std::vector<bool> used;           // false: left out (Multi-Krum)
+  std::vector<double> clip_scales;  // 1: not clipped
+  double truncation_error = 0;      // svd: relative Frobenius error
 };
 
-// Names MakeAggregator() knows, for error messages and validation.
-std::vector<std::string> AggregatorNames();
+class Aggregator {
+ public:
+  explicit Aggregator(lora::AggregationRule rule) : rule_(rule) {}
 
-// The strategy called `name` ("" means "fedavg"); InvalidArgument listing the
-// known names otherwise.
+  // The canonical rule text, e.g. "ffa+clip:2+median".
+  std::string name() const { return lora::FormatAggregationRule(rule_); }
+  const lora::AggregationRule& rule() const { return rule_; }
+
+  // Writes the next adapter_model.safetensors to `out_path` from the parent
+  // version's file and the round's accepted deltas, weighted by their
+  // coordinator-known sample counts.
+  [[nodiscard]] absl::StatusOr<AggregationOutcome> Aggregate(
+      const std::string& parent_path,
+      const std::vector<AggregationInput>& deltas,
+      const std::string& out_path) const;
+
+ private:
+  lora::AggregationRule rule_;
+};
+
+// The aggregator for a job's `aggregation` text ("" is the default rule);
+// InvalidArgument naming what is wrong otherwise.
 [[nodiscard]] absl::StatusOr<std::unique_ptr<Aggregator>> MakeAggregator(
     absl::string_view name);
 

@@ -27,6 +27,7 @@
 #include "coordinator/coordinator.h"
 #include "coordinator/credit.h"
 #include "coordinator/internal/planning.h"
+#include "lora/aggregation_rule.h"
 #include "lora/adapter_delta.h"
 #include "lora/dataset.h"
 #include "lora/hf_tokenizer.h"
@@ -139,7 +140,12 @@ absl::StatusOr<v1::SubmitJobResponse> Coordinator::SubmitJob(
       !v1::Tier_IsValid(spec.min_tier())) {
     return absl::InvalidArgumentError("min_tier is unknown");
   }
-  RETURN_IF_ERROR(MakeAggregator(spec.aggregation()).status());
+  // The rule is stored in its canonical form, so `job status` says exactly
+  // what runs (the default included); FFA's workers must freeze A.
+  ASSIGN_OR_RETURN(const lora::AggregationRule rule,
+                   lora::ParseAggregationRule(spec.aggregation()));
+  spec.set_aggregation(lora::FormatAggregationRule(rule));
+  spec.mutable_training()->set_freeze_lora_a(rule.b_only());
   ASSIGN_OR_RETURN(lora::LoraConfig lora_config,
                    LoraConfigFromProto(spec.lora()));
   ASSIGN_OR_RETURN(lora::TrainingOptions training,
@@ -332,6 +338,15 @@ absl::StatusOr<v1::JobStatus> Coordinator::DescribeJob(const JobRecord& job) {
     out->set_adapter_version(round.adapter_version);
     out->set_opened_at_ms(round.opened_ms);
     out->set_deadline_ms(round.deadline_ms);
+    if (round.adapter_version != 0) {
+      ASSIGN_OR_RETURN(std::optional<AdapterRecord> adapter,
+                       state_->GetAdapter(job.job_id, round.adapter_version));
+      if (adapter.has_value()) {
+        const auto& metrics = adapter->adapter.metrics();
+        auto error = metrics.find("truncation_error");
+        if (error != metrics.end()) out->set_truncation_error(error->second);
+      }
+    }
     ASSIGN_OR_RETURN(std::vector<UnitRecord> units,
                      state_->ListUnits(job.job_id, round.round));
     for (const UnitRecord& unit : units) {

@@ -126,7 +126,10 @@ ABSL_FLAG(uint32_t, round_deadline_s, 0,
 ABSL_FLAG(uint32_t, min_results, 0,
           "job submit: results a round needs at its deadline (0: all units)");
 ABSL_FLAG(double, max_norm, 100.0, "job submit: L2 bound on one delta");
-ABSL_FLAG(std::string, aggregation, "fedavg", "job submit: aggregation");
+ABSL_FLAG(std::string, aggregation, "",
+          "job submit: aggregation rule, '<exact>[+clip[:m]][+median|"
+          "+trimmed_mean[:beta]|+krum[:f]]' with exact one of fedavg, ffa, "
+          "svd; empty: the default (robust) rule");
 ABSL_FLAG(std::string, reason, "", "job cancel: why, for the record");
 ABSL_FLAG(bool, all, false, "workers: include workers that went silent");
 

@@ -153,8 +153,8 @@ absl::Status Coordinator::CloseRound(
       const double unit_credit,
       UnitCreditFlop(model.Shape(), job.spec.lora(), job.spec.training()));
   std::vector<AggregationInput> inputs;
-  uint64_t samples = 0;
-  double loss_sum = 0, loss_weight = 0;
+  std::vector<ResultVerdict> input_verdicts;
+  std::vector<double> input_losses;
   for (const ResultRecord& result : accepted) {
     ResultVerdict verdict;
     verdict.unit_id = result.unit_id;
@@ -177,14 +177,11 @@ absl::Status Coordinator::CloseRound(
     input.worker_id = result.worker_id;
     input.shard_index = result.shard_index;
     inputs.push_back(input);
-    samples += ExpectedSamples(job.spec.training());
-    verdict.credit_flop = unit_credit;
-    outcome.credited.push_back(verdict);
+    input_verdicts.push_back(verdict);
     auto loss = result.header.metrics().find("train_loss");
-    if (loss != result.header.metrics().end() && std::isfinite(loss->second)) {
-      loss_sum += loss->second * static_cast<double>(input.sample_count);
-      loss_weight += static_cast<double>(input.sample_count);
-    }
+    input_losses.push_back(loss != result.header.metrics().end()
+                               ? loss->second
+                               : std::numeric_limits<double>::quiet_NaN());
   }
   if (inputs.empty()) {
     // Everything was left out: publish nothing, the round stays open (its
@@ -200,7 +197,31 @@ absl::Status Coordinator::CloseRound(
   const std::string out_path =
       absl::StrCat(options_.data_dir, "/tmp/aggregate-", job.job_id, "-r",
                    round.round, ".safetensors");
-  RETURN_IF_ERROR(aggregator->Aggregate(parent_path, inputs, out_path));
+  ASSIGN_OR_RETURN(const AggregationOutcome aggregated,
+                   aggregator->Aggregate(parent_path, inputs, out_path));
+  uint64_t samples = 0;
+  size_t used = 0;
+  double loss_sum = 0, loss_weight = 0;
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    ResultVerdict& verdict = input_verdicts[i];
+    if (!aggregated.used[i]) {
+      // Far from its peers: the robust rule left it out; it earns nothing.
+      verdict.reason = v1::REJECT_OUTLIER;
+      verdict.message = absl::StrCat("left out of the aggregate by ",
+                                     aggregator->name(),
+                                     ": too far from the round's other deltas");
+      outcome.excluded.push_back(verdict);
+      continue;
+    }
+    ++used;
+    samples += ExpectedSamples(job.spec.training());
+    verdict.credit_flop = unit_credit;
+    outcome.credited.push_back(verdict);
+    if (std::isfinite(input_losses[i])) {
+      loss_sum += input_losses[i] * static_cast<double>(inputs[i].sample_count);
+      loss_weight += static_cast<double>(inputs[i].sample_count);
+    }
+  }
   absl::StatusOr<std::string> model_sha = blobs_->PutFile(out_path);
   std::error_code ignored;
   std::filesystem::remove(out_path, ignored);
@@ -218,7 +239,11 @@ absl::Status Coordinator::CloseRound(
   adapter.set_sample_count(samples);
   if (loss_weight > 0)
     (*adapter.mutable_metrics())["train_loss"] = loss_sum / loss_weight;
-  (*adapter.mutable_metrics())["deltas"] = static_cast<double>(inputs.size());
+  (*adapter.mutable_metrics())["deltas"] = static_cast<double>(used);
+  if (aggregator->rule().exact == lora::ExactStrategy::kSvd) {
+    (*adapter.mutable_metrics())["truncation_error"] =
+        aggregated.truncation_error;
+  }
   adapter.set_published_at_ms(Now());
   adapter.set_content_hash(
       AdapterContentHash(*model_sha, job.adapter_config.sha256()));

@@ -11,10 +11,12 @@
 #include <cmath>
 #include <exception>
 #include <filesystem>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <random>
 
 #include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/file_util.h"
 #include "common/status_macros.h"
@@ -120,6 +122,11 @@ absl::StatusOr<std::unique_ptr<Trainer>> Trainer::Create(
     trainer->state_ = std::make_unique<State>();
     State& state = *trainer->state_;
     for (auto& [name, tensor] : adapter->NamedTensors()) {
+      // FFA-LoRA: A stays as the job's version 0 made it.
+      if (options.freeze_lora_a && absl::StrContains(name, ".lora_A.")) {
+        tensor.set_requires_grad(false);
+        continue;
+      }
       tensor.set_requires_grad(true);
       state.parameters.push_back(tensor);
       state.names.push_back(name);
@@ -316,18 +323,20 @@ absl::Status Trainer::RestoreCheckpoint(const std::string& dir) {
     at::NoGradGuard no_grad;
     const std::vector<std::pair<std::string, at::Tensor>> saved_tensors =
         saved.NamedTensors();
-    if (saved_tensors.size() != state_->parameters.size()) {
+    if (saved_tensors.size() != adapter_->NamedTensors().size()) {
       return absl::FailedPreconditionError(
           "checkpoint adapter has other target modules");
     }
+    std::map<std::string, at::Tensor> saved_by_name(saved_tensors.begin(),
+                                                    saved_tensors.end());
     auto& optimizer_state = state_->optimizer->state();
     for (size_t i = 0; i < state_->parameters.size(); ++i) {
-      if (saved_tensors[i].first != state_->names[i]) {
+      auto saved_tensor = saved_by_name.find(state_->names[i]);
+      if (saved_tensor == saved_by_name.end()) {
         return absl::FailedPreconditionError(
-            absl::StrCat("checkpoint adapter tensor ", saved_tensors[i].first,
-                         " where ", state_->names[i], " was expected"));
+            absl::StrCat("checkpoint adapter lacks tensor ", state_->names[i]));
       }
-      state_->parameters[i].copy_(saved_tensors[i].second);
+      state_->parameters[i].copy_(saved_tensor->second);
       const std::string& name = state_->names[i];
       optimizer_state.erase(OptimizerStateKey(state_->parameters[i]));
       if (!json["adam_steps"].contains(name)) continue;

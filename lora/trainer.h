@@ -36,6 +36,8 @@ struct TrainingOptions {
   // Recompute each decoder layer in the backward pass (less memory, one more
   // forward of compute); the result is the same.
   bool gradient_checkpointing = false;
+  // FFA-LoRA: train B only; A keeps the values it had (the job's version 0).
+  bool freeze_lora_a = false;
 };
 
 struct StepMetrics {

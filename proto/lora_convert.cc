@@ -93,6 +93,7 @@ absl::StatusOr<lora::TrainingOptions> TrainingOptionsFromProto(
   options.weight_decay = config.weight_decay();
   options.seed = config.seed();
   options.gradient_checkpointing = config.gradient_checkpointing();
+  options.freeze_lora_a = config.freeze_lora_a();
   return options;
 }
 

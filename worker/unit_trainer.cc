@@ -170,7 +170,10 @@ absl::StatusOr<TrainedDelta> UnitTrainer::Train(
 
   TrainedDelta delta;
   delta.path = paths.work_dir + "/delta.safetensors";
-  RETURN_IF_ERROR(lora::WriteAdapterDelta(adapter, parent, delta.path));
+  RETURN_IF_ERROR(lora::WriteAdapterDelta(adapter, parent, delta.path,
+                                          options.freeze_lora_a
+                                              ? lora::DeltaLayout::kBOnly
+                                              : lora::DeltaLayout::kFull));
   double sum = 0;
   for (double loss : losses) sum += loss;
   delta.metrics["train_loss"] =

@@ -19,6 +19,8 @@
 #include "common/status_macros.h"
 #include "coordinator/admin_client.h"
 #include "coordinator/sqlite_state_store.h"
+#include "lora/aggregation_rule.h"
+#include "lora/federated_aggregation.h"
 #include "lora/lora_adapter.h"
 #include "lora/safetensors.h"
 #include "proto/call_signing.h"
@@ -95,6 +97,9 @@ class CoordinatorTest : public ::testing::Test {
     spec.set_replication(1);
     spec.set_unit_deadline_s(30);
     spec.set_max_delta_norm(10);
+    // The arithmetic these tests check is FedAvg's; FFA and robust rules have
+    // their own tests.
+    spec.set_aggregation("fedavg");
     return spec;
   }
 
@@ -183,16 +188,17 @@ class CoordinatorTest : public ::testing::Test {
 
   // A delta for the Spec() LoRA shape (r4 on q and v) with every value
   // `value` (Spec() trains 2 steps x 2 sequences = 4 samples per unit).
-  std::string DeltaForJob(float value) {
+  std::string DeltaForJob(float value, bool b_only = false) {
     lora::LoraConfig lora;
     lora.rank = 4;
     std::vector<std::pair<std::string, at::Tensor>> tensors;
     for (const auto& [name, shape] :
          lora::ExpectedAdapterTensors(testing::DemoModelConfig(), lora)) {
+      if (b_only && lora::IsLoraAKey(name)) continue;
       tensors.emplace_back(name, at::full(shape, value));
     }
-    const std::string path =
-        absl::StrCat(dir_.path(), "/delta-", value, ".safetensors");
+    const std::string path = absl::StrCat(dir_.path(), "/delta-", value,
+                                          b_only ? "-b" : "", ".safetensors");
     EXPECT_OK(lora::WriteSafetensors(path, tensors));
     return *ReadFileToString(path);
   }
@@ -234,7 +240,7 @@ TEST_F(CoordinatorTest, SubmitRefusesWhatWorkersWouldTripOver) {
   request.mutable_spec()->set_aggregation("median");
   EXPECT_THAT(coordinator_->SubmitJob(request),
               StatusIs(absl::StatusCode::kInvalidArgument,
-                       HasSubstr("unknown aggregation 'median'")));
+                       HasSubstr("'median' is not an exact strategy")));
   *request.mutable_spec() = Spec();
   request.mutable_spec()->mutable_base_model_files()->RemoveLast();
   std::vector<ManifestFile> manifest;
@@ -490,6 +496,103 @@ TEST_F(CoordinatorTest, CreditsAggregatedWorkInFlopAndCountsRejections) {
   EXPECT_EQ(credit_of(bad.id).units_accepted(), 0u);
   EXPECT_EQ(credit_of(bad.id).units_rejected(), 1u);
   EXPECT_EQ(credit_of(bad.id).credit_flop(), 0);
+}
+
+TEST_F(CoordinatorTest, FfaJobsFreezeAAndTakeBOnlyDeltas) {
+  v1::JobSpec spec = Spec();
+  spec.set_aggregation("ffa");
+  const std::string job = Submit(spec);
+  const Worker a = Register(1), b = Register(2);
+  auto unit_a = Lease(a);
+  auto unit_b = Lease(b);
+  ASSERT_OK(unit_a);
+  ASSERT_OK(unit_b);
+  EXPECT_TRUE(unit_a->unit().training().freeze_lora_a());
+  // A full delta would change A: refused by shape, naming the tensor.
+  auto full = DeliverBytes(a, unit_a->unit(), DeltaForJob(0.01f));
+  EXPECT_THAT(full, StatusIs(absl::StatusCode::kInvalidArgument,
+                             HasSubstr("unexpected tensor")));
+  EXPECT_EQ(RejectReasonOf(full.status()), v1::REJECT_BAD_SHAPE);
+  // The shard goes to another worker (never back to the one refused on it).
+  const Worker c = Register(3);
+  auto leased_again = Lease(c);
+  ASSERT_OK(leased_again);
+  ASSERT_TRUE(leased_again->has_unit());
+  ASSERT_OK(DeliverBytes(c, leased_again->unit(), DeltaForJob(0.01f, true)));
+  ASSERT_OK(DeliverBytes(b, unit_b->unit(), DeltaForJob(0.03f, true)));
+  ASSERT_OK(coordinator_->Tick());
+  auto status = coordinator_->GetJob(job);
+  ASSERT_OK(status);
+  EXPECT_EQ(status->spec().aggregation(), "ffa");
+  ASSERT_EQ(status->latest_adapter_version(), 1u);
+  // Version 1 kept version 0's A and moved B by the mean of the two.
+  auto parent = lora::SafetensorsFile::Open(
+      *blobs_->ObjectPath(unit_a->unit().parent_adapter().sha256()));
+  v1::GetLatestAdapterRequest latest;
+  latest.set_job_id(job);
+  auto published = coordinator_->GetLatestAdapter(latest);
+  ASSERT_OK(published);
+  auto next = lora::SafetensorsFile::Open(*blobs_->ObjectPath(
+      published->adapter().adapter_model().sha256()));
+  ASSERT_OK(parent);
+  ASSERT_OK(next);
+  for (const auto& [name, entry] : (*next)->entries()) {
+    const at::Tensor before = *(*parent)->Tensor(name);
+    const at::Tensor after = *(*next)->Tensor(name);
+    if (lora::IsLoraAKey(name)) {
+      EXPECT_TRUE(at::equal(before, after)) << name;
+    } else {
+      EXPECT_TRUE(at::allclose(after, before + 0.02f)) << name;
+    }
+  }
+}
+
+TEST_F(CoordinatorTest, DefaultAggregationIsRobustAndKrumOutliersEarnNothing) {
+  v1::JobSpec spec = Spec();
+  spec.clear_aggregation();
+  const std::string defaulted = Submit(spec);
+  EXPECT_EQ(coordinator_->GetJob(defaulted)->spec().aggregation(),
+            lora::FormatAggregationRule(
+                *lora::ParseAggregationRule(lora::kDefaultAggregation)));
+  v1::CancelJobRequest cancel;
+  cancel.set_job_id(defaulted);
+  ASSERT_OK(coordinator_->CancelJob(cancel));
+
+  spec = Spec();
+  spec.set_aggregation("fedavg+krum:1");
+  spec.set_rounds(1);
+  spec.set_shards_per_round(5);
+  const std::string job = Submit(spec);
+  std::vector<Worker> workers;
+  for (int i = 0; i < 5; ++i) {
+    workers.push_back(Register(10 + i));
+    auto unit = Lease(workers.back());
+    ASSERT_OK(unit);
+    ASSERT_TRUE(unit->has_unit());
+    // Four agree; the last pulls the other way, within the norm bound.
+    ASSERT_OK(Deliver(workers.back(), unit->unit(), i < 4 ? 0.01f : -0.05f));
+  }
+  ASSERT_OK(coordinator_->Tick());
+  auto status = coordinator_->GetJob(job);
+  ASSERT_OK(status);
+  EXPECT_EQ(status->state(), v1::JOB_SUCCEEDED);
+  v1::ListWorkersRequest request;
+  request.set_include_inactive(true);
+  auto listed = coordinator_->ListWorkers(request);
+  ASSERT_OK(listed);
+  for (const v1::WorkerStatus& worker : listed->workers()) {
+    if (worker.worker_id() == workers[4].id) {
+      EXPECT_EQ(worker.credit_flop(), 0);
+      EXPECT_EQ(worker.units_rejected(), 1u);
+    } else if (worker.worker_id() == workers[0].id) {
+      EXPECT_GT(worker.credit_flop(), 0);
+    }
+  }
+  v1::GetLatestAdapterRequest latest;
+  latest.set_job_id(job);
+  auto published = coordinator_->GetLatestAdapter(latest);
+  ASSERT_OK(published);
+  EXPECT_EQ(published->adapter().metrics().at("deltas"), 4);
 }
 
 TEST_F(CoordinatorTest, CancelEndsLeasesAndRefusesUploads) {
