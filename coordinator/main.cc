@@ -4,6 +4,9 @@
 //   serve                  run the coordinator (state and blobs under --data)
 //   job submit|status|list|cancel, workers
 //                          admin calls to a running coordinator
+//   simulate               a federated job in one process (simulated
+//                          workers, optional attacks) next to a centralized
+//                          run, to choose an aggregation rule
 // Flags may also come from a JSON config file (--config); the command line
 // wins.
 #include <signal.h>
@@ -31,6 +34,7 @@
 #include "coordinator/coordinator.h"
 #include "coordinator/identity.h"
 #include "coordinator/server.h"
+#include "coordinator/simulation.h"
 #include "coordinator/sqlite_state_store.h"
 #include "google/protobuf/util/json_util.h"
 #include "lora/compute_device.h"
@@ -130,6 +134,22 @@ ABSL_FLAG(std::string, aggregation, "",
           "job submit: aggregation rule, '<exact>[+clip[:m]][+median|"
           "+trimmed_mean[:beta]|+krum[:f]]' with exact one of fedavg, ffa, "
           "svd; empty: the default (robust) rule");
+ABSL_FLAG(int32_t, workers, 10, "simulate: simulated workers (one shard each)");
+ABSL_FLAG(double, dirichlet_alpha, 0,
+          "simulate: non-IID split, Dirichlet alpha over record classes "
+          "(completions); 0: IID");
+ABSL_FLAG(double, hostile_fraction, 0.3,
+          "simulate: fraction of workers that attack (with --attack)");
+ABSL_FLAG(std::string, attack, "none",
+          "simulate: none, absent (hostile workers deliver nothing), scale, "
+          "sign_flip, noise, zero, claimed_samples");
+ABSL_FLAG(std::string, validation, "",
+          "simulate: JSONL scored each round (default: a held-out split)");
+ABSL_FLAG(double, validation_fraction, 0.1,
+          "simulate: fraction held out for validation without --validation");
+ABSL_FLAG(bool, centralized, true,
+          "simulate: also run the centralized baseline");
+ABSL_FLAG(int32_t, threads, 1, "simulate: CPU threads");
 ABSL_FLAG(std::string, reason, "", "job cancel: why, for the record");
 ABSL_FLAG(bool, all, false, "workers: include workers that went silent");
 
@@ -152,6 +172,9 @@ constexpr char kUsage[] =
     "  job status ID | job list | job cancel ID [--reason TEXT]\n"
     "  workers [--all]                  registered workers\n"
     "  store                            blob store size and partial uploads\n"
+    "  simulate --model DIR --dataset FILE [--workers N --rounds N\n"
+    "           --aggregation RULE --dirichlet-alpha A --attack KIND\n"
+    "           --hostile-fraction F ...]  a federated job in one process\n"
     "admin commands take --coordinator ADDR and --admin-token-file FILE\n"
     "(default DATA/admin.token with --data).\n";
 
@@ -299,23 +322,15 @@ std::string ToJson(const google::protobuf::Message& message) {
   return json;
 }
 
-absl::Status RunJobSubmit(AdminClient& client) {
-  const std::string model = absl::GetFlag(FLAGS_model);
-  const std::string dataset = absl::GetFlag(FLAGS_dataset);
-  if (model.empty() || dataset.empty())
-    return absl::InvalidArgumentError("job submit needs --model and --dataset");
-  v1::JobSpec spec;
-  spec.set_name(absl::GetFlag(FLAGS_name).empty() ? "fine-tune"
-                                                  : absl::GetFlag(FLAGS_name));
-  RETURN_IF_ERROR(client.UploadModel(model, &spec));
-  ASSIGN_OR_RETURN(*spec.mutable_dataset(), client.UploadFile(dataset));
-  v1::LoraConfig* lora = spec.mutable_lora();
+// The LoRA and training settings `job submit` and `simulate` share.
+void FillTrainingFromFlags(v1::JobSpec* spec) {
+  v1::LoraConfig* lora = spec->mutable_lora();
   lora->set_rank(absl::GetFlag(FLAGS_lora_rank));
   lora->set_alpha(absl::GetFlag(FLAGS_lora_alpha));
   lora->set_dropout(absl::GetFlag(FLAGS_lora_dropout));
   for (const std::string& target : absl::GetFlag(FLAGS_lora_targets))
     lora->add_target_modules(target);
-  v1::TrainingConfig* training = spec.mutable_training();
+  v1::TrainingConfig* training = spec->mutable_training();
   training->set_learning_rate(absl::GetFlag(FLAGS_learning_rate));
   training->set_steps_per_shard(absl::GetFlag(FLAGS_steps));
   training->set_batch_size(absl::GetFlag(FLAGS_batch));
@@ -326,6 +341,48 @@ absl::Status RunJobSubmit(AdminClient& client) {
   training->set_compute_dtype(v1::DTYPE_FLOAT32);
   training->set_gradient_checkpointing(
       absl::GetFlag(FLAGS_gradient_checkpointing));
+}
+
+absl::Status RunSimulate() {
+  SimulationOptions options;
+  options.model_dir = absl::GetFlag(FLAGS_model);
+  options.dataset_path = absl::GetFlag(FLAGS_dataset);
+  if (options.model_dir.empty() || options.dataset_path.empty())
+    return absl::InvalidArgumentError("simulate needs --model and --dataset");
+  v1::JobSpec spec;
+  FillTrainingFromFlags(&spec);
+  options.lora = spec.lora();
+  options.training = spec.training();
+  options.validation_path = absl::GetFlag(FLAGS_validation);
+  options.validation_fraction = absl::GetFlag(FLAGS_validation_fraction);
+  options.workers = absl::GetFlag(FLAGS_workers);
+  options.rounds = static_cast<int>(absl::GetFlag(FLAGS_rounds));
+  options.dirichlet_alpha = absl::GetFlag(FLAGS_dirichlet_alpha);
+  ASSIGN_OR_RETURN(options.attack, ParseAttack(absl::GetFlag(FLAGS_attack)));
+  options.hostile_fraction = options.attack == Attack::kNone
+                                 ? 0.0
+                                 : absl::GetFlag(FLAGS_hostile_fraction);
+  options.max_delta_norm = absl::GetFlag(FLAGS_max_norm);
+  options.aggregation = absl::GetFlag(FLAGS_aggregation);
+  options.centralized = absl::GetFlag(FLAGS_centralized);
+  options.threads = absl::GetFlag(FLAGS_threads);
+  options.log = [](const std::string& line) { std::cerr << line << "\n"; };
+  ASSIGN_OR_RETURN(SimulationResult result, RunSimulation(options));
+  std::cout << FormatSimulation(result);
+  return absl::OkStatus();
+}
+
+absl::Status RunJobSubmit(AdminClient& client) {
+  const std::string model = absl::GetFlag(FLAGS_model);
+  const std::string dataset = absl::GetFlag(FLAGS_dataset);
+  if (model.empty() || dataset.empty())
+    return absl::InvalidArgumentError("job submit needs --model and --dataset");
+  v1::JobSpec spec;
+  spec.set_name(absl::GetFlag(FLAGS_name).empty() ? "fine-tune"
+                                                  : absl::GetFlag(FLAGS_name));
+  RETURN_IF_ERROR(client.UploadModel(model, &spec));
+  ASSIGN_OR_RETURN(*spec.mutable_dataset(), client.UploadFile(dataset));
+  FillTrainingFromFlags(&spec);
   spec.set_rounds(absl::GetFlag(FLAGS_rounds));
   spec.set_shards_per_round(absl::GetFlag(FLAGS_shards));
   spec.set_replication(absl::GetFlag(FLAGS_replication));
@@ -427,6 +484,8 @@ int Main(int argc, char** argv) {
     status = RunKeygen();
   } else if (command == "serve" && words.size() == 1) {
     status = RunServe();
+  } else if (command == "simulate" && words.size() == 1) {
+    status = RunSimulate();
   } else if (command == "job" || command == "workers" || command == "store") {
     status = RunAdmin(words);
   } else {
