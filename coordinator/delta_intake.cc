@@ -290,11 +290,10 @@ absl::StatusOr<v1::UploadDeltaResponse> Coordinator::FinishUpload(
   limits.max_norm = job->spec.max_delta_norm();
   limits.min_norm = MinDeltaNorm(job->spec);
   ASSIGN_OR_RETURN(lora::DeltaCheck check,
-                   lora::CheckAdapterDelta(
-                       path, model, lora_config, limits,
-                       job->spec.training().freeze_lora_a()
-                           ? lora::DeltaLayout::kBOnly
-                           : lora::DeltaLayout::kFull));
+                   lora::CheckAdapterDelta(path, model, lora_config, limits,
+                                           job->spec.training().freeze_lora_a()
+                                               ? lora::DeltaLayout::kBOnly
+                                               : lora::DeltaLayout::kFull));
   v1::RejectReason reason = v1::REJECT_REASON_UNSPECIFIED;
   switch (check.problem) {
     case lora::DeltaCheck::Problem::kNone:

@@ -207,9 +207,9 @@ absl::Status Coordinator::CloseRound(
     if (!aggregated.used[i]) {
       // Far from its peers: the robust rule left it out; it earns nothing.
       verdict.reason = v1::REJECT_OUTLIER;
-      verdict.message = absl::StrCat("left out of the aggregate by ",
-                                     aggregator->name(),
-                                     ": too far from the round's other deltas");
+      verdict.message =
+          absl::StrCat("left out of the aggregate by ", aggregator->name(),
+                       ": too far from the round's other deltas");
       outcome.excluded.push_back(verdict);
       continue;
     }

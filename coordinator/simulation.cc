@@ -195,10 +195,10 @@ absl::Status Simulation::Prepare() {
   std::vector<std::string> labels;
   for (const lora::TrainingRecord& record : records)
     labels.push_back(ClassLabel(record));
-  ASSIGN_OR_RETURN(
-      std::vector<std::vector<size_t>> split,
-      internal::SplitRecords(labels, static_cast<size_t>(options_.workers),
-                             options_.dirichlet_alpha, MixSeed(seed, 0x5b1, 0)));
+  ASSIGN_OR_RETURN(std::vector<std::vector<size_t>> split,
+                   internal::SplitRecords(
+                       labels, static_cast<size_t>(options_.workers),
+                       options_.dirichlet_alpha, MixSeed(seed, 0x5b1, 0)));
   for (const std::vector<size_t>& indices : split) {
     std::vector<lora::Example> shard;
     for (size_t i : indices) shard.push_back(all_training_[i]);
@@ -288,14 +288,14 @@ absl::StatusOr<std::optional<lora::AdapterTensors>> Simulation::WorkerDelta(
 absl::StatusOr<SimulationResult> Simulation::Run() {
   RETURN_IF_ERROR(Prepare());
   ASSIGN_OR_RETURN(result_.initial_loss, Evaluate(*current_));
-  Log(absl::StrFormat("%d workers (%s), %zu validation examples; version 0 "
-                      "validation loss %.4f",
-                      options_.workers,
-                      options_.dirichlet_alpha > 0
-                          ? absl::StrCat("Dirichlet alpha ",
-                                         options_.dirichlet_alpha)
-                          : std::string("IID"),
-                      validation_.size(), result_.initial_loss));
+  Log(absl::StrFormat(
+      "%d workers (%s), %zu validation examples; version 0 "
+      "validation loss %.4f",
+      options_.workers,
+      options_.dirichlet_alpha > 0
+          ? absl::StrCat("Dirichlet alpha ", options_.dirichlet_alpha)
+          : std::string("IID"),
+      validation_.size(), result_.initial_loss));
   // The centralized baseline: one trainer on all the training data for the
   // federated run's total steps, scored at the same points.
   std::optional<lora::LoraAdapter> central;
@@ -307,9 +307,9 @@ absl::StatusOr<SimulationResult> Simulation::Run() {
     lora::TrainingOptions options = training_;
     options.freeze_lora_a = false;
     options.max_steps = steps_per_round * options_.rounds;
-    ASSIGN_OR_RETURN(central_trainer,
-                     lora::Trainer::Create(model_.get(), &*central,
-                                           all_training_, options));
+    ASSIGN_OR_RETURN(
+        central_trainer,
+        lora::Trainer::Create(model_.get(), &*central, all_training_, options));
   }
   const bool claimed = options_.attack == Attack::kClaimedSamples;
   for (int round = 1; round <= options_.rounds; ++round) {
@@ -351,8 +351,9 @@ absl::StatusOr<SimulationResult> Simulation::Run() {
       return absl::FailedPreconditionError(absl::StrCat(
           "round ", round, " has no delta that passed the checks"));
     }
-    lora::DeltaSource source = [&deltas](size_t i, const std::string& key)
-        -> absl::StatusOr<at::Tensor> {
+    lora::DeltaSource source =
+        [&deltas](size_t i,
+                  const std::string& key) -> absl::StatusOr<at::Tensor> {
       auto it = deltas[i].find(key);
       return it == deltas[i].end() ? at::Tensor() : it->second;
     };
@@ -373,9 +374,9 @@ absl::StatusOr<SimulationResult> Simulation::Run() {
         loss_weight += weights[i];
       }
     }
-    record.mean_train_loss =
-        loss_weight > 0 ? loss_sum / loss_weight
-                        : std::numeric_limits<double>::quiet_NaN();
+    record.mean_train_loss = loss_weight > 0
+                                 ? loss_sum / loss_weight
+                                 : std::numeric_limits<double>::quiet_NaN();
     record.truncation_error = report.truncation_error;
     ASSIGN_OR_RETURN(record.validation_loss, Evaluate(*current_));
     record.centralized_loss = std::numeric_limits<double>::quiet_NaN();
@@ -404,9 +405,8 @@ absl::StatusOr<Attack> ParseAttack(absl::string_view name) {
     if (attack_name == name) return attack;
     known.emplace_back(attack_name);
   }
-  return absl::InvalidArgumentError(
-      absl::StrCat("unknown attack '", name, "' (known: ",
-                   absl::StrJoin(known, ", "), ")"));
+  return absl::InvalidArgumentError(absl::StrCat(
+      "unknown attack '", name, "' (known: ", absl::StrJoin(known, ", "), ")"));
 }
 
 absl::string_view AttackName(Attack attack) {
@@ -427,9 +427,9 @@ absl::StatusOr<SimulationResult> RunSimulation(
 }
 
 std::string FormatSimulation(const SimulationResult& result) {
-  std::string out = absl::StrFormat(
-      "aggregation %s; version 0 validation loss %.4f\n", result.aggregation,
-      result.initial_loss);
+  std::string out =
+      absl::StrFormat("aggregation %s; version 0 validation loss %.4f\n",
+                      result.aggregation, result.initial_loss);
   if (!result.hostile_workers.empty()) {
     absl::StrAppend(&out, "hostile workers: ",
                     absl::StrJoin(result.hostile_workers, ", "), "\n");
@@ -438,11 +438,11 @@ std::string FormatSimulation(const SimulationResult& result) {
                   "round  validation_loss  centralized  train_loss  "
                   "aggregated  refused  left_out  truncation_error\n");
   for (const SimulatedRound& round : result.rounds) {
-    absl::StrAppendFormat(&out, "%5d  %15.4f  %11.4f  %10.4f  %10d  %7d  %8d  %16.3g\n",
-                          round.round, round.validation_loss,
-                          round.centralized_loss, round.mean_train_loss,
-                          round.deltas_aggregated, round.deltas_refused,
-                          round.deltas_left_out, round.truncation_error);
+    absl::StrAppendFormat(
+        &out, "%5d  %15.4f  %11.4f  %10.4f  %10d  %7d  %8d  %16.3g\n",
+        round.round, round.validation_loss, round.centralized_loss,
+        round.mean_train_loss, round.deltas_aggregated, round.deltas_refused,
+        round.deltas_left_out, round.truncation_error);
   }
   return out;
 }

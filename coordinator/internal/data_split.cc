@@ -14,7 +14,8 @@ namespace openforce::coordinator::internal {
 absl::StatusOr<std::vector<std::vector<size_t>>> SplitRecords(
     const std::vector<std::string>& labels, size_t workers,
     double dirichlet_alpha, uint64_t seed) {
-  if (workers == 0) return absl::InvalidArgumentError("no workers to split for");
+  if (workers == 0)
+    return absl::InvalidArgumentError("no workers to split for");
   if (labels.size() < workers) {
     return absl::InvalidArgumentError(
         absl::StrCat("the training data has ", labels.size(),
@@ -52,9 +53,10 @@ absl::StatusOr<std::vector<std::vector<size_t>>> SplitRecords(
       const size_t end =
           w + 1 == workers
               ? members.size()
-              : std::min(members.size(),
-                         static_cast<size_t>(std::llround(
-                             cumulative * static_cast<double>(members.size()))));
+              : std::min(
+                    members.size(),
+                    static_cast<size_t>(std::llround(
+                        cumulative * static_cast<double>(members.size()))));
       for (size_t i = begin; i < end; ++i) split[w].push_back(members[i]);
       begin = std::max(begin, end);
     }

@@ -532,8 +532,8 @@ TEST_F(CoordinatorTest, FfaJobsFreezeAAndTakeBOnlyDeltas) {
   latest.set_job_id(job);
   auto published = coordinator_->GetLatestAdapter(latest);
   ASSERT_OK(published);
-  auto next = lora::SafetensorsFile::Open(*blobs_->ObjectPath(
-      published->adapter().adapter_model().sha256()));
+  auto next = lora::SafetensorsFile::Open(
+      *blobs_->ObjectPath(published->adapter().adapter_model().sha256()));
   ASSERT_OK(parent);
   ASSERT_OK(next);
   for (const auto& [name, entry] : (*next)->entries()) {

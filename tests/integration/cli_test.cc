@@ -1,6 +1,6 @@
 // The binaries as people run them: `openforce-worker probe` (text, --json,
-// --config) and `openforce-coordinator keygen`, with their exit codes and error
-// messages.
+// --config), `openforce-coordinator keygen` and `simulate`, with their exit
+// codes and error messages.
 #include <gtest/gtest.h>
 #include <sys/stat.h>
 
@@ -10,6 +10,7 @@
 #include "common/byte_size.h"
 #include "common/ed25519.h"
 #include "common/hardware_profile.h"
+#include "tests/testing/demo_task.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/subprocess.h"
 #include "tests/testing/temp_dir.h"
@@ -151,6 +152,54 @@ TEST(CoordinatorKeygenCliTest, DataDirectoryMayComeFromTheConfigFile) {
   ASSERT_EQ(run.exit_code, 0) << run.stderr_text;
   EXPECT_OK(
       Ed25519PrivateKey::LoadPemFile(dir.Join("from-config/coordinator.key")));
+}
+
+TEST(CoordinatorSimulateCliTest, PrintsEachRoundNextToTheCentralizedRun) {
+  testing::TempDir dir;
+  const testing::DemoTaskFiles task =
+      testing::WriteDemoTask(dir.path(), 60, 16);
+  const std::vector<std::string> common = {kCoordinator,
+                                           "simulate",
+                                           "--model",
+                                           task.model_dir,
+                                           "--dataset",
+                                           task.train_path,
+                                           "--workers",
+                                           "4",
+                                           "--rounds",
+                                           "2",
+                                           "--steps",
+                                           "2",
+                                           "--batch",
+                                           "4",
+                                           "--seq-len",
+                                           "12",
+                                           "--learning-rate",
+                                           "1e-2",
+                                           "--lora-rank",
+                                           "4",
+                                           "--validation-fraction",
+                                           "0.2"};
+  std::vector<std::string> args = common;
+  args.insert(args.end(), {"--aggregation", "svd+krum:1", "--attack",
+                           "sign_flip", "--hostile-fraction", "0.25"});
+  testing::ProcessResult run = RunProcess(args);
+  ASSERT_EQ(run.exit_code, 0) << run.stderr_text;
+  EXPECT_THAT(run.stdout_text, HasSubstr("aggregation svd+krum:1"));
+  EXPECT_THAT(run.stdout_text, HasSubstr("hostile workers: "));
+  EXPECT_THAT(run.stdout_text,
+              HasSubstr("round  validation_loss  centralized"));
+  EXPECT_THAT(run.stdout_text, HasSubstr("\n    2  "));
+  EXPECT_THAT(run.stderr_text, HasSubstr("round 2: validation loss"));
+
+  args = common;
+  args.insert(args.end(), {"--attack", "ddos"});
+  run = RunProcess(args);
+  EXPECT_EQ(run.exit_code, 1);
+  EXPECT_THAT(run.stderr_text, HasSubstr("unknown attack 'ddos'"));
+  run = RunProcess({kCoordinator, "simulate", "--model", task.model_dir});
+  EXPECT_EQ(run.exit_code, 1);
+  EXPECT_THAT(run.stderr_text, HasSubstr("--dataset"));
 }
 
 }  // namespace
