@@ -10,6 +10,8 @@
 #include <filesystem>
 #include <limits>
 #include <map>
+#include <memory>
+#include <random>
 #include <utility>
 
 #include "absl/strings/match.h"
@@ -44,6 +46,19 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Create(
     CoordinatorOptions options, Ed25519PrivateKey identity,
     std::unique_ptr<StateStore> state, std::unique_ptr<BlobStore> blobs) {
   if (!options.now_ms) options.now_ms = SystemNowMs;
+  if (!options.random_fraction) {
+    // Callers hold mu_, but the generator keeps its own lock so that it is
+    // safe whatever the caller holds.
+    struct Source {
+      absl::Mutex mu;
+      std::mt19937_64 rng ABSL_GUARDED_BY(mu){std::random_device()()};
+    };
+    auto source = std::make_shared<Source>();
+    options.random_fraction = [source] {
+      absl::MutexLock lock(&source->mu);
+      return std::uniform_real_distribution<double>(0, 1)(source->rng);
+    };
+  }
   if (options.heartbeat_interval_ms == 0 || options.lease_retry_ms == 0)
     return absl::InvalidArgumentError("intervals must be positive");
   RETURN_IF_ERROR(MakeDirectories(options.data_dir + "/tmp"));

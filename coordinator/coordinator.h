@@ -8,6 +8,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -49,6 +50,9 @@ struct CoordinatorOptions {
   int64_t upload_expiry_ms = 3'600'000;
   // Wall clock in Unix milliseconds; tests substitute their own.
   std::function<int64_t()> now_ms;
+  // Uniform in [0, 1): adaptive replication's random re-checks of trusted
+  // workers. Unset: a seeded-from-the-OS generator; tests substitute theirs.
+  std::function<double()> random_fraction;
 };
 
 // An upload in progress: what BeginUpload() checked, for the chunks after.
@@ -169,8 +173,27 @@ class Coordinator {
   absl::Status RejectDelta(const DeltaUpload& upload, v1::RejectReason reason,
                            absl::StatusCode code, const std::string& message);
   absl::Status MaybeCloseRound(const JobRecord& job);
+  // Replica validation of a finished (or past-deadline) round: which result
+  // of each shard is aggregated, which agree with it, which are invalid, and
+  // the shards that need another replica (replica_validation.cc).
+  struct ReplicaVerdicts {
+    std::vector<ResultRecord> canonical;
+    // canonical unit id -> results that agreed with it
+    std::map<std::string, std::vector<ResultRecord>> duplicates;
+    std::vector<ResultVerdict> excluded;
+    std::vector<uint32_t> shards_needing_replica;
+  };
+  absl::StatusOr<ReplicaVerdicts> ValidateReplicas(
+      const JobRecord& job, const std::vector<UnitRecord>& units,
+      const std::vector<ResultRecord>& accepted, bool may_add_replicas);
+  // Adaptive replication, after an accepted result: a trusted worker's result
+  // stands alone (its shard's pending replicas are skipped), except for
+  // random re-checks.
+  absl::Status MaybeTrustResult(const JobRecord& job, const UnitRecord& unit,
+                                const std::string& worker_id)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status CloseRound(const JobRecord& job, const RoundRecord& round,
-                          const std::vector<ResultRecord>& accepted);
+                          ReplicaVerdicts verdicts);
   absl::StatusOr<RoundRecord> FindRound(const std::string& job_id,
                                         uint64_t round);
   // Everything about an upload's header but the signature, against the

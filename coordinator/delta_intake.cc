@@ -333,6 +333,7 @@ absl::StatusOr<v1::UploadDeltaResponse> Coordinator::FinishUpload(
   ResultRecord result = ResultOf(*upload, /*accepted=*/true);
   result.l2_norm = check.l2_norm;
   RETURN_IF_ERROR(state_->RecordResult(result));
+  RETURN_IF_ERROR(MaybeTrustResult(*job, current->unit, result.worker_id));
   response.set_accepted(true);
   response.set_message(
       absl::StrCat("accepted; L2 norm ", check.l2_norm,

@@ -133,6 +133,9 @@ absl::StatusOr<v1::SubmitJobResponse> Coordinator::SubmitJob(
     return absl::InvalidArgumentError(
         "min_delta_norm must be >= 0 and below max_delta_norm");
   }
+  if (!(spec.replica_tolerance() >= 0) || !(spec.replica_tolerance() < 1)) {
+    return absl::InvalidArgumentError("replica_tolerance must be in [0, 1)");
+  }
   if (!(spec.min_norm_fraction() >= 0) || !(spec.min_norm_fraction() < 1)) {
     return absl::InvalidArgumentError("min_norm_fraction must be in [0, 1)");
   }
@@ -356,6 +359,8 @@ absl::StatusOr<v1::JobStatus> Coordinator::DescribeJob(const JobRecord& job) {
         out->set_units_leased(out->units_leased() + 1);
       if (unit.state == v1::UNIT_ACCEPTED)
         out->set_units_accepted(out->units_accepted() + 1);
+      if (unit.state == v1::UNIT_SKIPPED)
+        out->set_units_skipped(out->units_skipped() + 1);
     }
     ASSIGN_OR_RETURN(std::vector<ResultRecord> results,
                      state_->ListResults(job.job_id, round.round));
@@ -446,6 +451,8 @@ absl::StatusOr<v1::ListWorkersResponse> Coordinator::ListWorkers(
     out->set_units_accepted(worker.units_accepted);
     out->set_units_rejected(worker.units_rejected);
     out->set_credit_flop(worker.credit_flop);
+    out->set_validated_streak(worker.validated_streak);
+    out->set_units_invalid(worker.units_invalid);
   }
   return response;
 }

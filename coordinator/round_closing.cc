@@ -94,16 +94,42 @@ absl::Status Coordinator::MaybeCloseRound(const JobRecord& job) {
   for (ResultRecord& result : results) {
     if (result.accepted) accepted.push_back(std::move(result));
   }
-  const bool all_accepted =
+  // Done when every unit has its result, or was skipped because a trusted
+  // worker's replica stands for it.
+  const bool all_done =
       !units.empty() &&
       std::all_of(units.begin(), units.end(), [](const UnitRecord& unit) {
-        return unit.state == v1::UNIT_ACCEPTED;
+        return unit.state == v1::UNIT_ACCEPTED ||
+               unit.state == v1::UNIT_SKIPPED;
       });
   const bool past_deadline =
       round->deadline_ms != 0 && Now() >= round->deadline_ms;
-  if (all_accepted ||
-      (past_deadline && accepted.size() >= MinResults(job.spec))) {
-    return CloseRound(job, *round, accepted);
+  if (all_done || (past_deadline && accepted.size() >= MinResults(job.spec))) {
+    ASSIGN_OR_RETURN(ReplicaVerdicts verdicts,
+                     ValidateReplicas(job, units, accepted,
+                                      /*may_add_replicas=*/!past_deadline));
+    if (!verdicts.shards_needing_replica.empty()) {
+      // Replicas disagreed without a quorum: one more replica each, and the
+      // round waits for them.
+      std::map<uint32_t, uint32_t> next_replica;
+      for (const UnitRecord& unit : units) {
+        next_replica[unit.shard_index] =
+            std::max(next_replica[unit.shard_index], unit.replica + 1);
+      }
+      std::vector<UnitRecord> extra;
+      for (uint32_t shard : verdicts.shards_needing_replica) {
+        UnitRecord unit;
+        unit.job_id = job.job_id;
+        unit.round = round->round;
+        unit.shard_index = shard;
+        unit.replica = next_replica[shard];
+        unit.unit_id = UnitId(job.job_id, round->round, shard, unit.replica);
+        extra.push_back(unit);
+      }
+      absl::MutexLock lock(&mu_);
+      return state_->AddUnits(extra);
+    }
+    return CloseRound(job, *round, std::move(verdicts));
   }
   if (past_deadline) {
     absl::MutexLock lock(&mu_);
@@ -116,9 +142,10 @@ absl::Status Coordinator::MaybeCloseRound(const JobRecord& job) {
   return absl::OkStatus();
 }
 
-absl::Status Coordinator::CloseRound(
-    const JobRecord& job, const RoundRecord& round,
-    const std::vector<ResultRecord>& accepted) {
+absl::Status Coordinator::CloseRound(const JobRecord& job,
+                                     const RoundRecord& round,
+                                     ReplicaVerdicts verdicts) {
+  const std::vector<ResultRecord>& accepted = verdicts.canonical;
   std::string parent_sha = job.initial_adapter.sha256();
   if (round.parent_version != 0) {
     ASSIGN_OR_RETURN(std::optional<AdapterRecord> parent,
@@ -129,6 +156,7 @@ absl::Status Coordinator::CloseRound(
   }
   ASSIGN_OR_RETURN(std::string parent_path, blobs_->ObjectPath(parent_sha));
   RoundOutcome outcome;
+  outcome.excluded = std::move(verdicts.excluded);
   // A delta far below its peers' median norm did (almost) no training: it is
   // left out of the aggregate and earns nothing.
   std::vector<double> norms;
@@ -153,6 +181,7 @@ absl::Status Coordinator::CloseRound(
       const double unit_credit,
       UnitCreditFlop(model.Shape(), job.spec.lora(), job.spec.training()));
   std::vector<AggregationInput> inputs;
+  std::vector<std::string> input_units;
   std::vector<ResultVerdict> input_verdicts;
   std::vector<double> input_losses;
   for (const ResultRecord& result : accepted) {
@@ -165,6 +194,12 @@ absl::Status Coordinator::CloseRound(
           "L2 norm ", result.l2_norm, " is below ", floor,
           ", the round's floor from its median: left out of the aggregate");
       outcome.excluded.push_back(verdict);
+      for (const ResultRecord& duplicate :
+           verdicts.duplicates[result.unit_id]) {
+        verdict.unit_id = duplicate.unit_id;
+        verdict.worker_id = duplicate.worker_id;
+        outcome.excluded.push_back(verdict);
+      }
       continue;
     }
     if (result.shard_index >= shards.size())
@@ -177,6 +212,7 @@ absl::Status Coordinator::CloseRound(
     input.worker_id = result.worker_id;
     input.shard_index = result.shard_index;
     inputs.push_back(input);
+    input_units.push_back(result.unit_id);
     input_verdicts.push_back(verdict);
     auto loss = result.header.metrics().find("train_loss");
     input_losses.push_back(loss != result.header.metrics().end()
@@ -202,21 +238,41 @@ absl::Status Coordinator::CloseRound(
   uint64_t samples = 0;
   size_t used = 0;
   double loss_sum = 0, loss_weight = 0;
+  const bool replicated = job.spec.replication() >= 2;
   for (size_t i = 0; i < inputs.size(); ++i) {
     ResultVerdict& verdict = input_verdicts[i];
+    const std::vector<ResultRecord>& duplicates =
+        verdicts.duplicates[input_units[i]];
     if (!aggregated.used[i]) {
-      // Far from its peers: the robust rule left it out; it earns nothing.
+      // Far from its peers: the robust rule left it out; it earns nothing,
+      // and neither do the replicas that agreed with it.
       verdict.reason = v1::REJECT_OUTLIER;
       verdict.message =
           absl::StrCat("left out of the aggregate by ", aggregator->name(),
                        ": too far from the round's other deltas");
       outcome.excluded.push_back(verdict);
+      for (const ResultRecord& duplicate : duplicates) {
+        verdict.unit_id = duplicate.unit_id;
+        verdict.worker_id = duplicate.worker_id;
+        outcome.excluded.push_back(verdict);
+      }
       continue;
     }
     ++used;
     samples += ExpectedSamples(job.spec.training());
     verdict.credit_flop = unit_credit;
+    // Validated by a quorum when replicas agreed; a lone trusted result was
+    // not compared.
+    verdict.replica = replicated && !duplicates.empty()
+                          ? ResultVerdict::Replica::kAgreed
+                          : ResultVerdict::Replica::kNotCompared;
     outcome.credited.push_back(verdict);
+    for (const ResultRecord& duplicate : duplicates) {
+      ResultVerdict agreed = verdict;
+      agreed.unit_id = duplicate.unit_id;
+      agreed.worker_id = duplicate.worker_id;
+      outcome.credited.push_back(agreed);
+    }
     if (std::isfinite(input_losses[i])) {
       loss_sum += input_losses[i] * static_cast<double>(inputs[i].sample_count);
       loss_weight += static_cast<double>(inputs[i].sample_count);

@@ -146,7 +146,10 @@ absl::Status Simulation::Prepare() {
   ASSIGN_OR_RETURN(training_, TrainingOptionsFromProto(options_.training));
   training_.freeze_lora_a = rule_.b_only();
   ASSIGN_OR_RETURN(lora_, LoraConfigFromProto(options_.lora));
-  RETURN_IF_ERROR(lora::SetCpuThreads(options_.threads));
+  if (options_.threads < 0)
+    return absl::InvalidArgumentError("threads must be >= 0");
+  if (options_.threads > 0)
+    RETURN_IF_ERROR(lora::SetCpuThreads(options_.threads));
 
   lora::LoadOptions load;
   if (options_.training.compute_dtype() == v1::DTYPE_BFLOAT16)

@@ -50,7 +50,7 @@ struct SimulationOptions {
   double max_delta_norm = 100;
   std::string aggregation;  // a rule; "" is the default
   bool centralized = true;  // also run the centralized baseline
-  int threads = 1;
+  int threads = 1;  // libtorch CPU threads; 0: leave the process's setting
   // Progress lines for people; may be empty.
   std::function<void(const std::string&)> log;
 };

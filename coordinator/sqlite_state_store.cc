@@ -38,7 +38,9 @@ CREATE TABLE IF NOT EXISTS workers (
   current_unit_id TEXT NOT NULL,
   units_accepted INTEGER NOT NULL DEFAULT 0,
   units_rejected INTEGER NOT NULL DEFAULT 0,
-  credit_flop REAL NOT NULL DEFAULT 0);
+  credit_flop REAL NOT NULL DEFAULT 0,
+  validated_streak INTEGER NOT NULL DEFAULT 0,
+  units_invalid INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS jobs (
   seq INTEGER PRIMARY KEY AUTOINCREMENT,
   job_id TEXT NOT NULL UNIQUE,
@@ -176,7 +178,7 @@ class Statement {
 constexpr char kWorkerColumns[] =
     "worker_id, public_key, display_name, profile, registered_ms, "
     "last_heartbeat_ms, availability, current_unit_id, units_accepted, "
-    "units_rejected, credit_flop";
+    "units_rejected, credit_flop, validated_streak, units_invalid";
 constexpr char kJobColumns[] =
     "job_id, spec, state, current_round, latest_version, created_ms, message, "
     "initial_adapter, adapter_config, estimated_memory_bytes";
@@ -200,6 +202,8 @@ absl::StatusOr<WorkerRecord> ReadWorker(const Statement& row) {
   worker.units_accepted = static_cast<uint32_t>(row.Int(8));
   worker.units_rejected = static_cast<uint32_t>(row.Int(9));
   worker.credit_flop = row.Double(10);
+  worker.validated_streak = static_cast<uint32_t>(row.Int(11));
+  worker.units_invalid = static_cast<uint32_t>(row.Int(12));
   return worker;
 }
 
@@ -262,7 +266,11 @@ class SqliteStateStore : public StateStore {
     // the column is there and SQLite says so, which is fine.
     for (const char* column :
          {"ALTER TABLE workers ADD COLUMN credit_flop REAL NOT NULL DEFAULT 0",
-          "ALTER TABLE results ADD COLUMN l2_norm REAL NOT NULL DEFAULT 0"}) {
+          "ALTER TABLE results ADD COLUMN l2_norm REAL NOT NULL DEFAULT 0",
+          "ALTER TABLE workers ADD COLUMN validated_streak INTEGER NOT NULL "
+          "DEFAULT 0",
+          "ALTER TABLE workers ADD COLUMN units_invalid INTEGER NOT NULL "
+          "DEFAULT 0"}) {
       absl::Status added = Exec(column);
       if (!added.ok() &&
           !absl::StrContains(added.message(), "duplicate column name")) {
@@ -278,7 +286,8 @@ class SqliteStateStore : public StateStore {
         Statement statement,
         Prepare(absl::StrCat(
             "INSERT INTO workers (", kWorkerColumns,
-            ") VALUES (?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(worker_id) DO UPDATE "
+            ") VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?) ON CONFLICT(worker_id) DO "
+            "UPDATE "
             "SET display_name=excluded.display_name, "
             "profile=excluded.profile, "
             "last_heartbeat_ms=excluded.last_heartbeat_ms, "
@@ -294,6 +303,8 @@ class SqliteStateStore : public StateStore {
         .Bind(static_cast<int64_t>(worker.units_accepted))
         .Bind(static_cast<int64_t>(worker.units_rejected))
         .BindDouble(worker.credit_flop)
+        .Bind(static_cast<int64_t>(worker.validated_streak))
+        .Bind(static_cast<int64_t>(worker.units_invalid))
         .Run();
   }
 
@@ -734,11 +745,16 @@ class SqliteStateStore : public StateStore {
                           .Bind(static_cast<int64_t>(v1::UNIT_LEASED))
                           .Run());
       for (const ResultVerdict& credit : outcome.credited) {
-        ASSIGN_OR_RETURN(Statement worker,
-                         Prepare("UPDATE workers SET credit_flop=credit_flop+? "
-                                 "WHERE worker_id=?"));
-        RETURN_IF_ERROR(
-            worker.BindDouble(credit.credit_flop).Bind(credit.worker_id).Run());
+        ASSIGN_OR_RETURN(
+            Statement worker,
+            Prepare("UPDATE workers SET credit_flop=credit_flop+?, "
+                    "validated_streak=validated_streak+? "
+                    "WHERE worker_id=?"));
+        RETURN_IF_ERROR(worker.BindDouble(credit.credit_flop)
+                            .Bind(int64_t{credit.replica ==
+                                          ResultVerdict::Replica::kAgreed})
+                            .Bind(credit.worker_id)
+                            .Run());
       }
       for (const ResultVerdict& excluded : outcome.excluded) {
         ASSIGN_OR_RETURN(Statement result,
@@ -759,6 +775,13 @@ class SqliteStateStore : public StateStore {
             Prepare("UPDATE workers SET units_accepted=units_accepted-1, "
                     "units_rejected=units_rejected+1 WHERE worker_id=?"));
         RETURN_IF_ERROR(worker.Bind(excluded.worker_id).Run());
+        if (excluded.replica == ResultVerdict::Replica::kDisagreed) {
+          ASSIGN_OR_RETURN(
+              Statement reputation,
+              Prepare("UPDATE workers SET validated_streak=0, "
+                      "units_invalid=units_invalid+1 WHERE worker_id=?"));
+          RETURN_IF_ERROR(reputation.Bind(excluded.worker_id).Run());
+        }
       }
       if (outcome.next_round.has_value()) {
         RETURN_IF_ERROR(
@@ -852,20 +875,31 @@ class SqliteStateStore : public StateStore {
     return units;
   }
 
-  absl::Status InsertRoundAndUnits(const RoundRecord& round,
-                                   const std::vector<UnitRecord>& units)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    ASSIGN_OR_RETURN(
-        Statement insert_round,
-        Prepare("INSERT INTO rounds (job_id, round, parent_version, "
-                "opened_ms, deadline_ms, adapter_version) VALUES "
-                "(?,?,?,?,?,0)"));
-    RETURN_IF_ERROR(insert_round.Bind(round.job_id)
-                        .Bind(static_cast<int64_t>(round.round))
-                        .Bind(static_cast<int64_t>(round.parent_version))
-                        .Bind(round.opened_ms)
-                        .Bind(round.deadline_ms)
+  absl::Status AddUnits(const std::vector<UnitRecord>& units) override {
+    absl::MutexLock lock(&mu_);
+    return Transaction([&]() { return InsertUnits(units); });
+  }
+
+  absl::StatusOr<int> SkipPendingReplicas(
+      const std::string& job_id, uint64_t round, uint32_t shard_index,
+      const std::string& except_unit_id) override {
+    absl::MutexLock lock(&mu_);
+    ASSIGN_OR_RETURN(Statement statement,
+                     Prepare("UPDATE units SET state=? WHERE job_id=? AND "
+                             "round=? AND shard_index=? AND state=? AND "
+                             "unit_id<>?"));
+    RETURN_IF_ERROR(statement.Bind(static_cast<int64_t>(v1::UNIT_SKIPPED))
+                        .Bind(job_id)
+                        .Bind(static_cast<int64_t>(round))
+                        .Bind(static_cast<int64_t>(shard_index))
+                        .Bind(static_cast<int64_t>(v1::UNIT_PENDING))
+                        .Bind(except_unit_id)
                         .Run());
+    return sqlite3_changes(db_.get());
+  }
+
+  absl::Status InsertUnits(const std::vector<UnitRecord>& units)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     for (const UnitRecord& unit : units) {
       ASSIGN_OR_RETURN(Statement insert,
                        Prepare(absl::StrCat("INSERT INTO units (", kUnitColumns,
@@ -881,6 +915,23 @@ class SqliteStateStore : public StateStore {
                           .Run());
     }
     return absl::OkStatus();
+  }
+
+  absl::Status InsertRoundAndUnits(const RoundRecord& round,
+                                   const std::vector<UnitRecord>& units)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    ASSIGN_OR_RETURN(
+        Statement insert_round,
+        Prepare("INSERT INTO rounds (job_id, round, parent_version, "
+                "opened_ms, deadline_ms, adapter_version) VALUES "
+                "(?,?,?,?,?,0)"));
+    RETURN_IF_ERROR(insert_round.Bind(round.job_id)
+                        .Bind(static_cast<int64_t>(round.round))
+                        .Bind(static_cast<int64_t>(round.parent_version))
+                        .Bind(round.opened_ms)
+                        .Bind(round.deadline_ms)
+                        .Run());
+    return InsertUnits(units);
   }
 
   absl::Mutex mu_;

@@ -30,7 +30,9 @@ struct WorkerRecord {
   std::string current_unit_id;
   uint32_t units_accepted = 0;
   uint32_t units_rejected = 0;
-  double credit_flop = 0;  // accepted work in FLOP-equivalents
+  double credit_flop = 0;         // accepted work in FLOP-equivalents
+  uint32_t validated_streak = 0;  // replica-validated results in a row
+  uint32_t units_invalid = 0;     // results that disagreed with a quorum
 };
 
 struct JobRecord {
@@ -93,8 +95,13 @@ struct ResultRecord {
 // that went into the aggregate, or exclusion (with the reason) for one that
 // did not.
 struct ResultVerdict {
+  // What replica validation says about the worker: its result agreed with
+  // its shard's quorum (the streak grows), disagreed (the streak ends), or
+  // was not compared.
+  enum class Replica { kNotCompared, kAgreed, kDisagreed };
   std::string unit_id;
   std::string worker_id;
+  Replica replica = Replica::kNotCompared;
   double credit_flop = 0;                                   // credited
   v1::RejectReason reason = v1::REJECT_REASON_UNSPECIFIED;  // excluded
   std::string message;                                      // excluded
@@ -173,6 +180,15 @@ class StateStore {
   // `heard_before_ms`; the units it returned.
   [[nodiscard]] virtual absl::StatusOr<std::vector<UnitRecord>>
   ExpireLeasesOfSilentWorkers(int64_t heard_before_ms) = 0;
+  // Adds pending units to an open round (another replica of a shard whose
+  // replicas disagreed).
+  [[nodiscard]] virtual absl::Status AddUnits(
+      const std::vector<UnitRecord>& units) = 0;
+  // Marks the pending replicas of `shard_index` in the round, other than
+  // `except_unit_id`, UNIT_SKIPPED; how many it marked.
+  [[nodiscard]] virtual absl::StatusOr<int> SkipPendingReplicas(
+      const std::string& job_id, uint64_t round, uint32_t shard_index,
+      const std::string& except_unit_id) = 0;
   // The units `worker_id` holds leases on now.
   [[nodiscard]] virtual absl::StatusOr<std::vector<UnitRecord>>
   ListWorkerLeases(const std::string& worker_id) = 0;

@@ -3,6 +3,7 @@
 
 #include <ATen/ATen.h>
 
+#include <algorithm>
 #include <cmath>
 #include <exception>
 #include <iterator>
@@ -126,6 +127,42 @@ absl::Status WriteAdapterDelta(const LoraAdapter& adapter,
     return absl::InternalError(
         absl::StrCat("writing adapter delta ", path, ": ", e.what()));
   }
+}
+
+absl::StatusOr<double> RelativeDeltaDistance(const std::string& path_a,
+                                             const std::string& path_b) {
+  ASSIGN_OR_RETURN(std::unique_ptr<SafetensorsFile> a,
+                   SafetensorsFile::Open(path_a));
+  ASSIGN_OR_RETURN(std::unique_ptr<SafetensorsFile> b,
+                   SafetensorsFile::Open(path_b));
+  if (a->entries().size() != b->entries().size()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(path_a, " and ", path_b, " hold different tensors"));
+  }
+  double diff = 0, norm_a = 0, norm_b = 0;
+  try {
+    for (const auto& [name, entry] : a->entries()) {
+      if (b->entries().count(name) == 0) {
+        return absl::InvalidArgumentError(
+            absl::StrCat(path_b, " lacks tensor '", name, "'"));
+      }
+      ASSIGN_OR_RETURN(at::Tensor ta, a->Tensor(name));
+      ASSIGN_OR_RETURN(at::Tensor tb, b->Tensor(name));
+      if (ta.sizes() != tb.sizes()) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("tensor '", name, "' differs in shape"));
+      }
+      ta = ta.to(at::kDouble);
+      tb = tb.to(at::kDouble);
+      diff += (ta - tb).pow(2).sum().item<double>();
+      norm_a += ta.pow(2).sum().item<double>();
+      norm_b += tb.pow(2).sum().item<double>();
+    }
+  } catch (const std::exception& e) {
+    return absl::InternalError(absl::StrCat("comparing deltas: ", e.what()));
+  }
+  const double scale = std::sqrt(std::max(norm_a, norm_b));
+  return scale > 0 ? std::sqrt(diff) / scale : 0.0;
 }
 
 absl::Status FedAvgAdapterFiles(const std::string& parent_path,

@@ -63,6 +63,12 @@ uint64_t MaxDeltaHeaderBytes(size_t expected_tensors);
     const LoraAdapter& adapter, const LoraAdapter& parent,
     const std::string& path, DeltaLayout layout = DeltaLayout::kFull);
 
+// ||a - b|| / max(||a||, ||b||) over every tensor of two delta files with the
+// same names and shapes (0 when both are zero): how far apart two replicas
+// of one unit are.
+[[nodiscard]] absl::StatusOr<double> RelativeDeltaDistance(
+    const std::string& path_a, const std::string& path_b);
+
 struct WeightedDelta {
   std::string path;   // safetensors delta that passed CheckAdapterDelta
   double weight = 0;  // sample count; > 0

@@ -52,8 +52,11 @@ struct AggregationRule {
 
 // What a job submitted without --aggregation gets: the combination the
 // federation benchmark (tests/bench/federation_bench.cc) showed best under
-// attack at no measurable cost on honest runs.
-inline constexpr absl::string_view kDefaultAggregation = "ffa+clip:2+median";
+// attack at no measurable cost on honest runs: exact products, deltas
+// clipped to twice the round's median norm, and Multi-Krum leaving out the
+// 30% farthest from their peers (with fewer than 5 deltas Krum can exclude
+// none, and clipping is the defence).
+inline constexpr absl::string_view kDefaultAggregation = "svd+clip:2+krum";
 
 // Parses a rule; "" is kDefaultAggregation. InvalidArgument names the part
 // that is wrong and what is accepted.

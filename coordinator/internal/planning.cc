@@ -52,9 +52,10 @@ RoundRecord MakeRound(const JobRecord& job, uint64_t round,
 uint64_t UnitSeed(uint64_t job_seed, const UnitRecord& unit) {
   const Sha256Digest digest = [&] {
     Sha256 hasher;
-    hasher.Update(absl::StrCat("openforce/unit-seed/v1\n", job_seed, "\n",
-                               unit.round, "\n", unit.shard_index, "\n",
-                               unit.replica));
+    // Not the replica: replicas of a shard are the same work, so that their
+    // results can be compared.
+    hasher.Update(absl::StrCat("openforce/unit-seed/v2\n", job_seed, "\n",
+                               unit.round, "\n", unit.shard_index));
     return hasher.Finish();
   }();
   uint64_t seed = 0;

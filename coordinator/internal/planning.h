@@ -26,6 +26,17 @@ inline constexpr double kDefaultMinDeltaNorm = 1e-6;
 // left out, unless the job sets its own fraction.
 inline constexpr double kDefaultMinNormFraction = 0.1;
 inline constexpr int64_t kUploadSweepIntervalMs = 10'000;
+// Replica validation. The default relative distance under which replicas of a
+// shard agree (JobSpec.replica_tolerance).
+inline constexpr double kDefaultReplicaTolerance = 0.02;
+// Extra replicas a shard may get when its replicas disagree, beyond the job's
+// replication; then it stays unresolved.
+inline constexpr uint32_t kMaxExtraReplicas = 3;
+// Adaptive replication: a worker with this many validated results in a row
+// is trusted, and its result stands alone, except for this fraction of its
+// results, which are replicated at random all the same.
+inline constexpr uint32_t kTrustedStreak = 10;
+inline constexpr double kTrustedRecheckFraction = 0.1;
 
 int64_t SystemNowMs();
 
