@@ -217,9 +217,11 @@ std::string FormatJobStatus(const v1::JobStatus& job) {
   absl::StrAppend(&out, "  aggregation: ",
                   EscapeForTerminal(job.spec().aggregation()), "\n");
   const bool svd = absl::StartsWith(job.spec().aggregation(), "svd");
+  const bool validated = !job.spec().validation_set().sha256().empty();
   absl::StrAppend(&out,
                   "  round  pending  leased  accepted  rejected  train_loss  "
                   "version",
+                  validated ? "  validation_loss (parent, retries)" : "",
                   svd ? "  truncation_error" : "", "\n");
   for (const v1::RoundStatus& round : job.rounds()) {
     absl::StrAppendFormat(
@@ -231,6 +233,15 @@ std::string FormatJobStatus(const v1::JobStatus& job) {
             : std::string("-"),
         round.adapter_version() > 0 ? absl::StrCat(round.adapter_version())
                                     : std::string("open"));
+    if (validated) {
+      absl::StrAppend(
+          &out,
+          round.adapter_version() > 0
+              ? absl::StrFormat("  %15.4f (%.4f, %d)", round.validation_loss(),
+                                round.parent_validation_loss(),
+                                round.validation_retries())
+              : std::string("                 -"));
+    }
     if (svd && round.adapter_version() > 0) {
       absl::StrAppendFormat(&out, "  %16.3g", round.truncation_error());
     }

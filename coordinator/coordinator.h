@@ -194,6 +194,15 @@ class Coordinator {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   absl::Status CloseRound(const JobRecord& job, const RoundRecord& round,
                           ReplicaVerdicts verdicts);
+  // Mean loss of the parent and of a candidate aggregate on the job's
+  // validation split, evaluated in this process (round_validation.cc).
+  struct ValidationScore {
+    double parent_loss = 0;
+    double candidate_loss = 0;
+  };
+  absl::StatusOr<ValidationScore> ScoreOnValidationSet(
+      const JobRecord& job, uint64_t round, const std::string& parent_path,
+      const std::string& candidate_path);
   absl::StatusOr<RoundRecord> FindRound(const std::string& job_id,
                                         uint64_t round);
   // Everything about an upload's header but the signature, against the

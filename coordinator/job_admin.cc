@@ -7,6 +7,8 @@
 #include <filesystem>
 #include <limits>
 #include <map>
+#include <numeric>
+#include <random>
 #include <utility>
 
 #include "absl/strings/match.h"
@@ -248,10 +250,49 @@ absl::StatusOr<v1::SubmitJobResponse> Coordinator::SubmitJob(
   for (absl::string_view line : absl::StrSplit(dataset, '\n')) {
     if (!absl::StripAsciiWhitespace(line).empty()) lines.emplace_back(line);
   }
+  if (!(spec.validation_fraction() >= 0 && spec.validation_fraction() <= 0.5)) {
+    return absl::InvalidArgumentError(
+        "validation_fraction must be in [0, 0.5]");
+  }
+  if (!(spec.validation_tolerance() >= 0) ||
+      !std::isfinite(spec.validation_tolerance())) {
+    return absl::InvalidArgumentError("validation_tolerance must be >= 0");
+  }
+  spec.clear_validation_set();
+  if (spec.validation_fraction() > 0) {
+    // A seeded draw of records held out: never in a shard, so never leased
+    // for training.
+    std::vector<size_t> order(lines.size());
+    std::iota(order.begin(), order.end(), 0);
+    std::mt19937_64 rng(spec.training().seed() ^ 0x7a11da7e5eedull);
+    std::shuffle(order.begin(), order.end(), rng);
+    const size_t held = std::max<size_t>(
+        1, static_cast<size_t>(spec.validation_fraction() *
+                               static_cast<double>(lines.size())));
+    std::vector<bool> is_held(lines.size(), false);
+    for (size_t i = 0; i < held && i < order.size(); ++i)
+      is_held[order[i]] = true;
+    std::string validation_text;
+    std::vector<std::string> training_lines;
+    for (size_t i = 0; i < lines.size(); ++i) {
+      if (is_held[i]) {
+        absl::StrAppend(&validation_text, lines[i], "\n");
+      } else {
+        training_lines.push_back(std::move(lines[i]));
+      }
+    }
+    lines = std::move(training_lines);
+    ASSIGN_OR_RETURN(std::string validation_sha, blobs_->Put(validation_text));
+    *spec.mutable_validation_set() =
+        MakeRef(validation_sha, validation_text.size(), "validation.jsonl");
+  }
   if (lines.size() < spec.shards_per_round()) {
     return absl::InvalidArgumentError(
-        absl::StrCat("the dataset has ", lines.size(), " records, fewer than ",
-                     spec.shards_per_round(), " shards"));
+        absl::StrCat("the dataset has ", lines.size(), " records",
+                     spec.validation_fraction() > 0
+                         ? " for training after the validation split"
+                         : "",
+                     ", fewer than ", spec.shards_per_round(), " shards"));
   }
   std::vector<std::string> shard_texts(spec.shards_per_round());
   for (size_t i = 0; i < lines.size(); ++i)
@@ -348,6 +389,15 @@ absl::StatusOr<v1::JobStatus> Coordinator::DescribeJob(const JobRecord& job) {
         const auto& metrics = adapter->adapter.metrics();
         auto error = metrics.find("truncation_error");
         if (error != metrics.end()) out->set_truncation_error(error->second);
+        auto loss = metrics.find("validation_loss");
+        if (loss != metrics.end()) out->set_validation_loss(loss->second);
+        auto parent = metrics.find("parent_validation_loss");
+        if (parent != metrics.end())
+          out->set_parent_validation_loss(parent->second);
+        auto retries = metrics.find("validation_retries");
+        if (retries != metrics.end()) {
+          out->set_validation_retries(static_cast<uint32_t>(retries->second));
+        }
       }
     }
     ASSIGN_OR_RETURN(std::vector<UnitRecord> units,

@@ -145,8 +145,17 @@ ABSL_FLAG(std::string, attack, "none",
           "sign_flip, noise, zero, claimed_samples");
 ABSL_FLAG(std::string, validation, "",
           "simulate: JSONL scored each round (default: a held-out split)");
-ABSL_FLAG(double, validation_fraction, 0.1,
-          "simulate: fraction held out for validation without --validation");
+ABSL_FLAG(double, validation_fraction, 0,
+          "job submit and simulate: fraction of the dataset held out for "
+          "validation, never trained on (simulate without --validation: 0 "
+          "means 0.1)");
+ABSL_FLAG(double, validation_tolerance, 0,
+          "job submit: a round's aggregate whose validation loss is worse than "
+          "its parent's by more than this (relative; 0: 0.05) is aggregated "
+          "again without outliers");
+ABSL_FLAG(double, replica_tolerance, 0,
+          "job submit: relative distance under which replicas agree (0: "
+          "0.02)");
 ABSL_FLAG(bool, centralized, true,
           "simulate: also run the centralized baseline");
 ABSL_FLAG(int32_t, threads, 1, "simulate: CPU threads");
@@ -354,7 +363,9 @@ absl::Status RunSimulate() {
   options.lora = spec.lora();
   options.training = spec.training();
   options.validation_path = absl::GetFlag(FLAGS_validation);
-  options.validation_fraction = absl::GetFlag(FLAGS_validation_fraction);
+  options.validation_fraction = absl::GetFlag(FLAGS_validation_fraction) > 0
+                                    ? absl::GetFlag(FLAGS_validation_fraction)
+                                    : 0.1;
   options.workers = absl::GetFlag(FLAGS_workers);
   options.rounds = static_cast<int>(absl::GetFlag(FLAGS_rounds));
   options.dirichlet_alpha = absl::GetFlag(FLAGS_dirichlet_alpha);
@@ -395,6 +406,9 @@ absl::Status RunJobSubmit(AdminClient& client) {
   spec.set_min_delta_norm(absl::GetFlag(FLAGS_min_norm));
   spec.set_min_norm_fraction(absl::GetFlag(FLAGS_min_norm_fraction));
   spec.set_aggregation(absl::GetFlag(FLAGS_aggregation));
+  spec.set_validation_fraction(absl::GetFlag(FLAGS_validation_fraction));
+  spec.set_validation_tolerance(absl::GetFlag(FLAGS_validation_tolerance));
+  spec.set_replica_tolerance(absl::GetFlag(FLAGS_replica_tolerance));
   ASSIGN_OR_RETURN(std::string job_id, client.SubmitJob(spec));
   std::cout << job_id << "\n";
   return absl::OkStatus();

@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <limits>
 #include <map>
+#include <optional>
 #include <utility>
 
 #include "absl/strings/match.h"
@@ -233,8 +234,35 @@ absl::Status Coordinator::CloseRound(const JobRecord& job,
   const std::string out_path =
       absl::StrCat(options_.data_dir, "/tmp/aggregate-", job.job_id, "-r",
                    round.round, ".safetensors");
-  ASSIGN_OR_RETURN(const AggregationOutcome aggregated,
+  ASSIGN_OR_RETURN(AggregationOutcome aggregated,
                    aggregator->Aggregate(parent_path, inputs, out_path));
+  std::string rule_name = aggregator->name();
+  // With a validation split, the candidate is scored before it is published;
+  // one clearly worse than its parent is aggregated again with Multi-Krum
+  // leaving out as many outliers as it can.
+  std::optional<ValidationScore> score;
+  int validation_retries = 0;
+  if (!job.spec.validation_set().sha256().empty()) {
+    ASSIGN_OR_RETURN(
+        score, ScoreOnValidationSet(job, round.round, parent_path, out_path));
+    const double tolerance = job.spec.validation_tolerance() > 0
+                                 ? job.spec.validation_tolerance()
+                                 : kDefaultValidationTolerance;
+    const int most_outliers = (static_cast<int>(inputs.size()) - 3) / 2;
+    if (score->candidate_loss > score->parent_loss * (1 + tolerance) &&
+        most_outliers >= 1) {
+      lora::AggregationRule stricter = aggregator->rule();
+      stricter.combiner = lora::RobustCombiner::kMultiKrum;
+      stricter.krum_f = most_outliers;
+      const Aggregator retry(stricter);
+      ASSIGN_OR_RETURN(aggregated,
+                       retry.Aggregate(parent_path, inputs, out_path));
+      ASSIGN_OR_RETURN(
+          score, ScoreOnValidationSet(job, round.round, parent_path, out_path));
+      rule_name = retry.name();
+      ++validation_retries;
+    }
+  }
   uint64_t samples = 0;
   size_t used = 0;
   double loss_sum = 0, loss_weight = 0;
@@ -247,9 +275,8 @@ absl::Status Coordinator::CloseRound(const JobRecord& job,
       // Far from its peers: the robust rule left it out; it earns nothing,
       // and neither do the replicas that agreed with it.
       verdict.reason = v1::REJECT_OUTLIER;
-      verdict.message =
-          absl::StrCat("left out of the aggregate by ", aggregator->name(),
-                       ": too far from the round's other deltas");
+      verdict.message = absl::StrCat("left out of the aggregate by ", rule_name,
+                                     ": too far from the round's other deltas");
       outcome.excluded.push_back(verdict);
       for (const ResultRecord& duplicate : duplicates) {
         verdict.unit_id = duplicate.unit_id;
@@ -296,6 +323,11 @@ absl::Status Coordinator::CloseRound(const JobRecord& job,
   if (loss_weight > 0)
     (*adapter.mutable_metrics())["train_loss"] = loss_sum / loss_weight;
   (*adapter.mutable_metrics())["deltas"] = static_cast<double>(used);
+  if (score.has_value()) {
+    (*adapter.mutable_metrics())["validation_loss"] = score->candidate_loss;
+    (*adapter.mutable_metrics())["parent_validation_loss"] = score->parent_loss;
+    (*adapter.mutable_metrics())["validation_retries"] = validation_retries;
+  }
   if (aggregator->rule().exact == lora::ExactStrategy::kSvd) {
     (*adapter.mutable_metrics())["truncation_error"] =
         aggregated.truncation_error;

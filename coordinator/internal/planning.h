@@ -29,6 +29,10 @@ inline constexpr int64_t kUploadSweepIntervalMs = 10'000;
 // Replica validation. The default relative distance under which replicas of a
 // shard agree (JobSpec.replica_tolerance).
 inline constexpr double kDefaultReplicaTolerance = 0.02;
+// How much worse than its parent (relative validation loss) a round's
+// aggregate may be before it is aggregated again without outliers
+// (JobSpec.validation_tolerance).
+inline constexpr double kDefaultValidationTolerance = 0.05;
 // Extra replicas a shard may get when its replicas disagree, beyond the job's
 // replication; then it stays unresolved.
 inline constexpr uint32_t kMaxExtraReplicas = 3;

@@ -69,7 +69,8 @@ class ReplicaDeterminismTest : public ::testing::Test {
   testing::DemoTaskFiles task_ = testing::WriteDemoTask(dir_.path(), 96, 8);
 };
 
-TEST_F(ReplicaDeterminismTest, SameThreadsAreBitwiseEqualOthersWithinTolerance) {
+TEST_F(ReplicaDeterminismTest,
+       SameThreadsAreBitwiseEqualOthersWithinTolerance) {
   const std::string first = TrainUnit(1, "first");
   const std::string again = TrainUnit(1, "again");
   const std::string two_threads = TrainUnit(2, "two_threads");
