@@ -29,7 +29,7 @@
 #include "tests/testing/demo_task.h"
 #include "tests/testing/temp_dir.h"
 
-ABSL_FLAG(int32_t, rounds, 10, "federated rounds");
+ABSL_FLAG(int32_t, rounds, 14, "federated rounds");
 ABSL_FLAG(int32_t, steps, 20, "optimizer steps per unit");
 ABSL_FLAG(int32_t, workers, 10, "simulated workers");
 ABSL_FLAG(double, alpha, 0.3, "Dirichlet alpha of the non-IID split");
