@@ -132,6 +132,7 @@ TEST_F(SimulationTest, HonestRoundsLowerTheValidationLossForEachStrategy) {
 TEST_F(SimulationTest, AttacksMeetTheIntakeChecksAndTheRobustRule) {
   options_.rounds = 1;
   options_.hostile_fraction = 2.0 / 7;
+  options_.aggregation = "svd+clip:2";
   // Claims and zero deltas are refused at intake, as the coordinator does.
   for (Attack attack : {Attack::kZero, Attack::kClaimedSamples}) {
     options_.attack = attack;
