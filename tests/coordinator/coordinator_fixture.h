@@ -204,6 +204,18 @@ class CoordinatorTest : public ::testing::Test {
     return *ReadFileToString(path);
   }
 
+  // What ListWorkers says about `worker`.
+  v1::WorkerStatus WorkerStatusOf(const Worker& worker) {
+    v1::ListWorkersRequest request;
+    request.set_include_inactive(true);
+    auto workers = coordinator_->ListWorkers(request);
+    EXPECT_OK(workers);
+    for (const v1::WorkerStatus& status : workers->workers()) {
+      if (status.worker_id() == worker.id) return status;
+    }
+    return v1::WorkerStatus();
+  }
+
   v1::HeartbeatRequest HeartbeatOf(const Worker& worker,
                                    const std::string& unit = "") {
     v1::HeartbeatRequest heartbeat;

@@ -265,19 +265,9 @@ TEST_F(CoordinatorTest, CreditsAggregatedWorkInFlopAndCountsRejections) {
   EXPECT_THAT(DeliverBytes(bad, bad_unit->unit(), nan_delta),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("NaN")));
 
-  v1::ListWorkersRequest request;
-  request.set_include_inactive(true);
-  auto credit_of = [&](const std::string& id) {
-    auto workers = coordinator_->ListWorkers(request);
-    EXPECT_OK(workers);
-    for (const v1::WorkerStatus& worker : workers->workers()) {
-      if (worker.worker_id() == id) return worker;
-    }
-    return v1::WorkerStatus();
-  };
   // Accepted but not yet aggregated: no credit yet.
-  EXPECT_EQ(credit_of(good.id).units_accepted(), 1u);
-  EXPECT_EQ(credit_of(good.id).credit_flop(), 0);
+  EXPECT_EQ(WorkerStatusOf(good).units_accepted(), 1u);
+  EXPECT_EQ(WorkerStatusOf(good).credit_flop(), 0);
 
   // The other shard arrives, the round aggregates, and both earn credit.
   auto last_unit = Lease(third);
@@ -288,11 +278,11 @@ TEST_F(CoordinatorTest, CreditsAggregatedWorkInFlopAndCountsRejections) {
   // 2 steps x 2 sequences x 12 tokens = 48 tokens, times 4 x 107200 base
   // parameters + 6 x 1792 LoRA parameters (r4 on q and v, 2 layers).
   const double unit_credit = 48.0 * (4 * 107200 + 6 * 1792);
-  EXPECT_DOUBLE_EQ(credit_of(good.id).credit_flop(), unit_credit);
-  EXPECT_DOUBLE_EQ(credit_of(third.id).credit_flop(), unit_credit);
-  EXPECT_EQ(credit_of(bad.id).units_accepted(), 0u);
-  EXPECT_EQ(credit_of(bad.id).units_rejected(), 1u);
-  EXPECT_EQ(credit_of(bad.id).credit_flop(), 0);
+  EXPECT_DOUBLE_EQ(WorkerStatusOf(good).credit_flop(), unit_credit);
+  EXPECT_DOUBLE_EQ(WorkerStatusOf(third).credit_flop(), unit_credit);
+  EXPECT_EQ(WorkerStatusOf(bad).units_accepted(), 0u);
+  EXPECT_EQ(WorkerStatusOf(bad).units_rejected(), 1u);
+  EXPECT_EQ(WorkerStatusOf(bad).credit_flop(), 0);
 }
 
 TEST_F(CoordinatorTest, FfaJobsFreezeAAndTakeBOnlyDeltas) {
@@ -373,18 +363,9 @@ TEST_F(CoordinatorTest, DefaultAggregationIsRobustAndKrumOutliersEarnNothing) {
   auto status = coordinator_->GetJob(job);
   ASSERT_OK(status);
   EXPECT_EQ(status->state(), v1::JOB_SUCCEEDED);
-  v1::ListWorkersRequest request;
-  request.set_include_inactive(true);
-  auto listed = coordinator_->ListWorkers(request);
-  ASSERT_OK(listed);
-  for (const v1::WorkerStatus& worker : listed->workers()) {
-    if (worker.worker_id() == workers[4].id) {
-      EXPECT_EQ(worker.credit_flop(), 0);
-      EXPECT_EQ(worker.units_rejected(), 1u);
-    } else if (worker.worker_id() == workers[0].id) {
-      EXPECT_GT(worker.credit_flop(), 0);
-    }
-  }
+  EXPECT_EQ(WorkerStatusOf(workers[4]).credit_flop(), 0);
+  EXPECT_EQ(WorkerStatusOf(workers[4]).units_rejected(), 1u);
+  EXPECT_GT(WorkerStatusOf(workers[0]).credit_flop(), 0);
   v1::GetLatestAdapterRequest latest;
   latest.set_job_id(job);
   auto published = coordinator_->GetLatestAdapter(latest);

@@ -5,17 +5,11 @@
 #include <gtest/gtest.h>
 
 #include <string>
-#include <vector>
 
 #include "common/file_util.h"
 #include "coordinator/internal/planning.h"
 #include "lora/adapter_delta.h"
 #include "lora/compute_device.h"
-#include "lora/dataset.h"
-#include "lora/llama_model.h"
-#include "lora/lora_adapter.h"
-#include "lora/tokenizer.h"
-#include "lora/trainer.h"
 #include "tests/testing/demo_task.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/temp_dir.h"
@@ -31,37 +25,21 @@ class ReplicaDeterminismTest : public ::testing::Test {
   std::string TrainUnit(int threads, const std::string& name,
                         uint64_t seed = 99) {
     EXPECT_OK(lora::SetCpuThreads(threads));
-    auto model = lora::LlamaModel::Load(task_.model_dir, lora::LoadOptions());
-    EXPECT_OK(model);
-    auto tokenizer = lora::LoadTokenizer(task_.model_dir);
-    EXPECT_OK(tokenizer);
-    auto records = lora::ReadJsonl(task_.train_path);
-    EXPECT_OK(records);
-    lora::TokenizeOptions tokenize;
-    tokenize.sequence_length = 12;
-    auto examples = lora::TokenizeRecords(*records, **tokenizer, tokenize);
-    EXPECT_OK(examples);
     lora::LoraConfig config;
     config.rank = 4;
     config.dropout = 0.05;
     config.targets = {lora::Projection::kQ, lora::Projection::kV,
                       lora::Projection::kDown};
-    auto parent = lora::LoraAdapter::Create((*model)->config(), config, 11);
-    EXPECT_OK(parent);
-    lora::LoraAdapter adapter = parent->Clone();
     lora::TrainingOptions options;
     options.learning_rate = 1e-2;
     options.max_steps = 12;
     options.batch_size = 16;
     options.seed = seed;
-    auto trainer = lora::Trainer::Create(model->get(), &adapter,
-                                         *std::move(examples), options);
-    EXPECT_OK(trainer);
-    while ((*trainer)->step() < options.max_steps) {
-      EXPECT_OK((*trainer)->Step().status());
-    }
+    auto training = testing::TrainOnDemoTask(task_, config, 11, options);
+    EXPECT_OK(training);
     const std::string path = dir_.path() + "/" + name;
-    EXPECT_OK(lora::WriteAdapterDelta(adapter, *parent, path));
+    EXPECT_OK(
+        lora::WriteAdapterDelta(training->trained, training->parent, path));
     return path;
   }
 

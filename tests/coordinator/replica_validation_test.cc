@@ -12,17 +12,6 @@ namespace {
 
 class ReplicaValidationTest : public CoordinatorTest {
  protected:
-  v1::WorkerStatus StatusOf(const Worker& worker) {
-    v1::ListWorkersRequest request;
-    request.set_include_inactive(true);
-    auto workers = coordinator_->ListWorkers(request);
-    EXPECT_OK(workers);
-    for (const v1::WorkerStatus& status : workers->workers()) {
-      if (status.worker_id() == worker.id) return status;
-    }
-    return v1::WorkerStatus();
-  }
-
   // Leases for `worker` and delivers a delta of `value`; the shard leased.
   uint32_t LeaseAndDeliver(const Worker& worker, float value) {
     auto unit = Lease(worker);
@@ -66,14 +55,15 @@ TEST_F(ReplicaValidationTest, QuorumDecidesCreditAndDisagreementGetsAReplica) {
   EXPECT_EQ(status->state(), v1::JOB_SUCCEEDED);
   EXPECT_EQ(status->rounds(0).units_rejected(), 1u);
 
-  EXPECT_GT(StatusOf(honest).credit_flop(), 0);
-  EXPECT_EQ(StatusOf(honest).credit_flop(), StatusOf(third).credit_flop());
-  EXPECT_EQ(StatusOf(honest).validated_streak(), 1u);
-  EXPECT_EQ(StatusOf(third).validated_streak(), 1u);
-  EXPECT_EQ(StatusOf(cheat).credit_flop(), 0);
-  EXPECT_EQ(StatusOf(cheat).units_invalid(), 1u);
-  EXPECT_EQ(StatusOf(cheat).validated_streak(), 0u);
-  EXPECT_EQ(StatusOf(cheat).units_rejected(), 1u);
+  EXPECT_GT(WorkerStatusOf(honest).credit_flop(), 0);
+  EXPECT_EQ(WorkerStatusOf(honest).credit_flop(),
+            WorkerStatusOf(third).credit_flop());
+  EXPECT_EQ(WorkerStatusOf(honest).validated_streak(), 1u);
+  EXPECT_EQ(WorkerStatusOf(third).validated_streak(), 1u);
+  EXPECT_EQ(WorkerStatusOf(cheat).credit_flop(), 0);
+  EXPECT_EQ(WorkerStatusOf(cheat).units_invalid(), 1u);
+  EXPECT_EQ(WorkerStatusOf(cheat).validated_streak(), 0u);
+  EXPECT_EQ(WorkerStatusOf(cheat).units_rejected(), 1u);
   // The two agreeing replicas count once in the aggregate.
   v1::GetLatestAdapterRequest latest;
   latest.set_job_id(job);
@@ -97,7 +87,7 @@ TEST_F(ReplicaValidationTest, TrustedWorkersStandAloneExceptRandomRechecks) {
     ASSERT_EQ(coordinator_->GetJob(job)->latest_adapter_version(),
               static_cast<uint64_t>(round));
   }
-  ASSERT_EQ(StatusOf(veteran).validated_streak(), 10u);
+  ASSERT_EQ(WorkerStatusOf(veteran).validated_streak(), 10u);
   // Round 11: its result stands alone, the other replica is skipped.
   random_ = 0.5;
   LeaseAndDeliver(veteran, 0.01f);
@@ -106,7 +96,7 @@ TEST_F(ReplicaValidationTest, TrustedWorkersStandAloneExceptRandomRechecks) {
   ASSERT_OK(coordinator_->Tick());
   EXPECT_EQ(coordinator_->GetJob(job)->latest_adapter_version(), 11u);
   // Not compared: credited, the streak stays where it was.
-  EXPECT_EQ(StatusOf(veteran).validated_streak(), 10u);
+  EXPECT_EQ(WorkerStatusOf(veteran).validated_streak(), 10u);
   // Round 12: the random draw re-checks it; the replica still goes out.
   random_ = 0.05;
   LeaseAndDeliver(veteran, 0.01f);
@@ -126,8 +116,8 @@ TEST_F(ReplicaValidationTest, TrustedWorkersStandAloneExceptRandomRechecks) {
   LeaseAndDeliver(referee, 0.01f);
   ASSERT_OK(coordinator_->Tick());
   EXPECT_EQ(coordinator_->GetJob(job)->state(), v1::JOB_SUCCEEDED);
-  EXPECT_EQ(StatusOf(veteran).validated_streak(), 0u);
-  EXPECT_EQ(StatusOf(veteran).units_invalid(), 1u);
+  EXPECT_EQ(WorkerStatusOf(veteran).validated_streak(), 0u);
+  EXPECT_EQ(WorkerStatusOf(veteran).units_invalid(), 1u);
 }
 
 }  // namespace

@@ -10,12 +10,8 @@
 
 #include "absl/strings/str_split.h"
 #include "common/file_util.h"
-#include "lora/dataset.h"
-#include "lora/llama_model.h"
 #include "lora/lora_adapter.h"
 #include "lora/safetensors.h"
-#include "lora/tokenizer.h"
-#include "lora/trainer.h"
 #include "tests/coordinator/coordinator_fixture.h"
 
 namespace openforce::coordinator {
@@ -33,37 +29,21 @@ class RoundValidationTest : public CoordinatorTest {
   // trained for a few steps on the whole training set, times `scale`, as
   // safetensors bytes.
   std::string TrainedDelta(double scale, bool b_only) {
-    auto model = lora::LlamaModel::Load(task_.model_dir, lora::LoadOptions());
-    EXPECT_OK(model);
-    auto tokenizer = lora::LoadTokenizer(task_.model_dir);
-    auto records = lora::ReadJsonl(task_.train_path);
-    EXPECT_OK(records);
-    lora::TokenizeOptions tokenize;
-    tokenize.sequence_length = 12;
-    auto examples = lora::TokenizeRecords(*records, **tokenizer, tokenize);
-    EXPECT_OK(examples);
     lora::LoraConfig config;
     config.rank = 4;
     config.alpha = 8;
     config.targets = {lora::Projection::kQ, lora::Projection::kV};
-    auto parent = lora::LoraAdapter::Create((*model)->config(), config,
-                                            Spec().training().seed());
-    EXPECT_OK(parent);
-    lora::LoraAdapter adapter = parent->Clone();
     lora::TrainingOptions options;
     options.learning_rate = 2e-2;
     options.max_steps = 8;
     options.batch_size = 8;
     options.freeze_lora_a = b_only;
-    auto trainer = lora::Trainer::Create(model->get(), &adapter,
-                                         *std::move(examples), options);
-    EXPECT_OK(trainer);
-    while ((*trainer)->step() < options.max_steps) {
-      EXPECT_OK((*trainer)->Step().status());
-    }
-    std::vector<std::pair<std::string, at::Tensor>> tensors;
-    auto delta = adapter.Subtract(*parent);
+    auto training = testing::TrainOnDemoTask(task_, config,
+                                             Spec().training().seed(), options);
+    EXPECT_OK(training);
+    auto delta = training->trained.Subtract(training->parent);
     EXPECT_OK(delta);
+    std::vector<std::pair<std::string, at::Tensor>> tensors;
     for (const auto& [name, tensor] : delta->NamedTensors()) {
       if (b_only && lora::IsLoraAKey(name)) continue;
       tensors.emplace_back(name, tensor.detach() * scale);
@@ -171,17 +151,8 @@ TEST_F(RoundValidationTest, AWorseAggregateIsRetriedWithoutItsOutlier) {
   EXPECT_EQ(round.validation_retries(), 1u);
   // Without the outlier the aggregate is no worse than version 1.
   EXPECT_LE(round.validation_loss(), round.parent_validation_loss() * 1.01);
-  v1::ListWorkersRequest request;
-  request.set_include_inactive(true);
-  auto listed = coordinator_->ListWorkers(request);
-  ASSERT_OK(listed);
-  for (const v1::WorkerStatus& worker : listed->workers()) {
-    if (worker.worker_id() == workers[4].id) {
-      EXPECT_EQ(worker.units_rejected(), 1u);  // left out in round 2
-    } else {
-      EXPECT_EQ(worker.units_rejected(), 0u);
-    }
-  }
+  EXPECT_EQ(WorkerStatusOf(workers[4]).units_rejected(), 1u);  // round 2
+  EXPECT_EQ(WorkerStatusOf(workers[0]).units_rejected(), 0u);
 }
 
 TEST_F(RoundValidationTest, SubmitRefusesBadValidationSettings) {

@@ -2,10 +2,14 @@
 #include "tests/testing/demo_task.h"
 
 #include <map>
+#include <memory>
 #include <random>
 #include <stdexcept>
 
 #include "common/file_util.h"
+#include "common/status_macros.h"
+#include "lora/llama_model.h"
+#include "lora/tokenizer.h"
 #include "nlohmann/json.hpp"
 #include "tests/testing/tiny_llama.h"
 
@@ -76,6 +80,32 @@ DemoTaskFiles WriteDemoTask(const std::string& dir, int train_records,
   WriteJsonl(files.train_path, DemoTaskRecords(train_records, 1));
   WriteJsonl(files.held_out_path, DemoTaskRecords(held_out_records, 2));
   return files;
+}
+
+absl::StatusOr<DemoTraining> TrainOnDemoTask(
+    const DemoTaskFiles& task, const lora::LoraConfig& config,
+    uint64_t adapter_seed, const lora::TrainingOptions& options) {
+  ASSIGN_OR_RETURN(std::unique_ptr<lora::LlamaModel> model,
+                   lora::LlamaModel::Load(task.model_dir, lora::LoadOptions()));
+  ASSIGN_OR_RETURN(std::unique_ptr<lora::Tokenizer> tokenizer,
+                   lora::LoadTokenizer(task.model_dir));
+  ASSIGN_OR_RETURN(std::vector<lora::TrainingRecord> records,
+                   lora::ReadJsonl(task.train_path));
+  lora::TokenizeOptions tokenize;
+  tokenize.sequence_length = 12;
+  ASSIGN_OR_RETURN(std::vector<lora::Example> examples,
+                   lora::TokenizeRecords(records, *tokenizer, tokenize));
+  ASSIGN_OR_RETURN(
+      lora::LoraAdapter parent,
+      lora::LoraAdapter::Create(model->config(), config, adapter_seed));
+  lora::LoraAdapter trained = parent.Clone();
+  ASSIGN_OR_RETURN(std::unique_ptr<lora::Trainer> trainer,
+                   lora::Trainer::Create(model.get(), &trained,
+                                         std::move(examples), options));
+  while (trainer->step() < options.max_steps) {
+    RETURN_IF_ERROR(trainer->Step().status());
+  }
+  return DemoTraining{std::move(parent), std::move(trained)};
 }
 
 }  // namespace openforce::testing

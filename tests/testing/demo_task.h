@@ -9,8 +9,11 @@
 #include <string>
 #include <vector>
 
+#include "absl/status/statusor.h"
 #include "lora/dataset.h"
 #include "lora/llama_config.h"
+#include "lora/lora_adapter.h"
+#include "lora/trainer.h"
 
 namespace openforce::testing {
 
@@ -29,6 +32,17 @@ std::vector<lora::TrainingRecord> DemoTaskRecords(int count, uint64_t seed);
 // Writes the model and both datasets under `dir`.
 DemoTaskFiles WriteDemoTask(const std::string& dir, int train_records = 384,
                             int held_out_records = 96);
+
+// The adapter made from `adapter_seed` (a job's version 0) and the same
+// adapter trained with `options` on the task's training set, with the model
+// loaded as fp32 on the CPU.
+struct DemoTraining {
+  lora::LoraAdapter parent;
+  lora::LoraAdapter trained;
+};
+absl::StatusOr<DemoTraining> TrainOnDemoTask(
+    const DemoTaskFiles& task, const lora::LoraConfig& config,
+    uint64_t adapter_seed, const lora::TrainingOptions& options);
 
 }  // namespace openforce::testing
 
