@@ -296,6 +296,55 @@ TEST(FederationTest, TrainsOnConversationsWithTheModelsChatTemplate) {
   EXPECT_EQ(status.rounds(0).units_accepted(), 2u);
 }
 
+TEST(FederationTest, RealWorkersReplicasAgreeAndTheValidationSplitScores) {
+  // Replication 2 with the worker binary: replicas of a shard are the same
+  // work on two machines' worth of processes, so they agree (bitwise on one
+  // machine), every result is validated, and each round is scored on the
+  // held-out split before it is published.
+  TempDir dir;
+  Federation federation(dir.path());
+  federation.StartCoordinator({"--open-enrollment"});
+  v1::JobSpec spec = federation.DemoSpec(2, 2, 15);
+  spec.set_replication(2);
+  spec.set_validation_fraction(0.2);
+  const std::string job = federation.Submit(spec);
+  ChildProcess& first = federation.StartWorker("r1");
+  ChildProcess& second = federation.StartWorker("r2");
+  const v1::JobStatus status = federation.WaitForJob(job, Succeeded, 300);
+  ASSERT_EQ(status.state(), v1::JOB_SUCCEEDED)
+      << status.DebugString() << first.Log() << second.Log();
+  EXPECT_EQ(status.spec().aggregation(), "svd+clip:2");  // the default
+  ASSERT_EQ(status.rounds_size(), 2);
+  for (const v1::RoundStatus& round : status.rounds()) {
+    EXPECT_EQ(round.units_accepted(), 4u);
+    EXPECT_EQ(round.units_rejected(), 0u);
+    EXPECT_GT(round.validation_loss(), 0);
+    EXPECT_EQ(round.validation_retries(), 0u);
+  }
+  // Each round learned on the held-out split.
+  EXPECT_LT(status.rounds(0).validation_loss(),
+            status.rounds(0).parent_validation_loss());
+  EXPECT_LT(status.rounds(1).validation_loss(),
+            status.rounds(0).validation_loss());
+  auto workers = federation.admin().ListWorkers(true);
+  ASSERT_OK(workers);
+  ASSERT_EQ(workers->size(), 2u);
+  for (const v1::WorkerStatus& worker : *workers) {
+    EXPECT_EQ(worker.validated_streak(), worker.units_accepted())
+        << worker.display_name();
+    EXPECT_EQ(worker.units_invalid(), 0u);
+    EXPECT_GT(worker.credit_flop(), 0);
+  }
+  // Agreeing replicas count once.
+  auto stub = federation.WorkerStub();
+  grpc::ClientContext context;
+  v1::GetLatestAdapterRequest request;
+  request.set_job_id(job);
+  v1::GetLatestAdapterResponse response;
+  ASSERT_TRUE(stub->GetLatestAdapter(&context, request, &response).ok());
+  EXPECT_EQ(response.adapter().metrics().at("deltas"), 2);
+}
+
 TEST(FederationTest, AKilledWorkersUnitIsLeasedAgainAfterItsDeadline) {
   TempDir dir;
   Federation federation(dir.path());
