@@ -4,11 +4,10 @@
 #include <algorithm>
 
 #include "common/status_macros.h"
-#include "lora/federated_aggregation.h"
 
 namespace openforce::coordinator {
 
-absl::StatusOr<AggregationOutcome> Aggregator::Aggregate(
+absl::StatusOr<lora::AggregationReport> Aggregator::Aggregate(
     const std::string& parent_path, const std::vector<AggregationInput>& deltas,
     const std::string& out_path) const {
   std::vector<std::string> paths;
@@ -21,11 +20,7 @@ absl::StatusOr<AggregationOutcome> Aggregator::Aggregate(
   lora::AggregationReport report;
   RETURN_IF_ERROR(lora::AggregateAdapterFiles(parent_path, paths, weights,
                                               rule_, out_path, &report));
-  AggregationOutcome outcome;
-  outcome.used = report.selected;
-  outcome.clip_scales = report.clip_scales;
-  outcome.truncation_error = report.truncation_error;
-  return outcome;
+  return report;
 }
 
 absl::StatusOr<std::unique_ptr<Aggregator>> MakeAggregator(

@@ -13,6 +13,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "lora/aggregation_rule.h"
+#include "lora/federated_aggregation.h"
 
 namespace openforce::coordinator {
 
@@ -21,13 +22,6 @@ struct AggregationInput {
   uint64_t sample_count = 0;
   std::string worker_id;
   uint32_t shard_index = 0;
-};
-
-// What one aggregation decided, input by input.
-struct AggregationOutcome {
-  std::vector<bool> used;           // false: left out (Multi-Krum)
-  std::vector<double> clip_scales;  // 1: not clipped
-  double truncation_error = 0;      // svd: relative Frobenius error
 };
 
 class Aggregator {
@@ -40,8 +34,8 @@ class Aggregator {
 
   // Writes the next adapter_model.safetensors to `out_path` from the parent
   // version's file and the round's accepted deltas, weighted by their
-  // coordinator-known sample counts.
-  [[nodiscard]] absl::StatusOr<AggregationOutcome> Aggregate(
+  // coordinator-known sample counts; what it decided, input by input.
+  [[nodiscard]] absl::StatusOr<lora::AggregationReport> Aggregate(
       const std::string& parent_path,
       const std::vector<AggregationInput>& deltas,
       const std::string& out_path) const;

@@ -30,6 +30,7 @@
 #include "coordinator/internal/planning.h"
 #include "lora/adapter_delta.h"
 #include "lora/dataset.h"
+#include "lora/federated_aggregation.h"
 #include "lora/llama_config.h"
 #include "lora/lora_adapter.h"
 #include "proto/call_signing.h"
@@ -158,20 +159,26 @@ absl::Status Coordinator::CloseRound(const JobRecord& job,
   ASSIGN_OR_RETURN(std::string parent_path, blobs_->ObjectPath(parent_sha));
   RoundOutcome outcome;
   outcome.excluded = std::move(verdicts.excluded);
+  // A result left out takes the replicas that agreed with it along.
+  auto exclude_with_duplicates = [&](ResultVerdict verdict) {
+    const std::vector<ResultRecord>& duplicates =
+        verdicts.duplicates[verdict.unit_id];
+    outcome.excluded.push_back(verdict);
+    for (const ResultRecord& duplicate : duplicates) {
+      verdict.unit_id = duplicate.unit_id;
+      verdict.worker_id = duplicate.worker_id;
+      outcome.excluded.push_back(verdict);
+    }
+  };
   // A delta far below its peers' median norm did (almost) no training: it is
   // left out of the aggregate and earns nothing.
   std::vector<double> norms;
   for (const ResultRecord& result : accepted) norms.push_back(result.l2_norm);
   double floor = 0;
   if (norms.size() >= 2) {
-    std::sort(norms.begin(), norms.end());
-    const size_t mid = norms.size() / 2;
-    const double median = norms.size() % 2 == 1
-                              ? norms[mid]
-                              : 0.5 * (norms[mid - 1] + norms[mid]);
-    floor = median * (job.spec.min_norm_fraction() > 0
-                          ? job.spec.min_norm_fraction()
-                          : kDefaultMinNormFraction);
+    floor = lora::Median(norms) * (job.spec.min_norm_fraction() > 0
+                                       ? job.spec.min_norm_fraction()
+                                       : kDefaultMinNormFraction);
   }
   // Weights and credit come from what the coordinator knows: the shard's
   // record count and the job's own settings, never the worker's claims.
@@ -182,7 +189,6 @@ absl::Status Coordinator::CloseRound(const JobRecord& job,
       const double unit_credit,
       UnitCreditFlop(model.Shape(), job.spec.lora(), job.spec.training()));
   std::vector<AggregationInput> inputs;
-  std::vector<std::string> input_units;
   std::vector<ResultVerdict> input_verdicts;
   std::vector<double> input_losses;
   for (const ResultRecord& result : accepted) {
@@ -194,13 +200,7 @@ absl::Status Coordinator::CloseRound(const JobRecord& job,
       verdict.message = absl::StrCat(
           "L2 norm ", result.l2_norm, " is below ", floor,
           ", the round's floor from its median: left out of the aggregate");
-      outcome.excluded.push_back(verdict);
-      for (const ResultRecord& duplicate :
-           verdicts.duplicates[result.unit_id]) {
-        verdict.unit_id = duplicate.unit_id;
-        verdict.worker_id = duplicate.worker_id;
-        outcome.excluded.push_back(verdict);
-      }
+      exclude_with_duplicates(verdict);
       continue;
     }
     if (result.shard_index >= shards.size())
@@ -213,7 +213,6 @@ absl::Status Coordinator::CloseRound(const JobRecord& job,
     input.worker_id = result.worker_id;
     input.shard_index = result.shard_index;
     inputs.push_back(input);
-    input_units.push_back(result.unit_id);
     input_verdicts.push_back(verdict);
     auto loss = result.header.metrics().find("train_loss");
     input_losses.push_back(loss != result.header.metrics().end()
@@ -234,7 +233,7 @@ absl::Status Coordinator::CloseRound(const JobRecord& job,
   const std::string out_path =
       absl::StrCat(options_.data_dir, "/tmp/aggregate-", job.job_id, "-r",
                    round.round, ".safetensors");
-  ASSIGN_OR_RETURN(AggregationOutcome aggregated,
+  ASSIGN_OR_RETURN(lora::AggregationReport aggregated,
                    aggregator->Aggregate(parent_path, inputs, out_path));
   std::string rule_name = aggregator->name();
   // With a validation split, the candidate is scored before it is published;
@@ -270,19 +269,14 @@ absl::Status Coordinator::CloseRound(const JobRecord& job,
   for (size_t i = 0; i < inputs.size(); ++i) {
     ResultVerdict& verdict = input_verdicts[i];
     const std::vector<ResultRecord>& duplicates =
-        verdicts.duplicates[input_units[i]];
-    if (!aggregated.used[i]) {
+        verdicts.duplicates[verdict.unit_id];
+    if (!aggregated.selected[i]) {
       // Far from its peers: the robust rule left it out; it earns nothing,
       // and neither do the replicas that agreed with it.
       verdict.reason = v1::REJECT_OUTLIER;
       verdict.message = absl::StrCat("left out of the aggregate by ", rule_name,
                                      ": too far from the round's other deltas");
-      outcome.excluded.push_back(verdict);
-      for (const ResultRecord& duplicate : duplicates) {
-        verdict.unit_id = duplicate.unit_id;
-        verdict.worker_id = duplicate.worker_id;
-        outcome.excluded.push_back(verdict);
-      }
+      exclude_with_duplicates(verdict);
       continue;
     }
     ++used;

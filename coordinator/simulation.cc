@@ -19,6 +19,7 @@
 #include "absl/strings/str_join.h"
 #include "common/status_macros.h"
 #include "coordinator/internal/data_split.h"
+#include "coordinator/internal/planning.h"
 #include "lora/aggregation_rule.h"
 #include "lora/chat_template.h"
 #include "lora/compute_device.h"
@@ -33,11 +34,6 @@
 namespace openforce::coordinator {
 namespace {
 
-// The coordinator's defaults (round_closing.cc, delta_intake.cc): a delta
-// below this norm shows no training; one below this fraction of the round's
-// median is left out.
-constexpr double kMinDeltaNorm = 1e-6;
-constexpr double kMinNormFraction = 0.1;
 constexpr double kBoundMargin = 0.99;  // "just under" the bound
 
 constexpr std::pair<Attack, absl::string_view> kAttackNames[] = {
@@ -90,13 +86,6 @@ void Assign(const lora::AdapterTensors& values, lora::LoraAdapter* adapter) {
     tensor.copy_(values.at(name));
 }
 
-double Median(std::vector<double> values) {
-  std::sort(values.begin(), values.end());
-  const size_t mid = values.size() / 2;
-  return values.size() % 2 == 1 ? values[mid]
-                                : 0.5 * (values[mid - 1] + values[mid]);
-}
-
 class Simulation {
  public:
   explicit Simulation(const SimulationOptions& options) : options_(options) {}
@@ -110,8 +99,10 @@ class Simulation {
   absl::Status Prepare();
   // One worker's delta for the round, after its attack (if hostile);
   // nullopt when it delivers nothing.
+  // `parent`: the current version's tensors, taken once per round.
   absl::StatusOr<std::optional<lora::AdapterTensors>> WorkerDelta(
-      int round, int worker, double* train_loss);
+      const lora::AdapterTensors& parent, int round, int worker,
+      double* train_loss);
   absl::StatusOr<double> Evaluate(const lora::LoraAdapter& adapter) const;
 
   const SimulationOptions& options_;
@@ -235,12 +226,12 @@ absl::StatusOr<double> Simulation::Evaluate(
 }
 
 absl::StatusOr<std::optional<lora::AdapterTensors>> Simulation::WorkerDelta(
-    int round, int worker, double* train_loss) {
+    const lora::AdapterTensors& parent, int round, int worker,
+    double* train_loss) {
   const bool hostile = hostile_[worker];
   const Attack attack = hostile ? options_.attack : Attack::kNone;
   if (attack == Attack::kAbsent) return std::nullopt;
   lora::AdapterTensors delta;
-  const lora::AdapterTensors parent = Snapshot(*current_);
   if (attack == Attack::kZero || attack == Attack::kNoise) {
     // Nothing trained: zeros, or noise of the largest norm the bound admits.
     at::Generator generator = at::detail::createCPUGenerator(
@@ -320,15 +311,16 @@ absl::StatusOr<SimulationResult> Simulation::Run() {
     record.round = round;
     std::vector<lora::AdapterTensors> deltas;
     std::vector<double> weights, norms, losses;
+    const lora::AdapterTensors parent = Snapshot(*current_);
     for (int worker = 0; worker < options_.workers; ++worker) {
       double loss = 0;
       ASSIGN_OR_RETURN(std::optional<lora::AdapterTensors> delta,
-                       WorkerDelta(round, worker, &loss));
+                       WorkerDelta(parent, round, worker, &loss));
       if (!delta.has_value()) continue;
       // The intake's checks: the norm bound and floor, and the sample count
       // the unit implies (a claim of more is refused).
       const double norm = Norm(*delta);
-      if (norm > options_.max_delta_norm || norm < kMinDeltaNorm ||
+      if (norm > options_.max_delta_norm || norm < kDefaultMinDeltaNorm ||
           (claimed && hostile_[worker])) {
         ++record.deltas_refused;
         continue;
@@ -341,7 +333,7 @@ absl::StatusOr<SimulationResult> Simulation::Run() {
     }
     if (!norms.empty()) {
       // Round closing's floor: far below the median norm is left out.
-      const double floor = kMinNormFraction * Median(norms);
+      const double floor = kDefaultMinNormFraction * lora::Median(norms);
       for (size_t i = norms.size(); i-- > 0;) {
         if (norms[i] >= floor) continue;
         deltas.erase(deltas.begin() + static_cast<std::ptrdiff_t>(i));
@@ -361,9 +353,9 @@ absl::StatusOr<SimulationResult> Simulation::Run() {
       return it == deltas[i].end() ? at::Tensor() : it->second;
     };
     lora::AggregationReport report;
-    ASSIGN_OR_RETURN(lora::AdapterTensors next,
-                     lora::AggregateAdapterDeltas(Snapshot(*current_), source,
-                                                  weights, rule_, &report));
+    ASSIGN_OR_RETURN(
+        lora::AdapterTensors next,
+        lora::AggregateAdapterDeltas(parent, source, weights, rule_, &report));
     Assign(next, &*current_);
     double loss_sum = 0, loss_weight = 0;
     for (size_t i = 0; i < deltas.size(); ++i) {

@@ -1,4 +1,4 @@
-// Delta files, their checks and FedAvg; see adapter_delta.h.
+// Delta files and their checks; see adapter_delta.h.
 #include "lora/adapter_delta.h"
 
 #include <ATen/ATen.h>
@@ -13,7 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "common/status_macros.h"
-#include "lora/federated_aggregation.h"
+#include "lora/federated_aggregation.h"  // IsLoraAKey
 #include "lora/safetensors.h"
 
 namespace openforce::lora {
@@ -163,19 +163,6 @@ absl::StatusOr<double> RelativeDeltaDistance(const std::string& path_a,
   }
   const double scale = std::sqrt(std::max(norm_a, norm_b));
   return scale > 0 ? std::sqrt(diff) / scale : 0.0;
-}
-
-absl::Status FedAvgAdapterFiles(const std::string& parent_path,
-                                const std::vector<WeightedDelta>& deltas,
-                                const std::string& out_path) {
-  std::vector<std::string> paths;
-  std::vector<double> weights;
-  for (const WeightedDelta& delta : deltas) {
-    paths.push_back(delta.path);
-    weights.push_back(delta.weight);
-  }
-  return AggregateAdapterFiles(parent_path, paths, weights, AggregationRule(),
-                               out_path, /*report=*/nullptr);
 }
 
 }  // namespace openforce::lora

@@ -1,8 +1,8 @@
 // Federated arithmetic on adapter files: what a worker uploads (the trained
 // adapter minus the adapter it started from, as PEFT-keyed F32 safetensors),
 // the checks the coordinator runs on such a delta before accepting it (names,
-// shapes, dtypes, finiteness, L2 norm), and FedAvg, which adds the
-// sample-weighted mean of accepted deltas to the parent adapter.
+// shapes, dtypes, finiteness, L2 norm), and how far apart two replicas are.
+// Combining deltas is federated_aggregation.h's.
 #ifndef OPENFORCE_LORA_ADAPTER_DELTA_H_
 #define OPENFORCE_LORA_ADAPTER_DELTA_H_
 
@@ -68,18 +68,6 @@ uint64_t MaxDeltaHeaderBytes(size_t expected_tensors);
 // of one unit are.
 [[nodiscard]] absl::StatusOr<double> RelativeDeltaDistance(
     const std::string& path_a, const std::string& path_b);
-
-struct WeightedDelta {
-  std::string path;   // safetensors delta that passed CheckAdapterDelta
-  double weight = 0;  // sample count; > 0
-};
-
-// parent + sum_i (w_i / sum w) * delta_i, tensor by tensor in fp32, written
-// as adapter_model.safetensors bytes to `out_path` (atomically). Every input
-// must hold the same names and shapes as the parent.
-[[nodiscard]] absl::Status FedAvgAdapterFiles(
-    const std::string& parent_path, const std::vector<WeightedDelta>& deltas,
-    const std::string& out_path);
 
 }  // namespace openforce::lora
 

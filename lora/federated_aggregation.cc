@@ -22,14 +22,6 @@ namespace {
 constexpr absl::string_view kASuffix = ".lora_A.weight";
 constexpr absl::string_view kBSuffix = ".lora_B.weight";
 
-double Median(std::vector<double> values) {
-  if (values.empty()) return 0;
-  std::sort(values.begin(), values.end());
-  const size_t mid = values.size() / 2;
-  return values.size() % 2 == 1 ? values[mid]
-                                : 0.5 * (values[mid - 1] + values[mid]);
-}
-
 // Client `i`'s delta for `key` as fp32 of `shape`, zeros where absent.
 absl::StatusOr<at::Tensor> LoadDelta(const DeltaSource& deltas, size_t i,
                                      const std::string& key,
@@ -132,6 +124,14 @@ std::pair<at::Tensor, at::Tensor> RefactorProductMean(
 }
 
 }  // namespace
+
+double Median(std::vector<double> values) {
+  if (values.empty()) return 0;
+  std::sort(values.begin(), values.end());
+  const size_t mid = values.size() / 2;
+  return values.size() % 2 == 1 ? values[mid]
+                                : 0.5 * (values[mid - 1] + values[mid]);
+}
 
 bool IsLoraAKey(const std::string& key) {
   return absl::EndsWith(key, kASuffix);

@@ -55,6 +55,10 @@ struct AggregationReport {
     const std::vector<double>& weights, const AggregationRule& rule,
     const std::string& out_path, AggregationReport* report);
 
+// The median of `values` (the mean of the middle two for an even count; 0
+// when empty): the reference the round's norm rules scale from.
+double Median(std::vector<double> values);
+
 // "x.lora_A.weight" <-> "x.lora_B.weight"; empty when `key` is neither.
 std::string PairedLoraKey(const std::string& key);
 bool IsLoraAKey(const std::string& key);

@@ -204,6 +204,15 @@ class CoordinatorTest : public ::testing::Test {
     return *ReadFileToString(path);
   }
 
+  // The job's latest published adapter (unset when none is).
+  v1::SignedAdapter LatestAdapter(const std::string& job) {
+    v1::GetLatestAdapterRequest request;
+    request.set_job_id(job);
+    auto response = coordinator_->GetLatestAdapter(request);
+    EXPECT_OK(response);
+    return response.ok() ? response->adapter() : v1::SignedAdapter();
+  }
+
   // What ListWorkers says about `worker`.
   v1::WorkerStatus WorkerStatusOf(const Worker& worker) {
     v1::ListWorkersRequest request;

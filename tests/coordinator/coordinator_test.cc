@@ -315,12 +315,8 @@ TEST_F(CoordinatorTest, FfaJobsFreezeAAndTakeBOnlyDeltas) {
   // Version 1 kept version 0's A and moved B by the mean of the two.
   auto parent = lora::SafetensorsFile::Open(
       *blobs_->ObjectPath(unit_a->unit().parent_adapter().sha256()));
-  v1::GetLatestAdapterRequest latest;
-  latest.set_job_id(job);
-  auto published = coordinator_->GetLatestAdapter(latest);
-  ASSERT_OK(published);
   auto next = lora::SafetensorsFile::Open(
-      *blobs_->ObjectPath(published->adapter().adapter_model().sha256()));
+      *blobs_->ObjectPath(LatestAdapter(job).adapter_model().sha256()));
   ASSERT_OK(parent);
   ASSERT_OK(next);
   for (const auto& [name, entry] : (*next)->entries()) {
@@ -366,11 +362,7 @@ TEST_F(CoordinatorTest, DefaultAggregationIsRobustAndKrumOutliersEarnNothing) {
   EXPECT_EQ(WorkerStatusOf(workers[4]).credit_flop(), 0);
   EXPECT_EQ(WorkerStatusOf(workers[4]).units_rejected(), 1u);
   EXPECT_GT(WorkerStatusOf(workers[0]).credit_flop(), 0);
-  v1::GetLatestAdapterRequest latest;
-  latest.set_job_id(job);
-  auto published = coordinator_->GetLatestAdapter(latest);
-  ASSERT_OK(published);
-  EXPECT_EQ(published->adapter().metrics().at("deltas"), 4);
+  EXPECT_EQ(LatestAdapter(job).metrics().at("deltas"), 4);
 }
 
 TEST_F(CoordinatorTest, CancelEndsLeasesAndRefusesUploads) {

@@ -65,11 +65,7 @@ TEST_F(ReplicaValidationTest, QuorumDecidesCreditAndDisagreementGetsAReplica) {
   EXPECT_EQ(WorkerStatusOf(cheat).validated_streak(), 0u);
   EXPECT_EQ(WorkerStatusOf(cheat).units_rejected(), 1u);
   // The two agreeing replicas count once in the aggregate.
-  v1::GetLatestAdapterRequest latest;
-  latest.set_job_id(job);
-  auto published = coordinator_->GetLatestAdapter(latest);
-  ASSERT_OK(published);
-  EXPECT_EQ(published->adapter().metrics().at("deltas"), 1);
+  EXPECT_EQ(LatestAdapter(job).metrics().at("deltas"), 1);
 }
 
 TEST_F(ReplicaValidationTest, TrustedWorkersStandAloneExceptRandomRechecks) {

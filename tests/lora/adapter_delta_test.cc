@@ -1,4 +1,4 @@
-// Delta checks (what the coordinator refuses) and FedAvg's arithmetic.
+// Delta checks (what the coordinator refuses) and FedAvg over delta files.
 #include "lora/adapter_delta.h"
 
 #include <ATen/ATen.h>
@@ -7,6 +7,7 @@
 #include <cmath>
 
 #include "common/file_util.h"
+#include "lora/federated_aggregation.h"
 #include "lora/safetensors.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/temp_dir.h"
@@ -178,12 +179,21 @@ TEST_F(AdapterDeltaTest, MissingFileIsAnErrorNotAVerdict) {
               StatusIs(absl::StatusCode::kNotFound, ::testing::_));
 }
 
+// FedAvg over delta files, as the coordinator aggregates them.
+absl::Status FedAvgFiles(const std::string& parent,
+                         const std::vector<std::string>& deltas,
+                         const std::vector<double>& weights,
+                         const std::string& out) {
+  return AggregateAdapterFiles(parent, deltas, weights, AggregationRule(), out,
+                               /*report=*/nullptr);
+}
+
 TEST_F(AdapterDeltaTest, FedAvgAddsTheSampleWeightedMeanToTheParent) {
   const std::string parent = WriteFilled("parent", 1.0f);
   const std::string a = WriteFilled("a", 2.0f);
   const std::string b = WriteFilled("b", -1.0f);
   const std::string out = dir_.path() + "/out";
-  ASSERT_OK(FedAvgAdapterFiles(parent, {{a, 30}, {b, 10}}, out));
+  ASSERT_OK(FedAvgFiles(parent, {a, b}, {30, 10}, out));
   auto file = SafetensorsFile::Open(out);
   ASSERT_OK(file);
   for (const auto& [key, shape] : ExpectedAdapterTensors(model_, lora_)) {
@@ -197,14 +207,14 @@ TEST_F(AdapterDeltaTest, FedAvgAddsTheSampleWeightedMeanToTheParent) {
 TEST_F(AdapterDeltaTest, FedAvgRefusesEmptyOrMismatchedInput) {
   const std::string parent = WriteFilled("parent", 1.0f);
   EXPECT_THAT(
-      FedAvgAdapterFiles(parent, {}, dir_.path() + "/o"),
+      FedAvgFiles(parent, {}, {}, dir_.path() + "/o"),
       StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("at least one")));
-  EXPECT_THAT(FedAvgAdapterFiles(parent, {{parent, 0}}, dir_.path() + "/o"),
+  EXPECT_THAT(FedAvgFiles(parent, {parent}, {0}, dir_.path() + "/o"),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("> 0")));
   LoraConfig fewer = lora_;
   fewer.targets = {Projection::kQ};
-  EXPECT_THAT(FedAvgAdapterFiles(parent, {{WriteFilled("q", 1, &fewer), 1}},
-                                 dir_.path() + "/o"),
+  EXPECT_THAT(FedAvgFiles(parent, {WriteFilled("q", 1, &fewer)}, {1},
+                          dir_.path() + "/o"),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("lacks")));
 }
 
