@@ -173,10 +173,16 @@ TEST(GoodGuestTest, PausedPastTheLeaseGivesTheUnitBack) {
   // lease paused, then gives it back well before the deadline.
   const double released = WaitForLog(picky, "allows; giving it back", 60);
   ASSERT_GE(released, 0) << picky.Log();
-  auto status = federation.admin().GetJob(job);
-  ASSERT_OK(status);
-  EXPECT_EQ(status->rounds(0).units_leased(), 0u);
-  EXPECT_EQ(status->rounds(0).units_pending(), 1u);
+  // The worker logs just before its Release call: wait for the coordinator
+  // to have it.
+  const v1::JobStatus status = federation.WaitForJob(
+      job,
+      [](const v1::JobStatus& job) {
+        return job.rounds(0).units_leased() == 0;
+      },
+      10);
+  EXPECT_EQ(status.rounds(0).units_leased(), 0u);
+  EXPECT_EQ(status.rounds(0).units_pending(), 1u);
 }
 
 TEST(GoodGuestTest, KilledMidUnitAndRestartedGivesTheSameDelta) {
