@@ -73,16 +73,19 @@ absl::Status CheckHash(absl::string_view field, absl::string_view value) {
 absl::StatusOr<std::string> EncodeSigningPayload(
     const SigningPayload& payload) {
   if (payload.kind != PayloadKind::kWorkerDelta &&
-      payload.kind != PayloadKind::kPublishedAdapter) {
+      payload.kind != PayloadKind::kPublishedAdapter &&
+      payload.kind != PayloadKind::kValidationReport) {
     return absl::InvalidArgumentError(absl::StrCat(
         "unknown signing payload kind ", static_cast<int>(payload.kind)));
   }
   if (payload.job_id.empty()) {
     return absl::InvalidArgumentError("signing payload field job_id is empty");
   }
-  if (payload.kind == PayloadKind::kWorkerDelta && payload.unit_id.empty()) {
+  if (payload.kind != PayloadKind::kPublishedAdapter &&
+      payload.unit_id.empty()) {
     return absl::InvalidArgumentError(
-        "signing payload field unit_id is empty for a worker delta");
+        "signing payload field unit_id is empty for a worker delta or "
+        "validation report");
   }
   RETURN_IF_ERROR(CheckHash("base_model_hash", payload.base_model_hash));
   RETURN_IF_ERROR(CheckHash("content_hash", payload.content_hash));

@@ -1,5 +1,5 @@
-// The canonical bytes that workers sign over a delta and the coordinator signs
-// over a published adapter. The encoding is defined here, byte by byte, so that
+// The canonical bytes that workers sign over a delta or a validation report
+// and the coordinator signs over a published adapter. The encoding is defined here, byte by byte, so that
 // it never depends on protobuf serialization (which is not canonical) and binds
 // every field: a signature made for one job, round, unit, base model, parent
 // version or content cannot be replayed for another.
@@ -21,6 +21,10 @@ namespace openforce {
 enum class PayloadKind : uint8_t {
   kWorkerDelta = 1,       // a worker's trained delta for one work unit
   kPublishedAdapter = 2,  // the coordinator's aggregated adapter version
+  // A worker's losses of a round's candidate and its parent on a slice of
+  // the held-out records (content_hash: the candidate's adapter bytes,
+  // sample_count: the records scored).
+  kValidationReport = 3,
 };
 
 struct SigningPayload {

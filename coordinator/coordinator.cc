@@ -291,11 +291,30 @@ absl::StatusOr<v1::WorkUnit> Coordinator::DescribeUnit(const JobRecord& job,
     }
     *out.mutable_parent_adapter() = parent->adapter.adapter_model();
   }
-  ASSIGN_OR_RETURN(std::vector<ShardRecord> shards,
-                   state_->ListShards(job.job_id));
-  if (unit.shard_index >= shards.size())
-    return absl::InternalError("shard missing for unit " + unit.unit_id);
-  *out.mutable_shard() = shards[unit.shard_index].blob;
+  if (unit.kind == v1::WORK_VALIDATE) {
+    // Scores the round's candidate against its parent on one slice of the
+    // held-out records.
+    if (round.candidate_sha256.empty() ||
+        unit.attempt != round.candidate_attempt) {
+      return absl::FailedPreconditionError(
+          absl::StrCat("unit ", unit.unit_id, " scores no current candidate"));
+    }
+    out.set_kind(v1::WORK_VALIDATE);
+    ASSIGN_OR_RETURN(uint64_t candidate_size,
+                     blobs_->Size(round.candidate_sha256));
+    *out.mutable_candidate_adapter() = MakeRef(
+        round.candidate_sha256, candidate_size, "adapter_model.safetensors");
+    *out.mutable_validation_set() = job.spec.validation_set();
+    const auto [begin, end] = ValidationSliceRange(job.spec, unit.shard_index);
+    out.set_validation_begin(begin);
+    out.set_validation_end(end);
+  } else {
+    ASSIGN_OR_RETURN(std::vector<ShardRecord> shards,
+                     state_->ListShards(job.job_id));
+    if (unit.shard_index >= shards.size())
+      return absl::InternalError("shard missing for unit " + unit.unit_id);
+    *out.mutable_shard() = shards[unit.shard_index].blob;
+  }
   *out.mutable_lora() = job.spec.lora();
   *out.mutable_training() = job.spec.training();
   out.mutable_training()->set_seed(UnitSeed(job.spec.training().seed(), unit));
@@ -340,7 +359,12 @@ absl::StatusOr<std::vector<std::string>> Coordinator::BlobsNeededBy(
   for (const v1::BlobRef& file : described.base_model_files())
     needed.push_back(file.sha256());
   needed.push_back(described.parent_adapter().sha256());
-  needed.push_back(described.shard().sha256());
+  if (described.kind() == v1::WORK_VALIDATE) {
+    needed.push_back(described.candidate_adapter().sha256());
+    needed.push_back(described.validation_set().sha256());
+  } else {
+    needed.push_back(described.shard().sha256());
+  }
   return needed;
 }
 

@@ -10,6 +10,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -21,6 +22,7 @@
 #include "common/ed25519.h"
 #include "coordinator/state_store.h"
 #include "coordinator/worker_sessions.h"
+#include "lora/aggregation_rule.h"
 #include "lora/llama_config.h"
 #include "proto/openforce.pb.h"
 
@@ -113,6 +115,12 @@ class Coordinator {
   const BlobStore& blobs() const { return *blobs_; }
   [[nodiscard]] absl::StatusOr<v1::GetLatestAdapterResponse> GetLatestAdapter(
       const v1::GetLatestAdapterRequest& request);
+  // Stores a validation unit's signed report after checking the call, the
+  // signature, the lease and every field against the round (its candidate,
+  // parent, slice); rejections carry a RejectReason. A retry of a stored
+  // report is acknowledged again (validation_intake.cc).
+  [[nodiscard]] absl::StatusOr<v1::SubmitValidationResponse> SubmitValidation(
+      const v1::SubmitValidationRequest& request);
 
   // Admin calls (the service checks the admin token first). A blob upload
   // starts with the first chunk's declared hash and size; a first chunk with
@@ -192,17 +200,65 @@ class Coordinator {
   absl::Status MaybeTrustResult(const JobRecord& job, const UnitRecord& unit,
                                 const std::string& worker_id)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
-  absl::Status CloseRound(const JobRecord& job, const RoundRecord& round,
-                          ReplicaVerdicts verdicts);
-  // Mean loss of the parent and of a candidate aggregate on the job's
-  // validation split, evaluated in this process (round_validation.cc).
+  // A round's deltas aggregated under one rule, not yet published: the
+  // file (removed with this), what each result earns or why it is left out,
+  // and the numbers the adapter carries.
+  struct RoundAggregate {
+    RoundAggregate() = default;
+    RoundAggregate(RoundAggregate&&) = default;
+    RoundAggregate& operator=(RoundAggregate&&) = default;
+    ~RoundAggregate();
+    std::string path;
+    lora::AggregationRule rule;
+    std::vector<ResultVerdict> credited;
+    std::vector<ResultVerdict> excluded;
+    size_t inputs = 0;  // deltas offered to the rule
+    size_t used = 0;    // deltas it kept
+    uint64_t samples = 0;
+    double train_loss = 0;  // sample-weighted; NaN without reports
+    double truncation_error = 0;
+  };
+  // nullopt when every delta was left out (round_closing.cc).
+  absl::StatusOr<std::optional<RoundAggregate>> BuildAggregate(
+      const JobRecord& job, const RoundRecord& round,
+      const ReplicaVerdicts& verdicts, const lora::AggregationRule& rule);
+  // The round's deltas are in: aggregate, then publish or, with a validation
+  // split, hand the candidate to validation units.
+  absl::Status AggregateRound(const JobRecord& job, const RoundRecord& round,
+                              const ReplicaVerdicts& verdicts);
+  // Scores from a round's validation reports, and what each report earns.
   struct ValidationScore {
     double parent_loss = 0;
     double candidate_loss = 0;
+    uint32_t slices_scored = 0;  // slices with an agreed (or lone) report
+    std::vector<ResultVerdict> credited;
+    std::vector<ResultVerdict> excluded;
+    std::vector<uint32_t> slices_needing_replica;
   };
-  absl::StatusOr<ValidationScore> ScoreOnValidationSet(
-      const JobRecord& job, uint64_t round, const std::string& parent_path,
-      const std::string& candidate_path);
+  // Validation phase (validation_phase.cc): stores `aggregate` as the
+  // round's candidate of `attempt` and opens its validation units; then,
+  // once they reported (or the deadline passed), judges the reports by
+  // replica quorum, retries a worse candidate once without outliers, and
+  // publishes.
+  absl::Status BeginCandidate(const JobRecord& job, const RoundRecord& round,
+                              RoundAggregate aggregate, uint32_t attempt);
+  absl::Status AdvanceValidation(
+      const JobRecord& job, const RoundRecord& round,
+      const std::vector<UnitRecord>& training_units,
+      const std::vector<UnitRecord>& validation_units);
+  absl::StatusOr<ValidationScore> JudgeValidationReports(
+      const JobRecord& job, const std::vector<UnitRecord>& units,
+      const std::vector<ValidationReportRecord>& reports,
+      bool may_add_replicas);
+  // Signs and publishes `aggregate` (its file, or the stored candidate
+  // `model_sha` when set) as the round's version, credits, and opens the
+  // next round.
+  absl::Status PublishRound(const JobRecord& job, const RoundRecord& round,
+                            RoundAggregate aggregate,
+                            const std::string& model_sha,
+                            const std::optional<ValidationScore>& score,
+                            uint32_t validation_retries);
+  absl::Status FailJob(const JobRecord& job, const std::string& message);
   absl::StatusOr<RoundRecord> FindRound(const std::string& job_id,
                                         uint64_t round);
   // Everything about an upload's header but the signature, against the

@@ -24,6 +24,13 @@ absl::StatusOr<double> UnitCreditFlop(const ModelShape& model,
                    6.0 * static_cast<double>(lora_parameters));
 }
 
+double ValidationCreditFlop(const ModelShape& model, uint64_t records,
+                            const v1::TrainingConfig& training) {
+  const double tokens =
+      static_cast<double>(records) * training.sequence_length();
+  return 2.0 * tokens * 2.0 * static_cast<double>(BaseParameterCount(model));
+}
+
 std::string FormatFlop(double flop) {
   const char* units[] = {"FLOP",  "kFLOP", "MFLOP", "GFLOP",
                          "TFLOP", "PFLOP", "EFLOP"};

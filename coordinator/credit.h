@@ -5,6 +5,7 @@
 #ifndef OPENFORCE_COORDINATOR_CREDIT_H_
 #define OPENFORCE_COORDINATOR_CREDIT_H_
 
+#include <cstdint>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -20,6 +21,12 @@ namespace openforce::coordinator {
 [[nodiscard]] absl::StatusOr<double> UnitCreditFlop(
     const ModelShape& model, const v1::LoraConfig& lora,
     const v1::TrainingConfig& training);
+
+// A validation unit: the parent and the candidate adapter each run forward
+// over `records` sequences of the job's length, 2 x base parameters per
+// token each (the LoRA terms are negligible next to it).
+double ValidationCreditFlop(const ModelShape& model, uint64_t records,
+                            const v1::TrainingConfig& training);
 
 // "12.3 TFLOP", "950 GFLOP".
 std::string FormatFlop(double flop);

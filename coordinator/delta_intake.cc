@@ -150,6 +150,12 @@ absl::StatusOr<DeltaUpload> Coordinator::CheckUnitForUpload(
         absl::StrCat("unit ", unit->unit_id, " belongs to job ", unit->job_id,
                      ", the delta names job ", header.job_id()));
   }
+  if (unit->kind != v1::WORK_TRAIN) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("unit ", unit->unit_id,
+                     " is a validation unit: report its losses with "
+                     "SubmitValidation"));
+  }
   ASSIGN_OR_RETURN(std::optional<JobRecord> job, state_->GetJob(unit->job_id));
   if (!job.has_value()) return NotFoundJob(unit->job_id);
   if (job->state != v1::JOB_RUNNING) {

@@ -259,6 +259,7 @@ absl::StatusOr<v1::SubmitJobResponse> Coordinator::SubmitJob(
     return absl::InvalidArgumentError("validation_tolerance must be >= 0");
   }
   spec.clear_validation_set();
+  spec.clear_validation_records();
   if (spec.validation_fraction() > 0) {
     // A seeded draw of records held out: never in a shard, so never leased
     // for training.
@@ -285,6 +286,8 @@ absl::StatusOr<v1::SubmitJobResponse> Coordinator::SubmitJob(
     ASSIGN_OR_RETURN(std::string validation_sha, blobs_->Put(validation_text));
     *spec.mutable_validation_set() =
         MakeRef(validation_sha, validation_text.size(), "validation.jsonl");
+    spec.set_validation_records(
+        static_cast<uint32_t>(std::min(held, order.size())));
   }
   if (lines.size() < spec.shards_per_round()) {
     return absl::InvalidArgumentError(
@@ -403,6 +406,17 @@ absl::StatusOr<v1::JobStatus> Coordinator::DescribeJob(const JobRecord& job) {
     ASSIGN_OR_RETURN(std::vector<UnitRecord> units,
                      state_->ListUnits(job.job_id, round.round));
     for (const UnitRecord& unit : units) {
+      if (unit.kind == v1::WORK_VALIDATE) {
+        if (unit.attempt != round.candidate_attempt) continue;
+        if (unit.state == v1::UNIT_PENDING || unit.state == v1::UNIT_LEASED) {
+          out->set_validation_units_open(out->validation_units_open() + 1);
+        } else if (unit.state == v1::UNIT_ACCEPTED ||
+                   unit.state == v1::UNIT_REJECTED) {
+          out->set_validation_units_reported(
+              out->validation_units_reported() + 1);
+        }
+        continue;
+      }
       if (unit.state == v1::UNIT_PENDING)
         out->set_units_pending(out->units_pending() + 1);
       if (unit.state == v1::UNIT_LEASED)

@@ -1,7 +1,8 @@
 // Periodic work and rounds (see coordinator.h): lease expiry (deadline and
-// silent holders), partial upload expiry, and closing a round: exclusions
-// by norm, coordinator-known weights, aggregation, credit, signing and
-// publishing.
+// silent holders), partial upload expiry, and closing a round: replica
+// verdicts, exclusions by norm, coordinator-known weights, aggregation,
+// credit, signing and publishing. The validation phase between aggregation
+// and publishing, for jobs with a validation split, is validation_phase.cc.
 #include <algorithm>
 #include <chrono>
 #include <cmath>
@@ -83,15 +84,33 @@ absl::Status Coordinator::Tick() {
   return first_error;
 }
 
+Coordinator::RoundAggregate::~RoundAggregate() {
+  if (path.empty()) return;
+  std::error_code ignored;
+  std::filesystem::remove(path, ignored);
+}
+
+absl::Status Coordinator::FailJob(const JobRecord& job,
+                                  const std::string& message) {
+  absl::MutexLock lock(&mu_);
+  return state_->SetJobState(job.job_id, v1::JOB_FAILED, message);
+}
+
 absl::Status Coordinator::MaybeCloseRound(const JobRecord& job) {
-  ASSIGN_OR_RETURN(const RoundRecord current,
+  ASSIGN_OR_RETURN(const RoundRecord round,
                    FindRound(job.job_id, job.current_round));
-  if (current.adapter_version != 0) return absl::OkStatus();
-  const RoundRecord* round = &current;
-  ASSIGN_OR_RETURN(std::vector<UnitRecord> units,
-                   state_->ListUnits(job.job_id, round->round));
+  if (round.adapter_version != 0) return absl::OkStatus();
+  ASSIGN_OR_RETURN(std::vector<UnitRecord> all_units,
+                   state_->ListUnits(job.job_id, round.round));
+  std::vector<UnitRecord> units, validation_units;
+  for (UnitRecord& unit : all_units) {
+    (unit.kind == v1::WORK_VALIDATE ? validation_units : units)
+        .push_back(std::move(unit));
+  }
+  if (round.candidate_attempt > 0)
+    return AdvanceValidation(job, round, units, validation_units);
   ASSIGN_OR_RETURN(std::vector<ResultRecord> results,
-                   state_->ListResults(job.job_id, round->round));
+                   state_->ListResults(job.job_id, round.round));
   std::vector<ResultRecord> accepted;
   for (ResultRecord& result : results) {
     if (result.accepted) accepted.push_back(std::move(result));
@@ -105,7 +124,7 @@ absl::Status Coordinator::MaybeCloseRound(const JobRecord& job) {
                unit.state == v1::UNIT_SKIPPED;
       });
   const bool past_deadline =
-      round->deadline_ms != 0 && Now() >= round->deadline_ms;
+      round.deadline_ms != 0 && Now() >= round.deadline_ms;
   if (all_done || (past_deadline && accepted.size() >= MinResults(job.spec))) {
     ASSIGN_OR_RETURN(ReplicaVerdicts verdicts,
                      ValidateReplicas(job, units, accepted,
@@ -122,31 +141,51 @@ absl::Status Coordinator::MaybeCloseRound(const JobRecord& job) {
       for (uint32_t shard : verdicts.shards_needing_replica) {
         UnitRecord unit;
         unit.job_id = job.job_id;
-        unit.round = round->round;
+        unit.round = round.round;
         unit.shard_index = shard;
         unit.replica = next_replica[shard];
-        unit.unit_id = UnitId(job.job_id, round->round, shard, unit.replica);
+        unit.unit_id = UnitId(job.job_id, round.round, shard, unit.replica);
         extra.push_back(unit);
       }
       absl::MutexLock lock(&mu_);
       return state_->AddUnits(extra);
     }
-    return CloseRound(job, *round, std::move(verdicts));
+    return AggregateRound(job, round, verdicts);
   }
   if (past_deadline) {
-    absl::MutexLock lock(&mu_);
-    return state_->SetJobState(
-        job.job_id, v1::JOB_FAILED,
-        absl::StrCat("round ", round->round, " reached its deadline with ",
-                     accepted.size(), " accepted results, fewer than the ",
-                     MinResults(job.spec), " it needs"));
+    return FailJob(
+        job, absl::StrCat("round ", round.round, " reached its deadline with ",
+                          accepted.size(), " accepted results, fewer than the ",
+                          MinResults(job.spec), " it needs"));
   }
   return absl::OkStatus();
 }
 
-absl::Status Coordinator::CloseRound(const JobRecord& job,
-                                     const RoundRecord& round,
-                                     ReplicaVerdicts verdicts) {
+absl::Status Coordinator::AggregateRound(const JobRecord& job,
+                                         const RoundRecord& round,
+                                         const ReplicaVerdicts& verdicts) {
+  ASSIGN_OR_RETURN(std::unique_ptr<Aggregator> aggregator,
+                   MakeAggregator(job.spec.aggregation()));
+  ASSIGN_OR_RETURN(std::optional<RoundAggregate> aggregate,
+                   BuildAggregate(job, round, verdicts, aggregator->rule()));
+  if (!aggregate.has_value()) {
+    // Everything was left out: publish nothing.
+    return FailJob(job,
+                   absl::StrCat("round ", round.round,
+                                " has no delta above the norm floor to "
+                                "aggregate"));
+  }
+  if (ValidationSliceCount(job.spec) > 0) {
+    return BeginCandidate(job, round, *std::move(aggregate), /*attempt=*/1);
+  }
+  return PublishRound(job, round, *std::move(aggregate), /*model_sha=*/"",
+                      std::nullopt, /*validation_retries=*/0);
+}
+
+absl::StatusOr<std::optional<Coordinator::RoundAggregate>>
+Coordinator::BuildAggregate(const JobRecord& job, const RoundRecord& round,
+                            const ReplicaVerdicts& verdicts,
+                            const lora::AggregationRule& rule) {
   const std::vector<ResultRecord>& accepted = verdicts.canonical;
   std::string parent_sha = job.initial_adapter.sha256();
   if (round.parent_version != 0) {
@@ -157,17 +196,22 @@ absl::Status Coordinator::CloseRound(const JobRecord& job,
     parent_sha = parent->adapter.adapter_model().sha256();
   }
   ASSIGN_OR_RETURN(std::string parent_path, blobs_->ObjectPath(parent_sha));
-  RoundOutcome outcome;
-  outcome.excluded = std::move(verdicts.excluded);
+  RoundAggregate aggregate;
+  aggregate.rule = rule;
+  aggregate.excluded = verdicts.excluded;
+  const std::vector<ResultRecord> no_duplicates;
+  auto duplicates_of =
+      [&](const std::string& unit_id) -> const std::vector<ResultRecord>& {
+    auto it = verdicts.duplicates.find(unit_id);
+    return it == verdicts.duplicates.end() ? no_duplicates : it->second;
+  };
   // A result left out takes the replicas that agreed with it along.
   auto exclude_with_duplicates = [&](ResultVerdict verdict) {
-    const std::vector<ResultRecord>& duplicates =
-        verdicts.duplicates[verdict.unit_id];
-    outcome.excluded.push_back(verdict);
-    for (const ResultRecord& duplicate : duplicates) {
+    aggregate.excluded.push_back(verdict);
+    for (const ResultRecord& duplicate : duplicates_of(verdict.unit_id)) {
       verdict.unit_id = duplicate.unit_id;
       verdict.worker_id = duplicate.worker_id;
-      outcome.excluded.push_back(verdict);
+      aggregate.excluded.push_back(verdict);
     }
   };
   // A delta far below its peers' median norm did (almost) no training: it is
@@ -219,116 +263,98 @@ absl::Status Coordinator::CloseRound(const JobRecord& job,
                                ? loss->second
                                : std::numeric_limits<double>::quiet_NaN());
   }
-  if (inputs.empty()) {
-    // Everything was left out: publish nothing, the round stays open (its
-    // units with excluded results are done; the deadline decides).
-    absl::MutexLock lock(&mu_);
-    return state_->SetJobState(
-        job.job_id, v1::JOB_FAILED,
-        absl::StrCat("round ", round.round,
-                     " has no delta above the norm floor to aggregate"));
-  }
-  ASSIGN_OR_RETURN(std::unique_ptr<Aggregator> aggregator,
-                   MakeAggregator(job.spec.aggregation()));
-  const std::string out_path =
-      absl::StrCat(options_.data_dir, "/tmp/aggregate-", job.job_id, "-r",
-                   round.round, ".safetensors");
-  ASSIGN_OR_RETURN(lora::AggregationReport aggregated,
-                   aggregator->Aggregate(parent_path, inputs, out_path));
-  std::string rule_name = aggregator->name();
-  // With a validation split, the candidate is scored before it is published;
-  // one clearly worse than its parent is aggregated again with Multi-Krum
-  // leaving out as many outliers as it can.
-  std::optional<ValidationScore> score;
-  int validation_retries = 0;
-  if (!job.spec.validation_set().sha256().empty()) {
-    ASSIGN_OR_RETURN(
-        score, ScoreOnValidationSet(job, round.round, parent_path, out_path));
-    const double tolerance = job.spec.validation_tolerance() > 0
-                                 ? job.spec.validation_tolerance()
-                                 : kDefaultValidationTolerance;
-    const int most_outliers = (static_cast<int>(inputs.size()) - 3) / 2;
-    if (score->candidate_loss > score->parent_loss * (1 + tolerance) &&
-        most_outliers >= 1) {
-      lora::AggregationRule stricter = aggregator->rule();
-      stricter.combiner = lora::RobustCombiner::kMultiKrum;
-      stricter.krum_f = most_outliers;
-      const Aggregator retry(stricter);
-      ASSIGN_OR_RETURN(aggregated,
-                       retry.Aggregate(parent_path, inputs, out_path));
-      ASSIGN_OR_RETURN(
-          score, ScoreOnValidationSet(job, round.round, parent_path, out_path));
-      rule_name = retry.name();
-      ++validation_retries;
-    }
-  }
-  uint64_t samples = 0;
-  size_t used = 0;
+  if (inputs.empty()) return std::nullopt;
+  aggregate.inputs = inputs.size();
+  const Aggregator aggregator(rule);
+  aggregate.path = absl::StrCat(options_.data_dir, "/tmp/aggregate-",
+                                job.job_id, "-r", round.round, ".safetensors");
+  ASSIGN_OR_RETURN(lora::AggregationReport report,
+                   aggregator.Aggregate(parent_path, inputs, aggregate.path));
+  aggregate.truncation_error = report.truncation_error;
   double loss_sum = 0, loss_weight = 0;
   const bool replicated = job.spec.replication() >= 2;
   for (size_t i = 0; i < inputs.size(); ++i) {
     ResultVerdict& verdict = input_verdicts[i];
     const std::vector<ResultRecord>& duplicates =
-        verdicts.duplicates[verdict.unit_id];
-    if (!aggregated.selected[i]) {
+        duplicates_of(verdict.unit_id);
+    if (!report.selected[i]) {
       // Far from its peers: the robust rule left it out; it earns nothing,
       // and neither do the replicas that agreed with it.
       verdict.reason = v1::REJECT_OUTLIER;
-      verdict.message = absl::StrCat("left out of the aggregate by ", rule_name,
-                                     ": too far from the round's other deltas");
+      verdict.message =
+          absl::StrCat("left out of the aggregate by ", aggregator.name(),
+                       ": too far from the round's other deltas");
       exclude_with_duplicates(verdict);
       continue;
     }
-    ++used;
-    samples += ExpectedSamples(job.spec.training());
+    ++aggregate.used;
+    aggregate.samples += ExpectedSamples(job.spec.training());
     verdict.credit_flop = unit_credit;
     // Validated by a quorum when replicas agreed; a lone trusted result was
     // not compared.
     verdict.replica = replicated && !duplicates.empty()
                           ? ResultVerdict::Replica::kAgreed
                           : ResultVerdict::Replica::kNotCompared;
-    outcome.credited.push_back(verdict);
+    aggregate.credited.push_back(verdict);
     for (const ResultRecord& duplicate : duplicates) {
       ResultVerdict agreed = verdict;
       agreed.unit_id = duplicate.unit_id;
       agreed.worker_id = duplicate.worker_id;
-      outcome.credited.push_back(agreed);
+      aggregate.credited.push_back(agreed);
     }
     if (std::isfinite(input_losses[i])) {
       loss_sum += input_losses[i] * static_cast<double>(inputs[i].sample_count);
       loss_weight += static_cast<double>(inputs[i].sample_count);
     }
   }
-  absl::StatusOr<std::string> model_sha = blobs_->PutFile(out_path);
-  std::error_code ignored;
-  std::filesystem::remove(out_path, ignored);
-  RETURN_IF_ERROR(model_sha.status());
-  ASSIGN_OR_RETURN(uint64_t model_size, blobs_->Size(*model_sha));
+  aggregate.train_loss = loss_weight > 0
+                             ? loss_sum / loss_weight
+                             : std::numeric_limits<double>::quiet_NaN();
+  return std::optional<RoundAggregate>(std::move(aggregate));
+}
 
+absl::Status Coordinator::PublishRound(
+    const JobRecord& job, const RoundRecord& round, RoundAggregate aggregate,
+    const std::string& model_sha, const std::optional<ValidationScore>& score,
+    uint32_t validation_retries) {
+  std::string published_sha = model_sha;
+  if (published_sha.empty()) {
+    ASSIGN_OR_RETURN(published_sha, blobs_->PutFile(aggregate.path));
+  }
+  ASSIGN_OR_RETURN(uint64_t model_size, blobs_->Size(published_sha));
+  RoundOutcome outcome;
+  outcome.credited = std::move(aggregate.credited);
+  outcome.excluded = std::move(aggregate.excluded);
   v1::SignedAdapter& adapter = outcome.adapter.adapter;
   adapter.set_job_id(job.job_id);
   adapter.set_version(round.round);
   adapter.set_parent_version(round.parent_version);
   adapter.set_base_model_hash(job.spec.base_model_hash());
   *adapter.mutable_adapter_model() =
-      MakeRef(*model_sha, model_size, "adapter_model.safetensors");
+      MakeRef(published_sha, model_size, "adapter_model.safetensors");
   *adapter.mutable_adapter_config() = job.adapter_config;
-  adapter.set_sample_count(samples);
-  if (loss_weight > 0)
-    (*adapter.mutable_metrics())["train_loss"] = loss_sum / loss_weight;
-  (*adapter.mutable_metrics())["deltas"] = static_cast<double>(used);
+  adapter.set_sample_count(aggregate.samples);
+  auto& metrics = *adapter.mutable_metrics();
+  if (std::isfinite(aggregate.train_loss))
+    metrics["train_loss"] = aggregate.train_loss;
+  metrics["deltas"] = static_cast<double>(aggregate.used);
   if (score.has_value()) {
-    (*adapter.mutable_metrics())["validation_loss"] = score->candidate_loss;
-    (*adapter.mutable_metrics())["parent_validation_loss"] = score->parent_loss;
-    (*adapter.mutable_metrics())["validation_retries"] = validation_retries;
+    if (score->slices_scored > 0) {
+      metrics["validation_loss"] = score->candidate_loss;
+      metrics["parent_validation_loss"] = score->parent_loss;
+    }
+    metrics["validation_slices"] = score->slices_scored;
+    metrics["validation_retries"] = validation_retries;
+    outcome.credited.insert(outcome.credited.end(), score->credited.begin(),
+                            score->credited.end());
+    outcome.excluded.insert(outcome.excluded.end(), score->excluded.begin(),
+                            score->excluded.end());
   }
-  if (aggregator->rule().exact == lora::ExactStrategy::kSvd) {
-    (*adapter.mutable_metrics())["truncation_error"] =
-        aggregated.truncation_error;
-  }
+  if (aggregate.rule.exact == lora::ExactStrategy::kSvd)
+    metrics["truncation_error"] = aggregate.truncation_error;
   adapter.set_published_at_ms(Now());
   adapter.set_content_hash(
-      AdapterContentHash(*model_sha, job.adapter_config.sha256()));
+      AdapterContentHash(published_sha, job.adapter_config.sha256()));
   ASSIGN_OR_RETURN(std::string signature,
                    SignPayload(identity_, AdapterSigningPayload(adapter)));
   adapter.set_signature(signature);

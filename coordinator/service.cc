@@ -248,6 +248,13 @@ grpc::Status WorkerServiceImpl::GetLatestAdapter(
                 [&] { return coordinator_->GetLatestAdapter(*request); });
 }
 
+grpc::Status WorkerServiceImpl::SubmitValidation(
+    grpc::ServerContext* context, const v1::SubmitValidationRequest* request,
+    v1::SubmitValidationResponse* response) {
+  return Answer(context, response,
+                [&] { return coordinator_->SubmitValidation(*request); });
+}
+
 grpc::Status AdminServiceImpl::Authorize(
     const grpc::ServerContext& context) const {
   const auto& metadata = context.client_metadata();

@@ -49,6 +49,9 @@ class WorkerServiceImpl final : public WorkerServiceBase {
   grpc::Status GetLatestAdapter(
       grpc::ServerContext* context, const v1::GetLatestAdapterRequest* request,
       v1::GetLatestAdapterResponse* response) override;
+  grpc::Status SubmitValidation(
+      grpc::ServerContext* context, const v1::SubmitValidationRequest* request,
+      v1::SubmitValidationResponse* response) override;
 
  private:
   Coordinator* coordinator_;

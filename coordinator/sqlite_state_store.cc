@@ -66,6 +66,9 @@ CREATE TABLE IF NOT EXISTS rounds (
   opened_ms INTEGER NOT NULL,
   deadline_ms INTEGER NOT NULL,
   adapter_version INTEGER NOT NULL,
+  candidate_sha256 TEXT NOT NULL DEFAULT '',
+  candidate_attempt INTEGER NOT NULL DEFAULT 0,
+  candidate_rule TEXT NOT NULL DEFAULT '',
   PRIMARY KEY (job_id, round));
 CREATE TABLE IF NOT EXISTS units (
   unit_id TEXT PRIMARY KEY,
@@ -75,7 +78,9 @@ CREATE TABLE IF NOT EXISTS units (
   replica INTEGER NOT NULL,
   state INTEGER NOT NULL,
   worker_id TEXT NOT NULL,
-  lease_deadline_ms INTEGER NOT NULL);
+  lease_deadline_ms INTEGER NOT NULL,
+  kind INTEGER NOT NULL DEFAULT 0,
+  attempt INTEGER NOT NULL DEFAULT 0);
 CREATE INDEX IF NOT EXISTS units_by_round ON units (job_id, round, state);
 CREATE INDEX IF NOT EXISTS units_by_worker ON units (worker_id, state);
 CREATE TABLE IF NOT EXISTS results (
@@ -103,6 +108,20 @@ CREATE TABLE IF NOT EXISTS adapters (
   PRIMARY KEY (job_id, version));
 CREATE INDEX IF NOT EXISTS adapters_by_model ON adapters (model_sha256);
 CREATE INDEX IF NOT EXISTS adapters_by_config ON adapters (config_sha256);
+CREATE TABLE IF NOT EXISTS validation_reports (
+  unit_id TEXT PRIMARY KEY,
+  worker_id TEXT NOT NULL,
+  job_id TEXT NOT NULL,
+  round INTEGER NOT NULL,
+  attempt INTEGER NOT NULL,
+  slice INTEGER NOT NULL,
+  accepted INTEGER NOT NULL,
+  reject_reason INTEGER NOT NULL,
+  message TEXT NOT NULL,
+  report BLOB NOT NULL,
+  created_ms INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS validation_reports_by_round
+  ON validation_reports (job_id, round);
 )sql";
 
 class Statement {
@@ -184,7 +203,13 @@ constexpr char kJobColumns[] =
     "initial_adapter, adapter_config, estimated_memory_bytes";
 constexpr char kUnitColumns[] =
     "unit_id, job_id, round, shard_index, replica, state, worker_id, "
-    "lease_deadline_ms";
+    "lease_deadline_ms, kind, attempt";
+constexpr char kRoundColumns[] =
+    "job_id, round, parent_version, opened_ms, deadline_ms, adapter_version, "
+    "candidate_sha256, candidate_attempt, candidate_rule";
+constexpr char kReportColumns[] =
+    "unit_id, worker_id, job_id, round, attempt, slice, accepted, "
+    "reject_reason, message, report, created_ms";
 constexpr char kResultColumns[] =
     "unit_id, worker_id, job_id, round, shard_index, accepted, reject_reason, "
     "message, header, created_ms, l2_norm";
@@ -232,7 +257,39 @@ UnitRecord ReadUnit(const Statement& row) {
   unit.state = static_cast<v1::UnitState>(row.Int(5));
   unit.worker_id = row.Text(6);
   unit.lease_deadline_ms = row.Int(7);
+  unit.kind = static_cast<v1::WorkKind>(row.Int(8));
+  unit.attempt = static_cast<uint32_t>(row.Int(9));
   return unit;
+}
+
+RoundRecord ReadRound(const Statement& row) {
+  RoundRecord round;
+  round.job_id = row.Text(0);
+  round.round = static_cast<uint64_t>(row.Int(1));
+  round.parent_version = static_cast<uint64_t>(row.Int(2));
+  round.opened_ms = row.Int(3);
+  round.deadline_ms = row.Int(4);
+  round.adapter_version = static_cast<uint64_t>(row.Int(5));
+  round.candidate_sha256 = row.Text(6);
+  round.candidate_attempt = static_cast<uint32_t>(row.Int(7));
+  round.candidate_rule = row.Text(8);
+  return round;
+}
+
+absl::StatusOr<ValidationReportRecord> ReadReport(const Statement& row) {
+  ValidationReportRecord report;
+  report.unit_id = row.Text(0);
+  report.worker_id = row.Text(1);
+  report.job_id = row.Text(2);
+  report.round = static_cast<uint64_t>(row.Int(3));
+  report.attempt = static_cast<uint32_t>(row.Int(4));
+  report.slice = static_cast<uint32_t>(row.Int(5));
+  report.accepted = row.Int(6) != 0;
+  report.reject_reason = static_cast<v1::RejectReason>(row.Int(7));
+  report.message = row.Text(8);
+  RETURN_IF_ERROR(row.Message(9, &report.report));
+  report.created_ms = row.Int(10);
+  return report;
 }
 
 absl::StatusOr<ResultRecord> ReadResult(const Statement& row) {
@@ -270,7 +327,15 @@ class SqliteStateStore : public StateStore {
           "ALTER TABLE workers ADD COLUMN validated_streak INTEGER NOT NULL "
           "DEFAULT 0",
           "ALTER TABLE workers ADD COLUMN units_invalid INTEGER NOT NULL "
-          "DEFAULT 0"}) {
+          "DEFAULT 0",
+          "ALTER TABLE units ADD COLUMN kind INTEGER NOT NULL DEFAULT 0",
+          "ALTER TABLE units ADD COLUMN attempt INTEGER NOT NULL DEFAULT 0",
+          "ALTER TABLE rounds ADD COLUMN candidate_sha256 TEXT NOT NULL "
+          "DEFAULT ''",
+          "ALTER TABLE rounds ADD COLUMN candidate_attempt INTEGER NOT NULL "
+          "DEFAULT 0",
+          "ALTER TABLE rounds ADD COLUMN candidate_rule TEXT NOT NULL "
+          "DEFAULT ''"}) {
       absl::Status added = Exec(column);
       if (!added.ok() &&
           !absl::StrContains(added.message(), "duplicate column name")) {
@@ -463,22 +528,14 @@ class SqliteStateStore : public StateStore {
     absl::MutexLock lock(&mu_);
     ASSIGN_OR_RETURN(
         Statement statement,
-        Prepare("SELECT job_id, round, parent_version, opened_ms, "
-                "deadline_ms, adapter_version FROM rounds WHERE job_id=? "
-                "ORDER BY round"));
+        Prepare(absl::StrCat("SELECT ", kRoundColumns,
+                             " FROM rounds WHERE job_id=? ORDER BY round")));
     statement.Bind(job_id);
     std::vector<RoundRecord> rounds;
     while (true) {
       ASSIGN_OR_RETURN(bool row, statement.Step());
       if (!row) break;
-      RoundRecord round;
-      round.job_id = statement.Text(0);
-      round.round = static_cast<uint64_t>(statement.Int(1));
-      round.parent_version = static_cast<uint64_t>(statement.Int(2));
-      round.opened_ms = statement.Int(3);
-      round.deadline_ms = statement.Int(4);
-      round.adapter_version = static_cast<uint64_t>(statement.Int(5));
-      rounds.push_back(round);
+      rounds.push_back(ReadRound(statement));
     }
     return rounds;
   }
@@ -517,12 +574,17 @@ class SqliteStateStore : public StateStore {
             "SELECT ", kUnitColumns,
             " FROM units u WHERE job_id=?1 AND round=?2 AND state=?3 "
             "AND NOT EXISTS (SELECT 1 FROM units o WHERE o.job_id=u.job_id "
-            "AND o.round=u.round AND o.shard_index=u.shard_index "
+            "AND o.round=u.round AND o.kind=u.kind AND o.attempt=u.attempt "
+            "AND o.shard_index=u.shard_index "
             "AND o.worker_id=?4 AND o.state IN (?5, ?6)) "
-            "AND NOT EXISTS (SELECT 1 FROM results r WHERE "
+            "AND (u.kind<>0 OR NOT EXISTS (SELECT 1 FROM results r WHERE "
             "r.job_id=u.job_id AND r.round=u.round AND "
-            "r.shard_index=u.shard_index AND r.worker_id=?4) "
-            "ORDER BY replica, shard_index LIMIT 1")));
+            "r.shard_index=u.shard_index AND r.worker_id=?4)) "
+            "AND (u.kind=0 OR NOT EXISTS (SELECT 1 FROM validation_reports v "
+            "WHERE v.job_id=u.job_id AND v.round=u.round AND "
+            "v.attempt=u.attempt AND v.slice=u.shard_index AND "
+            "v.worker_id=?4)) "
+            "ORDER BY kind DESC, replica, shard_index LIMIT 1")));
     statement.Bind(job_id)
         .Bind(static_cast<int64_t>(round))
         .Bind(static_cast<int64_t>(v1::UNIT_PENDING))
@@ -757,14 +819,18 @@ class SqliteStateStore : public StateStore {
                             .Run());
       }
       for (const ResultVerdict& excluded : outcome.excluded) {
-        ASSIGN_OR_RETURN(Statement result,
-                         Prepare("UPDATE results SET accepted=0, "
-                                 "reject_reason=?, message=? WHERE unit_id=? "
-                                 "AND accepted=1"));
-        RETURN_IF_ERROR(result.Bind(static_cast<int64_t>(excluded.reason))
-                            .Bind(excluded.message)
-                            .Bind(excluded.unit_id)
-                            .Run());
+        // The unit's accepted delta or validation report, whichever it has.
+        for (const char* table : {"results", "validation_reports"}) {
+          ASSIGN_OR_RETURN(
+              Statement result,
+              Prepare(absl::StrCat("UPDATE ", table,
+                                   " SET accepted=0, reject_reason=?, "
+                                   "message=? WHERE unit_id=? AND accepted=1")));
+          RETURN_IF_ERROR(result.Bind(static_cast<int64_t>(excluded.reason))
+                              .Bind(excluded.message)
+                              .Bind(excluded.unit_id)
+                              .Run());
+        }
         ASSIGN_OR_RETURN(Statement unit,
                          Prepare("UPDATE units SET state=? WHERE unit_id=?"));
         RETURN_IF_ERROR(unit.Bind(static_cast<int64_t>(v1::UNIT_REJECTED))
@@ -886,8 +952,8 @@ class SqliteStateStore : public StateStore {
     absl::MutexLock lock(&mu_);
     ASSIGN_OR_RETURN(Statement statement,
                      Prepare("UPDATE units SET state=? WHERE job_id=? AND "
-                             "round=? AND shard_index=? AND state=? AND "
-                             "unit_id<>?"));
+                             "round=? AND kind=0 AND shard_index=? AND "
+                             "state=? AND unit_id<>?"));
     RETURN_IF_ERROR(statement.Bind(static_cast<int64_t>(v1::UNIT_SKIPPED))
                         .Bind(job_id)
                         .Bind(static_cast<int64_t>(round))
@@ -903,7 +969,7 @@ class SqliteStateStore : public StateStore {
     for (const UnitRecord& unit : units) {
       ASSIGN_OR_RETURN(Statement insert,
                        Prepare(absl::StrCat("INSERT INTO units (", kUnitColumns,
-                                            ") VALUES (?,?,?,?,?,?,?,?)")));
+                                            ") VALUES (?,?,?,?,?,?,?,?,?,?)")));
       RETURN_IF_ERROR(insert.Bind(unit.unit_id)
                           .Bind(unit.job_id)
                           .Bind(static_cast<int64_t>(unit.round))
@@ -912,9 +978,113 @@ class SqliteStateStore : public StateStore {
                           .Bind(static_cast<int64_t>(unit.state))
                           .Bind(unit.worker_id)
                           .Bind(unit.lease_deadline_ms)
+                          .Bind(static_cast<int64_t>(unit.kind))
+                          .Bind(static_cast<int64_t>(unit.attempt))
                           .Run());
     }
     return absl::OkStatus();
+  }
+
+  absl::Status BeginValidation(
+      const RoundRecord& candidate,
+      const std::vector<UnitRecord>& validation_units) override {
+    absl::MutexLock lock(&mu_);
+    return Transaction([&]() -> absl::Status {
+      ASSIGN_OR_RETURN(
+          Statement round,
+          Prepare("UPDATE rounds SET candidate_sha256=?, candidate_attempt=?, "
+                  "candidate_rule=?, deadline_ms=? WHERE job_id=? AND "
+                  "round=? AND adapter_version=0"));
+      RETURN_IF_ERROR(
+          round.Bind(candidate.candidate_sha256)
+              .Bind(static_cast<int64_t>(candidate.candidate_attempt))
+              .Bind(candidate.candidate_rule)
+              .Bind(candidate.deadline_ms)
+              .Bind(candidate.job_id)
+              .Bind(static_cast<int64_t>(candidate.round))
+              .Run());
+      if (sqlite3_changes(db_.get()) != 1) {
+        return absl::FailedPreconditionError(
+            absl::StrCat("round ", candidate.round, " of job ",
+                         candidate.job_id, " is not open"));
+      }
+      ASSIGN_OR_RETURN(Statement skip,
+                       Prepare("UPDATE units SET state=?, worker_id='', "
+                               "lease_deadline_ms=0 WHERE job_id=? AND "
+                               "round=? AND (kind=? OR attempt<>?) AND "
+                               "state IN (?, ?)"));
+      RETURN_IF_ERROR(skip.Bind(static_cast<int64_t>(v1::UNIT_SKIPPED))
+                          .Bind(candidate.job_id)
+                          .Bind(static_cast<int64_t>(candidate.round))
+                          .Bind(static_cast<int64_t>(v1::WORK_TRAIN))
+                          .Bind(static_cast<int64_t>(candidate.candidate_attempt))
+                          .Bind(static_cast<int64_t>(v1::UNIT_PENDING))
+                          .Bind(static_cast<int64_t>(v1::UNIT_LEASED))
+                          .Run());
+      return InsertUnits(validation_units);
+    });
+  }
+
+  absl::Status RecordValidationReport(
+      const ValidationReportRecord& report) override {
+    absl::MutexLock lock(&mu_);
+    return Transaction([&]() -> absl::Status {
+      ASSIGN_OR_RETURN(
+          Statement insert,
+          Prepare(absl::StrCat("INSERT INTO validation_reports (",
+                               kReportColumns,
+                               ") VALUES (?,?,?,?,?,?,?,?,?,?,?)")));
+      RETURN_IF_ERROR(insert.Bind(report.unit_id)
+                          .Bind(report.worker_id)
+                          .Bind(report.job_id)
+                          .Bind(static_cast<int64_t>(report.round))
+                          .Bind(static_cast<int64_t>(report.attempt))
+                          .Bind(static_cast<int64_t>(report.slice))
+                          .Bind(int64_t{report.accepted})
+                          .Bind(static_cast<int64_t>(report.reject_reason))
+                          .Bind(report.message)
+                          .BindMessage(report.report)
+                          .Bind(report.created_ms)
+                          .Run());
+      ASSIGN_OR_RETURN(
+          Statement unit,
+          Prepare("UPDATE units SET state=?, lease_deadline_ms=0 "
+                  "WHERE unit_id=? AND worker_id=? AND state=?"));
+      RETURN_IF_ERROR(unit.Bind(static_cast<int64_t>(v1::UNIT_ACCEPTED))
+                          .Bind(report.unit_id)
+                          .Bind(report.worker_id)
+                          .Bind(static_cast<int64_t>(v1::UNIT_LEASED))
+                          .Run());
+      if (sqlite3_changes(db_.get()) != 1) {
+        return absl::FailedPreconditionError(
+            absl::StrCat("unit ", report.unit_id, " is not leased to ",
+                         report.worker_id));
+      }
+      ASSIGN_OR_RETURN(
+          Statement worker,
+          Prepare("UPDATE workers SET units_accepted=units_accepted+1, "
+                  "current_unit_id='' WHERE worker_id=?"));
+      return worker.Bind(report.worker_id).Run();
+    });
+  }
+
+  absl::StatusOr<std::vector<ValidationReportRecord>> ListValidationReports(
+      const std::string& job_id, uint64_t round) override {
+    absl::MutexLock lock(&mu_);
+    ASSIGN_OR_RETURN(
+        Statement statement,
+        Prepare(absl::StrCat("SELECT ", kReportColumns,
+                             " FROM validation_reports WHERE job_id=? AND "
+                             "round=? ORDER BY attempt, slice, unit_id")));
+    statement.Bind(job_id).Bind(static_cast<int64_t>(round));
+    std::vector<ValidationReportRecord> reports;
+    while (true) {
+      ASSIGN_OR_RETURN(bool row, statement.Step());
+      if (!row) break;
+      ASSIGN_OR_RETURN(ValidationReportRecord report, ReadReport(statement));
+      reports.push_back(std::move(report));
+    }
+    return reports;
   }
 
   absl::Status InsertRoundAndUnits(const RoundRecord& round,

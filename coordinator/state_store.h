@@ -63,6 +63,13 @@ struct RoundRecord {
   int64_t opened_ms = 0;
   int64_t deadline_ms = 0;
   uint64_t adapter_version = 0;  // 0 while open
+  // With a validation split, once the round's deltas are aggregated: the
+  // candidate adapter its validation units score, which attempt it is (1,
+  // then 2 when a worse candidate was aggregated again without outliers; 0:
+  // no candidate yet) and the aggregation rule that made it.
+  std::string candidate_sha256;
+  uint32_t candidate_attempt = 0;
+  std::string candidate_rule;
 };
 
 struct UnitRecord {
@@ -74,6 +81,10 @@ struct UnitRecord {
   v1::UnitState state = v1::UNIT_PENDING;
   std::string worker_id;  // the lease holder or the accepted uploader
   int64_t lease_deadline_ms = 0;
+  // A validation unit scores slice `shard_index` of the held-out records for
+  // the round's candidate of attempt `attempt`.
+  v1::WorkKind kind = v1::WORK_TRAIN;
+  uint32_t attempt = 0;
 };
 
 struct ResultRecord {
@@ -89,6 +100,22 @@ struct ResultRecord {
   int64_t created_ms = 0;
   // The delta's L2 norm as the coordinator measured it (accepted results).
   double l2_norm = 0;
+};
+
+// A validation unit's delivered report. Stored accepted; closing the round
+// rejects it when its slice's replicas outvote it.
+struct ValidationReportRecord {
+  std::string unit_id;
+  std::string worker_id;
+  std::string job_id;
+  uint64_t round = 0;
+  uint32_t attempt = 0;
+  uint32_t slice = 0;
+  bool accepted = true;
+  v1::RejectReason reject_reason = v1::REJECT_REASON_UNSPECIFIED;
+  std::string message;
+  v1::ValidationReport report;  // as signed by the worker
+  int64_t created_ms = 0;
 };
 
 // What closing a round decides for one accepted result: credit for a delta
@@ -113,7 +140,8 @@ struct AdapterRecord {
 
 // A round's verdict: publish `adapter` and open `next_round` with
 // `next_units`, or finish the job when there is no next round. Credit goes
-// to the workers of `credited`; `excluded` results become rejected.
+// to the workers of `credited`; `excluded` results (deltas or validation
+// reports) become rejected.
 struct RoundOutcome {
   AdapterRecord adapter;
   std::vector<ResultVerdict> credited;
@@ -159,9 +187,10 @@ class StateStore {
       const std::string& unit_id) = 0;
   [[nodiscard]] virtual absl::StatusOr<std::vector<UnitRecord>> ListUnits(
       const std::string& job_id, uint64_t round) = 0;
-  // The first pending unit of the round whose shard `worker_id` has not
-  // leased, delivered or had rejected in this round (replicas of a shard go
-  // to distinct workers); nullopt when there is none.
+  // The first pending unit of the round whose shard (or validation slice of
+  // the same attempt) `worker_id` has not leased, delivered or had rejected
+  // in this round (replicas go to distinct workers); validation units first.
+  // nullopt when there is none.
   [[nodiscard]] virtual absl::StatusOr<std::optional<UnitRecord>>
   FindLeasableUnit(const std::string& job_id, uint64_t round,
                    const std::string& worker_id) = 0;
@@ -189,6 +218,15 @@ class StateStore {
   [[nodiscard]] virtual absl::StatusOr<int> SkipPendingReplicas(
       const std::string& job_id, uint64_t round, uint32_t shard_index,
       const std::string& except_unit_id) = 0;
+  // A round's candidate is ready: records it (attempt, rule), moves the
+  // round's deadline to `deadline_ms`, skips the training units (and an
+  // earlier candidate's validation units) still pending or leased: the
+  // candidate is made from the results in hand; and adds the candidate's
+  // validation units. FailedPrecondition when the round
+  // is closed.
+  [[nodiscard]] virtual absl::Status BeginValidation(
+      const RoundRecord& candidate,
+      const std::vector<UnitRecord>& validation_units) = 0;
   // The units `worker_id` holds leases on now.
   [[nodiscard]] virtual absl::StatusOr<std::vector<UnitRecord>>
   ListWorkerLeases(const std::string& worker_id) = 0;
@@ -203,6 +241,13 @@ class StateStore {
       const std::string& job_id, uint64_t round) = 0;
   [[nodiscard]] virtual absl::StatusOr<std::optional<ResultRecord>>
   GetAcceptedResult(const std::string& unit_id) = 0;
+
+  // Stores a validation unit's report and sets the unit accepted, counting
+  // it for the worker.
+  [[nodiscard]] virtual absl::Status RecordValidationReport(
+      const ValidationReportRecord& report) = 0;
+  [[nodiscard]] virtual absl::StatusOr<std::vector<ValidationReportRecord>>
+  ListValidationReports(const std::string& job_id, uint64_t round) = 0;
 
   // Publishes a round's adapter and opens the next round (or finishes the
   // job), atomically. FailedPrecondition when the round was already closed,

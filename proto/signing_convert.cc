@@ -29,6 +29,37 @@ v1::DeltaHeader DeltaHeaderForUnit(const v1::WorkUnit& unit,
   return header;
 }
 
+SigningPayload ValidationSigningPayload(const v1::ValidationReport& report) {
+  SigningPayload payload;
+  payload.kind = PayloadKind::kValidationReport;
+  payload.job_id = report.job_id();
+  payload.round = report.round();
+  payload.unit_id = report.unit_id();
+  payload.base_model_hash = report.base_model_hash();
+  payload.parent_adapter_version = report.parent_adapter_version();
+  payload.content_hash = report.candidate_sha256();
+  payload.sample_count = report.records();
+  payload.metrics["candidate_loss"] = report.candidate_loss();
+  payload.metrics["parent_loss"] = report.parent_loss();
+  return payload;
+}
+
+v1::ValidationReport ValidationReportForUnit(const v1::WorkUnit& unit,
+                                             const std::string& worker_id) {
+  v1::ValidationReport report;
+  report.set_worker_id(worker_id);
+  report.set_job_id(unit.job_id());
+  report.set_round(unit.round());
+  report.set_unit_id(unit.unit_id());
+  report.set_base_model_hash(unit.base_model_hash());
+  report.set_parent_adapter_version(unit.parent_adapter_version());
+  report.set_candidate_sha256(unit.candidate_adapter().sha256());
+  report.set_records(unit.validation_end() > unit.validation_begin()
+                         ? unit.validation_end() - unit.validation_begin()
+                         : 0);
+  return report;
+}
+
 std::string RegistrationProofMessage(const std::string& public_key,
                                      const std::string& nonce) {
   // The domain includes its terminating NUL, as the proto documents.

@@ -176,6 +176,24 @@ absl::Status CoordinatorClient::Release(const std::string& worker_id,
   });
 }
 
+absl::StatusOr<v1::SubmitValidationResponse>
+CoordinatorClient::SubmitValidation(const v1::ValidationReport& report) {
+  v1::SubmitValidationResponse response;
+  absl::Status status = WithSession([&](std::string* session) -> absl::Status {
+    v1::SubmitValidationRequest request;
+    *request.mutable_report() = report;
+    ASSIGN_OR_RETURN(Session used, Sign(kSubmitValidationMethod, &request));
+    *session = used.session_id;
+    grpc::ClientContext context;
+    SetDeadline(&context, std::chrono::seconds(30));
+    return FromGrpcStatus(
+        stub_->SubmitValidation(&context, request, &response), context,
+        "SubmitValidation");
+  });
+  if (!status.ok()) return status;
+  return response;
+}
+
 absl::Status CoordinatorClient::FetchBlob(const std::string& worker_id,
                                           const v1::BlobRef& blob,
                                           BlobStore* store) {

@@ -1,6 +1,7 @@
 // The worker's side of WorkerService: registration with proof of possession,
 // heartbeats, leases, resumable hash-checked downloads into the local blob
-// cache, resumable signed delta uploads, and published adapter lookups. Every
+// cache, resumable signed delta uploads, signed validation reports, and
+// published adapter lookups. Every
 // call after Register is signed with the worker's key in the session that
 // Register opened (CallAuth); when the coordinator has forgotten the session
 // (it restarted), the client registers again and repeats the call once. Every
@@ -60,6 +61,10 @@ class CoordinatorClient {
 
   [[nodiscard]] absl::StatusOr<v1::GetLatestAdapterResponse> GetAdapter(
       const std::string& job_id, uint64_t version);
+
+  // Delivers a validation unit's report (signature already set).
+  [[nodiscard]] absl::StatusOr<v1::SubmitValidationResponse> SubmitValidation(
+      const v1::ValidationReport& report);
 
  private:
   struct Registration {

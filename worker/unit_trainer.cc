@@ -1,6 +1,7 @@
 // Training one unit; see unit_trainer.h.
 #include "worker/unit_trainer.h"
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <sstream>
@@ -183,6 +184,45 @@ absl::StatusOr<TrainedDelta> UnitTrainer::Train(
   delta.sample_count = static_cast<uint64_t>(
       options.max_steps * options.batch_size * options.gradient_accumulation);
   return delta;
+}
+
+absl::StatusOr<ValidationLosses> UnitTrainer::Validate(
+    const v1::WorkUnit& unit, const UnitPaths& paths) {
+  RETURN_IF_ERROR(LoadModel(paths.model_dir, unit.training().compute_dtype()));
+  ASSIGN_OR_RETURN(std::vector<lora::TrainingRecord> records,
+                   lora::ReadJsonl(paths.validation_path));
+  const uint64_t begin = unit.validation_begin();
+  const uint64_t end = unit.validation_end();
+  if (begin >= end || end > records.size()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("validation slice [", begin, ", ", end,
+                     ") is not within the held-out set's ", records.size(),
+                     " records"));
+  }
+  std::vector<lora::TrainingRecord> slice(
+      records.begin() + static_cast<std::ptrdiff_t>(begin),
+      records.begin() + static_cast<std::ptrdiff_t>(end));
+  lora::TokenizeOptions tokenize;
+  tokenize.sequence_length = unit.training().sequence_length();
+  tokenize.chat_template = chat_template_.get();
+  ASSIGN_OR_RETURN(std::vector<lora::Example> examples,
+                   lora::TokenizeRecords(slice, *tokenizer_, tokenize));
+  const int64_t batch = std::max(1, unit.training().batch_size());
+  ValidationLosses losses;
+  losses.records = end - begin;
+  {
+    ASSIGN_OR_RETURN(lora::LoraAdapter parent,
+                     lora::LoraAdapter::Load(paths.parent_adapter_dir,
+                                             model_->config(), device_));
+    ASSIGN_OR_RETURN(losses.parent_loss,
+                     lora::EvaluateLoss(*model_, &parent, examples, batch));
+  }
+  ASSIGN_OR_RETURN(lora::LoraAdapter candidate,
+                   lora::LoraAdapter::Load(paths.candidate_adapter_dir,
+                                           model_->config(), device_));
+  ASSIGN_OR_RETURN(losses.candidate_loss,
+                   lora::EvaluateLoss(*model_, &candidate, examples, batch));
+  return losses;
 }
 
 }  // namespace openforce::worker

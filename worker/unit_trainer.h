@@ -26,8 +26,19 @@ namespace openforce::worker {
 struct UnitPaths {
   std::string model_dir;           // the base model's files
   std::string parent_adapter_dir;  // PEFT files of the parent version
-  std::string shard_path;          // JSONL
+  std::string shard_path;          // JSONL (training units)
   std::string work_dir;            // checkpoint and delta live here
+  // Validation units: PEFT files of the candidate, and the held-out JSONL.
+  std::string candidate_adapter_dir;
+  std::string validation_path;
+};
+
+// A validation unit's result: mean next-token loss (over label tokens) of
+// the parent and the candidate adapter on the unit's slice.
+struct ValidationLosses {
+  double parent_loss = 0;
+  double candidate_loss = 0;
+  uint64_t records = 0;  // records scored
 };
 
 struct UnitProgress {
@@ -58,6 +69,13 @@ class UnitTrainer {
       const std::function<bool()>& should_stop,
       const std::function<void(const UnitProgress&)>& progress,
       uint64_t memory_budget_bytes = 0);
+
+  // Runs a validation unit (WORK_VALIDATE): forward only, the parent and the
+  // candidate on records [validation_begin, validation_end) of the held-out
+  // set, in micro-batches of the job's batch size. Deterministic for a given
+  // machine and thread count, so replicas can be compared.
+  [[nodiscard]] absl::StatusOr<ValidationLosses> Validate(
+      const v1::WorkUnit& unit, const UnitPaths& paths);
 
  private:
   absl::Status LoadModel(const std::string& model_dir, v1::DType dtype);

@@ -409,25 +409,84 @@ class WorkLoop {
                        unit.base_model_hash().substr(0, 12), " (",
                        unit.base_model_files_size(), " files)"));
     }
-    RETURN_IF_ERROR(Fetch(unit.parent_adapter(), unit.lease_deadline_ms()));
-    paths.parent_adapter_dir = absl::StrCat(options_.data_dir, "/adapters/",
-                                            unit.parent_adapter().sha256());
-    RETURN_IF_ERROR(MakeDirectories(paths.parent_adapter_dir));
-    ASSIGN_OR_RETURN(std::string adapter_object,
-                     blobs_->ObjectPath(unit.parent_adapter().sha256()));
-    RETURN_IF_ERROR(
-        LinkOrCopy(adapter_object,
-                   paths.parent_adapter_dir + "/adapter_model.safetensors"));
-    ASSIGN_OR_RETURN(lora::LoraConfig lora_config,
-                     LoraConfigFromProto(unit.lora()));
-    RETURN_IF_ERROR(
-        WriteFileAtomically(paths.parent_adapter_dir + "/adapter_config.json",
-                            lora::AdapterConfigToJson(lora_config)));
-    RETURN_IF_ERROR(Fetch(unit.shard(), unit.lease_deadline_ms()));
-    ASSIGN_OR_RETURN(paths.shard_path,
-                     blobs_->ObjectPath(unit.shard().sha256()));
+    ASSIGN_OR_RETURN(paths.parent_adapter_dir,
+                     PlaceAdapter(unit, unit.parent_adapter()));
+    if (unit.kind() == v1::WORK_VALIDATE) {
+      ASSIGN_OR_RETURN(paths.candidate_adapter_dir,
+                       PlaceAdapter(unit, unit.candidate_adapter()));
+      RETURN_IF_ERROR(Fetch(unit.validation_set(), unit.lease_deadline_ms()));
+      ASSIGN_OR_RETURN(paths.validation_path,
+                       blobs_->ObjectPath(unit.validation_set().sha256()));
+    } else {
+      RETURN_IF_ERROR(Fetch(unit.shard(), unit.lease_deadline_ms()));
+      ASSIGN_OR_RETURN(paths.shard_path,
+                       blobs_->ObjectPath(unit.shard().sha256()));
+    }
     paths.work_dir = absl::StrCat(options_.data_dir, "/units/", unit.unit_id());
     return paths;
+  }
+
+  // Fetches `adapter` (adapter_model.safetensors of `unit`'s LoRA shape) and
+  // lays it out as a PEFT directory; returns the directory.
+  absl::StatusOr<std::string> PlaceAdapter(const v1::WorkUnit& unit,
+                                           const v1::BlobRef& adapter) {
+    RETURN_IF_ERROR(Fetch(adapter, unit.lease_deadline_ms()));
+    const std::string dir =
+        absl::StrCat(options_.data_dir, "/adapters/", adapter.sha256());
+    RETURN_IF_ERROR(MakeDirectories(dir));
+    ASSIGN_OR_RETURN(std::string object, blobs_->ObjectPath(adapter.sha256()));
+    RETURN_IF_ERROR(LinkOrCopy(object, dir + "/adapter_model.safetensors"));
+    ASSIGN_OR_RETURN(lora::LoraConfig lora_config,
+                     LoraConfigFromProto(unit.lora()));
+    RETURN_IF_ERROR(WriteFileAtomically(dir + "/adapter_config.json",
+                                        lora::AdapterConfigToJson(lora_config)));
+    return dir;
+  }
+
+  // A validation unit: forward passes only, short next to training, so it
+  // is not checkpointed; a stop before it ends gives the lease back.
+  absl::Status ValidateUnit(const v1::WorkUnit& unit, const UnitPaths& paths) {
+    state_.SetState("validating", "scoring the round's candidate");
+    absl::StatusOr<ValidationLosses> losses = trainer_.Validate(unit, paths);
+    RETURN_IF_ERROR(losses.status());
+    if (stop_->HasBeenNotified())
+      return Release(unit, "worker shutting down");
+    if (state_.revoked()) {
+      Log(absl::StrCat("dropped ", unit.unit_id(), ": lease revoked"));
+      return absl::OkStatus();
+    }
+    v1::ValidationReport report = ValidationReportForUnit(unit, WorkerId());
+    report.set_records(losses->records);
+    report.set_candidate_loss(losses->candidate_loss);
+    report.set_parent_loss(losses->parent_loss);
+    ASSIGN_OR_RETURN(std::string signature,
+                     SignPayload(*key_, ValidationSigningPayload(report)));
+    report.set_signature(signature);
+    state_.SetState("uploading", "signed validation report");
+    Backoff backoff;
+    while (true) {
+      absl::StatusOr<v1::SubmitValidationResponse> response =
+          client_->SubmitValidation(report);
+      if (response.ok()) {
+        state_.Delivered();
+        Log(absl::StrFormat(
+            "validation of %s reported: candidate loss %.4f, parent %.4f on "
+            "%d records",
+            unit.unit_id(), losses->candidate_loss, losses->parent_loss,
+            losses->records));
+        return absl::OkStatus();
+      }
+      if (!IsTransient(response.status())) {
+        Log(absl::StrCat("validation report for ", unit.unit_id(), " refused: ",
+                         v1::RejectReason_Name(RejectReasonOf(response.status())),
+                         " ", response.status().message()));
+        return absl::OkStatus();  // the coordinator has decided; move on
+      }
+      if (absl::ToUnixMillis(absl::Now()) > unit.lease_deadline_ms())
+        return response.status();
+      if (WaitOutOutage(backoff, response.status(), "report interrupted"))
+        return absl::CancelledError("stopped while reporting");
+    }
   }
 
   absl::Status WorkOn(const v1::WorkUnit& unit) {
@@ -437,6 +496,17 @@ class WorkLoop {
     RETURN_IF_ERROR(CheckWorkUnitNames(unit));
     state_.SetUnit(&unit);
     const int64_t leased_at = absl::ToUnixMillis(absl::Now());
+    if (unit.kind() == v1::WORK_VALIDATE) {
+      Log(absl::StrFormat(
+          "leased %s: validate job %s round %d, held-out records [%d, %d), "
+          "lease %ds",
+          unit.unit_id(), unit.job_id(), unit.round(), unit.validation_begin(),
+          unit.validation_end(),
+          (unit.lease_deadline_ms() - leased_at) / 1000));
+      state_.SetState("downloading", "base model, adapters and held-out set");
+      ASSIGN_OR_RETURN(UnitPaths paths, Prepare(unit));
+      return ValidateUnit(unit, paths);
+    }
     Log(absl::StrFormat(
         "leased %s: job %s round %d shard %d replica %d, %d steps, lease %ds",
         unit.unit_id(), unit.job_id(), unit.round(), unit.shard_index(),

@@ -24,7 +24,23 @@ absl::Status CheckWorkUnitNames(const v1::WorkUnit& unit) {
   RETURN_IF_ERROR(CheckWireHash(unit.base_model_hash(), "base_model_hash"));
   RETURN_IF_ERROR(
       CheckWireHash(unit.parent_adapter().sha256(), "parent adapter hash"));
-  RETURN_IF_ERROR(CheckWireHash(unit.shard().sha256(), "shard hash"));
+  if (unit.kind() == v1::WORK_VALIDATE) {
+    RETURN_IF_ERROR(CheckWireHash(unit.candidate_adapter().sha256(),
+                                  "candidate adapter hash"));
+    RETURN_IF_ERROR(
+        CheckWireHash(unit.validation_set().sha256(), "validation set hash"));
+    if (unit.validation_begin() >= unit.validation_end()) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "the coordinator sent an empty validation slice [",
+          unit.validation_begin(), ", ", unit.validation_end(), ")"));
+    }
+  } else if (unit.kind() == v1::WORK_TRAIN) {
+    RETURN_IF_ERROR(CheckWireHash(unit.shard().sha256(), "shard hash"));
+  } else {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "the coordinator sent a unit of kind ", static_cast<int>(unit.kind()),
+        ", which this worker does not know; upgrade openforce-worker"));
+  }
   for (const v1::BlobRef& file : unit.base_model_files()) {
     RETURN_IF_ERROR(CheckWireHash(file.sha256(), "model file hash"));
     RETURN_IF_ERROR(CheckPortableFileName(file.name()));

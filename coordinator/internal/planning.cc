@@ -36,6 +36,52 @@ std::vector<UnitRecord> MakeUnits(const JobRecord& job, uint64_t round) {
   return units;
 }
 
+std::string ValidationUnitId(const std::string& job_id, uint64_t round,
+                             uint32_t attempt, uint32_t slice,
+                             uint32_t replica) {
+  return absl::StrCat(job_id, "-r", round, "-v", attempt, "-s", slice, "-p",
+                      replica);
+}
+
+uint32_t ValidationSliceCount(const v1::JobSpec& spec) {
+  const uint32_t records = spec.validation_records();
+  if (records == 0) return 0;
+  const uint32_t wanted =
+      (records + kValidationRecordsPerSlice - 1) / kValidationRecordsPerSlice;
+  return std::clamp<uint32_t>(wanted, 1,
+                              std::max<uint32_t>(1, spec.shards_per_round()));
+}
+
+std::pair<uint32_t, uint32_t> ValidationSliceRange(const v1::JobSpec& spec,
+                                                   uint32_t slice) {
+  const uint64_t records = spec.validation_records();
+  const uint64_t slices = std::max<uint32_t>(1, ValidationSliceCount(spec));
+  // Even cuts: slice sizes differ by at most one record.
+  return {static_cast<uint32_t>(records * slice / slices),
+          static_cast<uint32_t>(records * (slice + 1) / slices)};
+}
+
+std::vector<UnitRecord> MakeValidationUnits(const JobRecord& job,
+                                            uint64_t round, uint32_t attempt) {
+  std::vector<UnitRecord> units;
+  const uint32_t replication = std::max<uint32_t>(1, job.spec.replication());
+  for (uint32_t slice = 0; slice < ValidationSliceCount(job.spec); ++slice) {
+    for (uint32_t replica = 0; replica < replication; ++replica) {
+      UnitRecord unit;
+      unit.unit_id =
+          ValidationUnitId(job.job_id, round, attempt, slice, replica);
+      unit.job_id = job.job_id;
+      unit.round = round;
+      unit.shard_index = slice;
+      unit.replica = replica;
+      unit.kind = v1::WORK_VALIDATE;
+      unit.attempt = attempt;
+      units.push_back(unit);
+    }
+  }
+  return units;
+}
+
 RoundRecord MakeRound(const JobRecord& job, uint64_t round,
                       uint64_t parent_version, int64_t now) {
   RoundRecord record;

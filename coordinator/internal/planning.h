@@ -8,6 +8,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -41,6 +42,12 @@ inline constexpr uint32_t kMaxExtraReplicas = 3;
 // results, which are replicated at random all the same.
 inline constexpr uint32_t kTrustedStreak = 10;
 inline constexpr double kTrustedRecheckFraction = 0.1;
+// Validation units: held-out records one unit scores (the split is cut into
+// at most shards_per_round slices of about this many), and how far apart two
+// replicas' losses (relative, candidate and parent each) may be and still
+// agree: forward passes over the same records differ only by rounding.
+inline constexpr uint32_t kValidationRecordsPerSlice = 256;
+inline constexpr double kValidationLossTolerance = 1e-3;
 
 int64_t SystemNowMs();
 
@@ -48,6 +55,18 @@ std::string UnitId(const std::string& job_id, uint64_t round, uint32_t shard,
                    uint32_t replica);
 // Every (shard, replica) unit of `round`, pending.
 std::vector<UnitRecord> MakeUnits(const JobRecord& job, uint64_t round);
+// Validation units: "<job>-r<round>-v<attempt>-s<slice>-p<replica>".
+std::string ValidationUnitId(const std::string& job_id, uint64_t round,
+                             uint32_t attempt, uint32_t slice,
+                             uint32_t replica);
+// How many slices the job's validation records are cut into (0 without a
+// validation split), and slice `slice`'s records [begin, end).
+uint32_t ValidationSliceCount(const v1::JobSpec& spec);
+std::pair<uint32_t, uint32_t> ValidationSliceRange(const v1::JobSpec& spec,
+                                                   uint32_t slice);
+// Every (slice, replica) validation unit of a round's candidate, pending.
+std::vector<UnitRecord> MakeValidationUnits(const JobRecord& job,
+                                            uint64_t round, uint32_t attempt);
 RoundRecord MakeRound(const JobRecord& job, uint64_t round,
                       uint64_t parent_version, int64_t now);
 // Seeds differ per unit (so replicas and shards do not repeat each other's
