@@ -86,6 +86,11 @@ INSTANTIATE_TEST_SUITE_P(
                  [](SigningPayload* p) {
                    p->kind = PayloadKind::kPublishedAdapter;
                  }},
+        // A delta's signature is not a validation report's.
+        Mutation{"kind as a report",
+                 [](SigningPayload* p) {
+                   p->kind = PayloadKind::kValidationReport;
+                 }},
         Mutation{"job_id", [](SigningPayload* p) { p->job_id = "job-43"; }},
         Mutation{"round", [](SigningPayload* p) { p->round = 4; }},
         Mutation{"unit_id",

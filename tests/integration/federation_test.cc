@@ -299,8 +299,9 @@ TEST(FederationTest, TrainsOnConversationsWithTheModelsChatTemplate) {
 TEST(FederationTest, RealWorkersReplicasAgreeAndTheValidationSplitScores) {
   // Replication 2 with the worker binary: replicas of a shard are the same
   // work on two machines' worth of processes, so they agree (bitwise on one
-  // machine), every result is validated, and each round is scored on the
-  // held-out split before it is published.
+  // machine), every result is validated, and each round's candidate is
+  // scored on the held-out split by validation units the workers run (two
+  // replicas, which agree) before it is published.
   TempDir dir;
   Federation federation(dir.path());
   federation.StartCoordinator({"--open-enrollment"});
@@ -320,7 +321,11 @@ TEST(FederationTest, RealWorkersReplicasAgreeAndTheValidationSplitScores) {
     EXPECT_EQ(round.units_rejected(), 0u);
     EXPECT_GT(round.validation_loss(), 0);
     EXPECT_EQ(round.validation_retries(), 0u);
+    EXPECT_EQ(round.validation_units_reported(), 2u);
+    EXPECT_EQ(round.validation_units_open(), 0u);
   }
+  EXPECT_THAT(first.Log(), HasSubstr("validation of"));
+  EXPECT_THAT(second.Log(), HasSubstr("validation of"));
   // Each round learned on the held-out split.
   EXPECT_LT(status.rounds(0).validation_loss(),
             status.rounds(0).parent_validation_loss());
@@ -330,6 +335,9 @@ TEST(FederationTest, RealWorkersReplicasAgreeAndTheValidationSplitScores) {
   ASSERT_OK(workers);
   ASSERT_EQ(workers->size(), 2u);
   for (const v1::WorkerStatus& worker : *workers) {
+    // A replica of each shard and one validation unit per round each, all
+    // agreeing.
+    EXPECT_EQ(worker.units_accepted(), 6u) << worker.display_name();
     EXPECT_EQ(worker.validated_streak(), worker.units_accepted())
         << worker.display_name();
     EXPECT_EQ(worker.units_invalid(), 0u);

@@ -2,10 +2,15 @@
 // common/ agree, and messages survive serialization with every field intact.
 #include <gtest/gtest.h>
 
+#include <functional>
+#include <vector>
+
 #include "common/memory_estimate.h"
 #include "common/sha256.h"
+#include "common/signing_payload.h"
 #include "common/tier.h"
 #include "proto/call_signing.h"
+#include "proto/signing_convert.h"
 #include "proto/openforce.pb.h"
 
 namespace openforce {
@@ -44,6 +49,56 @@ TEST(WireEnumsTest, UnitStatesAreAppendOnly) {
   EXPECT_EQ(v1::UNIT_REJECTED, 4);
   EXPECT_EQ(v1::UNIT_SKIPPED, 5);
   EXPECT_EQ(v1::UnitState_MAX, v1::UNIT_SKIPPED);
+}
+
+TEST(WireEnumsTest, WorkKindsAreAppendOnly) {
+  // Unset means training, so units from before validation units parse as
+  // what they were.
+  EXPECT_EQ(v1::WORK_TRAIN, 0);
+  EXPECT_EQ(v1::WORK_VALIDATE, 1);
+  EXPECT_EQ(v1::WorkKind_MAX, v1::WORK_VALIDATE);
+  EXPECT_EQ(static_cast<int>(PayloadKind::kValidationReport), 3);
+}
+
+TEST(ValidationSigningTest, AReportSignsEveryFieldButItsWorker) {
+  v1::WorkUnit unit;
+  unit.set_job_id("job-1");
+  unit.set_round(2);
+  unit.set_unit_id("job-1-r2-v1-s0-p0");
+  unit.set_base_model_hash(Sha256Hex("model"));
+  unit.set_parent_adapter_version(1);
+  unit.mutable_candidate_adapter()->set_sha256(Sha256Hex("candidate"));
+  unit.set_validation_begin(10);
+  unit.set_validation_end(30);
+  v1::ValidationReport report = ValidationReportForUnit(unit, "w-1");
+  EXPECT_EQ(report.records(), 20u);
+  report.set_candidate_loss(1.25);
+  report.set_parent_loss(1.5);
+  auto key = Ed25519PrivateKey::Generate();
+  ASSERT_TRUE(key.ok());
+  auto signature = SignPayload(*key, ValidationSigningPayload(report));
+  ASSERT_TRUE(signature.ok());
+  EXPECT_TRUE(VerifyPayloadSignature(key->PublicKey(),
+                                     ValidationSigningPayload(report),
+                                     *signature)
+                  .ok());
+  for (auto mutate : std::vector<std::function<void(v1::ValidationReport*)>>{
+           [](v1::ValidationReport* r) { r->set_candidate_loss(1.0); },
+           [](v1::ValidationReport* r) { r->set_parent_loss(9.0); },
+           [](v1::ValidationReport* r) { r->set_records(21); },
+           [](v1::ValidationReport* r) {
+             r->set_candidate_sha256(Sha256Hex("other"));
+           },
+           [](v1::ValidationReport* r) { r->set_round(3); },
+           [](v1::ValidationReport* r) { r->set_unit_id("job-1-r2-v2-s0-p0"); },
+       }) {
+    v1::ValidationReport changed = report;
+    mutate(&changed);
+    EXPECT_FALSE(VerifyPayloadSignature(key->PublicKey(),
+                                        ValidationSigningPayload(changed),
+                                        *signature)
+                     .ok());
+  }
 }
 
 TEST(CallSigningTest, TheDigestSurvivesTheWireAndCoversEveryField) {
