@@ -13,7 +13,8 @@ namespace {
 
 constexpr absl::string_view kAccepted =
     "an exact strategy (fedavg, ffa, svd) followed by optional '+clip[:m]', "
-    "and at most one of '+median', '+trimmed_mean[:beta]', '+krum[:f]'";
+    "and at most one of '+median', '+trimmed_mean[:beta]', '+krum[:f]', "
+    "'+centered_clip[:tau]'";
 
 absl::Status Invalid(absl::string_view text, absl::string_view why) {
   return absl::InvalidArgumentError(absl::StrCat(
@@ -63,11 +64,14 @@ absl::StatusOr<AggregationRule> ParseAggregationRule(absl::string_view text) {
       }
       continue;
     }
-    if (name != "median" && name != "trimmed_mean" && name != "krum") {
+    if (name != "median" && name != "trimmed_mean" && name != "krum" &&
+        name != "centered_clip") {
       return Invalid(text, absl::StrCat("unknown step '", parts[i], "'"));
     }
     if (combiner_set) {
-      return Invalid(text, "only one of median, trimmed_mean, krum may appear");
+      return Invalid(
+          text,
+          "only one of median, trimmed_mean, krum, centered_clip may appear");
     }
     combiner_set = true;
     if (name == "median") {
@@ -78,6 +82,12 @@ absl::StatusOr<AggregationRule> ParseAggregationRule(absl::string_view text) {
       if (has_value) rule.trim_fraction = value;
       if (!(rule.trim_fraction > 0 && rule.trim_fraction < 0.5)) {
         return Invalid(text, "trimmed_mean's beta must be in (0, 0.5)");
+      }
+    } else if (name == "centered_clip") {
+      rule.combiner = RobustCombiner::kCenteredClip;
+      if (has_value) rule.center_clip_tau = value;
+      if (!(rule.center_clip_tau >= 0.1 && rule.center_clip_tau <= 100)) {
+        return Invalid(text, "centered_clip's tau must be in [0.1, 100]");
       }
     } else {
       rule.combiner = RobustCombiner::kMultiKrum;
@@ -94,7 +104,8 @@ absl::StatusOr<AggregationRule> ParseAggregationRule(absl::string_view text) {
        rule.combiner == RobustCombiner::kTrimmedMean)) {
     return Invalid(text,
                    "svd combines products B A exactly; a coordinate-wise rule "
-                   "on the factors would not (use clip or krum with svd)");
+                   "on the factors would not (use clip, krum or centered_clip "
+                   "with svd)");
   }
   return rule;
 }
@@ -126,6 +137,9 @@ std::string FormatAggregationRule(const AggregationRule& rule) {
     case RobustCombiner::kMultiKrum:
       absl::StrAppend(&text, "+krum");
       if (rule.krum_f > 0) absl::StrAppend(&text, ":", rule.krum_f);
+      break;
+    case RobustCombiner::kCenteredClip:
+      absl::StrAppend(&text, "+centered_clip:", rule.center_clip_tau);
       break;
   }
   return text;

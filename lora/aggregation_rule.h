@@ -33,6 +33,12 @@ enum class RobustCombiner {
   kTrimmedMean,  // drop the beta fraction at each end: tolerates < beta
   kMultiKrum,    // keep the n - f deltas closest to their peers: f hostile,
                  // n >= 2f + 3
+  // Centered clipping (Karimireddy, He & Jaggi 2021) around the geometric
+  // median: each delta's distance from the center is clipped to tau x the
+  // median distance, a few times. Breakdown point of the geometric median
+  // (< 50% hostile) while an honest majority keeps (almost) its full weight;
+  // it yields weights over whole deltas, so it composes with svd.
+  kCenteredClip,
 };
 
 struct AggregationRule {
@@ -45,6 +51,9 @@ struct AggregationRule {
   double trim_fraction = 0.2;  // kTrimmedMean: fraction dropped at each end
   // kMultiKrum: hostile deltas tolerated; 0: 30% of the round's deltas.
   int krum_f = 0;
+  // kCenteredClip: the clipping radius in multiples of the median distance
+  // of the deltas from their geometric median.
+  double center_clip_tau = 1.0;
 
   // Uploads hold B only (FFA).
   bool b_only() const { return exact == ExactStrategy::kFfa; }

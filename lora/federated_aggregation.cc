@@ -61,6 +61,50 @@ std::vector<bool> MultiKrum(const at::Tensor& gram, int f) {
   return keep;
 }
 
+// Centered clipping around the geometric median, as weights over the deltas
+// (non-negative, summing to 1). Every center here is a combination sum_j
+// alpha_j d_j of the deltas, so distances come from their Gram matrix:
+// ||d_i - c||^2 = G_ii - 2 (G alpha)_i + alpha' G alpha. The geometric
+// median (Weiszfeld's iteration) is the starting center; each clipping step
+// moves it by the weighted mean of the deltas' offsets, each offset clipped
+// to tau x the median distance: c <- c + sum_i w_i min(1, tau / ||d_i - c||)
+// (d_i - c). The result, a combination with non-negative coefficients, is
+// handed to the exact strategy as its weights.
+std::vector<double> CenteredClipWeights(const at::Tensor& gram,
+                                        const std::vector<double>& weights,
+                                        double tau_multiple) {
+  const int64_t n = static_cast<int64_t>(weights.size());
+  const double total = std::accumulate(weights.begin(), weights.end(), 0.0);
+  at::Tensor w = at::tensor(weights, at::kDouble) / total;
+  const at::Tensor diagonal = gram.diagonal();
+  // A floor on distances relative to the deltas' scale, so that a center on
+  // top of a delta does not divide by zero.
+  const double tiny =
+      1e-12 * std::sqrt(std::max(diagonal.max().item<double>(), 1e-300));
+  auto distances = [&](const at::Tensor& alpha) {
+    const at::Tensor g_alpha = at::matmul(gram, alpha);
+    const double center_sq = alpha.dot(g_alpha).item<double>();
+    return (diagonal - 2 * g_alpha + center_sq).clamp_min(0).sqrt();
+  };
+  at::Tensor alpha = w.clone();
+  for (int iteration = 0; iteration < 100; ++iteration) {
+    const at::Tensor inverse = w / distances(alpha).clamp_min(tiny);
+    alpha = inverse / inverse.sum();
+  }
+  at::Tensor d = distances(alpha);
+  std::vector<double> from_median(d.data_ptr<double>(),
+                                  d.data_ptr<double>() + n);
+  const double tau = tau_multiple * Median(from_median);
+  for (int step = 0; step < 3 && tau > 0; ++step) {
+    const at::Tensor keep = (tau / d.clamp_min(tiny)).clamp_max(1.0);
+    const at::Tensor moved = w * keep;
+    alpha = alpha * (1 - moved.sum()) + moved;
+    d = distances(alpha);
+  }
+  return std::vector<double>(alpha.data_ptr<double>(),
+                             alpha.data_ptr<double>() + n);
+}
+
 // Coordinate-wise combination of the rows of `stacked` ([m, ...]).
 at::Tensor CombineCoordinates(const at::Tensor& stacked,
                               const std::vector<double>& weights,
@@ -172,6 +216,8 @@ absl::StatusOr<AdapterTensors> AggregateAdapterDeltas(
   };
   try {
     const bool krum = rule.combiner == RobustCombiner::kMultiKrum;
+    const bool centered = rule.combiner == RobustCombiner::kCenteredClip;
+    const bool needs_gram = krum || centered;
     std::vector<double> squared(n, 0.0);
     at::Tensor gram = at::zeros(
         {static_cast<int64_t>(n), static_cast<int64_t>(n)}, at::kDouble);
@@ -182,9 +228,9 @@ absl::StatusOr<AdapterTensors> AggregateAdapterDeltas(
         ASSIGN_OR_RETURN(at::Tensor delta, LoadDelta(deltas, i, key, like));
         const at::Tensor flat = delta.reshape({-1}).to(at::kDouble);
         squared[i] += flat.dot(flat).item<double>();
-        if (krum) rows.push_back(flat);
+        if (needs_gram) rows.push_back(flat);
       }
-      if (krum) {
+      if (needs_gram) {
         const at::Tensor stacked = at::stack(rows);
         gram += at::matmul(stacked, stacked.t());
       }
@@ -205,6 +251,10 @@ absl::StatusOr<AdapterTensors> AggregateAdapterDeltas(
       }
     }
     out.selected.assign(n, true);
+    const at::Tensor clip_scale = at::tensor(out.clip_scales, at::kDouble);
+    const at::Tensor clipped_gram =
+        needs_gram ? gram * clip_scale.unsqueeze(0) * clip_scale.unsqueeze(1)
+                   : gram;
     if (krum) {
       int f =
           rule.krum_f > 0 ? rule.krum_f : static_cast<int>(std::ceil(0.3 * n));
@@ -212,19 +262,25 @@ absl::StatusOr<AdapterTensors> AggregateAdapterDeltas(
       // fewer hostile ones.
       f = std::min<int>(f, std::max<int>(0, (static_cast<int>(n) - 3) / 2));
       out.krum_f = f;
-      const at::Tensor scale = at::tensor(out.clip_scales, at::kDouble);
-      const at::Tensor clipped_gram =
-          gram * scale.unsqueeze(0) * scale.unsqueeze(1);
       out.selected = MultiKrum(clipped_gram, f);
     }
+    const std::vector<double> effective =
+        centered
+            ? CenteredClipWeights(clipped_gram, weights, rule.center_clip_tau)
+            : weights;
     std::vector<size_t> chosen;
     std::vector<double> chosen_weights;
+    double chosen_total = 0;
     for (size_t i = 0; i < n; ++i) {
       if (out.selected[i]) {
         chosen.push_back(i);
-        chosen_weights.push_back(weights[i]);
+        chosen_weights.push_back(effective[i]);
+        chosen_total += effective[i];
       }
     }
+    out.shares.assign(n, 0.0);
+    for (size_t k = 0; k < chosen.size(); ++k)
+      out.shares[chosen[k]] = chosen_weights[k] / chosen_total;
 
     AdapterTensors next;
     if (rule.exact == ExactStrategy::kSvd) {

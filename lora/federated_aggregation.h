@@ -33,6 +33,9 @@ struct AggregationReport {
   std::vector<double> clip_scales;  // factor applied (1: not clipped)
   std::vector<bool> selected;       // went into the combination (Krum)
   int krum_f = 0;                   // f used (Krum)
+  // Each delta's share of the combination (summing to 1 over the selected
+  // ones): its weight, or what centered clipping left of it.
+  std::vector<double> shares;
   // svd: ||M - M_r||_F / ||M||_F over every module, M the mean product and
   // M_r its rank-r re-factoring; 0 for the other strategies.
   double truncation_error = 0;

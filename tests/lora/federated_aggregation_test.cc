@@ -1,7 +1,7 @@
 // The aggregation math against hand-computed cases and dense references:
 // FedAvg, FFA's exactness, SVD's exactness and truncation optimality, norm
-// clipping, coordinate-wise median and trimmed mean, Multi-Krum, and the
-// parsing of rules.
+// clipping, coordinate-wise median and trimmed mean, Multi-Krum, centered
+// clipping (against a dense reference), and the parsing of rules.
 #include "lora/federated_aggregation.h"
 
 #include <ATen/ATen.h>
@@ -234,6 +234,88 @@ TEST(FederatedAggregationTest, MultiKrumLeavesOutTheDeltasFarFromTheirPeers) {
   EXPECT_EQ(report.krum_f, 0);
 }
 
+// Centered clipping computed directly on the flattened deltas: Weiszfeld's
+// geometric median, then three clipping steps of radius tau x the median
+// distance from it.
+at::Tensor CenteredClipReference(const at::Tensor& x, const at::Tensor& w,
+                                 double tau_multiple) {
+  const at::Tensor weights = w / w.sum();
+  at::Tensor center = (x * weights.unsqueeze(1)).sum(0);
+  for (int i = 0; i < 100; ++i) {
+    const at::Tensor inverse =
+        weights / (x - center).norm(2, 1).clamp_min(1e-30);
+    center = (x * (inverse / inverse.sum()).unsqueeze(1)).sum(0);
+  }
+  at::Tensor d = (x - center).norm(2, 1);
+  const double tau = tau_multiple * std::get<0>(d.sort()).select(0, 2)
+                                        .item<double>();  // median of 5
+  for (int step = 0; step < 3; ++step) {
+    const at::Tensor keep = (tau / d).clamp_max(1.0);
+    center = center +
+             ((x - center) * (weights * keep).unsqueeze(1)).sum(0);
+    d = (x - center).norm(2, 1);
+  }
+  return center;
+}
+
+TEST(FederatedAggregationTest, CenteredClippingMatchesADenseReference) {
+  at::manual_seed(7);
+  const AdapterTensors parent = Module(at::zeros({2, 3}), at::zeros({4, 2}));
+  std::vector<AdapterTensors> deltas;
+  std::vector<at::Tensor> flat;
+  for (int i = 0; i < 5; ++i) {
+    const at::Tensor a = at::randn({2, 3}) + 1;
+    const at::Tensor b = at::randn({4, 2}) + 1;
+    deltas.push_back(Module(a, b));
+    flat.push_back(at::cat({a.reshape(-1), b.reshape(-1)}).to(at::kDouble));
+  }
+  const std::vector<double> weights = {1, 2, 1, 3, 1};
+  AggregationReport report;
+  auto next = AggregateAdapterDeltas(parent, FromMemory(deltas), weights,
+                                     Rule("fedavg+centered_clip:1"), &report);
+  ASSERT_OK(next);
+  const at::Tensor expected = CenteredClipReference(
+      at::stack(flat), at::tensor(weights, at::kDouble), 1.0);
+  const at::Tensor got =
+      at::cat({next->at(kA).reshape(-1), next->at(kB).reshape(-1)});
+  EXPECT_TRUE(TensorsNear(got, expected.to(at::kFloat), 1e-5));
+  double total = 0;
+  for (double share : report.shares) {
+    EXPECT_GT(share, 0);
+    total += share;
+  }
+  EXPECT_NEAR(total, 1.0, 1e-9);
+}
+
+TEST(FederatedAggregationTest, CenteredClippingBluntsSignFlips) {
+  // Seven honest deltas near +1 and three flipped to -1: the mean is pulled
+  // to 0.4; clipped around the geometric median the flips pull far less,
+  // and the honest deltas keep most of their share.
+  const AdapterTensors parent = Module(at::zeros({2, 3}), at::zeros({4, 2}));
+  const std::vector<AdapterTensors> deltas =
+      Filled({1.0f, 1.1f, 0.9f, 1.05f, 0.95f, 1.0f, 1.0f, -1.0f, -1.0f, -1.0f});
+  const std::vector<double> weights(10, 1.0);
+  auto mean = AggregateAdapterDeltas(parent, FromMemory(deltas), weights,
+                                     Rule("fedavg"), nullptr);
+  ASSERT_OK(mean);
+  AggregationReport report;
+  auto clipped = AggregateAdapterDeltas(parent, FromMemory(deltas), weights,
+                                        Rule("fedavg+centered_clip:1"),
+                                        &report);
+  ASSERT_OK(clipped);
+  EXPECT_NEAR(mean->at(kA).mean().item<double>(), 0.4, 1e-5);
+  EXPECT_GT(clipped->at(kA).mean().item<double>(), 0.85);
+  for (int i = 0; i < 7; ++i) EXPECT_GT(report.shares[i], 0.05) << i;
+  for (int i = 7; i < 10; ++i) EXPECT_LT(report.shares[i], 0.02) << i;
+  // It composes with svd: the flipped products lose their weight too.
+  const AdapterTensors svd_parent =
+      Module(at::full({2, 3}, 0.5), at::zeros({4, 2}));
+  auto svd = AggregateAdapterDeltas(svd_parent, FromMemory(deltas), weights,
+                                    Rule("svd+centered_clip:1"), &report);
+  ASSERT_OK(svd);
+  for (int i = 7; i < 10; ++i) EXPECT_LT(report.shares[i], 0.02) << i;
+}
+
 TEST(FederatedAggregationTest, RefusesBadInputByName) {
   const AdapterTensors parent = Module(at::zeros({2, 3}), at::zeros({4, 2}));
   const std::vector<AdapterTensors> deltas = Filled({1});
@@ -285,6 +367,8 @@ TEST(AggregationRuleTest, ParsesAndFormatsRules) {
             "ffa+trimmed_mean:0.2");
   EXPECT_EQ(FormatAggregationRule(Rule("")),
             FormatAggregationRule(Rule(kDefaultAggregation)));
+  EXPECT_EQ(FormatAggregationRule(Rule("svd+clip:2+centered_clip")),
+            "svd+clip:2+centered_clip:1");
   EXPECT_TRUE(Rule("ffa").b_only());
   EXPECT_FALSE(Rule("svd").b_only());
 }
@@ -295,7 +379,7 @@ TEST(AggregationRuleTest, RefusesBadRulesByName) {
                        HasSubstr("'mean' is not an exact strategy")));
   EXPECT_THAT(ParseAggregationRule("svd+median"),
               StatusIs(absl::StatusCode::kInvalidArgument,
-                       HasSubstr("use clip or krum with svd")));
+                       HasSubstr("use clip, krum or centered_clip with svd")));
   EXPECT_THAT(
       ParseAggregationRule("ffa+median+krum"),
       StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr("only one of")));
@@ -310,6 +394,9 @@ TEST(AggregationRuleTest, RefusesBadRulesByName) {
                        HasSubstr("'x' in 'clip:x' is not a number")));
   EXPECT_THAT(ParseAggregationRule("ffa+clip:0.5"),
               StatusIs(absl::StatusCode::kInvalidArgument, HasSubstr(">= 1")));
+  EXPECT_THAT(ParseAggregationRule("svd+centered_clip:0"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("tau must be in [0.1, 100]")));
   EXPECT_THAT(ParseAggregationRule("ffa+bogus"),
               StatusIs(absl::StatusCode::kInvalidArgument,
                        HasSubstr("unknown step 'bogus'")));
