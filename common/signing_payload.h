@@ -1,8 +1,8 @@
 // The canonical bytes that workers sign over a delta or a validation report
-// and the coordinator signs over a published adapter. The encoding is defined here, byte by byte, so that
-// it never depends on protobuf serialization (which is not canonical) and binds
-// every field: a signature made for one job, round, unit, base model, parent
-// version or content cannot be replayed for another.
+// and the coordinator signs over a published adapter. The encoding is defined
+// here, byte by byte, so that it never depends on protobuf serialization (which
+// is not canonical) and binds every field: a signature made for one job, round,
+// unit, base model, parent version or content cannot be replayed for another.
 #ifndef OPENFORCE_COMMON_SIGNING_PAYLOAD_H_
 #define OPENFORCE_COMMON_SIGNING_PAYLOAD_H_
 

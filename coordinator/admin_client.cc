@@ -234,13 +234,22 @@ std::string FormatJobStatus(const v1::JobStatus& job) {
         round.adapter_version() > 0 ? absl::StrCat(round.adapter_version())
                                     : std::string("open"));
     if (validated) {
-      absl::StrAppend(
-          &out,
-          round.adapter_version() > 0
-              ? absl::StrFormat("  %15.4f (%.4f, %d)", round.validation_loss(),
-                                round.parent_validation_loss(),
-                                round.validation_retries())
-              : std::string("                 -"));
+      // An open round's candidate is being scored by validation units; a
+      // version published without any report says so.
+      const uint32_t validators =
+          round.validation_units_open() + round.validation_units_reported();
+      if (round.adapter_version() > 0 && round.validation_loss() > 0) {
+        absl::StrAppendFormat(
+            &out, "  %15.4f (%.4f, %d)", round.validation_loss(),
+            round.parent_validation_loss(), round.validation_retries());
+      } else if (round.adapter_version() > 0) {
+        absl::StrAppend(&out, "  unscored (no validator reported)");
+      } else if (validators > 0) {
+        absl::StrAppendFormat(&out, "  validating: %d of %d units reported",
+                              round.validation_units_reported(), validators);
+      } else {
+        absl::StrAppend(&out, "                 -");
+      }
     }
     if (svd && round.adapter_version() > 0) {
       absl::StrAppendFormat(&out, "  %16.3g", round.truncation_error());

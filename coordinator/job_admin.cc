@@ -412,8 +412,8 @@ absl::StatusOr<v1::JobStatus> Coordinator::DescribeJob(const JobRecord& job) {
           out->set_validation_units_open(out->validation_units_open() + 1);
         } else if (unit.state == v1::UNIT_ACCEPTED ||
                    unit.state == v1::UNIT_REJECTED) {
-          out->set_validation_units_reported(
-              out->validation_units_reported() + 1);
+          out->set_validation_units_reported(out->validation_units_reported() +
+                                             1);
         }
         continue;
       }

@@ -170,10 +170,9 @@ absl::Status Coordinator::AggregateRound(const JobRecord& job,
                    BuildAggregate(job, round, verdicts, aggregator->rule()));
   if (!aggregate.has_value()) {
     // Everything was left out: publish nothing.
-    return FailJob(job,
-                   absl::StrCat("round ", round.round,
-                                " has no delta above the norm floor to "
-                                "aggregate"));
+    return FailJob(job, absl::StrCat("round ", round.round,
+                                     " has no delta above the norm floor to "
+                                     "aggregate"));
   }
   if (ValidationSliceCount(job.spec) > 0) {
     return BeginCandidate(job, round, *std::move(aggregate), /*attempt=*/1);

@@ -559,7 +559,7 @@ class SqliteStateStore : public StateStore {
         Statement statement,
         Prepare(absl::StrCat("SELECT ", kUnitColumns,
                              " FROM units WHERE job_id=? AND round=? "
-                             "ORDER BY shard_index, replica")));
+                             "ORDER BY kind, attempt, shard_index, replica")));
     statement.Bind(job_id).Bind(static_cast<int64_t>(round));
     return ReadUnits(statement);
   }
@@ -821,11 +821,11 @@ class SqliteStateStore : public StateStore {
       for (const ResultVerdict& excluded : outcome.excluded) {
         // The unit's accepted delta or validation report, whichever it has.
         for (const char* table : {"results", "validation_reports"}) {
-          ASSIGN_OR_RETURN(
-              Statement result,
-              Prepare(absl::StrCat("UPDATE ", table,
-                                   " SET accepted=0, reject_reason=?, "
-                                   "message=? WHERE unit_id=? AND accepted=1")));
+          ASSIGN_OR_RETURN(Statement result,
+                           Prepare(absl::StrCat(
+                               "UPDATE ", table,
+                               " SET accepted=0, reject_reason=?, "
+                               "message=? WHERE unit_id=? AND accepted=1")));
           RETURN_IF_ERROR(result.Bind(static_cast<int64_t>(excluded.reason))
                               .Bind(excluded.message)
                               .Bind(excluded.unit_id)
@@ -1013,14 +1013,15 @@ class SqliteStateStore : public StateStore {
                                "lease_deadline_ms=0 WHERE job_id=? AND "
                                "round=? AND (kind=? OR attempt<>?) AND "
                                "state IN (?, ?)"));
-      RETURN_IF_ERROR(skip.Bind(static_cast<int64_t>(v1::UNIT_SKIPPED))
-                          .Bind(candidate.job_id)
-                          .Bind(static_cast<int64_t>(candidate.round))
-                          .Bind(static_cast<int64_t>(v1::WORK_TRAIN))
-                          .Bind(static_cast<int64_t>(candidate.candidate_attempt))
-                          .Bind(static_cast<int64_t>(v1::UNIT_PENDING))
-                          .Bind(static_cast<int64_t>(v1::UNIT_LEASED))
-                          .Run());
+      RETURN_IF_ERROR(
+          skip.Bind(static_cast<int64_t>(v1::UNIT_SKIPPED))
+              .Bind(candidate.job_id)
+              .Bind(static_cast<int64_t>(candidate.round))
+              .Bind(static_cast<int64_t>(v1::WORK_TRAIN))
+              .Bind(static_cast<int64_t>(candidate.candidate_attempt))
+              .Bind(static_cast<int64_t>(v1::UNIT_PENDING))
+              .Bind(static_cast<int64_t>(v1::UNIT_LEASED))
+              .Run());
       return InsertUnits(validation_units);
     });
   }
@@ -1029,11 +1030,10 @@ class SqliteStateStore : public StateStore {
       const ValidationReportRecord& report) override {
     absl::MutexLock lock(&mu_);
     return Transaction([&]() -> absl::Status {
-      ASSIGN_OR_RETURN(
-          Statement insert,
-          Prepare(absl::StrCat("INSERT INTO validation_reports (",
-                               kReportColumns,
-                               ") VALUES (?,?,?,?,?,?,?,?,?,?,?)")));
+      ASSIGN_OR_RETURN(Statement insert,
+                       Prepare(absl::StrCat(
+                           "INSERT INTO validation_reports (", kReportColumns,
+                           ") VALUES (?,?,?,?,?,?,?,?,?,?,?)")));
       RETURN_IF_ERROR(insert.Bind(report.unit_id)
                           .Bind(report.worker_id)
                           .Bind(report.job_id)
@@ -1046,19 +1046,17 @@ class SqliteStateStore : public StateStore {
                           .BindMessage(report.report)
                           .Bind(report.created_ms)
                           .Run());
-      ASSIGN_OR_RETURN(
-          Statement unit,
-          Prepare("UPDATE units SET state=?, lease_deadline_ms=0 "
-                  "WHERE unit_id=? AND worker_id=? AND state=?"));
+      ASSIGN_OR_RETURN(Statement unit,
+                       Prepare("UPDATE units SET state=?, lease_deadline_ms=0 "
+                               "WHERE unit_id=? AND worker_id=? AND state=?"));
       RETURN_IF_ERROR(unit.Bind(static_cast<int64_t>(v1::UNIT_ACCEPTED))
                           .Bind(report.unit_id)
                           .Bind(report.worker_id)
                           .Bind(static_cast<int64_t>(v1::UNIT_LEASED))
                           .Run());
       if (sqlite3_changes(db_.get()) != 1) {
-        return absl::FailedPreconditionError(
-            absl::StrCat("unit ", report.unit_id, " is not leased to ",
-                         report.worker_id));
+        return absl::FailedPreconditionError(absl::StrCat(
+            "unit ", report.unit_id, " is not leased to ", report.worker_id));
       }
       ASSIGN_OR_RETURN(
           Statement worker,

@@ -118,12 +118,10 @@ absl::StatusOr<v1::SubmitValidationResponse> Coordinator::SubmitValidation(
                      round.parent_version));
   }
   if (report.candidate_sha256() != round.candidate_sha256) {
-    return Rejection(absl::StatusCode::kFailedPrecondition,
-                     v1::REJECT_HASH_MISMATCH,
-                     absl::StrCat("the report scores adapter ",
-                                  report.candidate_sha256(),
-                                  "; the round's candidate is ",
-                                  round.candidate_sha256));
+    return Rejection(
+        absl::StatusCode::kFailedPrecondition, v1::REJECT_HASH_MISMATCH,
+        absl::StrCat("the report scores adapter ", report.candidate_sha256(),
+                     "; the round's candidate is ", round.candidate_sha256));
   }
   const auto [begin, end] = ValidationSliceRange(job->spec, unit->shard_index);
   if (report.records() != end - begin) {

@@ -89,9 +89,9 @@ Coordinator::JudgeValidationReports(
     if (!replicated) {
       quorum.canonical = indices.front();  // a lone report stands
     } else {
-      const bool may_add = may_add_replicas &&
-                           replicas_made[slice] <
-                               job.spec.replication() + kMaxExtraReplicas;
+      const bool may_add =
+          may_add_replicas &&
+          replicas_made[slice] < job.spec.replication() + kMaxExtraReplicas;
       ASSIGN_OR_RETURN(quorum, internal::DecideShardQuorum(
                                    indices, distance, kValidationLossTolerance,
                                    /*trusted_single=*/false, may_add));
@@ -129,9 +129,9 @@ Coordinator::JudgeValidationReports(
     for (size_t i : quorum.unresolved) {
       ResultVerdict excluded = verdict(i);
       excluded.reason = v1::REJECT_REPLICA_DISAGREES;
-      excluded.message = absl::StrCat(
-          "validation slice ", slice,
-          " has no two reports that agree and may have no more");
+      excluded.message =
+          absl::StrCat("validation slice ", slice,
+                       " has no two reports that agree and may have no more");
       score.excluded.push_back(excluded);
     }
   }
@@ -228,18 +228,17 @@ absl::Status Coordinator::AdvanceValidation(
   }
   // Earlier attempts' validators did their work too: judged as they stand.
   for (uint32_t earlier = 1; earlier < attempt; ++earlier) {
-    ASSIGN_OR_RETURN(
-        ValidationScore judged,
-        JudgeValidationReports(job, units_by_attempt[earlier],
-                               reports_by_attempt[earlier],
-                               /*may_add_replicas=*/false));
+    ASSIGN_OR_RETURN(ValidationScore judged,
+                     JudgeValidationReports(job, units_by_attempt[earlier],
+                                            reports_by_attempt[earlier],
+                                            /*may_add_replicas=*/false));
     score.credited.insert(score.credited.end(), judged.credited.begin(),
                           judged.credited.end());
     score.excluded.insert(score.excluded.end(), judged.excluded.begin(),
                           judged.excluded.end());
   }
-  return PublishRound(job, round, *std::move(aggregate),
-                      round.candidate_sha256, score,
+  return PublishRound(job, round, *std::move(aggregate), round.candidate_sha256,
+                      score,
                       /*validation_retries=*/attempt - 1);
 }
 

@@ -24,8 +24,7 @@ inline constexpr absl::string_view kReleaseMethod = "ReleaseWorkUnit";
 inline constexpr absl::string_view kUploadOffsetMethod = "GetUploadOffset";
 inline constexpr absl::string_view kUploadDeltaMethod = "UploadDelta";
 inline constexpr absl::string_view kFetchBlobMethod = "FetchBlob";
-inline constexpr absl::string_view kSubmitValidationMethod =
-    "SubmitValidation";
+inline constexpr absl::string_view kSubmitValidationMethod = "SubmitValidation";
 
 // Raw SHA-256 of `message`'s deterministic serialization.
 std::string DeterministicDigest(const google::protobuf::MessageLite& message);

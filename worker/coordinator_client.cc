@@ -186,9 +186,8 @@ CoordinatorClient::SubmitValidation(const v1::ValidationReport& report) {
     *session = used.session_id;
     grpc::ClientContext context;
     SetDeadline(&context, std::chrono::seconds(30));
-    return FromGrpcStatus(
-        stub_->SubmitValidation(&context, request, &response), context,
-        "SubmitValidation");
+    return FromGrpcStatus(stub_->SubmitValidation(&context, request, &response),
+                          context, "SubmitValidation");
   });
   if (!status.ok()) return status;
   return response;

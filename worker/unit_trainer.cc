@@ -186,18 +186,17 @@ absl::StatusOr<TrainedDelta> UnitTrainer::Train(
   return delta;
 }
 
-absl::StatusOr<ValidationLosses> UnitTrainer::Validate(
-    const v1::WorkUnit& unit, const UnitPaths& paths) {
+absl::StatusOr<ValidationLosses> UnitTrainer::Validate(const v1::WorkUnit& unit,
+                                                       const UnitPaths& paths) {
   RETURN_IF_ERROR(LoadModel(paths.model_dir, unit.training().compute_dtype()));
   ASSIGN_OR_RETURN(std::vector<lora::TrainingRecord> records,
                    lora::ReadJsonl(paths.validation_path));
   const uint64_t begin = unit.validation_begin();
   const uint64_t end = unit.validation_end();
   if (begin >= end || end > records.size()) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("validation slice [", begin, ", ", end,
-                     ") is not within the held-out set's ", records.size(),
-                     " records"));
+    return absl::InvalidArgumentError(absl::StrCat(
+        "validation slice [", begin, ", ", end,
+        ") is not within the held-out set's ", records.size(), " records"));
   }
   std::vector<lora::TrainingRecord> slice(
       records.begin() + static_cast<std::ptrdiff_t>(begin),

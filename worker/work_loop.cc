@@ -35,27 +35,13 @@
 #include "worker/coordinator_client.h"
 #include "worker/internal/loop_state.h"
 #include "worker/system_monitor.h"
+#include "worker/unit_files.h"
 #include "worker/unit_trainer.h"
 #include "worker/work_unit_check.h"
 #include "worker/worker_status.h"
 
 namespace openforce::worker {
 namespace {
-
-// Hard-links `from` to `to` (same file system, no copy of a multi-GB model);
-// copies when linking is not possible.
-absl::Status LinkOrCopy(const std::string& from, const std::string& to) {
-  std::error_code error;
-  if (std::filesystem::exists(to, error)) return absl::OkStatus();
-  std::filesystem::create_hard_link(from, to, error);
-  if (!error) return absl::OkStatus();
-  std::filesystem::copy_file(from, to, error);
-  if (error) {
-    return absl::InternalError(
-        absl::StrCat("cannot place ", from, " at ", to, ": ", error.message()));
-  }
-  return absl::OkStatus();
-}
 
 class WorkLoop {
  public:
@@ -75,6 +61,9 @@ class WorkLoop {
     ASSIGN_OR_RETURN(blobs_, BlobStore::Open(options_.data_dir + "/blobs"));
     ASSIGN_OR_RETURN(client_, CoordinatorClient::Connect(options_.coordinator,
                                                          options_.transport));
+    files_ = std::make_unique<UnitFiles>(
+        options_.data_dir, client_.get(), blobs_.get(), stop_,
+        [this](const std::string& line) { Log(line); });
     state_.SetIdentity("", TierLabel(), options_.coordinator);
     state_.SetState("registering");
     // The first decision comes before anything else happens, so a machine
@@ -379,78 +368,13 @@ class WorkLoop {
     return vram;
   }
 
-  // Fetches `blob`, retrying transient failures until the lease deadline.
-  absl::Status Fetch(const v1::BlobRef& blob, int64_t deadline_ms) {
-    Backoff backoff;
-    while (true) {
-      absl::Status fetched = client_->FetchBlob(WorkerId(), blob, blobs_.get());
-      if (fetched.ok() || !IsTransient(fetched)) return fetched;
-      if (absl::ToUnixMillis(absl::Now()) > deadline_ms) return fetched;
-      if (Sleep(backoff.Next()))
-        return absl::CancelledError("stopped while downloading");
-    }
-  }
-
-  absl::StatusOr<UnitPaths> Prepare(const v1::WorkUnit& unit) {
-    UnitPaths paths;
-    paths.model_dir =
-        absl::StrCat(options_.data_dir, "/models/", unit.base_model_hash());
-    const std::string complete = paths.model_dir + "/.complete";
-    if (!std::filesystem::exists(complete)) {
-      RETURN_IF_ERROR(MakeDirectories(paths.model_dir));
-      for (const v1::BlobRef& file : unit.base_model_files()) {
-        RETURN_IF_ERROR(Fetch(file, unit.lease_deadline_ms()));
-        ASSIGN_OR_RETURN(std::string object, blobs_->ObjectPath(file.sha256()));
-        RETURN_IF_ERROR(
-            LinkOrCopy(object, paths.model_dir + "/" + file.name()));
-      }
-      RETURN_IF_ERROR(WriteFileAtomically(complete, unit.base_model_hash()));
-      Log(absl::StrCat("cached base model ",
-                       unit.base_model_hash().substr(0, 12), " (",
-                       unit.base_model_files_size(), " files)"));
-    }
-    ASSIGN_OR_RETURN(paths.parent_adapter_dir,
-                     PlaceAdapter(unit, unit.parent_adapter()));
-    if (unit.kind() == v1::WORK_VALIDATE) {
-      ASSIGN_OR_RETURN(paths.candidate_adapter_dir,
-                       PlaceAdapter(unit, unit.candidate_adapter()));
-      RETURN_IF_ERROR(Fetch(unit.validation_set(), unit.lease_deadline_ms()));
-      ASSIGN_OR_RETURN(paths.validation_path,
-                       blobs_->ObjectPath(unit.validation_set().sha256()));
-    } else {
-      RETURN_IF_ERROR(Fetch(unit.shard(), unit.lease_deadline_ms()));
-      ASSIGN_OR_RETURN(paths.shard_path,
-                       blobs_->ObjectPath(unit.shard().sha256()));
-    }
-    paths.work_dir = absl::StrCat(options_.data_dir, "/units/", unit.unit_id());
-    return paths;
-  }
-
-  // Fetches `adapter` (adapter_model.safetensors of `unit`'s LoRA shape) and
-  // lays it out as a PEFT directory; returns the directory.
-  absl::StatusOr<std::string> PlaceAdapter(const v1::WorkUnit& unit,
-                                           const v1::BlobRef& adapter) {
-    RETURN_IF_ERROR(Fetch(adapter, unit.lease_deadline_ms()));
-    const std::string dir =
-        absl::StrCat(options_.data_dir, "/adapters/", adapter.sha256());
-    RETURN_IF_ERROR(MakeDirectories(dir));
-    ASSIGN_OR_RETURN(std::string object, blobs_->ObjectPath(adapter.sha256()));
-    RETURN_IF_ERROR(LinkOrCopy(object, dir + "/adapter_model.safetensors"));
-    ASSIGN_OR_RETURN(lora::LoraConfig lora_config,
-                     LoraConfigFromProto(unit.lora()));
-    RETURN_IF_ERROR(WriteFileAtomically(dir + "/adapter_config.json",
-                                        lora::AdapterConfigToJson(lora_config)));
-    return dir;
-  }
-
   // A validation unit: forward passes only, short next to training, so it
   // is not checkpointed; a stop before it ends gives the lease back.
   absl::Status ValidateUnit(const v1::WorkUnit& unit, const UnitPaths& paths) {
     state_.SetState("validating", "scoring the round's candidate");
     absl::StatusOr<ValidationLosses> losses = trainer_.Validate(unit, paths);
     RETURN_IF_ERROR(losses.status());
-    if (stop_->HasBeenNotified())
-      return Release(unit, "worker shutting down");
+    if (stop_->HasBeenNotified()) return Release(unit, "worker shutting down");
     if (state_.revoked()) {
       Log(absl::StrCat("dropped ", unit.unit_id(), ": lease revoked"));
       return absl::OkStatus();
@@ -477,9 +401,10 @@ class WorkLoop {
         return absl::OkStatus();
       }
       if (!IsTransient(response.status())) {
-        Log(absl::StrCat("validation report for ", unit.unit_id(), " refused: ",
-                         v1::RejectReason_Name(RejectReasonOf(response.status())),
-                         " ", response.status().message()));
+        Log(absl::StrCat(
+            "validation report for ", unit.unit_id(), " refused: ",
+            v1::RejectReason_Name(RejectReasonOf(response.status())), " ",
+            response.status().message()));
         return absl::OkStatus();  // the coordinator has decided; move on
       }
       if (absl::ToUnixMillis(absl::Now()) > unit.lease_deadline_ms())
@@ -504,7 +429,7 @@ class WorkLoop {
           unit.validation_end(),
           (unit.lease_deadline_ms() - leased_at) / 1000));
       state_.SetState("downloading", "base model, adapters and held-out set");
-      ASSIGN_OR_RETURN(UnitPaths paths, Prepare(unit));
+      ASSIGN_OR_RETURN(UnitPaths paths, files_->Prepare(unit));
       return ValidateUnit(unit, paths);
     }
     Log(absl::StrFormat(
@@ -513,7 +438,7 @@ class WorkLoop {
         unit.replica(), unit.training().steps_per_shard(),
         (unit.lease_deadline_ms() - leased_at) / 1000));
     state_.SetState("downloading", "base model, adapter and shard");
-    ASSIGN_OR_RETURN(UnitPaths paths, Prepare(unit));
+    ASSIGN_OR_RETURN(UnitPaths paths, files_->Prepare(unit));
     const int64_t report_every =
         std::max(1, unit.training().steps_per_shard() / 5);
     // A pause that would leave too little of the lease to finish gives the
@@ -656,6 +581,7 @@ class WorkLoop {
   std::optional<Ed25519PrivateKey> key_;
   std::unique_ptr<BlobStore> blobs_;
   std::unique_ptr<CoordinatorClient> client_;
+  std::unique_ptr<UnitFiles> files_;
   // Set by the lease thread at registration, read by the heartbeat thread.
   std::atomic<int64_t> heartbeat_interval_ms_{10'000};
   absl::Notification heartbeat_done_;

@@ -4,8 +4,8 @@
 // (base model once, cached by hash; parent adapter; shard) with resume and
 // hash checks, trains, signs and uploads the delta, and repeats. A validation
 // unit instead scores a round's candidate adapter and its parent on a slice
-// of the job's held-out records (forward only) and sends the signed losses. A stop
-// request (SIGTERM) ends training at the next step with a checkpoint and
+// of the job's held-out records (forward only) and sends the signed losses. A
+// stop request (SIGTERM) ends training at the next step with a checkpoint and
 // gives the lease back; a coordinator that is away is retried with backoff.
 // The owner's donation policy pauses training (with a checkpoint) within a
 // second of the machine getting busy and resumes it when allowed; a lease

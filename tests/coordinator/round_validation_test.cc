@@ -60,8 +60,8 @@ class RoundValidationTest : public CoordinatorTest {
 
   // `adapter` laid out as a PEFT directory for `unit`'s LoRA shape.
   std::string AdapterDir(const v1::WorkUnit& unit, const v1::BlobRef& adapter) {
-    const std::string dir = absl::StrCat(dir_.path(), "/adapters/",
-                                         adapter.sha256().substr(0, 16));
+    const std::string dir =
+        absl::StrCat(dir_.path(), "/adapters/", adapter.sha256().substr(0, 16));
     EXPECT_OK(MakeDirectories(dir));
     EXPECT_OK(WriteFileAtomically(dir + "/adapter_model.safetensors",
                                   *blobs_->Get(adapter.sha256())));
@@ -116,7 +116,8 @@ class RoundValidationTest : public CoordinatorTest {
     const v1::WorkUnit unit = LeaseValidation(worker);
     worker::ValidationLosses losses = Score(unit);
     losses.candidate_loss += candidate_shift;
-    auto response = coordinator_->SubmitValidation(Report(worker, unit, losses));
+    auto response =
+        coordinator_->SubmitValidation(Report(worker, unit, losses));
     ASSERT_OK(response);
     EXPECT_TRUE(response->accepted());
   }
@@ -173,6 +174,8 @@ TEST_F(RoundValidationTest, HeldOutRecordsAreNeverLeasedAndScoreEachRound) {
   EXPECT_EQ(status->state(), v1::JOB_RUNNING);
   EXPECT_EQ(status->latest_adapter_version(), 0u);
   EXPECT_EQ(status->rounds(0).validation_units_open(), 1u);
+  EXPECT_THAT(FormatJobStatus(*status),
+              HasSubstr("validating: 0 of 1 units reported"));
   const Worker validator = Register(3);
   const double credit_before = WorkerStatusOf(validator).credit_flop();
   const v1::WorkUnit unit = LeaseValidation(validator);
@@ -286,8 +289,9 @@ TEST_F(RoundValidationTest, ValidatorsOutsideTheQuorumEarnNothing) {
     auto unit = Lease(worker);
     ASSERT_OK(unit);
     ASSERT_TRUE(unit->has_unit());
-    ASSERT_OK(Deliver(worker, unit->unit(),
-                      0.01f * static_cast<float>(1 + unit->unit().shard_index())));
+    ASSERT_OK(
+        Deliver(worker, unit->unit(),
+                0.01f * static_cast<float>(1 + unit->unit().shard_index())));
   }
   ASSERT_OK(coordinator_->Tick());
   auto status = coordinator_->GetJob(job);
@@ -349,8 +353,8 @@ TEST_F(RoundValidationTest, ReportsAreCheckedAgainstTheLeaseAndTheRound) {
   // Signed by someone else's key: the call is the validator's, the report
   // is not.
   v1::SubmitValidationRequest forged = Report(validator, unit, losses);
-  forged.mutable_report()->set_signature(*SignPayload(
-      stranger.key, ValidationSigningPayload(forged.report())));
+  forged.mutable_report()->set_signature(
+      *SignPayload(stranger.key, ValidationSigningPayload(forged.report())));
   validator.Sign(kSubmitValidationMethod, &forged);
   EXPECT_EQ(reason_of(forged), v1::REJECT_BAD_SIGNATURE);
   // Another candidate than the round's.
@@ -372,10 +376,10 @@ TEST_F(RoundValidationTest, ReportsAreCheckedAgainstTheLeaseAndTheRound) {
   EXPECT_EQ(reason_of(Report(stranger, unit, losses)),
             v1::REJECT_LEASE_NOT_HELD);
   // A delta for a validation unit is the wrong call.
-  EXPECT_THAT(
-      coordinator_->BeginUpload(FirstChunk(validator, unit, DeltaForJob(0.01f))),
-      testing::StatusIs(absl::StatusCode::kInvalidArgument,
-                        HasSubstr("SubmitValidation")));
+  EXPECT_THAT(coordinator_->BeginUpload(
+                  FirstChunk(validator, unit, DeltaForJob(0.01f))),
+              testing::StatusIs(absl::StatusCode::kInvalidArgument,
+                                HasSubstr("SubmitValidation")));
   // The real report is stored, and its retry acknowledged.
   const v1::SubmitValidationRequest good = Report(validator, unit, losses);
   auto first = coordinator_->SubmitValidation(good);
@@ -421,6 +425,7 @@ TEST_F(RoundValidationTest, WithoutValidatorsTheRoundPublishesAtItsDeadline) {
   // Published, unscored: no validation loss is claimed.
   EXPECT_EQ(status->rounds(0).validation_loss(), 0);
   EXPECT_EQ(LatestAdapter(job).metrics().at("validation_slices"), 0);
+  EXPECT_THAT(FormatJobStatus(*status), HasSubstr("unscored"));
 }
 
 TEST_F(RoundValidationTest, SubmitRefusesBadValidationSettings) {

@@ -247,12 +247,12 @@ at::Tensor CenteredClipReference(const at::Tensor& x, const at::Tensor& w,
     center = (x * (inverse / inverse.sum()).unsqueeze(1)).sum(0);
   }
   at::Tensor d = (x - center).norm(2, 1);
-  const double tau = tau_multiple * std::get<0>(d.sort()).select(0, 2)
-                                        .item<double>();  // median of 5
+  const double tau =
+      tau_multiple *
+      std::get<0>(d.sort()).select(0, 2).item<double>();  // median of 5
   for (int step = 0; step < 3; ++step) {
     const at::Tensor keep = (tau / d).clamp_max(1.0);
-    center = center +
-             ((x - center) * (weights * keep).unsqueeze(1)).sum(0);
+    center = center + ((x - center) * (weights * keep).unsqueeze(1)).sum(0);
     d = (x - center).norm(2, 1);
   }
   return center;
@@ -299,9 +299,9 @@ TEST(FederatedAggregationTest, CenteredClippingBluntsSignFlips) {
                                      Rule("fedavg"), nullptr);
   ASSERT_OK(mean);
   AggregationReport report;
-  auto clipped = AggregateAdapterDeltas(parent, FromMemory(deltas), weights,
-                                        Rule("fedavg+centered_clip:1"),
-                                        &report);
+  auto clipped =
+      AggregateAdapterDeltas(parent, FromMemory(deltas), weights,
+                             Rule("fedavg+centered_clip:1"), &report);
   ASSERT_OK(clipped);
   EXPECT_NEAR(mean->at(kA).mean().item<double>(), 0.4, 1e-5);
   EXPECT_GT(clipped->at(kA).mean().item<double>(), 0.85);

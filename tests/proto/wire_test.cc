@@ -10,8 +10,8 @@
 #include "common/signing_payload.h"
 #include "common/tier.h"
 #include "proto/call_signing.h"
-#include "proto/signing_convert.h"
 #include "proto/openforce.pb.h"
+#include "proto/signing_convert.h"
 
 namespace openforce {
 namespace {
