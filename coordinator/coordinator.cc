@@ -242,6 +242,13 @@ absl::StatusOr<v1::LeaseWorkUnitResponse> Coordinator::LeaseWorkUnit(
                      state_->FindLeasableUnit(job.job_id, job.current_round,
                                               worker.worker_id));
     if (!unit.has_value()) continue;
+    if (unit->kind == v1::WORK_TRAIN) {
+      // Once the round's deltas are aggregated into a candidate, what is
+      // left of its training is not needed (and would change the result).
+      ASSIGN_OR_RETURN(RoundRecord round,
+                       FindRound(job.job_id, job.current_round));
+      if (round.candidate_attempt > 0) continue;
+    }
     unit->lease_deadline_ms = now + int64_t{1000} * job.spec.unit_deadline_s();
     RETURN_IF_ERROR(state_->LeaseUnit(unit->unit_id, worker.worker_id,
                                       unit->lease_deadline_ms));

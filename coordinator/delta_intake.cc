@@ -171,6 +171,15 @@ absl::StatusOr<DeltaUpload> Coordinator::CheckUnitForUpload(
   }
   ASSIGN_OR_RETURN(RoundRecord current,
                    FindRound(job->job_id, job->current_round));
+  if (current.candidate_attempt > 0 &&
+      !(unit->state == v1::UNIT_ACCEPTED &&
+        unit->worker_id == header.worker_id())) {
+    return Rejection(
+        absl::StatusCode::kFailedPrecondition, v1::REJECT_WRONG_ROUND,
+        absl::StrCat("round ", current.round,
+                     "'s deltas are already aggregated into the candidate "
+                     "being validated; this delta came too late"));
+  }
   if (header.round() != unit->round || unit->round != job->current_round ||
       header.parent_adapter_version() != current.parent_version) {
     return Rejection(

@@ -1011,13 +1011,13 @@ class SqliteStateStore : public StateStore {
       ASSIGN_OR_RETURN(Statement skip,
                        Prepare("UPDATE units SET state=?, worker_id='', "
                                "lease_deadline_ms=0 WHERE job_id=? AND "
-                               "round=? AND (kind=? OR attempt<>?) AND "
+                               "round=? AND kind=? AND attempt<>? AND "
                                "state IN (?, ?)"));
       RETURN_IF_ERROR(
           skip.Bind(static_cast<int64_t>(v1::UNIT_SKIPPED))
               .Bind(candidate.job_id)
               .Bind(static_cast<int64_t>(candidate.round))
-              .Bind(static_cast<int64_t>(v1::WORK_TRAIN))
+              .Bind(static_cast<int64_t>(v1::WORK_VALIDATE))
               .Bind(static_cast<int64_t>(candidate.candidate_attempt))
               .Bind(static_cast<int64_t>(v1::UNIT_PENDING))
               .Bind(static_cast<int64_t>(v1::UNIT_LEASED))

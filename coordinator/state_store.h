@@ -219,11 +219,11 @@ class StateStore {
       const std::string& job_id, uint64_t round, uint32_t shard_index,
       const std::string& except_unit_id) = 0;
   // A round's candidate is ready: records it (attempt, rule), moves the
-  // round's deadline to `deadline_ms`, skips the training units (and an
-  // earlier candidate's validation units) still pending or leased: the
-  // candidate is made from the results in hand; and adds the candidate's
-  // validation units. FailedPrecondition when the round
-  // is closed.
+  // round's deadline to `deadline_ms`, skips an earlier candidate's
+  // validation units still pending or leased, and adds the candidate's
+  // validation units. (Training units are left as they are; the coordinator
+  // neither leases them nor accepts their deltas once a candidate exists.)
+  // FailedPrecondition when the round is closed.
   [[nodiscard]] virtual absl::Status BeginValidation(
       const RoundRecord& candidate,
       const std::vector<UnitRecord>& validation_units) = 0;

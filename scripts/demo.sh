@@ -3,7 +3,8 @@
 # builds, makes a tiny Llama base model and a deterministic synthetic dataset
 # (a key -> value lookup), starts a coordinator (embedded SQLite, loopback,
 # enrollment token) and three workers (two capped to the cpu tier's memory),
-# runs a three-round federated LoRA fine-tune printing each round's loss,
+# runs a three-round federated LoRA fine-tune printing each round's loss
+# (each round's candidate scored on held-out records by a validation unit),
 # pulls the signed adapter, and shows what the model answers with and without
 # it. Everything it starts is stopped on exit.
 set -euo pipefail
@@ -55,8 +56,10 @@ JOB="$("$COORDINATOR_BIN" job submit "${ADMIN[@]}" --name demo-lookup \
   --learning-rate 1e-2 --warmup-steps 5 --lora-rank 8 --lora-alpha 16 \
   --lora-dropout 0.05 \
   --lora-targets q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj \
-  --seed 7 --unit-deadline-s 300 --max-norm 50)"
-echo "submitted $JOB: $ROUNDS rounds x 3 shards, LoRA r=8 on every projection"
+  --seed 7 --unit-deadline-s 300 --max-norm 50 --validation-fraction 0.1)"
+echo "submitted $JOB: $ROUNDS rounds x 3 shards, LoRA r=8 on every projection;" \
+  "10% of the records held out: each round's candidate is scored on them by a" \
+  "validation unit a volunteer runs before it is published"
 
 echo
 echo "== workers"
@@ -80,10 +83,11 @@ echo "== training"
 reported=0
 for _ in $(seq 480); do
   status="$("$COORDINATOR_BIN" job status "$JOB" "${ADMIN[@]}")"
-  while read -r round pending leased accepted rejected loss version; do
+  while read -r round pending leased accepted rejected loss version validation _; do
     if [[ "$version" =~ ^[0-9]+$ && $round -gt $reported ]]; then
       echo "round $round: $accepted deltas accepted, $rejected rejected," \
-        "mean train loss $loss -> adapter version $version published"
+        "mean train loss $loss, held-out loss $validation -> adapter version" \
+        "$version published"
       reported=$round
     fi
   done < <(echo "$status" | awk '$1 ~ /^[0-9]+$/')

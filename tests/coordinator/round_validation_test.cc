@@ -399,6 +399,48 @@ TEST_F(RoundValidationTest, ReportsAreCheckedAgainstTheLeaseAndTheRound) {
   EXPECT_EQ(WorkerStatusOf(validator).units_accepted(), 1u);
 }
 
+TEST_F(RoundValidationTest, TrainingEndsWhenTheCandidateIsMade) {
+  // Past its deadline a round aggregates what it has; a delta that comes
+  // after that would change what the validators are scoring.
+  v1::JobSpec spec = Spec();
+  spec.set_rounds(1);
+  spec.set_shards_per_round(3);
+  spec.set_min_results_per_round(2);
+  spec.set_round_deadline_s(600);
+  spec.set_validation_fraction(0.25);
+  const std::string job = Submit(spec);
+  const Worker late = Register(9);
+  auto late_unit = Lease(late);
+  ASSERT_OK(late_unit);
+  ASSERT_TRUE(late_unit->has_unit());
+  for (uint64_t seed : {1, 2}) {
+    const Worker worker = Register(seed);
+    auto unit = Lease(worker);
+    ASSERT_OK(unit);
+    ASSERT_OK(Deliver(worker, unit->unit()));
+  }
+  now_ += 601'000;
+  ASSERT_OK(coordinator_->Tick());
+  auto status = coordinator_->GetJob(job);
+  ASSERT_OK(status);
+  ASSERT_EQ(status->rounds(0).validation_units_open(), 1u);
+  // The late delta is refused; a fresh worker gets the validation unit,
+  // never the abandoned training unit.
+  EXPECT_THAT(Deliver(late, late_unit->unit()),
+              testing::StatusIs(absl::StatusCode::kFailedPrecondition,
+                                HasSubstr("came too late")));
+  const Worker fresh = Register(10);
+  Validate(fresh);
+  auto nothing = Lease(Register(11));
+  ASSERT_OK(nothing);
+  EXPECT_FALSE(nothing->has_unit());
+  ASSERT_OK(coordinator_->Tick());
+  status = coordinator_->GetJob(job);
+  ASSERT_OK(status);
+  ASSERT_EQ(status->state(), v1::JOB_SUCCEEDED) << status->message();
+  EXPECT_EQ(LatestAdapter(job).metrics().at("deltas"), 2);
+}
+
 TEST_F(RoundValidationTest, WithoutValidatorsTheRoundPublishesAtItsDeadline) {
   v1::JobSpec spec = Spec();
   spec.set_rounds(1);

@@ -72,9 +72,9 @@ TEST(SqliteStateStoreTest, OpensADatabaseFromBeforeValidationUnits) {
   auto units = (*store)->ListUnits("job-1", 1);
   ASSERT_OK(units);
   ASSERT_EQ(units->size(), 2u);
-  // The training unit still leased when the candidate was made is skipped.
+  // Training units are left as they were; validation units follow them.
   EXPECT_EQ((*units)[0].unit_id, "job-1-r1-s0-p0");
-  EXPECT_EQ((*units)[0].state, v1::UNIT_SKIPPED);
+  EXPECT_EQ((*units)[0].state, v1::UNIT_LEASED);
   EXPECT_EQ((*units)[1].kind, v1::WORK_VALIDATE);
   EXPECT_EQ((*units)[1].attempt, 1u);
   rounds = (*store)->ListRounds("job-1");
