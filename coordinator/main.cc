@@ -132,8 +132,9 @@ ABSL_FLAG(uint32_t, min_results, 0,
 ABSL_FLAG(double, max_norm, 100.0, "job submit: L2 bound on one delta");
 ABSL_FLAG(std::string, aggregation, "",
           "job submit: aggregation rule, '<exact>[+clip[:m]][+median|"
-          "+trimmed_mean[:beta]|+krum[:f]]' with exact one of fedavg, ffa, "
-          "svd; empty: the default (robust) rule");
+          "+trimmed_mean[:beta]|+krum[:f]|+centered_clip[:tau]]' with exact "
+          "one of fedavg, ffa, svd; empty: the default, "
+          "svd+clip:2+centered_clip:1");
 ABSL_FLAG(int32_t, workers, 10, "simulate: simulated workers (one shard each)");
 ABSL_FLAG(double, dirichlet_alpha, 0,
           "simulate: non-IID split, Dirichlet alpha over record classes "

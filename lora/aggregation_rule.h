@@ -61,13 +61,16 @@ struct AggregationRule {
 
 // What a job submitted without --aggregation gets: the rule the federation
 // benchmark (tests/bench/federation_bench.cc) picks, the smallest worst case
-// under attack among the rules that cost nothing measurable on honest runs,
-// IID and non-IID. Exact products, and every delta clipped to twice the
-// round's median norm: a scaled or noise delta weighs no more than an honest
-// one. Multi-Krum and coordinate-wise rules resist sign flips better but cost
-// 3-72% on non-IID honest runs there; replication (BOINC-style) is what
-// catches a worker that sends the wrong direction.
-inline constexpr absl::string_view kDefaultAggregation = "svd+clip:2";
+// under attack (over several seeds) among the rules that cost nothing
+// measurable on honest runs, IID and non-IID. Exact products; every delta
+// clipped to twice the round's median norm (a scaled or noise delta weighs
+// no more than an honest one); then centered clipping around the geometric
+// median, which takes most of the weight from sign-flipped deltas.
+// Multi-Krum and coordinate-wise rules cost 3-72% on non-IID honest runs
+// there; replication (BOINC-style) is what catches a worker that sends the
+// wrong direction outright.
+inline constexpr absl::string_view kDefaultAggregation =
+    "svd+clip:2+centered_clip:1";
 
 // Parses a rule; "" is kDefaultAggregation. InvalidArgument names the part
 // that is wrong and what is accepted.

@@ -314,7 +314,8 @@ TEST(FederationTest, RealWorkersReplicasAgreeAndTheValidationSplitScores) {
   const v1::JobStatus status = federation.WaitForJob(job, Succeeded, 300);
   ASSERT_EQ(status.state(), v1::JOB_SUCCEEDED)
       << status.DebugString() << first.Log() << second.Log();
-  EXPECT_EQ(status.spec().aggregation(), "svd+clip:2");  // the default
+  EXPECT_EQ(status.spec().aggregation(),
+            "svd+clip:2+centered_clip:1");  // the default
   ASSERT_EQ(status.rounds_size(), 2);
   for (const v1::RoundStatus& round : status.rounds()) {
     EXPECT_EQ(round.units_accepted(), 4u);
