@@ -268,6 +268,18 @@ absl::StatusOr<v1::LeaseWorkUnitResponse> Coordinator::LeaseWorkUnit(
   return response;
 }
 
+absl::StatusOr<JobRecord> Coordinator::RunningJob(const std::string& job_id) {
+  ASSIGN_OR_RETURN(std::optional<JobRecord> job, state_->GetJob(job_id));
+  if (!job.has_value()) return NotFoundJob(job_id);
+  if (job->state != v1::JOB_RUNNING) {
+    return Rejection(absl::StatusCode::kFailedPrecondition,
+                     v1::REJECT_JOB_NOT_ACTIVE,
+                     absl::StrCat("job ", job->job_id, " is ",
+                                  v1::JobState_Name(job->state)));
+  }
+  return *std::move(job);
+}
+
 uint32_t Coordinator::LeaseCap(const JobRecord& job) const {
   return job.spec.max_leases_per_worker() > 0
              ? job.spec.max_leases_per_worker()

@@ -164,6 +164,11 @@ class Coordinator {
                                                 const std::string& worker_id,
                                                 const v1::CallAuth& auth,
                                                 const std::string& digest);
+  // The job, when it is running; REJECT_JOB_NOT_ACTIVE when it stopped.
+  absl::StatusOr<JobRecord> RunningJob(const std::string& job_id);
+  // The accepted delta results of a round.
+  absl::StatusOr<std::vector<ResultRecord>> AcceptedResults(
+      const std::string& job_id, uint64_t round);
   // Leases `worker` may still take in `job` under its cap.
   uint32_t LeaseCap(const JobRecord& job) const;
   // Removes partial uploads past their age (at most every ten seconds).

@@ -156,21 +156,14 @@ absl::StatusOr<DeltaUpload> Coordinator::CheckUnitForUpload(
                      " is a validation unit: report its losses with "
                      "SubmitValidation"));
   }
-  ASSIGN_OR_RETURN(std::optional<JobRecord> job, state_->GetJob(unit->job_id));
-  if (!job.has_value()) return NotFoundJob(unit->job_id);
-  if (job->state != v1::JOB_RUNNING) {
-    return Rejection(absl::StatusCode::kFailedPrecondition,
-                     v1::REJECT_JOB_NOT_ACTIVE,
-                     absl::StrCat("job ", job->job_id, " is ",
-                                  v1::JobState_Name(job->state)));
-  }
-  if (header.base_model_hash() != job->spec.base_model_hash()) {
+  ASSIGN_OR_RETURN(const JobRecord job, RunningJob(unit->job_id));
+  if (header.base_model_hash() != job.spec.base_model_hash()) {
     return Rejection(absl::StatusCode::kFailedPrecondition,
                      v1::REJECT_WRONG_JOB,
                      "the delta names another base model than the job's");
   }
   ASSIGN_OR_RETURN(RoundRecord current,
-                   FindRound(job->job_id, job->current_round));
+                   FindRound(job.job_id, job.current_round));
   if (current.candidate_attempt > 0 &&
       !(unit->state == v1::UNIT_ACCEPTED &&
         unit->worker_id == header.worker_id())) {
@@ -180,13 +173,13 @@ absl::StatusOr<DeltaUpload> Coordinator::CheckUnitForUpload(
                      "'s deltas are already aggregated into the candidate "
                      "being validated; this delta came too late"));
   }
-  if (header.round() != unit->round || unit->round != job->current_round ||
+  if (header.round() != unit->round || unit->round != job.current_round ||
       header.parent_adapter_version() != current.parent_version) {
     return Rejection(
         absl::StatusCode::kFailedPrecondition, v1::REJECT_WRONG_ROUND,
         absl::StrCat("the delta is for round ", header.round(),
                      " from adapter version ", header.parent_adapter_version(),
-                     "; the job is in round ", job->current_round,
+                     "; the job is in round ", job.current_round,
                      " from version ", current.parent_version));
   }
   DeltaUpload upload;

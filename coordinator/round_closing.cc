@@ -96,6 +96,17 @@ absl::Status Coordinator::FailJob(const JobRecord& job,
   return state_->SetJobState(job.job_id, v1::JOB_FAILED, message);
 }
 
+absl::StatusOr<std::vector<ResultRecord>> Coordinator::AcceptedResults(
+    const std::string& job_id, uint64_t round) {
+  ASSIGN_OR_RETURN(std::vector<ResultRecord> results,
+                   state_->ListResults(job_id, round));
+  std::vector<ResultRecord> accepted;
+  for (ResultRecord& result : results) {
+    if (result.accepted) accepted.push_back(std::move(result));
+  }
+  return accepted;
+}
+
 absl::Status Coordinator::MaybeCloseRound(const JobRecord& job) {
   ASSIGN_OR_RETURN(const RoundRecord round,
                    FindRound(job.job_id, job.current_round));
@@ -109,12 +120,8 @@ absl::Status Coordinator::MaybeCloseRound(const JobRecord& job) {
   }
   if (round.candidate_attempt > 0)
     return AdvanceValidation(job, round, units, validation_units);
-  ASSIGN_OR_RETURN(std::vector<ResultRecord> results,
-                   state_->ListResults(job.job_id, round.round));
-  std::vector<ResultRecord> accepted;
-  for (ResultRecord& result : results) {
-    if (result.accepted) accepted.push_back(std::move(result));
-  }
+  ASSIGN_OR_RETURN(std::vector<ResultRecord> accepted,
+                   AcceptedResults(job.job_id, round.round));
   // Done when every unit has its result, or was skipped because a trusted
   // worker's replica stands for it.
   const bool all_done =
@@ -132,23 +139,9 @@ absl::Status Coordinator::MaybeCloseRound(const JobRecord& job) {
     if (!verdicts.shards_needing_replica.empty()) {
       // Replicas disagreed without a quorum: one more replica each, and the
       // round waits for them.
-      std::map<uint32_t, uint32_t> next_replica;
-      for (const UnitRecord& unit : units) {
-        next_replica[unit.shard_index] =
-            std::max(next_replica[unit.shard_index], unit.replica + 1);
-      }
-      std::vector<UnitRecord> extra;
-      for (uint32_t shard : verdicts.shards_needing_replica) {
-        UnitRecord unit;
-        unit.job_id = job.job_id;
-        unit.round = round.round;
-        unit.shard_index = shard;
-        unit.replica = next_replica[shard];
-        unit.unit_id = UnitId(job.job_id, round.round, shard, unit.replica);
-        extra.push_back(unit);
-      }
       absl::MutexLock lock(&mu_);
-      return state_->AddUnits(extra);
+      return state_->AddUnits(
+          NextReplicas(units, verdicts.shards_needing_replica));
     }
     return AggregateRound(job, round, verdicts);
   }

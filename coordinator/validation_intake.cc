@@ -72,14 +72,7 @@ absl::StatusOr<v1::SubmitValidationResponse> Coordinator::SubmitValidation(
         absl::StrCat("unit ", unit->unit_id, " belongs to job ", unit->job_id,
                      ", the report names job ", report.job_id()));
   }
-  ASSIGN_OR_RETURN(std::optional<JobRecord> job, state_->GetJob(unit->job_id));
-  if (!job.has_value()) return NotFoundJob(unit->job_id);
-  if (job->state != v1::JOB_RUNNING) {
-    return Rejection(absl::StatusCode::kFailedPrecondition,
-                     v1::REJECT_JOB_NOT_ACTIVE,
-                     absl::StrCat("job ", job->job_id, " is ",
-                                  v1::JobState_Name(job->state)));
-  }
+  ASSIGN_OR_RETURN(const JobRecord job, RunningJob(unit->job_id));
   v1::SubmitValidationResponse response;
   if (unit->state == v1::UNIT_ACCEPTED && unit->worker_id == worker.worker_id) {
     // A retry after a lost acknowledgement: the same report again is fine.
@@ -100,13 +93,13 @@ absl::StatusOr<v1::SubmitValidationResponse> Coordinator::SubmitValidation(
                      absl::StrCat("worker ", worker.worker_id,
                                   " holds no lease on unit ", unit->unit_id));
   }
-  if (report.base_model_hash() != job->spec.base_model_hash()) {
+  if (report.base_model_hash() != job.spec.base_model_hash()) {
     return Rejection(absl::StatusCode::kFailedPrecondition,
                      v1::REJECT_WRONG_JOB,
                      "the report names another base model than the job's");
   }
-  ASSIGN_OR_RETURN(RoundRecord round, FindRound(job->job_id, unit->round));
-  if (report.round() != unit->round || unit->round != job->current_round ||
+  ASSIGN_OR_RETURN(RoundRecord round, FindRound(job.job_id, unit->round));
+  if (report.round() != unit->round || unit->round != job.current_round ||
       round.adapter_version != 0 || unit->attempt != round.candidate_attempt ||
       report.parent_adapter_version() != round.parent_version) {
     return Rejection(
@@ -123,7 +116,7 @@ absl::StatusOr<v1::SubmitValidationResponse> Coordinator::SubmitValidation(
         absl::StrCat("the report scores adapter ", report.candidate_sha256(),
                      "; the round's candidate is ", round.candidate_sha256));
   }
-  const auto [begin, end] = ValidationSliceRange(job->spec, unit->shard_index);
+  const auto [begin, end] = ValidationSliceRange(job.spec, unit->shard_index);
   if (report.records() != end - begin) {
     return Rejection(
         absl::StatusCode::kInvalidArgument, v1::REJECT_SAMPLE_COUNT_MISMATCH,

@@ -171,35 +171,15 @@ absl::Status Coordinator::AdvanceValidation(
                              /*may_add_replicas=*/!past_deadline));
   if (!score.slices_needing_replica.empty()) {
     // Validators disagreed without a quorum: one more replica per slice.
-    std::map<uint32_t, uint32_t> next_replica;
-    for (const UnitRecord& unit : current) {
-      next_replica[unit.shard_index] =
-          std::max(next_replica[unit.shard_index], unit.replica + 1);
-    }
-    std::vector<UnitRecord> extra;
-    for (uint32_t slice : score.slices_needing_replica) {
-      UnitRecord unit = current.front();
-      unit.shard_index = slice;
-      unit.replica = next_replica[slice];
-      unit.unit_id = ValidationUnitId(job.job_id, round.round, attempt, slice,
-                                      unit.replica);
-      unit.state = v1::UNIT_PENDING;
-      unit.worker_id.clear();
-      unit.lease_deadline_ms = 0;
-      extra.push_back(unit);
-    }
     absl::MutexLock lock(&mu_);
-    return state_->AddUnits(extra);
+    return state_->AddUnits(
+        NextReplicas(current, score.slices_needing_replica));
   }
 
   // The candidate's verdicts over deltas, made again: training units were
   // closed when the candidate was made, so they come out the same.
-  ASSIGN_OR_RETURN(std::vector<ResultRecord> results,
-                   state_->ListResults(job.job_id, round.round));
-  std::vector<ResultRecord> accepted;
-  for (ResultRecord& result : results) {
-    if (result.accepted) accepted.push_back(std::move(result));
-  }
+  ASSIGN_OR_RETURN(std::vector<ResultRecord> accepted,
+                   AcceptedResults(job.job_id, round.round));
   ASSIGN_OR_RETURN(ReplicaVerdicts verdicts,
                    ValidateReplicas(job, training_units, accepted,
                                     /*may_add_replicas=*/false));

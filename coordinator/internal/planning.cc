@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <map>
 
 #include "absl/strings/str_cat.h"
 #include "common/sha256.h"
@@ -34,6 +35,32 @@ std::vector<UnitRecord> MakeUnits(const JobRecord& job, uint64_t round) {
     }
   }
   return units;
+}
+
+std::vector<UnitRecord> NextReplicas(const std::vector<UnitRecord>& units,
+                                     const std::vector<uint32_t>& shards) {
+  std::vector<UnitRecord> extra;
+  if (units.empty()) return extra;
+  std::map<uint32_t, uint32_t> next_replica;
+  for (const UnitRecord& unit : units) {
+    next_replica[unit.shard_index] =
+        std::max(next_replica[unit.shard_index], unit.replica + 1);
+  }
+  for (uint32_t shard : shards) {
+    UnitRecord unit;
+    unit.job_id = units.front().job_id;
+    unit.round = units.front().round;
+    unit.kind = units.front().kind;
+    unit.attempt = units.front().attempt;
+    unit.shard_index = shard;
+    unit.replica = next_replica[shard];
+    unit.unit_id = unit.kind == v1::WORK_VALIDATE
+                       ? ValidationUnitId(unit.job_id, unit.round, unit.attempt,
+                                          shard, unit.replica)
+                       : UnitId(unit.job_id, unit.round, shard, unit.replica);
+    extra.push_back(unit);
+  }
+  return extra;
 }
 
 std::string ValidationUnitId(const std::string& job_id, uint64_t round,

@@ -55,6 +55,11 @@ std::string UnitId(const std::string& job_id, uint64_t round, uint32_t shard,
                    uint32_t replica);
 // Every (shard, replica) unit of `round`, pending.
 std::vector<UnitRecord> MakeUnits(const JobRecord& job, uint64_t round);
+// One more pending replica of each of `shards` (training shards or
+// validation slices, as `units` are: the round's units of one kind and
+// attempt), numbered after the replicas `units` already has.
+std::vector<UnitRecord> NextReplicas(const std::vector<UnitRecord>& units,
+                                     const std::vector<uint32_t>& shards);
 // Validation units: "<job>-r<round>-v<attempt>-s<slice>-p<replica>".
 std::string ValidationUnitId(const std::string& job_id, uint64_t round,
                              uint32_t attempt, uint32_t slice,

@@ -122,6 +122,18 @@ class RoundValidationTest : public CoordinatorTest {
     EXPECT_TRUE(response->accepted());
   }
 
+  // Spec()'s two shards delivered by two workers, and a tick: the round's
+  // candidate is made.
+  void TrainTwoShards() {
+    for (uint64_t seed : {1, 2}) {
+      const Worker worker = Register(seed);
+      auto unit = Lease(worker);
+      ASSERT_OK(unit);
+      ASSERT_OK(Deliver(worker, unit->unit()));
+    }
+    ASSERT_OK(coordinator_->Tick());
+  }
+
   worker::UnitTrainer trainer_;
 };
 
@@ -335,13 +347,7 @@ TEST_F(RoundValidationTest, ReportsAreCheckedAgainstTheLeaseAndTheRound) {
   spec.set_rounds(1);
   spec.set_validation_fraction(0.25);
   const std::string job = Submit(spec);
-  for (uint64_t seed : {1, 2}) {
-    const Worker worker = Register(seed);
-    auto unit = Lease(worker);
-    ASSERT_OK(unit);
-    ASSERT_OK(Deliver(worker, unit->unit()));
-  }
-  ASSERT_OK(coordinator_->Tick());
+  TrainTwoShards();
   const Worker validator = Register(3), stranger = Register(4);
   const v1::WorkUnit unit = LeaseValidation(validator);
   worker::ValidationLosses losses;
@@ -447,13 +453,7 @@ TEST_F(RoundValidationTest, WithoutValidatorsTheRoundPublishesAtItsDeadline) {
   spec.set_validation_fraction(0.25);
   spec.set_round_deadline_s(600);
   const std::string job = Submit(spec);
-  for (uint64_t seed : {1, 2}) {
-    const Worker worker = Register(seed);
-    auto unit = Lease(worker);
-    ASSERT_OK(unit);
-    ASSERT_OK(Deliver(worker, unit->unit()));
-  }
-  ASSERT_OK(coordinator_->Tick());
+  TrainTwoShards();
   now_ += 599'000;  // validators may still come
   ASSERT_OK(coordinator_->Tick());
   auto status = coordinator_->GetJob(job);
