@@ -163,7 +163,7 @@ TEST_F(SimulationTest, RefusesBadOptionsByName) {
   options_.aggregation = "svd+median";
   EXPECT_THAT(RunSimulation(options_),
               StatusIs(absl::StatusCode::kInvalidArgument,
-                       HasSubstr("use clip or krum with svd")));
+                       HasSubstr("use clip, krum or centered_clip with svd")));
   options_.aggregation = "";
   options_.workers = 500;  // more workers than the 140 records
   EXPECT_THAT(RunSimulation(options_),
