@@ -15,6 +15,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "common/memory_estimate.h"
@@ -273,9 +274,14 @@ Coordinator::BuildAggregate(const JobRecord& job, const RoundRecord& round,
       // Far from its peers: the robust rule left it out; it earns nothing,
       // and neither do the replicas that agreed with it.
       verdict.reason = v1::REJECT_OUTLIER;
-      verdict.message =
-          absl::StrCat("left out of the aggregate by ", aggregator.name(),
-                       ": too far from the round's other deltas");
+      const bool opposed =
+          i < report.cosines.size() && !(report.cosines[i] > 0);
+      verdict.message = absl::StrCat(
+          "left out of the aggregate by ", aggregator.name(), ": ",
+          opposed ? absl::StrFormat("points against the round's other deltas "
+                                    "(cosine %.3f with their median)",
+                                    report.cosines[i])
+                  : "too far from the round's other deltas");
       exclude_with_duplicates(verdict);
       continue;
     }

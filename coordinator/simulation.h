@@ -62,7 +62,7 @@ struct SimulatedRound {
   double mean_train_loss = 0;   // over the deltas aggregated
   int deltas_aggregated = 0;
   int deltas_refused = 0;       // by the intake checks or the norm floor
-  int deltas_left_out = 0;      // by the robust rule (Multi-Krum)
+  int deltas_left_out = 0;      // by the robust rule (direction, Krum)
   double truncation_error = 0;  // svd
 };
 

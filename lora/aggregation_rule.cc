@@ -13,7 +13,8 @@ namespace {
 
 constexpr absl::string_view kAccepted =
     "an exact strategy (fedavg, ffa, svd) followed by optional '+clip[:m]', "
-    "and at most one of '+median', '+trimmed_mean[:beta]', '+krum[:f]', "
+    "optional '+direction', and at most one of '+median', "
+    "'+trimmed_mean[:beta]', '+krum[:f]', "
     "'+centered_clip[:tau]'";
 
 absl::Status Invalid(absl::string_view text, absl::string_view why) {
@@ -29,6 +30,7 @@ absl::StatusOr<AggregationRule> ParseAggregationRule(absl::string_view text) {
   const std::vector<absl::string_view> parts = absl::StrSplit(text, '+');
   bool combiner_set = false;
   bool clip_set = false;
+  bool direction_set = false;
   for (size_t i = 0; i < parts.size(); ++i) {
     const std::vector<absl::string_view> name_value =
         absl::StrSplit(parts[i], absl::MaxSplits(':', 1));
@@ -62,6 +64,13 @@ absl::StatusOr<AggregationRule> ParseAggregationRule(absl::string_view text) {
       if (!(rule.clip_multiple >= 1) || !std::isfinite(rule.clip_multiple)) {
         return Invalid(text, "the clip multiple must be a number >= 1");
       }
+      continue;
+    }
+    if (name == "direction") {
+      if (direction_set) return Invalid(text, "'direction' appears twice");
+      if (has_value) return Invalid(text, "'direction' takes no parameter");
+      direction_set = true;
+      rule.drop_opposed = true;
       continue;
     }
     if (name != "median" && name != "trimmed_mean" && name != "krum" &&
@@ -125,6 +134,7 @@ std::string FormatAggregationRule(const AggregationRule& rule) {
   }
   if (rule.clip_multiple > 0)
     absl::StrAppend(&text, "+clip:", rule.clip_multiple);
+  if (rule.drop_opposed) absl::StrAppend(&text, "+direction");
   switch (rule.combiner) {
     case RobustCombiner::kMean:
       break;

@@ -54,6 +54,12 @@ struct AggregationRule {
   // kCenteredClip: the clipping radius in multiples of the median distance
   // of the deltas from their geometric median.
   double center_clip_tau = 1.0;
+  // Deltas whose cosine with the geometric median of the round's (clipped)
+  // deltas is not positive are dropped before the combiner: they would move
+  // the adapter against what the majority learned. A sign-flipped delta
+  // points away from an honest majority's center; honest deltas, even on
+  // non-IID shards, share the direction the common parent improves in.
+  bool drop_opposed = false;
 
   // Uploads hold B only (FFA).
   bool b_only() const { return exact == ExactStrategy::kFfa; }

@@ -61,37 +61,76 @@ std::vector<bool> MultiKrum(const at::Tensor& gram, int f) {
   return keep;
 }
 
+// Distances ||d_i - c|| of the deltas from a center c = sum_j alpha_j d_j,
+// from their Gram matrix: ||d_i - c||^2 = G_ii - 2 (G alpha)_i + alpha' G
+// alpha. Every center here is such a combination, so no delta is read again.
+at::Tensor DistancesFromCenter(const at::Tensor& gram,
+                               const at::Tensor& alpha) {
+  const at::Tensor g_alpha = at::matmul(gram, alpha);
+  const double center_sq = alpha.dot(g_alpha).item<double>();
+  return (gram.diagonal() - 2 * g_alpha + center_sq).clamp_min(0).sqrt();
+}
+
+// A floor on distances relative to the deltas' scale, so that a center on
+// top of a delta does not divide by zero.
+double DistanceFloor(const at::Tensor& gram) {
+  return 1e-12 *
+         std::sqrt(std::max(gram.diagonal().max().item<double>(), 1e-300));
+}
+
+// The geometric median of the deltas (weights `w`, summing to 1) as
+// coefficients over them, by Weiszfeld's iteration.
+at::Tensor GeometricMedianCoefficients(const at::Tensor& gram,
+                                       const at::Tensor& w) {
+  const double tiny = DistanceFloor(gram);
+  at::Tensor alpha = w.clone();
+  for (int iteration = 0; iteration < 100; ++iteration) {
+    const at::Tensor inverse =
+        w / DistancesFromCenter(gram, alpha).clamp_min(tiny);
+    alpha = inverse / inverse.sum();
+  }
+  return alpha;
+}
+
+at::Tensor NormalizedWeights(const std::vector<double>& weights) {
+  const double total = std::accumulate(weights.begin(), weights.end(), 0.0);
+  return at::tensor(weights, at::kDouble) / total;
+}
+
+// Each delta's cosine with the geometric median of all of them (0 for a zero
+// delta or a zero median). The median is a non-negative combination of the
+// deltas, so unless it is zero at least one delta has a positive cosine.
+std::vector<double> CosinesWithMedian(const at::Tensor& gram,
+                                      const std::vector<double>& weights) {
+  const at::Tensor alpha =
+      GeometricMedianCoefficients(gram, NormalizedWeights(weights));
+  const at::Tensor g_alpha = at::matmul(gram, alpha);
+  const double center_norm =
+      std::sqrt(std::max(alpha.dot(g_alpha).item<double>(), 0.0));
+  std::vector<double> cosines(weights.size(), 0.0);
+  auto g = gram.accessor<double, 2>();
+  for (size_t i = 0; i < weights.size(); ++i) {
+    const double norm = std::sqrt(std::max(g[i][i], 0.0));
+    if (norm > 0 && center_norm > 0)
+      cosines[i] = g_alpha[i].item<double>() / (norm * center_norm);
+  }
+  return cosines;
+}
+
 // Centered clipping around the geometric median, as weights over the deltas
-// (non-negative, summing to 1). Every center here is a combination sum_j
-// alpha_j d_j of the deltas, so distances come from their Gram matrix:
-// ||d_i - c||^2 = G_ii - 2 (G alpha)_i + alpha' G alpha. The geometric
-// median (Weiszfeld's iteration) is the starting center; each clipping step
-// moves it by the weighted mean of the deltas' offsets, each offset clipped
-// to tau x the median distance: c <- c + sum_i w_i min(1, tau / ||d_i - c||)
-// (d_i - c). The result, a combination with non-negative coefficients, is
-// handed to the exact strategy as its weights.
+// (non-negative, summing to 1). The geometric median is the starting center;
+// each clipping step moves it by the weighted mean of the deltas' offsets,
+// each offset clipped to tau x the median distance: c <- c + sum_i w_i
+// min(1, tau / ||d_i - c||) (d_i - c). The result, a combination with
+// non-negative coefficients, is handed to the exact strategy as its weights.
 std::vector<double> CenteredClipWeights(const at::Tensor& gram,
                                         const std::vector<double>& weights,
                                         double tau_multiple) {
   const int64_t n = static_cast<int64_t>(weights.size());
-  const double total = std::accumulate(weights.begin(), weights.end(), 0.0);
-  at::Tensor w = at::tensor(weights, at::kDouble) / total;
-  const at::Tensor diagonal = gram.diagonal();
-  // A floor on distances relative to the deltas' scale, so that a center on
-  // top of a delta does not divide by zero.
-  const double tiny =
-      1e-12 * std::sqrt(std::max(diagonal.max().item<double>(), 1e-300));
-  auto distances = [&](const at::Tensor& alpha) {
-    const at::Tensor g_alpha = at::matmul(gram, alpha);
-    const double center_sq = alpha.dot(g_alpha).item<double>();
-    return (diagonal - 2 * g_alpha + center_sq).clamp_min(0).sqrt();
-  };
-  at::Tensor alpha = w.clone();
-  for (int iteration = 0; iteration < 100; ++iteration) {
-    const at::Tensor inverse = w / distances(alpha).clamp_min(tiny);
-    alpha = inverse / inverse.sum();
-  }
-  at::Tensor d = distances(alpha);
+  const at::Tensor w = NormalizedWeights(weights);
+  const double tiny = DistanceFloor(gram);
+  at::Tensor alpha = GeometricMedianCoefficients(gram, w);
+  at::Tensor d = DistancesFromCenter(gram, alpha);
   std::vector<double> from_median(d.data_ptr<double>(),
                                   d.data_ptr<double>() + n);
   const double tau = tau_multiple * Median(from_median);
@@ -99,10 +138,17 @@ std::vector<double> CenteredClipWeights(const at::Tensor& gram,
     const at::Tensor keep = (tau / d.clamp_min(tiny)).clamp_max(1.0);
     const at::Tensor moved = w * keep;
     alpha = alpha * (1 - moved.sum()) + moved;
-    d = distances(alpha);
+    d = DistancesFromCenter(gram, alpha);
   }
   return std::vector<double>(alpha.data_ptr<double>(),
                              alpha.data_ptr<double>() + n);
+}
+
+// The rows and columns of `gram` for `indices`.
+at::Tensor SubGram(const at::Tensor& gram, const std::vector<size_t>& indices) {
+  std::vector<int64_t> index(indices.begin(), indices.end());
+  const at::Tensor rows = at::tensor(index, at::kLong);
+  return gram.index_select(0, rows).index_select(1, rows);
 }
 
 // Coordinate-wise combination of the rows of `stacked` ([m, ...]).
@@ -217,7 +263,7 @@ absl::StatusOr<AdapterTensors> AggregateAdapterDeltas(
   try {
     const bool krum = rule.combiner == RobustCombiner::kMultiKrum;
     const bool centered = rule.combiner == RobustCombiner::kCenteredClip;
-    const bool needs_gram = krum || centered;
+    const bool needs_gram = krum || centered || rule.drop_opposed;
     std::vector<double> squared(n, 0.0);
     at::Tensor gram = at::zeros(
         {static_cast<int64_t>(n), static_cast<int64_t>(n)}, at::kDouble);
@@ -255,19 +301,49 @@ absl::StatusOr<AdapterTensors> AggregateAdapterDeltas(
     const at::Tensor clipped_gram =
         needs_gram ? gram * clip_scale.unsqueeze(0) * clip_scale.unsqueeze(1)
                    : gram;
+    // Selection (direction, then Krum) and centered clipping look at the
+    // deltas still in the running only.
+    std::vector<size_t> running(n);
+    std::iota(running.begin(), running.end(), 0);
+    if (rule.drop_opposed) {
+      out.cosines = CosinesWithMedian(clipped_gram, weights);
+      running.clear();
+      for (size_t i = 0; i < n; ++i) {
+        out.selected[i] = out.cosines[i] > 0;
+        if (out.selected[i]) running.push_back(i);
+      }
+      if (running.empty()) {
+        // A zero median (every delta zero, or perfectly cancelling): no
+        // direction to keep to.
+        out.selected.assign(n, true);
+        running.resize(n);
+        std::iota(running.begin(), running.end(), 0);
+      }
+    }
+    std::vector<double> running_weights;
+    for (size_t i : running) running_weights.push_back(weights[i]);
+    const at::Tensor running_gram =
+        needs_gram ? SubGram(clipped_gram, running) : clipped_gram;
     if (krum) {
+      const int m = static_cast<int>(running.size());
       int f =
-          rule.krum_f > 0 ? rule.krum_f : static_cast<int>(std::ceil(0.3 * n));
+          rule.krum_f > 0 ? rule.krum_f : static_cast<int>(std::ceil(0.3 * m));
       // Krum's guarantee needs n >= 2f + 3; with fewer deltas it tolerates
       // fewer hostile ones.
-      f = std::min<int>(f, std::max<int>(0, (static_cast<int>(n) - 3) / 2));
+      f = std::min<int>(f, std::max<int>(0, (m - 3) / 2));
       out.krum_f = f;
-      out.selected = MultiKrum(clipped_gram, f);
+      const std::vector<bool> kept = MultiKrum(running_gram, f);
+      for (size_t k = 0; k < running.size(); ++k)
+        if (!kept[k]) out.selected[running[k]] = false;
     }
-    const std::vector<double> effective =
-        centered
-            ? CenteredClipWeights(clipped_gram, weights, rule.center_clip_tau)
-            : weights;
+    std::vector<double> effective = weights;
+    if (centered) {
+      const std::vector<double> clipped = CenteredClipWeights(
+          running_gram, running_weights, rule.center_clip_tau);
+      effective.assign(n, 0.0);
+      for (size_t k = 0; k < running.size(); ++k)
+        effective[running[k]] = clipped[k];
+    }
     std::vector<size_t> chosen;
     std::vector<double> chosen_weights;
     double chosen_total = 0;

@@ -31,8 +31,11 @@ using DeltaSource = std::function<absl::StatusOr<at::Tensor>(
 struct AggregationReport {
   std::vector<double> norms;        // each delta's L2 norm as received
   std::vector<double> clip_scales;  // factor applied (1: not clipped)
-  std::vector<bool> selected;       // went into the combination (Krum)
-  int krum_f = 0;                   // f used (Krum)
+  std::vector<bool> selected;  // went into the combination (direction, Krum)
+  // direction: each delta's cosine with the round's geometric median (not
+  // positive: dropped); empty for the other rules.
+  std::vector<double> cosines;
+  int krum_f = 0;  // f used (Krum)
   // Each delta's share of the combination (summing to 1 over the selected
   // ones): its weight, or what centered clipping left of it.
   std::vector<double> shares;

@@ -41,7 +41,8 @@ ABSL_FLAG(double, hostile, 0.3, "fraction of hostile workers");
 ABSL_FLAG(int32_t, parallel, 2, "simulations run at once");
 ABSL_FLAG(std::string, candidates,
           "fedavg+clip:2+median,fedavg+clip:2+trimmed_mean:0.3,"
-          "svd+clip:2+krum,svd+clip:2,svd+clip:2+centered_clip:1",
+          "svd+clip:2+krum,svd+clip:2,svd+clip:2+centered_clip:1,"
+          "svd+clip:2+direction,svd+clip:2+direction+centered_clip:1",
           "robust rules compared under attack (comma-separated)");
 ABSL_FLAG(uint64_t, seed, 7, "training seed of the honest runs");
 ABSL_FLAG(std::string, attack_seeds, "7,11,23",

@@ -316,6 +316,59 @@ TEST(FederatedAggregationTest, CenteredClippingBluntsSignFlips) {
   for (int i = 7; i < 10; ++i) EXPECT_LT(report.shares[i], 0.02) << i;
 }
 
+TEST(FederatedAggregationTest, DirectionDropsDeltasOpposedToTheMedian) {
+  // Seven honest deltas that differ in direction (non-IID shards: each has a
+  // coordinate of its own besides the shared one) and three sign flips of
+  // honest deltas. The flips point away from the geometric median and are
+  // dropped; every honest delta, however its shard differs, is kept.
+  at::manual_seed(11);
+  const AdapterTensors parent = Module(at::zeros({2, 3}), at::zeros({4, 2}));
+  std::vector<AdapterTensors> deltas;
+  for (int i = 0; i < 10; ++i) {
+    at::Tensor a = at::full({2, 3}, 0.5) + 0.3 * at::randn({2, 3});
+    at::Tensor b = at::full({4, 2}, 0.5) + 0.3 * at::randn({4, 2});
+    a.view(-1)[i % 6] += 1.0;
+    if (i >= 7) {
+      a = -a;
+      b = -b;
+    }
+    deltas.push_back(Module(a, b));
+  }
+  const std::vector<double> weights(10, 1.0);
+  AggregationReport report;
+  auto next = AggregateAdapterDeltas(parent, FromMemory(deltas), weights,
+                                     Rule("fedavg+direction"), &report);
+  ASSERT_OK(next);
+  ASSERT_EQ(report.cosines.size(), 10u);
+  for (int i = 0; i < 7; ++i) {
+    EXPECT_GT(report.cosines[i], 0) << i;
+    EXPECT_TRUE(report.selected[i]) << i;
+  }
+  for (int i = 7; i < 10; ++i) {
+    EXPECT_LT(report.cosines[i], 0) << i;
+    EXPECT_FALSE(report.selected[i]) << i;
+    EXPECT_EQ(report.shares[i], 0) << i;
+  }
+  // The result is the mean of the seven kept deltas.
+  at::Tensor honest_a = at::zeros({2, 3});
+  for (int i = 0; i < 7; ++i) honest_a += deltas[i].at(kA) / 7;
+  EXPECT_TRUE(TensorsNear(next->at(kA), honest_a, 1e-5));
+  // With centered clipping after it, the clipping sees the kept deltas only:
+  // the flips get no share at all.
+  auto centered = AggregateAdapterDeltas(
+      parent, FromMemory(deltas), weights,
+      Rule("svd+clip:2+direction+centered_clip:1"), &report);
+  ASSERT_OK(centered);
+  for (int i = 7; i < 10; ++i) EXPECT_EQ(report.shares[i], 0) << i;
+  for (int i = 0; i < 7; ++i) EXPECT_GT(report.shares[i], 0.05) << i;
+  // All deltas zero: no direction to keep to, nothing is dropped.
+  auto zero =
+      AggregateAdapterDeltas(parent, FromMemory(Filled({0, 0, 0})), {1, 1, 1},
+                             Rule("fedavg+direction"), &report);
+  ASSERT_OK(zero);
+  EXPECT_EQ(report.selected, (std::vector<bool>{true, true, true}));
+}
+
 TEST(FederatedAggregationTest, RefusesBadInputByName) {
   const AdapterTensors parent = Module(at::zeros({2, 3}), at::zeros({4, 2}));
   const std::vector<AdapterTensors> deltas = Filled({1});
@@ -369,6 +422,8 @@ TEST(AggregationRuleTest, ParsesAndFormatsRules) {
             FormatAggregationRule(Rule(kDefaultAggregation)));
   EXPECT_EQ(FormatAggregationRule(Rule("svd+clip:2+centered_clip")),
             "svd+clip:2+centered_clip:1");
+  EXPECT_EQ(FormatAggregationRule(Rule("svd+centered_clip+direction+clip")),
+            "svd+clip:2+direction+centered_clip:1");
   EXPECT_TRUE(Rule("ffa").b_only());
   EXPECT_FALSE(Rule("svd").b_only());
 }
@@ -397,6 +452,12 @@ TEST(AggregationRuleTest, RefusesBadRulesByName) {
   EXPECT_THAT(ParseAggregationRule("svd+centered_clip:0"),
               StatusIs(absl::StatusCode::kInvalidArgument,
                        HasSubstr("tau must be in [0.1, 100]")));
+  EXPECT_THAT(ParseAggregationRule("svd+direction:1"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("'direction' takes no parameter")));
+  EXPECT_THAT(ParseAggregationRule("svd+direction+direction"),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("'direction' appears twice")));
   EXPECT_THAT(ParseAggregationRule("ffa+bogus"),
               StatusIs(absl::StatusCode::kInvalidArgument,
                        HasSubstr("unknown step 'bogus'")));
