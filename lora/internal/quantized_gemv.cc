@@ -1,0 +1,347 @@
+// Quantized matrix-vector kernels; see quantized_gemv.h. Each kernel handles
+// R rows at once (independent accumulator chains, one load of x per block for
+// all of them) and whole blocks only: x is zero-padded to whole blocks, and
+// the padding's codes stand for zero in every format.
+#include "lora/internal/quantized_gemv.h"
+
+#include <ATen/Parallel.h>
+#include <c10/util/Half.h>
+#include <immintrin.h>
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "lora/quantized_matrix.h"
+
+// GCC 12 warns about _mm512_reduce_add_ps's internal _mm512_undefined_ps (GCC
+// bug 105593); the value is never read uninitialised.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+
+namespace openforce::lora::internal {
+namespace {
+
+constexpr int64_t kNf4GroupBlocks = 256;
+constexpr int64_t kRowsPerTask = 64;
+
+// What every kernel reads: the matrix's raw arrays.
+struct Operands {
+  const uint8_t* codes;         // row r at codes + r * code_stride
+  int64_t code_stride;          // bytes per row
+  const uint16_t* half_scales;  // kQ8, kQ4: fp16 bits, [rows, blocks]
+  const int8_t* absmax_codes;   // kNf4: [rows, blocks]
+  const float* group_scales;    // kNf4
+  float absmax_mean;            // kNf4
+  int64_t blocks;
+  const float* x;  // padded to blocks x block size
+};
+
+float HalfToFloat(uint16_t bits) {
+  return c10::detail::fp16_ieee_to_fp32_value(bits);
+}
+
+float BlockScale(const Operands& op, WeightFormat format, int64_t row,
+                 int64_t b) {
+  const int64_t i = row * op.blocks + b;
+  if (format == WeightFormat::kNf4) {
+    return Nf4BlockScale(op.absmax_codes[i],
+                         op.group_scales[i / kNf4GroupBlocks], op.absmax_mean);
+  }
+  return HalfToFloat(op.half_scales[i]);
+}
+
+// ---- portable ----
+
+void PortableRows(const Operands& op, WeightFormat format, float* y,
+                  int64_t begin, int64_t end) {
+  const float* levels = Nf4Levels();
+  for (int64_t r = begin; r < end; ++r) {
+    const uint8_t* row = op.codes + r * op.code_stride;
+    float total = 0;
+    for (int64_t b = 0; b < op.blocks; ++b) {
+      float sum = 0;
+      if (format == WeightFormat::kQ8) {
+        const auto* c = reinterpret_cast<const int8_t*>(row) + b * 32;
+        const float* x = op.x + b * 32;
+        for (int k = 0; k < 32; ++k) sum += static_cast<float>(c[k]) * x[k];
+      } else if (format == WeightFormat::kQ4) {
+        const uint8_t* c = row + b * 16;
+        const float* x = op.x + b * 32;
+        for (int j = 0; j < 16; ++j) {
+          sum += static_cast<float>((c[j] & 15) - 8) * x[j] +
+                 static_cast<float>((c[j] >> 4) - 8) * x[j + 16];
+        }
+      } else {
+        const uint8_t* c = row + b * 32;
+        const float* x = op.x + b * 64;
+        for (int j = 0; j < 32; ++j)
+          sum += levels[c[j] & 15] * x[j] + levels[c[j] >> 4] * x[j + 32];
+      }
+      total += sum * BlockScale(op, format, r, b);
+    }
+    y[r] = total;
+  }
+}
+
+// ---- AVX2 ----
+
+#define OPENFORCE_AVX2 __attribute__((target("avx2,fma,f16c")))
+
+OPENFORCE_AVX2 inline float Sum8(__m256 v) {
+  const __m128 folded =
+      _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  __m128 s = _mm_add_ps(folded, _mm_movehl_ps(folded, folded));
+  s = _mm_add_ss(s, _mm_shuffle_ps(s, s, 1));
+  return _mm_cvtss_f32(s);
+}
+
+// Eight int8 values at p (sign-extended) as fp32.
+OPENFORCE_AVX2 inline __m256 Int8x8(const void* p) {
+  return _mm256_cvtepi32_ps(
+      _mm256_cvtepi8_epi32(_mm_loadl_epi64(static_cast<const __m128i*>(p))));
+}
+
+// 16 int8 values in v as two vectors of eight fp32.
+OPENFORCE_AVX2 inline void Int8x16(__m128i v, __m256* low, __m256* high) {
+  *low = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(v));
+  *high = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128(v, 8)));
+}
+
+// NF4 levels of 16 indices (bytes 0..15 in v) as two vectors of eight.
+OPENFORCE_AVX2 inline void Nf4x16(__m128i v, __m256 levels_low,
+                                  __m256 levels_high, __m256* low,
+                                  __m256* high) {
+  const __m256i seven = _mm256_set1_epi32(7);
+  for (int half = 0; half < 2; ++half) {
+    const __m256i index =
+        _mm256_cvtepu8_epi32(half == 0 ? v : _mm_srli_si128(v, 8));
+    const __m256 from_low = _mm256_permutevar8x32_ps(levels_low, index);
+    const __m256 from_high = _mm256_permutevar8x32_ps(levels_high, index);
+    const __m256 upper = _mm256_castsi256_ps(_mm256_cmpgt_epi32(index, seven));
+    (half == 0 ? *low : *high) = _mm256_blendv_ps(from_low, from_high, upper);
+  }
+}
+
+template <int R>
+OPENFORCE_AVX2 void Avx2Rows(const Operands& op, WeightFormat format, float* y,
+                             int64_t r) {
+  __m256 acc[R];
+  for (int i = 0; i < R; ++i) acc[i] = _mm256_setzero_ps();
+  const __m128i mask = _mm_set1_epi8(15);
+  const __m128i eight = _mm_set1_epi8(8);
+  const __m256 levels_low = _mm256_loadu_ps(Nf4Levels());
+  const __m256 levels_high = _mm256_loadu_ps(Nf4Levels() + 8);
+  for (int64_t b = 0; b < op.blocks; ++b) {
+    for (int i = 0; i < R; ++i) {
+      const uint8_t* row = op.codes + (r + i) * op.code_stride;
+      __m256 p;
+      if (format == WeightFormat::kQ8) {
+        const uint8_t* c = row + b * 32;
+        const float* x = op.x + b * 32;
+        p = _mm256_mul_ps(Int8x8(c), _mm256_loadu_ps(x));
+        p = _mm256_fmadd_ps(Int8x8(c + 8), _mm256_loadu_ps(x + 8), p);
+        p = _mm256_fmadd_ps(Int8x8(c + 16), _mm256_loadu_ps(x + 16), p);
+        p = _mm256_fmadd_ps(Int8x8(c + 24), _mm256_loadu_ps(x + 24), p);
+      } else if (format == WeightFormat::kQ4) {
+        const __m128i c =
+            _mm_loadu_si128(reinterpret_cast<const __m128i*>(row + b * 16));
+        const __m128i lo = _mm_sub_epi8(_mm_and_si128(c, mask), eight);
+        const __m128i hi =
+            _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(c, 4), mask), eight);
+        const float* x = op.x + b * 32;
+        __m256 a, bb;
+        Int8x16(lo, &a, &bb);
+        p = _mm256_mul_ps(a, _mm256_loadu_ps(x));
+        p = _mm256_fmadd_ps(bb, _mm256_loadu_ps(x + 8), p);
+        Int8x16(hi, &a, &bb);
+        p = _mm256_fmadd_ps(a, _mm256_loadu_ps(x + 16), p);
+        p = _mm256_fmadd_ps(bb, _mm256_loadu_ps(x + 24), p);
+      } else {
+        const uint8_t* c = row + b * 32;
+        const float* x = op.x + b * 64;
+        p = _mm256_setzero_ps();
+        for (int part = 0; part < 2; ++part) {
+          const __m128i bytes =
+              _mm_loadu_si128(reinterpret_cast<const __m128i*>(c + 16 * part));
+          __m256 a, bb;
+          Nf4x16(_mm_and_si128(bytes, mask), levels_low, levels_high, &a, &bb);
+          p = _mm256_fmadd_ps(a, _mm256_loadu_ps(x + 16 * part), p);
+          p = _mm256_fmadd_ps(bb, _mm256_loadu_ps(x + 16 * part + 8), p);
+          Nf4x16(_mm_and_si128(_mm_srli_epi16(bytes, 4), mask), levels_low,
+                 levels_high, &a, &bb);
+          p = _mm256_fmadd_ps(a, _mm256_loadu_ps(x + 32 + 16 * part), p);
+          p = _mm256_fmadd_ps(bb, _mm256_loadu_ps(x + 40 + 16 * part), p);
+        }
+      }
+      acc[i] = _mm256_fmadd_ps(
+          p, _mm256_set1_ps(BlockScale(op, format, r + i, b)), acc[i]);
+    }
+  }
+  for (int i = 0; i < R; ++i) y[r + i] = Sum8(acc[i]);
+}
+
+OPENFORCE_AVX2 void Avx2RowRange(const Operands& op, WeightFormat format,
+                                 float* y, int64_t begin, int64_t end) {
+  int64_t r = begin;
+  for (; r + 4 <= end; r += 4) Avx2Rows<4>(op, format, y, r);
+  for (; r < end; ++r) Avx2Rows<1>(op, format, y, r);
+}
+
+// ---- AVX-512 ----
+
+#define OPENFORCE_AVX512 \
+  __attribute__((target("avx512f,avx512bw,avx512vl,avx2,fma,f16c")))
+
+OPENFORCE_AVX512 inline __m512 Int8x16To512(__m128i v) {
+  return _mm512_cvtepi32_ps(_mm512_cvtepi8_epi32(v));
+}
+
+// The NF4 levels of 16 indices (bytes of `nibbles`).
+OPENFORCE_AVX512 inline __m512 Nf4x16To512(__m128i nibbles, __m512 levels) {
+  return _mm512_permutexvar_ps(_mm512_cvtepu8_epi32(nibbles), levels);
+}
+
+template <int R>
+OPENFORCE_AVX512 void Avx512Rows(const Operands& op, WeightFormat format,
+                                 float* y, int64_t r) {
+  __m512 acc[R];
+  for (int i = 0; i < R; ++i) acc[i] = _mm512_setzero_ps();
+  const __m128i mask = _mm_set1_epi8(15);
+  const __m128i eight = _mm_set1_epi8(8);
+  const __m512 levels = _mm512_loadu_ps(Nf4Levels());
+  for (int64_t b = 0; b < op.blocks; ++b) {
+    if (format == WeightFormat::kNf4) {
+      const float* x = op.x + b * 64;
+      const __m512 x0 = _mm512_loadu_ps(x), x1 = _mm512_loadu_ps(x + 16);
+      const __m512 x2 = _mm512_loadu_ps(x + 32), x3 = _mm512_loadu_ps(x + 48);
+      for (int i = 0; i < R; ++i) {
+        const uint8_t* c = op.codes + (r + i) * op.code_stride + b * 32;
+        const __m128i c0 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(c));
+        const __m128i c1 =
+            _mm_loadu_si128(reinterpret_cast<const __m128i*>(c + 16));
+        __m512 p =
+            _mm512_mul_ps(Nf4x16To512(_mm_and_si128(c0, mask), levels), x0);
+        p = _mm512_fmadd_ps(Nf4x16To512(_mm_and_si128(c1, mask), levels), x1,
+                            p);
+        p = _mm512_fmadd_ps(
+            Nf4x16To512(_mm_and_si128(_mm_srli_epi16(c0, 4), mask), levels), x2,
+            p);
+        p = _mm512_fmadd_ps(
+            Nf4x16To512(_mm_and_si128(_mm_srli_epi16(c1, 4), mask), levels), x3,
+            p);
+        acc[i] = _mm512_fmadd_ps(
+            p, _mm512_set1_ps(BlockScale(op, format, r + i, b)), acc[i]);
+      }
+      continue;
+    }
+    const float* x = op.x + b * 32;
+    const __m512 x0 = _mm512_loadu_ps(x), x1 = _mm512_loadu_ps(x + 16);
+    for (int i = 0; i < R; ++i) {
+      const uint8_t* row = op.codes + (r + i) * op.code_stride;
+      __m128i lo, hi;
+      if (format == WeightFormat::kQ8) {
+        lo = _mm_loadu_si128(reinterpret_cast<const __m128i*>(row + b * 32));
+        hi = _mm_loadu_si128(
+            reinterpret_cast<const __m128i*>(row + b * 32 + 16));
+      } else {
+        const __m128i c =
+            _mm_loadu_si128(reinterpret_cast<const __m128i*>(row + b * 16));
+        lo = _mm_sub_epi8(_mm_and_si128(c, mask), eight);
+        hi = _mm_sub_epi8(_mm_and_si128(_mm_srli_epi16(c, 4), mask), eight);
+      }
+      const __m512 p = _mm512_fmadd_ps(Int8x16To512(hi), x1,
+                                       _mm512_mul_ps(Int8x16To512(lo), x0));
+      acc[i] = _mm512_fmadd_ps(
+          p, _mm512_set1_ps(BlockScale(op, format, r + i, b)), acc[i]);
+    }
+  }
+  for (int i = 0; i < R; ++i) y[r + i] = _mm512_reduce_add_ps(acc[i]);
+}
+
+OPENFORCE_AVX512 void Avx512RowRange(const Operands& op, WeightFormat format,
+                                     float* y, int64_t begin, int64_t end) {
+  int64_t r = begin;
+  for (; r + 4 <= end; r += 4) Avx512Rows<4>(op, format, y, r);
+  for (; r < end; ++r) Avx512Rows<1>(op, format, y, r);
+}
+
+}  // namespace
+
+GemvIsa BestGemvIsa() {
+  static const GemvIsa best = [] {
+    const std::vector<GemvIsa> isas = AvailableGemvIsas();
+    return isas.back();
+  }();
+  return best;
+}
+
+std::vector<GemvIsa> AvailableGemvIsas() {
+  __builtin_cpu_init();
+  std::vector<GemvIsa> isas = {GemvIsa::kPortable};
+  const bool avx2 = __builtin_cpu_supports("avx2") &&
+                    __builtin_cpu_supports("fma") &&
+                    __builtin_cpu_supports("f16c");
+  if (avx2) isas.push_back(GemvIsa::kAvx2);
+  if (avx2 && __builtin_cpu_supports("avx512f") &&
+      __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl"))
+    isas.push_back(GemvIsa::kAvx512);
+  return isas;
+}
+
+const char* GemvIsaName(GemvIsa isa) {
+  switch (isa) {
+    case GemvIsa::kPortable:
+      return "portable";
+    case GemvIsa::kAvx2:
+      return "avx2";
+    case GemvIsa::kAvx512:
+      return "avx512";
+  }
+  return "unknown";
+}
+
+void QuantizedGemv(const QuantizedMatrix& matrix, const float* x, float* y) {
+  QuantizedGemvWith(BestGemvIsa(), matrix, x, y);
+}
+
+void QuantizedGemvWith(GemvIsa isa, const QuantizedMatrix& m, const float* x,
+                       float* y) {
+  const int64_t block = WeightFormatBlockSize(m.format);
+  const int64_t blocks = m.blocks_per_row();
+  std::vector<float> padded;
+  const float* input = x;
+  if (m.cols != blocks * block) {
+    padded.assign(blocks * block, 0.0f);
+    std::memcpy(padded.data(), x, m.cols * sizeof(float));
+    input = padded.data();
+  }
+  Operands op{};
+  op.codes = static_cast<const uint8_t*>(m.codes.data_ptr());
+  op.code_stride = m.codes.size(1);
+  op.blocks = blocks;
+  op.x = input;
+  if (m.format == WeightFormat::kNf4) {
+    op.absmax_codes = m.scales.data_ptr<int8_t>();
+    op.group_scales = m.group_scales.data_ptr<float>();
+    op.absmax_mean = m.absmax_mean;
+  } else {
+    op.half_scales =
+        reinterpret_cast<const uint16_t*>(m.scales.data_ptr<at::Half>());
+  }
+  const WeightFormat format = m.format;
+  at::parallel_for(0, m.rows, kRowsPerTask, [&](int64_t begin, int64_t end) {
+    switch (isa) {
+      case GemvIsa::kAvx512:
+        Avx512RowRange(op, format, y, begin, end);
+        break;
+      case GemvIsa::kAvx2:
+        Avx2RowRange(op, format, y, begin, end);
+        break;
+      case GemvIsa::kPortable:
+        PortableRows(op, format, y, begin, end);
+        break;
+    }
+  });
+}
+
+}  // namespace openforce::lora::internal

@@ -1,0 +1,303 @@
+// Quantizing, dequantizing and multiplying block-quantized weights; see
+// quantized_matrix.h. Built with -ffp-contract=off: the quantization must not
+// depend on whether a compiler fuses a multiply and an add.
+#include "lora/quantized_matrix.h"
+
+#include <ATen/ATen.h>
+#include <c10/util/Half.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "lora/internal/quantized_gemv.h"
+
+namespace openforce::lora {
+namespace {
+
+constexpr float kNf4Levels[16] = {-1.0f,
+                                  -0.6961928009986877f,
+                                  -0.5250730514526367f,
+                                  -0.39491748809814453f,
+                                  -0.28444138169288635f,
+                                  -0.18477343022823334f,
+                                  -0.09105003625154495f,
+                                  0.0f,
+                                  0.07958029955625534f,
+                                  0.16093020141124725f,
+                                  0.24611230194568634f,
+                                  0.33791524171829224f,
+                                  0.44070982933044434f,
+                                  0.5626170039176941f,
+                                  0.7229568362236023f,
+                                  1.0f};
+
+// Blocks of absmax values sharing one fp32 scale (QLoRA's second level).
+constexpr int64_t kNf4GroupBlocks = 256;
+
+// Activation rows at most this many multiply through the quantized kernels;
+// more dequantize the weight once and use a matrix product.
+constexpr int64_t kMaxGemvRows = 4;
+
+// The nearest NF4 level to v (ties to the lower level).
+uint8_t NearestNf4(float v) {
+  uint8_t index = 0;
+  for (int i = 0; i < 15; ++i) {
+    const float midpoint = 0.5f * (kNf4Levels[i] + kNf4Levels[i + 1]);
+    if (v > midpoint) index = static_cast<uint8_t>(i + 1);
+  }
+  return index;
+}
+
+float RoundToHalf(float value, uint16_t* bits) {
+  const c10::Half half(value);
+  *bits = half.x;
+  return static_cast<float>(half);
+}
+
+void QuantizeQ8Row(const float* x, int64_t cols, int64_t blocks, int8_t* codes,
+                   uint16_t* scales) {
+  for (int64_t b = 0; b < blocks; ++b) {
+    const int64_t begin = b * 32, end = std::min(cols, begin + 32);
+    float amax = 0;
+    for (int64_t k = begin; k < end; ++k)
+      amax = std::max(amax, std::fabs(x[k]));
+    const float d = RoundToHalf(amax / 127.0f, &scales[b]);
+    for (int64_t k = begin; k < end; ++k) {
+      const float q = d > 0 ? std::nearbyint(x[k] / d) : 0.0f;
+      codes[k] = static_cast<int8_t>(std::clamp(q, -127.0f, 127.0f));
+    }
+  }
+}
+
+void QuantizeQ4Row(const float* x, int64_t cols, int64_t blocks, uint8_t* codes,
+                   uint16_t* scales) {
+  for (int64_t b = 0; b < blocks; ++b) {
+    const int64_t begin = b * 32, end = std::min(cols, begin + 32);
+    // The value of largest magnitude maps to -8 exactly, as in Q4_0: the
+    // asymmetric range [-8, 7] spends its extra level on that side.
+    float extreme = 0;
+    for (int64_t k = begin; k < end; ++k) {
+      if (std::fabs(x[k]) > std::fabs(extreme)) extreme = x[k];
+    }
+    const float d = RoundToHalf(extreme / -8.0f, &scales[b]);
+    uint8_t q[32];
+    for (int k = 0; k < 32; ++k) {
+      const int64_t index = begin + k;
+      float code = 8;
+      if (index < end && d != 0) {
+        code = std::clamp(std::nearbyint(x[index] / d) + 8.0f, 0.0f, 15.0f);
+      }
+      q[k] = static_cast<uint8_t>(code);
+    }
+    for (int j = 0; j < 16; ++j)
+      codes[b * 16 + j] = static_cast<uint8_t>(q[j] | (q[j + 16] << 4));
+  }
+}
+
+QuantizedMatrix QuantizeNf4(const at::Tensor& w, int64_t blocks) {
+  const int64_t rows = w.size(0), cols = w.size(1);
+  const float* x = w.data_ptr<float>();
+  const int64_t total = rows * blocks;
+  std::vector<float> absmax(total, 0.0f);
+  double sum = 0;
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t b = 0; b < blocks; ++b) {
+      const int64_t begin = b * 64, end = std::min(cols, begin + 64);
+      float amax = 0;
+      for (int64_t k = begin; k < end; ++k)
+        amax = std::max(amax, std::fabs(x[r * cols + k]));
+      absmax[r * blocks + b] = amax;
+      sum += amax;
+    }
+  }
+  QuantizedMatrix m;
+  m.format = WeightFormat::kNf4;
+  m.rows = rows;
+  m.cols = cols;
+  m.absmax_mean = static_cast<float>(sum / static_cast<double>(total));
+  const int64_t groups = (total + kNf4GroupBlocks - 1) / kNf4GroupBlocks;
+  m.group_scales = at::zeros({groups}, at::kFloat);
+  m.scales = at::zeros({rows, blocks}, at::kChar);
+  m.codes = at::zeros({rows, blocks * 32}, at::kByte);
+  float* group_scales = m.group_scales.data_ptr<float>();
+  int8_t* absmax_codes = m.scales.data_ptr<int8_t>();
+  uint8_t* codes = m.codes.data_ptr<uint8_t>();
+  for (int64_t g = 0; g < groups; ++g) {
+    const int64_t begin = g * kNf4GroupBlocks;
+    const int64_t end = std::min(total, begin + kNf4GroupBlocks);
+    float deviation = 0;
+    for (int64_t i = begin; i < end; ++i)
+      deviation = std::max(deviation, std::fabs(absmax[i] - m.absmax_mean));
+    const float scale = deviation / 127.0f;
+    group_scales[g] = scale;
+    for (int64_t i = begin; i < end; ++i) {
+      const float q =
+          scale > 0 ? std::nearbyint((absmax[i] - m.absmax_mean) / scale) : 0;
+      absmax_codes[i] = static_cast<int8_t>(std::clamp(q, -127.0f, 127.0f));
+    }
+  }
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t b = 0; b < blocks; ++b) {
+      const int64_t i = r * blocks + b;
+      // The absmax as the kernels will read it back, so that the codes fit
+      // the scale actually stored.
+      const float amax = internal::Nf4BlockScale(
+          absmax_codes[i], group_scales[i / kNf4GroupBlocks], m.absmax_mean);
+      uint8_t q[64];
+      for (int k = 0; k < 64; ++k) {
+        const int64_t col = b * 64 + k;
+        q[k] = 7;  // level 0.0
+        if (col < cols && amax > 0) q[k] = NearestNf4(x[r * cols + col] / amax);
+      }
+      uint8_t* out = codes + r * blocks * 32 + b * 32;
+      for (int j = 0; j < 32; ++j)
+        out[j] = static_cast<uint8_t>(q[j] | (q[j + 32] << 4));
+    }
+  }
+  return m;
+}
+
+// Low then high nibbles of each block's bytes: [rows, blocks, 2 x half].
+at::Tensor UnpackNibbles(const at::Tensor& codes, int64_t rows,
+                         int64_t blocks) {
+  const at::Tensor bytes = codes.view({rows, blocks, -1});
+  return at::cat(
+      {at::bitwise_and(bytes, 15), at::bitwise_right_shift(bytes, 4)}, -1);
+}
+
+}  // namespace
+
+const float* Nf4Levels() { return kNf4Levels; }
+
+int64_t QuantizedMatrix::blocks_per_row() const {
+  const int64_t block = WeightFormatBlockSize(format);
+  return (cols + block - 1) / block;
+}
+
+int64_t QuantizedMatrix::bytes() const {
+  int64_t total = 0;
+  for (const at::Tensor* t : {&codes, &scales, &group_scales}) {
+    if (t->defined()) total += t->numel() * t->element_size();
+  }
+  if (format == WeightFormat::kNf4) total += sizeof(absmax_mean);
+  return total;
+}
+
+QuantizedMatrix QuantizedMatrix::To(const at::Device& device) const {
+  QuantizedMatrix moved = *this;
+  for (at::Tensor* t : {&moved.codes, &moved.scales, &moved.group_scales}) {
+    if (t->defined()) *t = t->to(device);
+  }
+  return moved;
+}
+
+absl::StatusOr<QuantizedMatrix> QuantizeMatrix(const at::Tensor& weight,
+                                               WeightFormat format) {
+  if (format == WeightFormat::kNone) {
+    return absl::InvalidArgumentError(
+        "quantizing needs a format (q8, q4, nf4)");
+  }
+  if (weight.dim() != 2 || weight.size(0) == 0 || weight.size(1) == 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("only non-empty 2-D weights are quantized; got ",
+                     weight.dim(), " dimensions"));
+  }
+  if (weight.scalar_type() != at::kFloat && weight.scalar_type() != at::kHalf &&
+      weight.scalar_type() != at::kBFloat16) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("weights of type ", c10::toString(weight.scalar_type()),
+                     " are not quantized (F32, F16 or BF16 are)"));
+  }
+  const at::Tensor w = weight.detach().to(at::kCPU).to(at::kFloat).contiguous();
+  if (!at::isfinite(w).all().item<bool>()) {
+    return absl::InvalidArgumentError(
+        "the weight holds NaN or infinite values");
+  }
+  const int64_t rows = w.size(0), cols = w.size(1);
+  const int64_t blocks = (cols + WeightFormatBlockSize(format) - 1) /
+                         WeightFormatBlockSize(format);
+  if (format == WeightFormat::kNf4) return QuantizeNf4(w, blocks);
+  QuantizedMatrix m;
+  m.format = format;
+  m.rows = rows;
+  m.cols = cols;
+  m.scales = at::zeros({rows, blocks}, at::kHalf);
+  auto* scales = reinterpret_cast<uint16_t*>(m.scales.data_ptr<at::Half>());
+  const float* x = w.data_ptr<float>();
+  if (format == WeightFormat::kQ8) {
+    m.codes = at::zeros({rows, blocks * 32}, at::kChar);
+    int8_t* codes = m.codes.data_ptr<int8_t>();
+    for (int64_t r = 0; r < rows; ++r) {
+      QuantizeQ8Row(x + r * cols, cols, blocks, codes + r * blocks * 32,
+                    scales + r * blocks);
+    }
+  } else {
+    m.codes = at::zeros({rows, blocks * 16}, at::kByte);
+    uint8_t* codes = m.codes.data_ptr<uint8_t>();
+    for (int64_t r = 0; r < rows; ++r) {
+      QuantizeQ4Row(x + r * cols, cols, blocks, codes + r * blocks * 16,
+                    scales + r * blocks);
+    }
+  }
+  return m;
+}
+
+at::Tensor DequantizeMatrix(const QuantizedMatrix& m, at::ScalarType dtype) {
+  TORCH_CHECK(m.defined(), "dequantizing an empty quantized matrix");
+  const int64_t blocks = m.blocks_per_row();
+  at::Tensor values;  // [rows, blocks, block] fp32
+  switch (m.format) {
+    case WeightFormat::kQ8:
+      values = m.codes.to(at::kFloat).view({m.rows, blocks, 32}) *
+               m.scales.to(at::kFloat).unsqueeze(-1);
+      break;
+    case WeightFormat::kQ4:
+      values = (UnpackNibbles(m.codes, m.rows, blocks).to(at::kFloat) - 8) *
+               m.scales.to(at::kFloat).unsqueeze(-1);
+      break;
+    case WeightFormat::kNf4: {
+      const at::Tensor levels =
+          at::from_blob(const_cast<float*>(kNf4Levels), {16}, at::kFloat)
+              .to(m.codes.device());
+      const at::Tensor group = m.group_scales.repeat_interleave(kNf4GroupBlocks)
+                                   .narrow(0, 0, m.rows * blocks)
+                                   .view({m.rows, blocks});
+      const at::Tensor absmax = m.scales.to(at::kFloat) * group + m.absmax_mean;
+      values =
+          levels.index({UnpackNibbles(m.codes, m.rows, blocks).to(at::kLong)}) *
+          absmax.unsqueeze(-1);
+      break;
+    }
+    case WeightFormat::kNone:
+      TORCH_CHECK(false, "dequantizing a matrix without a format");
+  }
+  return values.view({m.rows, -1}).narrow(1, 0, m.cols).to(dtype).contiguous();
+}
+
+at::Tensor QuantizedLinear(const at::Tensor& x, const QuantizedMatrix& m,
+                           const at::Tensor& bias) {
+  TORCH_CHECK(x.size(-1) == m.cols, "input has ", x.size(-1),
+              " features; the quantized weight takes ", m.cols);
+  const int64_t vectors = x.numel() / m.cols;
+  const bool needs_grad = at::GradMode::is_enabled() && x.requires_grad();
+  if (x.device().is_cpu() && m.codes.device().is_cpu() && !needs_grad &&
+      vectors <= kMaxGemvRows) {
+    const at::Tensor input = x.reshape({vectors, m.cols}).to(at::kFloat);
+    at::Tensor out = at::empty({vectors, m.rows}, at::kFloat);
+    for (int64_t v = 0; v < vectors; ++v) {
+      internal::QuantizedGemv(m, input[v].contiguous().data_ptr<float>(),
+                              out[v].data_ptr<float>());
+    }
+    std::vector<int64_t> shape(x.sizes().begin(), x.sizes().end());
+    shape.back() = m.rows;
+    at::Tensor y = out.view(shape);
+    if (bias.defined()) y = y + bias.to(at::kFloat);
+    return y.to(x.scalar_type());
+  }
+  return at::linear(x, DequantizeMatrix(m, x.scalar_type()), bias);
+}
+
+}  // namespace openforce::lora
