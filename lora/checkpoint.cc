@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 #include <set>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -129,6 +130,20 @@ std::vector<std::pair<std::string, std::vector<int64_t>>> ExpectedTensors(
   return out;
 }
 
+namespace {
+
+// "model.layers.N.self_attn.q_proj.weight" and the other six projections.
+bool IsProjectionWeight(const std::string& name) {
+  if (!absl::StartsWith(name, "model.layers.")) return false;
+  for (Projection p : kAllProjections) {
+    if (absl::EndsWith(name, absl::StrCat(".", ProjectionPath(p), ".weight")))
+      return true;
+  }
+  return false;
+}
+
+}  // namespace
+
 absl::StatusOr<LlamaWeights> LoadLlamaWeights(const std::string& model_dir,
                                               const LlamaConfig& config,
                                               const LoadOptions& options) {
@@ -191,6 +206,7 @@ absl::StatusOr<LlamaWeights> LoadLlamaWeights(const std::string& model_dir,
   }
 
   std::map<std::string, at::Tensor> loaded;
+  std::map<std::string, QuantizedMatrix> quantized;
   std::set<std::string> expected_names;
   try {
     const at::Device device(options.device);
@@ -209,6 +225,20 @@ absl::StatusOr<LlamaWeights> LoadLlamaWeights(const std::string& model_dir,
                          ShapeText(shape)));
       }
       ASSIGN_OR_RETURN(at::Tensor tensor, it->second->Tensor(name));
+      if (options.quantization != WeightFormat::kNone &&
+          IsProjectionWeight(name)) {
+        // From the file's own values, one matrix at a time: the dense
+        // projection never exists in memory beyond this tensor.
+        absl::StatusOr<QuantizedMatrix> matrix =
+            QuantizeMatrix(tensor, options.quantization);
+        if (!matrix.ok()) {
+          return absl::InvalidArgumentError(
+              absl::StrCat(it->second->path(), ": tensor '", name,
+                           "': ", matrix.status().message()));
+        }
+        quantized[name] = matrix->To(device);
+        continue;
+      }
       loaded[name] = tensor.to(device, options.dtype);
     }
   } catch (const std::exception& e) {
@@ -243,7 +273,13 @@ absl::StatusOr<LlamaWeights> LoadLlamaWeights(const std::string& model_dir,
       w.k_norm = loaded.at(prefix + "self_attn.k_norm.weight");
     }
     for (Projection p : kAllProjections) {
-      w[p] = loaded.at(absl::StrCat(prefix, ProjectionPath(p), ".weight"));
+      const std::string name =
+          absl::StrCat(prefix, ProjectionPath(p), ".weight");
+      if (options.quantization != WeightFormat::kNone) {
+        w.quantized[static_cast<int>(p)] = quantized.at(name);
+      } else {
+        w[p] = loaded.at(name);
+      }
       if (HasBias(config, p)) {
         w.bias[static_cast<int>(p)] =
             loaded.at(absl::StrCat(prefix, ProjectionPath(p), ".bias"));
@@ -284,6 +320,11 @@ absl::Status SaveLlamaCheckpoint(const std::string& model_dir,
       tensors.push_back({prefix + "self_attn.k_norm.weight", w.k_norm});
     }
     for (Projection p : kAllProjections) {
+      if (!w[p].defined()) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "layer ", layer, " ", ProjectionName(p),
+            " is quantized; a checkpoint holds full-precision weights"));
+      }
       tensors.push_back(
           {absl::StrCat(prefix, ProjectionPath(p), ".weight"), w[p]});
       if (HasBias(config, p)) {

@@ -14,6 +14,8 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "lora/llama_config.h"
+#include "lora/quantized_matrix.h"
+#include "lora/weight_format.h"
 
 namespace openforce::lora {
 
@@ -42,6 +44,9 @@ struct LayerWeights {
   at::Tensor projection[7];
   // Indexed by Projection; defined only where the config has that bias.
   at::Tensor bias[7];
+  // Indexed by Projection: the quantized form of a frozen base loaded with a
+  // weight format; `projection` is then undefined (never both in memory).
+  QuantizedMatrix quantized[7];
 
   at::Tensor& operator[](Projection p) {
     return projection[static_cast<int>(p)];
@@ -51,6 +56,9 @@ struct LayerWeights {
   }
   const at::Tensor& Bias(Projection p) const {
     return bias[static_cast<int>(p)];
+  }
+  const QuantizedMatrix& Quantized(Projection p) const {
+    return quantized[static_cast<int>(p)];
   }
 };
 
@@ -70,6 +78,9 @@ struct LoadOptions {
   // as F32 on the CPU stay views of the memory-mapped file.
   at::ScalarType dtype = at::kFloat;
   std::string device = "cpu";
+  // The seven projections of every layer quantized from the file's values
+  // (weight_format.h); norms, embeddings and lm_head stay in `dtype`.
+  WeightFormat quantization = WeightFormat::kNone;
 };
 
 // Loads and validates a model directory: every expected tensor present with the

@@ -106,6 +106,12 @@ absl::StatusOr<std::unique_ptr<InferenceSession>> InferenceSession::Open(
   LoadOptions load;
   load.dtype = dtype;
   load.device = request.device;
+  load.quantization = request.quantize;
+  if (request.merge_adapter && request.quantize != WeightFormat::kNone) {
+    return absl::InvalidArgumentError(
+        "--merge-adapter needs full-precision base weights; a quantized base "
+        "runs the adapter unmerged");
+  }
   ASSIGN_OR_RETURN(LlamaWeights weights,
                    LoadLlamaWeights(request.model_dir, state->config, load));
   if (!request.adapter_dir.empty()) {
@@ -161,6 +167,7 @@ absl::StatusOr<InferenceResult> InferenceSession::Generate(
   const InferenceRequest& request = state.request;
   InferenceResult result;
   result.dtype = state.dtype_name;
+  result.weight_format = std::string(WeightFormatName(state.request.quantize));
   result.load_seconds = state.load_seconds;
   if (prompt_text.has_value() == !prompt_ids.empty()) {
     return absl::InvalidArgumentError(

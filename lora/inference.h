@@ -16,6 +16,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "lora/sampling.h"
+#include "lora/weight_format.h"
 
 namespace openforce::lora {
 
@@ -40,6 +41,9 @@ struct InferenceRequest {
   // "auto" follows config.json's torch_dtype, with bf16 for fp16 models on the
   // CPU; otherwise float32, bfloat16 or float16.
   std::string dtype = "auto";
+  // The base projections quantized at load (weight_format.h); adapters then
+  // run unmerged.
+  WeightFormat quantize = WeightFormat::kNone;
   bool merge_adapter =
       false;  // fold the adapter into the weights before generating
   // Stop at config.json's and generation_config.json's eos ids (all of
@@ -53,6 +57,7 @@ struct InferenceResult {
   std::string text;  // generated text; empty when the model has no tokenizer
   std::string stop_reason;
   std::string dtype;
+  std::string weight_format;  // "none", "q8", "q4", "nf4"
   double load_seconds = 0;
   double prefill_seconds = 0;
   double decode_tokens_per_second = 0;

@@ -172,7 +172,10 @@ at::Tensor LlamaModel::RmsNorm(const at::Tensor& x,
 at::Tensor LlamaModel::Project(const at::Tensor& x, size_t layer,
                                Projection projection, const at::Tensor& bias,
                                ForwardOptions& options) const {
-  at::Tensor y = Linear(x, weights_.layers[layer][projection], bias);
+  const LayerWeights& w = weights_.layers[layer];
+  at::Tensor y = w.Quantized(projection).defined()
+                     ? QuantizedLinear(x, w.Quantized(projection), bias)
+                     : Linear(x, w[projection], bias);
   if (options.adapter == nullptr) return y;
   const LoraPair* pair = options.adapter->Find(layer, projection);
   if (pair == nullptr) return y;

@@ -370,6 +370,17 @@ absl::Status LoraAdapter::ApplyMerge(LlamaWeights* weights, double sign) const {
         absl::StrCat("adapter has ", layers_.size(), " layers, model has ",
                      weights->layers.size()));
   }
+  for (const LayerWeights& layer : weights->layers) {
+    for (Projection p : config_.targets) {
+      if (layer.Quantized(p).defined()) {
+        // Adding B A to quantized codes would re-quantize the base and lose
+        // the update in its rounding: quantized bases run adapters unmerged.
+        return absl::FailedPreconditionError(
+            "the base weights are quantized; an adapter cannot be merged "
+            "into them (run it unmerged)");
+      }
+    }
+  }
   try {
     at::NoGradGuard no_grad;
     for (size_t layer = 0; layer < layers_.size(); ++layer) {
