@@ -70,13 +70,12 @@ struct AggregationRule {
 // under attack (over several seeds) among the rules that cost nothing
 // measurable on honest runs, IID and non-IID. Exact products; every delta
 // clipped to twice the round's median norm (a scaled or noise delta weighs
-// no more than an honest one); then centered clipping around the geometric
-// median, which takes most of the weight from sign-flipped deltas.
-// Multi-Krum and coordinate-wise rules cost 3-72% on non-IID honest runs
-// there; replication (BOINC-style) is what catches a worker that sends the
-// wrong direction outright.
+// no more than an honest one); deltas pointing against the round's geometric
+// median dropped (sign flips); then centered clipping around the geometric
+// median of the rest. Multi-Krum and coordinate-wise rules cost 3-72% on
+// non-IID honest runs there.
 inline constexpr absl::string_view kDefaultAggregation =
-    "svd+clip:2+centered_clip:1";
+    "svd+clip:2+direction+centered_clip:1";
 
 // Parses a rule; "" is kDefaultAggregation. InvalidArgument names the part
 // that is wrong and what is accepted.

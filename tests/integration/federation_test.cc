@@ -315,7 +315,7 @@ TEST(FederationTest, RealWorkersReplicasAgreeAndTheValidationSplitScores) {
   ASSERT_EQ(status.state(), v1::JOB_SUCCEEDED)
       << status.DebugString() << first.Log() << second.Log();
   EXPECT_EQ(status.spec().aggregation(),
-            "svd+clip:2+centered_clip:1");  // the default
+            "svd+clip:2+direction+centered_clip:1");  // the default
   ASSERT_EQ(status.rounds_size(), 2);
   for (const v1::RoundStatus& round : status.rounds()) {
     EXPECT_EQ(round.units_accepted(), 4u);
