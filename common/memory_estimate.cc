@@ -149,15 +149,34 @@ absl::StatusOr<int64_t> LoraParameterCount(const ModelShape& shape,
   return per_layer * shape.num_hidden_layers;
 }
 
+int64_t BaseWeightBytes(const ModelShape& shape, DType dtype,
+                        WeightFormat base_format) {
+  const int64_t bytes = DTypeBytes(dtype);
+  if (base_format == WeightFormat::kNone)
+    return BaseParameterCount(shape) * bytes;
+  int64_t projections = 0, dense_projections = 0, largest = 0;
+  for (absl::string_view module : kLoraTargetModules) {
+    const ProjectionShape p = Projection(shape, module).value();
+    projections += QuantizedMatrixBytes(base_format, p.out, p.in, bytes);
+    dense_projections += p.out * p.in;
+    largest = std::max(largest, p.out * p.in);
+  }
+  const int64_t rest =
+      BaseParameterCount(shape) - shape.num_hidden_layers * dense_projections;
+  return shape.num_hidden_layers * projections + rest * bytes +
+         2 * largest * bytes;
+}
+
 absl::StatusOr<MemoryEstimate> EstimateInferenceMemory(
     const ModelShape& shape, DType weight_dtype, int64_t batch_size,
-    int64_t sequence_length) {
+    int64_t sequence_length, WeightFormat base_format) {
   RETURN_IF_ERROR(ValidateModelShape(shape));
   RETURN_IF_ERROR(ValidateWorkload(batch_size, sequence_length));
   const int64_t bytes = DTypeBytes(weight_dtype);
   const int64_t tokens = batch_size * sequence_length;
   MemoryEstimate estimate;
-  estimate.weights_bytes = ToBytes(BaseParameterCount(shape), bytes);
+  estimate.weights_bytes =
+      static_cast<uint64_t>(BaseWeightBytes(shape, weight_dtype, base_format));
   estimate.kv_cache_bytes =
       ToBytes(2 * shape.num_hidden_layers * shape.num_key_value_heads *
                   HeadDim(shape) * tokens,
@@ -178,7 +197,8 @@ absl::StatusOr<MemoryEstimate> EstimateInferenceMemory(
 
 absl::StatusOr<MemoryEstimate> EstimateTrainingMemory(
     const ModelShape& shape, DType weight_dtype, const LoraShape& lora,
-    int64_t batch_size, int64_t sequence_length, bool gradient_checkpointing) {
+    int64_t batch_size, int64_t sequence_length, bool gradient_checkpointing,
+    WeightFormat base_format) {
   RETURN_IF_ERROR(ValidateWorkload(batch_size, sequence_length));
   ASSIGN_OR_RETURN(int64_t lora_parameters, LoraParameterCount(shape, lora));
   const int64_t bytes = DTypeBytes(weight_dtype);
@@ -187,7 +207,8 @@ absl::StatusOr<MemoryEstimate> EstimateTrainingMemory(
   const int64_t kv_width = shape.num_key_value_heads * HeadDim(shape);
   const int64_t i = shape.intermediate_size;
   MemoryEstimate estimate;
-  estimate.weights_bytes = ToBytes(BaseParameterCount(shape), bytes);
+  estimate.weights_bytes =
+      static_cast<uint64_t>(BaseWeightBytes(shape, weight_dtype, base_format));
   // Tensors autograd keeps per layer and token: two RMSNorm inputs and outputs
   // (4h), q/k/v before and after rotary embedding (2h + 4kv), the attention
   // output and the residual (2h), gate, up, SiLU(gate) and their product (4i)

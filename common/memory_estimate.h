@@ -13,6 +13,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "common/weight_format.h"
 
 namespace openforce {
 
@@ -58,6 +59,14 @@ int64_t BaseParameterCount(const ModelShape& shape);
 [[nodiscard]] absl::StatusOr<int64_t> LoraParameterCount(
     const ModelShape& shape, const LoraShape& lora);
 
+// Bytes of the frozen base: the seven projections of every layer in
+// `base_format` (quantized blocks, weight_format.h) or `dtype`; norms,
+// biases, embeddings and the output head in `dtype`. With a quantized base,
+// also the one projection dequantized at a time into `dtype` (twice: the
+// forward's and the backward's). The shape must be valid.
+int64_t BaseWeightBytes(const ModelShape& shape, DType dtype,
+                        WeightFormat base_format);
+
 struct MemoryEstimate {
   uint64_t weights_bytes = 0;
   uint64_t kv_cache_bytes = 0;
@@ -79,9 +88,10 @@ inline constexpr uint64_t kRuntimeOverheadBytes = 512ull * 1024 * 1024;
 // `sequence_length`.
 [[nodiscard]] absl::StatusOr<MemoryEstimate> EstimateInferenceMemory(
     const ModelShape& shape, DType weight_dtype, int64_t batch_size,
-    int64_t sequence_length);
+    int64_t sequence_length, WeightFormat base_format = WeightFormat::kNone);
 
-// One LoRA training step: frozen weights in `weight_dtype`, activations kept
+// One LoRA training step (QLoRA with a quantized `base_format`): frozen
+// weights as BaseWeightBytes counts them, activations kept
 // for the backward pass in the same dtype (eager attention keeps its
 // probabilities), fp32 logits for the loss, fp32 LoRA state. With
 // `gradient_checkpointing` only each layer's input is kept, plus one layer's
@@ -89,7 +99,8 @@ inline constexpr uint64_t kRuntimeOverheadBytes = 512ull * 1024 * 1024;
 [[nodiscard]] absl::StatusOr<MemoryEstimate> EstimateTrainingMemory(
     const ModelShape& shape, DType weight_dtype, const LoraShape& lora,
     int64_t batch_size, int64_t sequence_length,
-    bool gradient_checkpointing = false);
+    bool gradient_checkpointing = false,
+    WeightFormat base_format = WeightFormat::kNone);
 
 }  // namespace openforce
 

@@ -1,10 +1,10 @@
 // Naming and sizing the weight formats; see weight_format.h.
-#include "lora/weight_format.h"
+#include "common/weight_format.h"
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 
-namespace openforce::lora {
+namespace openforce {
 
 absl::StatusOr<WeightFormat> ParseWeightFormat(absl::string_view text) {
   const std::string name = absl::AsciiStrToLower(text);
@@ -68,4 +68,4 @@ int64_t QuantizedMatrixBytes(WeightFormat format, int64_t rows, int64_t cols,
   return 0;
 }
 
-}  // namespace openforce::lora
+}  // namespace openforce

@@ -2,8 +2,8 @@
 // dtype, or quantized by blocks along the input dimension (weight-only; the
 // activations, norms, embeddings and LoRA stay in higher precision). Torch-free
 // so the coordinator and the memory estimator can name and size the formats.
-#ifndef OPENFORCE_LORA_WEIGHT_FORMAT_H_
-#define OPENFORCE_LORA_WEIGHT_FORMAT_H_
+#ifndef OPENFORCE_COMMON_WEIGHT_FORMAT_H_
+#define OPENFORCE_COMMON_WEIGHT_FORMAT_H_
 
 #include <cstdint>
 #include <string>
@@ -11,7 +11,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 
-namespace openforce::lora {
+namespace openforce {
 
 // Append-only: the values travel in job specs.
 enum class WeightFormat {
@@ -44,6 +44,6 @@ int64_t WeightFormatBlockSize(WeightFormat format);
 int64_t QuantizedMatrixBytes(WeightFormat format, int64_t rows, int64_t cols,
                              int64_t dtype_bytes);
 
-}  // namespace openforce::lora
+}  // namespace openforce
 
-#endif  // OPENFORCE_LORA_WEIGHT_FORMAT_H_
+#endif  // OPENFORCE_COMMON_WEIGHT_FORMAT_H_

@@ -352,11 +352,13 @@ absl::StatusOr<v1::SubmitJobResponse> Coordinator::SubmitJob(
                                                              : DType::kFloat32;
   // Workers turn gradient checkpointing on when they would not fit without
   // it, so the least memory a worker needs is the checkpointed estimate.
-  ASSIGN_OR_RETURN(MemoryEstimate estimate,
-                   EstimateTrainingMemory(shape, dtype, lora_shape,
-                                          spec.training().batch_size(),
-                                          spec.training().sequence_length(),
-                                          /*gradient_checkpointing=*/true));
+  ASSIGN_OR_RETURN(
+      MemoryEstimate estimate,
+      EstimateTrainingMemory(
+          shape, dtype, lora_shape, spec.training().batch_size(),
+          spec.training().sequence_length(),
+          /*gradient_checkpointing=*/true,
+          static_cast<WeightFormat>(spec.training().base_format())));
   job.estimated_memory_bytes = estimate.total_bytes();
 
   RETURN_IF_ERROR(state_->CreateJob(job, shards, MakeRound(job, 1, 0, Now()),

@@ -30,6 +30,7 @@
 #include "common/status_macros.h"
 #include "common/termination_signals.h"
 #include "common/tier.h"
+#include "common/weight_format.h"
 #include "coordinator/admin_client.h"
 #include "coordinator/coordinator.h"
 #include "coordinator/identity.h"
@@ -131,10 +132,14 @@ ABSL_FLAG(uint32_t, min_results, 0,
           "job submit: results a round needs at its deadline (0: all units)");
 ABSL_FLAG(double, max_norm, 100.0, "job submit: L2 bound on one delta");
 ABSL_FLAG(std::string, aggregation, "",
-          "job submit: aggregation rule, '<exact>[+clip[:m]][+median|"
-          "+trimmed_mean[:beta]|+krum[:f]|+centered_clip[:tau]]' with exact "
-          "one of fedavg, ffa, svd; empty: the default, "
-          "svd+clip:2+centered_clip:1");
+          "job submit: aggregation rule, '<exact>[+clip[:m]][+direction]"
+          "[+median|+trimmed_mean[:beta]|+krum[:f]|+centered_clip[:tau]]' "
+          "with exact one of fedavg, ffa, svd; empty: the default, "
+          "svd+clip:2+direction+centered_clip:1");
+ABSL_FLAG(std::string, base_quantization, "none",
+          "job submit: the base's projections quantized at load on every "
+          "worker (QLoRA): none, q8, q4 or nf4; a 7B job then fits 16 GB "
+          "laptops (q8) and 8 GB GPUs (q4, nf4)");
 ABSL_FLAG(int32_t, workers, 10, "simulate: simulated workers (one shard each)");
 ABSL_FLAG(double, dirichlet_alpha, 0,
           "simulate: non-IID split, Dirichlet alpha over record classes "
@@ -333,7 +338,7 @@ std::string ToJson(const google::protobuf::Message& message) {
 }
 
 // The LoRA and training settings `job submit` and `simulate` share.
-void FillTrainingFromFlags(v1::JobSpec* spec) {
+absl::Status FillTrainingFromFlags(v1::JobSpec* spec) {
   v1::LoraConfig* lora = spec->mutable_lora();
   lora->set_rank(absl::GetFlag(FLAGS_lora_rank));
   lora->set_alpha(absl::GetFlag(FLAGS_lora_alpha));
@@ -349,8 +354,12 @@ void FillTrainingFromFlags(v1::JobSpec* spec) {
   training->set_warmup_steps(absl::GetFlag(FLAGS_warmup_steps));
   training->set_max_grad_norm(absl::GetFlag(FLAGS_max_grad_norm));
   training->set_compute_dtype(v1::DTYPE_FLOAT32);
+  ASSIGN_OR_RETURN(const WeightFormat base_format,
+                   ParseWeightFormat(absl::GetFlag(FLAGS_base_quantization)));
+  training->set_base_format(static_cast<v1::BaseFormat>(base_format));
   training->set_gradient_checkpointing(
       absl::GetFlag(FLAGS_gradient_checkpointing));
+  return absl::OkStatus();
 }
 
 absl::Status RunSimulate() {
@@ -360,7 +369,7 @@ absl::Status RunSimulate() {
   if (options.model_dir.empty() || options.dataset_path.empty())
     return absl::InvalidArgumentError("simulate needs --model and --dataset");
   v1::JobSpec spec;
-  FillTrainingFromFlags(&spec);
+  RETURN_IF_ERROR(FillTrainingFromFlags(&spec));
   options.lora = spec.lora();
   options.training = spec.training();
   options.validation_path = absl::GetFlag(FLAGS_validation);
@@ -394,7 +403,7 @@ absl::Status RunJobSubmit(AdminClient& client) {
                                                   : absl::GetFlag(FLAGS_name));
   RETURN_IF_ERROR(client.UploadModel(model, &spec));
   ASSIGN_OR_RETURN(*spec.mutable_dataset(), client.UploadFile(dataset));
-  FillTrainingFromFlags(&spec);
+  RETURN_IF_ERROR(FillTrainingFromFlags(&spec));
   spec.set_rounds(absl::GetFlag(FLAGS_rounds));
   spec.set_shards_per_round(absl::GetFlag(FLAGS_shards));
   spec.set_replication(absl::GetFlag(FLAGS_replication));

@@ -145,6 +145,9 @@ absl::Status Simulation::Prepare() {
   lora::LoadOptions load;
   if (options_.training.compute_dtype() == v1::DTYPE_BFLOAT16)
     load.dtype = at::kBFloat16;
+  // Checked by TrainingOptionsFromProto before this point.
+  load.quantization =
+      static_cast<WeightFormat>(options_.training.base_format());
   ASSIGN_OR_RETURN(model_, lora::LlamaModel::Load(options_.model_dir, load));
   ASSIGN_OR_RETURN(std::unique_ptr<lora::Tokenizer> tokenizer,
                    lora::LoadTokenizer(options_.model_dir));

@@ -226,7 +226,9 @@ absl::StatusOr<LlamaWeights> LoadLlamaWeights(const std::string& model_dir,
       }
       ASSIGN_OR_RETURN(at::Tensor tensor, it->second->Tensor(name));
       if (options.quantization != WeightFormat::kNone &&
-          IsProjectionWeight(name)) {
+          (IsProjectionWeight(name) || (options.quantize_embeddings &&
+                                        (name == "model.embed_tokens.weight" ||
+                                         name == "lm_head.weight")))) {
         // From the file's own values, one matrix at a time: the dense
         // projection never exists in memory beyond this tensor.
         absl::StatusOr<QuantizedMatrix> matrix =
@@ -255,7 +257,14 @@ absl::StatusOr<LlamaWeights> LoadLlamaWeights(const std::string& model_dir,
   }
 
   LlamaWeights weights;
-  weights.embed_tokens = loaded.at("model.embed_tokens.weight");
+  const bool quantized_embeddings =
+      options.quantization != WeightFormat::kNone &&
+      options.quantize_embeddings;
+  if (quantized_embeddings) {
+    weights.embed_tokens_quantized = quantized.at("model.embed_tokens.weight");
+  } else {
+    weights.embed_tokens = loaded.at("model.embed_tokens.weight");
+  }
   for (int64_t layer = 0; layer < config.num_hidden_layers; ++layer) {
     const std::string prefix = LayerPrefix(layer);
     LayerWeights w;
@@ -288,9 +297,56 @@ absl::StatusOr<LlamaWeights> LoadLlamaWeights(const std::string& model_dir,
     weights.layers.push_back(std::move(w));
   }
   weights.final_norm = loaded.at("model.norm.weight");
-  weights.lm_head = config.tie_word_embeddings ? weights.embed_tokens
-                                               : loaded.at("lm_head.weight");
+  if (quantized_embeddings) {
+    weights.lm_head_quantized = config.tie_word_embeddings
+                                    ? weights.embed_tokens_quantized
+                                    : quantized.at("lm_head.weight");
+  } else {
+    weights.lm_head = config.tie_word_embeddings ? weights.embed_tokens
+                                                 : loaded.at("lm_head.weight");
+  }
   return weights;
+}
+
+absl::Status QuantizeBaseProjections(LlamaWeights* weights, WeightFormat format,
+                                     bool embeddings) {
+  if (format == WeightFormat::kNone) return absl::OkStatus();
+  try {
+    if (embeddings && weights->embed_tokens.defined()) {
+      const bool tied = weights->lm_head.is_same(weights->embed_tokens);
+      ASSIGN_OR_RETURN(weights->embed_tokens_quantized,
+                       QuantizeMatrix(weights->embed_tokens, format));
+      weights->embed_tokens_quantized =
+          weights->embed_tokens_quantized.To(weights->embed_tokens.device());
+      if (tied) {
+        weights->lm_head_quantized = weights->embed_tokens_quantized;
+      } else {
+        ASSIGN_OR_RETURN(weights->lm_head_quantized,
+                         QuantizeMatrix(weights->lm_head, format));
+        weights->lm_head_quantized =
+            weights->lm_head_quantized.To(weights->lm_head.device());
+      }
+      weights->embed_tokens = at::Tensor();
+      weights->lm_head = at::Tensor();
+    }
+    for (size_t layer = 0; layer < weights->layers.size(); ++layer) {
+      LayerWeights& w = weights->layers[layer];
+      for (Projection p : kAllProjections) {
+        if (!w[p].defined()) continue;  // quantized already
+        absl::StatusOr<QuantizedMatrix> matrix = QuantizeMatrix(w[p], format);
+        if (!matrix.ok()) {
+          return absl::InvalidArgumentError(
+              absl::StrCat("layer ", layer, " ", ProjectionName(p), ": ",
+                           matrix.status().message()));
+        }
+        w.quantized[static_cast<int>(p)] = matrix->To(w[p].device());
+        w[p] = at::Tensor();
+      }
+    }
+  } catch (const std::exception& e) {
+    return absl::InternalError(absl::StrCat("quantize weights: ", e.what()));
+  }
+  return absl::OkStatus();
 }
 
 absl::Status SaveLlamaCheckpoint(const std::string& model_dir,
@@ -302,6 +358,11 @@ absl::Status SaveLlamaCheckpoint(const std::string& model_dir,
   }
   RETURN_IF_ERROR(MakeDirectories(model_dir));
   std::vector<std::pair<std::string, at::Tensor>> tensors;
+  if (!weights.embed_tokens.defined() || !weights.lm_head.defined()) {
+    return absl::FailedPreconditionError(
+        "the embeddings are quantized; a checkpoint holds full-precision "
+        "weights");
+  }
   tensors.push_back({"model.embed_tokens.weight", weights.embed_tokens});
   for (size_t layer = 0; layer < weights.layers.size(); ++layer) {
     const std::string prefix = LayerPrefix(layer);

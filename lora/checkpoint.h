@@ -15,7 +15,7 @@
 #include "absl/status/statusor.h"
 #include "lora/llama_config.h"
 #include "lora/quantized_matrix.h"
-#include "lora/weight_format.h"
+#include "common/weight_format.h"
 
 namespace openforce::lora {
 
@@ -71,6 +71,10 @@ struct LlamaWeights {
   at::Tensor final_norm;  // [hidden]
   at::Tensor
       lm_head;  // [vocab, hidden]; the same tensor as embed_tokens when tied
+  // Set instead of embed_tokens and lm_head when they are quantized too
+  // (LoadOptions.quantize_embeddings); one matrix when tied.
+  QuantizedMatrix embed_tokens_quantized;
+  QuantizedMatrix lm_head_quantized;
 };
 
 struct LoadOptions {
@@ -81,6 +85,11 @@ struct LoadOptions {
   // The seven projections of every layer quantized from the file's values
   // (weight_format.h); norms, embeddings and lm_head stay in `dtype`.
   WeightFormat quantization = WeightFormat::kNone;
+  // With a quantization, also the embedding table and the output head (one
+  // matrix when tied): on a 1B model with a 128k vocabulary the head is a
+  // third of the bytes a decoded token reads. Lookups dequantize the rows
+  // they read.
+  bool quantize_embeddings = false;
 };
 
 // Loads and validates a model directory: every expected tensor present with the
@@ -89,6 +98,13 @@ struct LoadOptions {
 [[nodiscard]] absl::StatusOr<LlamaWeights> LoadLlamaWeights(
     const std::string& model_dir, const LlamaConfig& config,
     const LoadOptions& options);
+
+// Replaces the seven projections of every layer (and with `embeddings`, the
+// embedding table and output head) with their quantized form (what loading
+// with LoadOptions does file by file), on the weights' device.
+[[nodiscard]] absl::Status QuantizeBaseProjections(LlamaWeights* weights,
+                                                   WeightFormat format,
+                                                   bool embeddings = false);
 
 // Writes config.json and model.safetensors with Hugging Face tensor names;
 // with `num_shards` > 1, model-0000i-of-0000n.safetensors files of about equal

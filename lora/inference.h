@@ -16,7 +16,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "lora/sampling.h"
-#include "lora/weight_format.h"
+#include "common/weight_format.h"
 
 namespace openforce::lora {
 

@@ -350,7 +350,10 @@ at::Tensor LlamaModel::Forward(const at::Tensor& input_ids,
                 " requested");
   }
   at::Tensor ids = input_ids.to(device(), at::kLong);
-  at::Tensor h = at::embedding(weights_.embed_tokens, ids);
+  at::Tensor h =
+      weights_.embed_tokens_quantized.defined()
+          ? DequantizeRows(weights_.embed_tokens_quantized, ids, dtype())
+          : at::embedding(weights_.embed_tokens, ids);
   if (config_.gemma_norms) {
     // Gemma scales embeddings by sqrt(hidden) rounded to the weights' dtype.
     h = h *
@@ -414,7 +417,10 @@ at::Tensor LlamaModel::Forward(const at::Tensor& input_ids,
   if (options.last_position_only) h = h.narrow(1, seq - 1, 1);
   h = RmsNorm(h, weights_.final_norm);
   at::Tensor logits =
-      Linear(h, weights_.lm_head, at::Tensor()).to(AccumulateType(dtype()));
+      (weights_.lm_head_quantized.defined()
+           ? QuantizedLinear(h, weights_.lm_head_quantized, at::Tensor())
+           : Linear(h, weights_.lm_head, at::Tensor()))
+          .to(AccumulateType(dtype()));
   if (config_.final_logit_softcapping > 0) {
     logits = Softcap(logits, config_.final_logit_softcapping);
   }

@@ -75,8 +75,9 @@ class LlamaModel {
   const LlamaConfig& config() const { return config_; }
   LlamaWeights& weights() { return weights_; }
   const LlamaWeights& weights() const { return weights_; }
-  at::ScalarType dtype() const { return weights_.embed_tokens.scalar_type(); }
-  at::Device device() const { return weights_.embed_tokens.device(); }
+  // The norms are never quantized: they carry the compute dtype and device.
+  at::ScalarType dtype() const { return weights_.final_norm.scalar_type(); }
+  at::Device device() const { return weights_.final_norm.device(); }
 
  private:
   at::Tensor RmsNorm(const at::Tensor& x, const at::Tensor& weight) const;

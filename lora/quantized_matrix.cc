@@ -13,6 +13,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "lora/internal/quantized_gemv.h"
+#include "lora/internal/quantized_linear_grad.h"
 
 namespace openforce::lora {
 namespace {
@@ -245,36 +246,66 @@ absl::StatusOr<QuantizedMatrix> QuantizeMatrix(const at::Tensor& weight,
   return m;
 }
 
-at::Tensor DequantizeMatrix(const QuantizedMatrix& m, at::ScalarType dtype) {
+namespace {
+
+// Rows `rows` (int64 [n]; undefined: every row) of the matrix as fp32
+// [n, blocks, block].
+at::Tensor DequantizeBlocks(const QuantizedMatrix& m, const at::Tensor& rows) {
   TORCH_CHECK(m.defined(), "dequantizing an empty quantized matrix");
   const int64_t blocks = m.blocks_per_row();
-  at::Tensor values;  // [rows, blocks, block] fp32
+  const bool all = !rows.defined();
+  const at::Tensor codes = all ? m.codes : m.codes.index_select(0, rows);
+  const at::Tensor scales = all ? m.scales : m.scales.index_select(0, rows);
+  const int64_t n = codes.size(0);
   switch (m.format) {
     case WeightFormat::kQ8:
-      values = m.codes.to(at::kFloat).view({m.rows, blocks, 32}) *
-               m.scales.to(at::kFloat).unsqueeze(-1);
-      break;
+      return codes.to(at::kFloat).view({n, blocks, 32}) *
+             scales.to(at::kFloat).unsqueeze(-1);
     case WeightFormat::kQ4:
-      values = (UnpackNibbles(m.codes, m.rows, blocks).to(at::kFloat) - 8) *
-               m.scales.to(at::kFloat).unsqueeze(-1);
-      break;
+      return (UnpackNibbles(codes, n, blocks).to(at::kFloat) - 8) *
+             scales.to(at::kFloat).unsqueeze(-1);
     case WeightFormat::kNf4: {
       const at::Tensor levels =
           at::from_blob(const_cast<float*>(kNf4Levels), {16}, at::kFloat)
               .to(m.codes.device());
-      const at::Tensor group = m.group_scales.repeat_interleave(kNf4GroupBlocks)
-                                   .narrow(0, 0, m.rows * blocks)
-                                   .view({m.rows, blocks});
-      const at::Tensor absmax = m.scales.to(at::kFloat) * group + m.absmax_mean;
-      values =
-          levels.index({UnpackNibbles(m.codes, m.rows, blocks).to(at::kLong)}) *
-          absmax.unsqueeze(-1);
-      break;
+      // Each block's group: its index in the whole matrix / 256.
+      const at::Tensor row_index =
+          all ? at::arange(m.rows, m.codes.options().dtype(at::kLong)) : rows;
+      const at::Tensor block_index =
+          row_index.unsqueeze(1) * blocks +
+          at::arange(blocks, row_index.options()).unsqueeze(0);
+      const at::Tensor group = m.group_scales.index(
+          {at::floor_divide(block_index, kNf4GroupBlocks)});
+      const at::Tensor absmax = scales.to(at::kFloat) * group + m.absmax_mean;
+      return levels.index({UnpackNibbles(codes, n, blocks).to(at::kLong)}) *
+             absmax.unsqueeze(-1);
     }
     case WeightFormat::kNone:
-      TORCH_CHECK(false, "dequantizing a matrix without a format");
+      break;
   }
-  return values.view({m.rows, -1}).narrow(1, 0, m.cols).to(dtype).contiguous();
+  TORCH_CHECK(false, "dequantizing a matrix without a format");
+}
+
+}  // namespace
+
+at::Tensor DequantizeMatrix(const QuantizedMatrix& m, at::ScalarType dtype) {
+  return DequantizeBlocks(m, at::Tensor())
+      .view({m.rows, -1})
+      .narrow(1, 0, m.cols)
+      .to(dtype)
+      .contiguous();
+}
+
+at::Tensor DequantizeRows(const QuantizedMatrix& m, const at::Tensor& ids,
+                          at::ScalarType dtype) {
+  const at::Tensor flat = ids.reshape({-1}).to(m.codes.device(), at::kLong);
+  std::vector<int64_t> shape(ids.sizes().begin(), ids.sizes().end());
+  shape.push_back(m.cols);
+  return DequantizeBlocks(m, flat)
+      .view({flat.size(0), -1})
+      .narrow(1, 0, m.cols)
+      .to(dtype)
+      .reshape(shape);
 }
 
 at::Tensor QuantizedLinear(const at::Tensor& x, const QuantizedMatrix& m,
@@ -297,6 +328,7 @@ at::Tensor QuantizedLinear(const at::Tensor& x, const QuantizedMatrix& m,
     if (bias.defined()) y = y + bias.to(at::kFloat);
     return y.to(x.scalar_type());
   }
+  if (needs_grad) return internal::QuantizedLinearWithGrad(x, m, bias);
   return at::linear(x, DequantizeMatrix(m, x.scalar_type()), bias);
 }
 

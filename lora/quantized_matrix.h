@@ -14,7 +14,7 @@
 #include <cstdint>
 
 #include "absl/status/statusor.h"
-#include "lora/weight_format.h"
+#include "common/weight_format.h"
 
 namespace openforce::lora {
 
@@ -52,6 +52,11 @@ struct QuantizedMatrix {
 // points catch it).
 at::Tensor DequantizeMatrix(const QuantizedMatrix& matrix,
                             at::ScalarType dtype);
+
+// Rows `ids` (int64, any shape) of the dense matrix, [..., cols] in `dtype`:
+// an embedding lookup into a quantized table. Ids must be in [0, rows).
+at::Tensor DequantizeRows(const QuantizedMatrix& matrix, const at::Tensor& ids,
+                          at::ScalarType dtype);
 
 // x [..., cols] times the matrix's transpose (nn.Linear), plus `bias` if
 // defined, in x's dtype. Gradients flow to x (through the dequantized

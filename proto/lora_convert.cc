@@ -83,6 +83,11 @@ absl::StatusOr<lora::TrainingOptions> TrainingOptionsFromProto(
         "training.gradient_accumulation, warmup_steps, max_grad_norm and "
         "weight_decay must not be negative");
   }
+  if (!v1::BaseFormat_IsValid(config.base_format())) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("training.base_format ", config.base_format(),
+                     " is not a known base format (none, q8, q4, nf4)"));
+  }
   lora::TrainingOptions options;
   options.learning_rate = config.learning_rate();
   options.max_steps = config.steps_per_shard();

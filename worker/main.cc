@@ -419,7 +419,7 @@ absl::Status RunServe() {
   options.model.device = absl::GetFlag(FLAGS_device);
   options.model.dtype = absl::GetFlag(FLAGS_dtype);
   ASSIGN_OR_RETURN(options.model.quantize,
-                   lora::ParseWeightFormat(absl::GetFlag(FLAGS_quantize)));
+                   ParseWeightFormat(absl::GetFlag(FLAGS_quantize)));
   options.model.max_new_tokens = absl::GetFlag(FLAGS_max_new_tokens);
   for (const std::string& entry : absl::GetFlag(FLAGS_adapters)) {
     const size_t equals = entry.find('=');
@@ -518,7 +518,7 @@ absl::Status RunInfer(const std::set<std::string>& named_on_command_line) {
   request.device = absl::GetFlag(FLAGS_device);
   request.dtype = absl::GetFlag(FLAGS_dtype);
   ASSIGN_OR_RETURN(request.quantize,
-                   lora::ParseWeightFormat(absl::GetFlag(FLAGS_quantize)));
+                   ParseWeightFormat(absl::GetFlag(FLAGS_quantize)));
   request.merge_adapter = absl::GetFlag(FLAGS_merge_adapter);
   if (interactive) {
     if (absl::GetFlag(FLAGS_json))

@@ -71,8 +71,41 @@ absl::StatusOr<Advice> AdviseModels(const HardwareProfile& profile,
         row.training_checkpointed_bytes <= advice.budget_bytes;
     row.training_fits = row.training_bytes <= advice.budget_bytes ||
                         row.training_needs_checkpointing;
+    for (WeightFormat format :
+         {WeightFormat::kQ8, WeightFormat::kQ4, WeightFormat::kNf4}) {
+      if (!row.inference_fits &&
+          row.quantized_inference_format == WeightFormat::kNone) {
+        ASSIGN_OR_RETURN(
+            MemoryEstimate quantized,
+            EstimateInferenceMemory(model.shape, options.weight_dtype,
+                                    options.inference_batch,
+                                    options.inference_sequence, format));
+        if (quantized.total_bytes() <= advice.budget_bytes) {
+          row.quantized_inference_format = format;
+          row.quantized_inference_bytes = quantized.total_bytes();
+        }
+      }
+      if (!row.training_fits &&
+          row.quantized_training_format == WeightFormat::kNone) {
+        ASSIGN_OR_RETURN(MemoryEstimate quantized,
+                         EstimateTrainingMemory(
+                             model.shape, options.weight_dtype, options.lora,
+                             options.training_batch, options.training_sequence,
+                             /*gradient_checkpointing=*/true, format));
+        if (quantized.total_bytes() <= advice.budget_bytes) {
+          row.quantized_training_format = format;
+          row.quantized_training_bytes = quantized.total_bytes();
+        }
+      }
+    }
     if (row.inference_fits) advice.largest_inference_class = model.size_class;
     if (row.training_fits) advice.largest_training_class = model.size_class;
+    if (row.inference_fits ||
+        row.quantized_inference_format != WeightFormat::kNone)
+      advice.largest_quantized_inference_class = model.size_class;
+    if (row.training_fits ||
+        row.quantized_training_format != WeightFormat::kNone)
+      advice.largest_quantized_training_class = model.size_class;
     advice.rows.push_back(row);
   }
   return advice;
@@ -143,11 +176,18 @@ std::string FormatProbeReportText(const ProbeReport& report) {
     absl::StrAppendFormat(
         &out, "  %-16s %-6s %8s  %-14s %-14s\n", row.model->name,
         row.model->size_class, Billions(row.parameters),
-        absl::StrCat(row.inference_fits ? "yes " : "no  ",
-                     FormatBytes(row.inference_bytes)),
+        row.quantized_inference_format != WeightFormat::kNone
+            ? absl::StrCat(WeightFormatName(row.quantized_inference_format),
+                           " ", FormatBytes(row.quantized_inference_bytes))
+            : absl::StrCat(row.inference_fits ? "yes " : "no  ",
+                           FormatBytes(row.inference_bytes)),
         row.training_needs_checkpointing
             ? absl::StrCat("yes ", FormatBytes(row.training_checkpointed_bytes),
                            " with gradient checkpointing")
+        : row.quantized_training_format != WeightFormat::kNone
+            ? absl::StrCat(WeightFormatName(row.quantized_training_format), " ",
+                           FormatBytes(row.quantized_training_bytes),
+                           " (QLoRA, gradient checkpointing)")
             : absl::StrCat(row.training_fits ? "yes " : "no  ",
                            FormatBytes(row.training_bytes)));
   }
@@ -157,6 +197,21 @@ std::string FormatProbeReportText(const ProbeReport& report) {
                                              : advice.largest_inference_class,
       advice.largest_training_class.empty() ? "none"
                                             : advice.largest_training_class);
+  if (advice.largest_quantized_inference_class !=
+          advice.largest_inference_class ||
+      advice.largest_quantized_training_class !=
+          advice.largest_training_class) {
+    absl::StrAppendFormat(
+        &out,
+        "  with a quantized base (--quantize q8|q4|nf4): inference %s, "
+        "LoRA fine-tuning %s\n",
+        advice.largest_quantized_inference_class.empty()
+            ? "none"
+            : advice.largest_quantized_inference_class,
+        advice.largest_quantized_training_class.empty()
+            ? "none"
+            : advice.largest_quantized_training_class);
+  }
   return out;
 }
 
@@ -188,7 +243,13 @@ std::string FormatProbeReportJson(const ProbeReport& report) {
          {"training_bytes", row.training_bytes},
          {"training_checkpointed_bytes", row.training_checkpointed_bytes},
          {"training_fits", row.training_fits},
-         {"training_needs_checkpointing", row.training_needs_checkpointing}});
+         {"training_needs_checkpointing", row.training_needs_checkpointing},
+         {"quantized_inference_format",
+          std::string(WeightFormatName(row.quantized_inference_format))},
+         {"quantized_inference_bytes", row.quantized_inference_bytes},
+         {"quantized_training_format",
+          std::string(WeightFormatName(row.quantized_training_format))},
+         {"quantized_training_bytes", row.quantized_training_bytes}});
   }
   const AdvisorOptions& options = report.advisor_options;
   nlohmann::json out = {
@@ -224,6 +285,10 @@ std::string FormatProbeReportJson(const ProbeReport& report) {
         {"weight_dtype", std::string(DTypeName(options.weight_dtype))},
         {"largest_inference_class", report.advice.largest_inference_class},
         {"largest_training_class", report.advice.largest_training_class},
+        {"largest_quantized_inference_class",
+         report.advice.largest_quantized_inference_class},
+        {"largest_quantized_training_class",
+         report.advice.largest_quantized_training_class},
         {"models", rows}}},
   };
   return out.dump(2, ' ', false, nlohmann::json::error_handler_t::replace);

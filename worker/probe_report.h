@@ -45,6 +45,14 @@ struct AdvisorRow {
   bool inference_fits = false;
   bool training_fits = false;  // with or without checkpointing
   bool training_needs_checkpointing = false;
+  // When the full-precision base does not fit: the least compressed
+  // quantized base (q8, q4, nf4 in that order) that does, and its bytes
+  // (training: QLoRA with gradient checkpointing); kNone when full precision
+  // fits or nothing does.
+  WeightFormat quantized_inference_format = WeightFormat::kNone;
+  uint64_t quantized_inference_bytes = 0;
+  WeightFormat quantized_training_format = WeightFormat::kNone;
+  uint64_t quantized_training_bytes = 0;
 };
 
 struct Advice {
@@ -53,6 +61,9 @@ struct Advice {
   std::vector<AdvisorRow> rows;
   std::string largest_inference_class;  // e.g. "3B"; empty when nothing fits
   std::string largest_training_class;
+  // The same with a quantized base where that is what fits.
+  std::string largest_quantized_inference_class;
+  std::string largest_quantized_training_class;
 };
 
 struct ProbeReport {

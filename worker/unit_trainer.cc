@@ -34,8 +34,10 @@ UnitTrainer::UnitTrainer(std::string device) : device_(std::move(device)) {}
 UnitTrainer::~UnitTrainer() = default;
 
 absl::Status UnitTrainer::LoadModel(const std::string& model_dir,
-                                    v1::DType dtype) {
-  const std::string key = absl::StrCat(model_dir, "|", dtype);
+                                    const v1::TrainingConfig& training) {
+  const v1::DType dtype = training.compute_dtype();
+  const std::string key =
+      absl::StrCat(model_dir, "|", dtype, "|", training.base_format());
   if (key == loaded_key_ && model_ != nullptr) return absl::OkStatus();
   model_.reset();
   lora::LoadOptions options;
@@ -43,6 +45,7 @@ absl::Status UnitTrainer::LoadModel(const std::string& model_dir,
   options.dtype = dtype == v1::DTYPE_BFLOAT16  ? at::kBFloat16
                   : dtype == v1::DTYPE_FLOAT16 ? at::kHalf
                                                : at::kFloat;
+  options.quantization = static_cast<WeightFormat>(training.base_format());
   ASSIGN_OR_RETURN(model_, lora::LlamaModel::Load(model_dir, options));
   ASSIGN_OR_RETURN(tokenizer_, lora::LoadTokenizer(model_dir));
   chat_template_.reset();
@@ -61,7 +64,7 @@ absl::StatusOr<TrainedDelta> UnitTrainer::Train(
     const std::function<bool()>& should_stop,
     const std::function<void(const UnitProgress&)>& progress,
     uint64_t memory_budget_bytes) {
-  RETURN_IF_ERROR(LoadModel(paths.model_dir, unit.training().compute_dtype()));
+  RETURN_IF_ERROR(LoadModel(paths.model_dir, unit.training()));
   ASSIGN_OR_RETURN(lora::TrainingOptions options,
                    TrainingOptionsFromProto(unit.training()));
   ASSIGN_OR_RETURN(std::vector<lora::TrainingRecord> records,
@@ -79,12 +82,15 @@ absl::StatusOr<TrainedDelta> UnitTrainer::Train(
     const v1::DType dtype = unit.training().compute_dtype();
     ASSIGN_OR_RETURN(
         MemoryEstimate full,
-        EstimateTrainingMemory(model_->config().Shape(),
-                               dtype == v1::DTYPE_BFLOAT16  ? DType::kBFloat16
-                               : dtype == v1::DTYPE_FLOAT16 ? DType::kFloat16
-                                                            : DType::kFloat32,
-                               lora_shape, unit.training().batch_size(),
-                               unit.training().sequence_length()));
+        EstimateTrainingMemory(
+            model_->config().Shape(),
+            dtype == v1::DTYPE_BFLOAT16  ? DType::kBFloat16
+            : dtype == v1::DTYPE_FLOAT16 ? DType::kFloat16
+                                         : DType::kFloat32,
+            lora_shape, unit.training().batch_size(),
+            unit.training().sequence_length(),
+            /*gradient_checkpointing=*/false,
+            static_cast<WeightFormat>(unit.training().base_format())));
     options.gradient_checkpointing = full.total_bytes() > memory_budget_bytes;
   }
   // A fresh trainer from the parent adapter; made again (rarely) when a
@@ -188,7 +194,7 @@ absl::StatusOr<TrainedDelta> UnitTrainer::Train(
 
 absl::StatusOr<ValidationLosses> UnitTrainer::Validate(const v1::WorkUnit& unit,
                                                        const UnitPaths& paths) {
-  RETURN_IF_ERROR(LoadModel(paths.model_dir, unit.training().compute_dtype()));
+  RETURN_IF_ERROR(LoadModel(paths.model_dir, unit.training()));
   ASSIGN_OR_RETURN(std::vector<lora::TrainingRecord> records,
                    lora::ReadJsonl(paths.validation_path));
   const uint64_t begin = unit.validation_begin();

@@ -78,7 +78,8 @@ class UnitTrainer {
       const v1::WorkUnit& unit, const UnitPaths& paths);
 
  private:
-  absl::Status LoadModel(const std::string& model_dir, v1::DType dtype);
+  absl::Status LoadModel(const std::string& model_dir,
+                         const v1::TrainingConfig& training);
 
   const std::string device_;
   std::string loaded_key_;

@@ -125,6 +125,41 @@ TEST(TrainingMemoryTest, AdapterStateIsSixteenBytesPerLoraParameter) {
   EXPECT_EQ(estimate->kv_cache_bytes, 0u);
 }
 
+TEST(TrainingMemoryTest, QuantizedBasesBringSevenBillionToLaptopsAndSmallGpus) {
+  // Llama-2-7B's projections: 32 layers of 4 x 4096^2 + 3 x 4096 x 11008.
+  const int64_t per_layer = 4 * 4096 * 4096 + 3 * 4096 * 11008;
+  const int64_t rest = 6738415616 - 32 * per_layer;  // embeddings, head, norms
+  const int64_t largest = 4096 * 11008;  // dequantized at a time, twice
+  EXPECT_EQ(BaseWeightBytes(kLlama2_7B, DType::kBFloat16, WeightFormat::kNone),
+            2 * 6738415616);
+  EXPECT_EQ(BaseWeightBytes(kLlama2_7B, DType::kBFloat16, WeightFormat::kQ8),
+            32 * (per_layer / 32 * 34) + 2 * rest + 2 * 2 * largest);
+  EXPECT_EQ(BaseWeightBytes(kLlama2_7B, DType::kBFloat16, WeightFormat::kQ4),
+            32 * (per_layer / 32 * 18) + 2 * rest + 2 * 2 * largest);
+  // QLoRA (r 16 on every projection, sequence 512, checkpointing): a bf16
+  // base needs more than a 16 GB laptop has; nf4 and q4 fit it, and an 8 GB
+  // GPU.
+  const LoraShape lora = {16,
+                          {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj",
+                           "up_proj", "down_proj"}};
+  auto total = [&](WeightFormat format) {
+    absl::StatusOr<MemoryEstimate> estimate = EstimateTrainingMemory(
+        kLlama2_7B, DType::kBFloat16, lora, 1, 512, true, format);
+    EXPECT_OK(estimate);
+    return estimate.ok() ? estimate->total_bytes() : 0;
+  };
+  EXPECT_GT(total(WeightFormat::kNone), 14 * kGiB);
+  EXPECT_LT(total(WeightFormat::kQ8), 10 * kGiB);
+  EXPECT_LT(total(WeightFormat::kQ4), 6 * kGiB);
+  EXPECT_LT(total(WeightFormat::kNf4), total(WeightFormat::kQ4));
+  // "An 8 billion parameter model on 8 GB of VRAM": with 2k tokens of
+  // context (at 4k the KV cache and eager attention's scores add 3 GB).
+  absl::StatusOr<MemoryEstimate> inference = EstimateInferenceMemory(
+      kLlama2_7B, DType::kBFloat16, 1, 2048, WeightFormat::kNf4);
+  ASSERT_OK(inference);
+  EXPECT_LT(inference->total_bytes(), 8 * kGiB);
+}
+
 TEST(TrainingMemoryTest, GrowsWithBatchSequenceAndDtype) {
   const LoraShape lora = {8, {"q_proj", "v_proj"}};
   auto total = [&](DType dtype, int64_t batch, int64_t sequence) {

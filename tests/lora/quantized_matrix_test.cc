@@ -7,11 +7,14 @@
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
+#include "common/weight_format.h"
 #include "lora/internal/quantized_gemv.h"
-#include "lora/weight_format.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/tensor_matchers.h"
 
@@ -145,9 +148,10 @@ TEST(QuantizedMatrixTest, EveryKernelMatchesDequantizeThenMultiply) {
         at::Tensor y = at::empty({rows});
         internal::QuantizedGemvWith(isa, m, x.data_ptr<float>(),
                                     y.data_ptr<float>());
-        EXPECT_TRUE(TensorsNear(y, expected, 1e-4 * std::sqrt(cols)))
-            << WeightFormatName(format) << " " << internal::GemvIsaName(isa)
-            << " " << rows << "x" << cols;
+        const std::string what =
+            absl::StrCat(WeightFormatName(format), " ",
+                         internal::GemvIsaName(isa), " ", rows, "x", cols);
+        EXPECT_TRUE(TensorsNear(y, expected, 1e-4 * std::sqrt(cols))) << what;
       }
     }
   }
@@ -180,6 +184,27 @@ TEST(QuantizedMatrixTest, LinearTakesTheKernelOrTheDequantizedProduct) {
   }
 }
 
+TEST(QuantizedMatrixTest, RowLookupMatchesTheDenseRows) {
+  // 300 rows of 128: 600 NF4 blocks, three groups of double-quantized
+  // scales, so rows past the first group read their own group's scale.
+  at::manual_seed(17);
+  const at::Tensor w = at::randn({300, 128});
+  const at::Tensor ids =
+      at::tensor(std::vector<int64_t>{5, 299, 0, 150, 150, 42}, at::kLong)
+          .view({2, 3});
+  for (WeightFormat format : kFormats) {
+    const QuantizedMatrix m = Quantize(w, format);
+    const at::Tensor dense = DequantizeMatrix(m, at::kFloat);
+    const at::Tensor rows = DequantizeRows(m, ids, at::kBFloat16);
+    EXPECT_EQ(rows.sizes(), (std::vector<int64_t>{2, 3, 128}));
+    EXPECT_EQ(rows.scalar_type(), at::kBFloat16);
+    EXPECT_TRUE(TensorsNear(
+        rows.to(at::kFloat),
+        dense.index_select(0, ids.view(-1)).view({2, 3, 128}), 0.02))
+        << WeightFormatName(format);
+  }
+}
+
 TEST(QuantizedMatrixTest, RefusesWhatItCannotQuantizeByName) {
   EXPECT_THAT(QuantizeMatrix(at::ones({2, 2}), WeightFormat::kNone),
               StatusIs(absl::StatusCode::kInvalidArgument,
@@ -194,11 +219,6 @@ TEST(QuantizedMatrixTest, RefusesWhatItCannotQuantizeByName) {
   EXPECT_THAT(QuantizeMatrix(at::ones({2, 2}, at::kInt), WeightFormat::kNf4),
               StatusIs(absl::StatusCode::kInvalidArgument,
                        HasSubstr("F32, F16 or BF16")));
-  EXPECT_THAT(ParseWeightFormat("int3"),
-              StatusIs(absl::StatusCode::kInvalidArgument,
-                       HasSubstr("'int3' is not one of none, q8, q4, nf4")));
-  EXPECT_EQ(ParseWeightFormat("NF4").value(), WeightFormat::kNf4);
-  EXPECT_EQ(ParseWeightFormat("").value(), WeightFormat::kNone);
 }
 
 }  // namespace

@@ -36,9 +36,11 @@ class QuantizedModelTest : public ::testing::Test {
                                          /*init_std=*/0.1);
   }
 
-  std::unique_ptr<LlamaModel> Load(WeightFormat format) {
+  std::unique_ptr<LlamaModel> Load(WeightFormat format,
+                                   bool embeddings = false) {
     LoadOptions options;
     options.quantization = format;
+    options.quantize_embeddings = embeddings;
     absl::StatusOr<std::unique_ptr<LlamaModel>> model =
         LlamaModel::Load(model_dir_, options);
     EXPECT_TRUE(model.ok()) << model.status();
@@ -94,6 +96,50 @@ TEST_F(QuantizedModelTest, NextTokenDistributionsStayCloseToFullPrecision) {
       EXPECT_LT(20 * q8_kl, kl) << WeightFormatName(format);
     }
   }
+}
+
+TEST_F(QuantizedModelTest, EmbeddingsAndHeadMayBeQuantizedToo) {
+  const std::unique_ptr<LlamaModel> full = Load(WeightFormat::kNone);
+  const std::unique_ptr<LlamaModel> q8 = Load(WeightFormat::kQ8, true);
+  ASSERT_NE(q8, nullptr);
+  const LlamaWeights& w = q8->weights();
+  EXPECT_FALSE(w.embed_tokens.defined());
+  EXPECT_TRUE(w.embed_tokens_quantized.defined());
+  EXPECT_FALSE(w.lm_head.defined());
+  EXPECT_TRUE(w.lm_head_quantized.defined());
+  EXPECT_EQ(q8->dtype(), at::kFloat);
+  // Tied: one quantized matrix serves the lookup and the head.
+  LoadOptions tied_options;
+  tied_options.quantization = WeightFormat::kQ4;
+  tied_options.quantize_embeddings = true;
+  LlamaConfig tied = config_;
+  tied.tie_word_embeddings = true;
+  const std::string tied_dir =
+      testing::WriteTinyLlama(dir_.path() + "/tied", tied, 6, 0.1);
+  absl::StatusOr<std::unique_ptr<LlamaModel>> tied_model =
+      LlamaModel::Load(tied_dir, tied_options);
+  ASSERT_OK(tied_model);
+  const LlamaWeights& tw = (*tied_model)->weights();
+  EXPECT_TRUE(
+      tw.lm_head_quantized.codes.is_same(tw.embed_tokens_quantized.codes));
+  const at::Tensor reference = at::log_softmax(Logits(*full, nullptr), -1);
+  const at::Tensor logp = at::log_softmax(Logits(*q8, nullptr), -1);
+  const double kl =
+      (reference.exp() * (reference - logp)).sum(-1).mean().item<double>();
+  EXPECT_LT(kl, 1e-3);
+  // Decode (the head through the kernel) equals the full forward.
+  KvCache cache =
+      KvCache::Create(config_, 1, ids_.size(1), at::kFloat, at::kCPU);
+  ForwardOptions step;
+  step.cache = &cache;
+  std::vector<at::Tensor> steps = {q8->Forward(ids_.narrow(1, 0, 5), step)};
+  for (int64_t t = 5; t < ids_.size(1); ++t)
+    steps.push_back(q8->Forward(ids_.narrow(1, t, 1), step));
+  EXPECT_TRUE(
+      testing::TensorsNear(at::cat(steps, 1), Logits(*q8, nullptr), 1e-4));
+  EXPECT_THAT(SaveLlamaCheckpoint(dir_.path() + "/out", config_, w),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       HasSubstr("embeddings are quantized")));
 }
 
 TEST_F(QuantizedModelTest, DecodeThroughTheKernelsEqualsAFullForward) {

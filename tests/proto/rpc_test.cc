@@ -98,6 +98,14 @@ TEST(LoraConvertTest, RoundTripsAndNamesBadFields) {
   EXPECT_THAT(TrainingOptionsFromProto(training),
               StatusIs(absl::StatusCode::kInvalidArgument,
                        HasSubstr("training.batch_size")));
+  training.set_batch_size(4);
+  training.set_base_format(v1::BASE_FORMAT_NF4);
+  EXPECT_OK(TrainingOptionsFromProto(training));
+  // An open enum: a value no release defines is refused by name.
+  training.set_base_format(static_cast<v1::BaseFormat>(9));
+  EXPECT_THAT(TrainingOptionsFromProto(training),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("training.base_format 9 is not a known")));
 }
 
 TEST(SigningConvertTest, PayloadsCarryEverySignedField) {

@@ -9,6 +9,7 @@
 #include "common/sha256.h"
 #include "common/signing_payload.h"
 #include "common/tier.h"
+#include "common/weight_format.h"
 #include "proto/call_signing.h"
 #include "proto/openforce.pb.h"
 #include "proto/signing_convert.h"
@@ -58,6 +59,16 @@ TEST(WireEnumsTest, WorkKindsAreAppendOnly) {
   EXPECT_EQ(v1::WORK_VALIDATE, 1);
   EXPECT_EQ(v1::WorkKind_MAX, v1::WORK_VALIDATE);
   EXPECT_EQ(static_cast<int>(PayloadKind::kValidationReport), 3);
+}
+
+TEST(WireEnumsTest, BaseFormatsMatchCommonWeightFormat) {
+  // Workers cast the wire value to WeightFormat: the values must agree, and
+  // unset means an unquantized base, as jobs from before QLoRA were.
+  EXPECT_EQ(v1::BASE_FORMAT_UNSPECIFIED, static_cast<int>(WeightFormat::kNone));
+  EXPECT_EQ(v1::BASE_FORMAT_Q8, static_cast<int>(WeightFormat::kQ8));
+  EXPECT_EQ(v1::BASE_FORMAT_Q4, static_cast<int>(WeightFormat::kQ4));
+  EXPECT_EQ(v1::BASE_FORMAT_NF4, static_cast<int>(WeightFormat::kNf4));
+  EXPECT_EQ(v1::BaseFormat_MAX, v1::BASE_FORMAT_NF4);
 }
 
 TEST(ValidationSigningTest, AReportSignsEveryFieldButItsWorker) {

@@ -53,6 +53,41 @@ TEST(AdviseModelsTest, SixteenGigabyteLaptopMatchesTheCpuTierRow) {
   EXPECT_FALSE(Row(*advice, "7B").inference_fits);
 }
 
+TEST(AdviseModelsTest, QuantizedBasesOfferSevenBillionToLaptopsAndSmallGpus) {
+  // A 16 GB laptop: 7B neither runs nor fine-tunes in bf16, but does with a
+  // quantized base (the least compressed that fits is offered).
+  absl::StatusOr<Advice> laptop =
+      AdviseModels(CpuMachine(16 * kGiB), AdvisorOptions{});
+  ASSERT_OK(laptop);
+  const AdvisorRow& seven = Row(*laptop, "7B");
+  EXPECT_FALSE(seven.training_fits);
+  EXPECT_NE(seven.quantized_training_format, WeightFormat::kNone);
+  EXPECT_LE(seven.quantized_training_bytes, 12 * kGiB);
+  EXPECT_NE(seven.quantized_inference_format, WeightFormat::kNone);
+  // And 13B QLoRA on a 4-bit base (about 7 GB of weights) fits the 12 GiB
+  // it offers, as the QLoRA paper found for 13B.
+  EXPECT_EQ(Row(*laptop, "13B").quantized_training_format, WeightFormat::kQ4);
+  EXPECT_EQ(laptop->largest_quantized_training_class, "13B");
+  // What fits in full precision gets no quantized suggestion.
+  EXPECT_EQ(Row(*laptop, "1B").quantized_training_format, WeightFormat::kNone);
+  // An 8 GB GPU: 7B QLoRA on a 4-bit base.
+  HardwareProfile profile = CpuMachine(32 * kGiB);
+  GpuInfo gpu;
+  gpu.name = "NVIDIA GeForce RTX 3070";
+  gpu.vram_total_bytes = 8 * kGiB;
+  profile.gpus = {gpu};
+  absl::StatusOr<Advice> small_gpu = AdviseModels(profile, AdvisorOptions{});
+  ASSERT_OK(small_gpu);
+  const WeightFormat format = Row(*small_gpu, "7B").quantized_training_format;
+  EXPECT_TRUE(format == WeightFormat::kQ4 || format == WeightFormat::kNf4)
+      << WeightFormatName(format);
+  EXPECT_EQ(small_gpu->largest_quantized_training_class, "7B");
+  ProbeReport report;
+  report.advice = *small_gpu;
+  EXPECT_THAT(FormatProbeReportText(report),
+              HasSubstr("with a quantized base (--quantize q8|q4|nf4)"));
+}
+
 TEST(AdviseModelsTest, HeadroomIsKeptFree) {
   AdvisorOptions options;
   options.headroom_bytes = 12 * kGiB;

@@ -1,0 +1,260 @@
+// Quantized base weights (q8, q4, nf4) against bf16 on this CPU. Prints:
+//   1. the copy bandwidth of a buffer far larger than the caches (bytes read
+//      plus written per second, as lora_bench counts it);
+//   2. each matrix-vector kernel on an [8192, 4096] weight: GB/s of the
+//      quantized bytes it streams and the ratio to that bandwidth (goal
+//      >= 0.8), next to the bf16 kernel;
+//   3. per model (the 110M bench config and Llama-3.2-1B's shape, random
+//      weights): decode tokens/s at batch 1 with the KV cache, the bytes a
+//      token reads, the ratio of achieved to copy bandwidth (goal >= 0.8),
+//      the speed-up over bf16 (goals on the 1B model: q8 >= 1.8x, q4 >= 3x),
+//      and prefill tokens/s over a 128-token prompt.
+// Not a test: it prints figures. Usage:
+//   quantized_bench [--threads N] [--tokens N] [--models 110m,1b]
+#include <ATen/ATen.h>
+
+#include <chrono>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/strings/str_split.h"
+#include "lora/blas_core.h"
+#include "lora/checkpoint.h"
+#include "lora/compute_device.h"
+#include "lora/generation.h"
+#include "lora/internal/bf16_gemv.h"
+#include "lora/internal/quantized_gemv.h"
+#include "lora/llama_model.h"
+#include "lora/quantized_matrix.h"
+#include "tests/testing/tiny_llama.h"
+
+ABSL_FLAG(int32_t, threads, 2, "CPU threads");
+ABSL_FLAG(int32_t, tokens, 32, "decoded tokens per measurement");
+ABSL_FLAG(std::string, models, "110m,1b", "models measured: 110m, 1b");
+
+namespace openforce::lora {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double Seconds(Clock::time_point start) {
+  return std::chrono::duration<double>(Clock::now() - start).count();
+}
+
+constexpr WeightFormat kFormats[] = {WeightFormat::kNone, WeightFormat::kQ8,
+                                     WeightFormat::kQ4, WeightFormat::kNf4};
+
+double MeasureCopyBandwidth() {
+  const int64_t elements = int64_t{256} << 20;  // 1 GiB of fp32
+  at::Tensor source = at::ones({elements});
+  at::Tensor target = at::empty_like(source);
+  target.copy_(source);
+  const auto start = Clock::now();
+  int iterations = 0;
+  while (Seconds(start) < 1.0 || iterations < 3) {
+    target.copy_(source);
+    ++iterations;
+  }
+  return 2.0 * static_cast<double>(elements) * 4 * iterations / Seconds(start);
+}
+
+// Runs `step` for at least half a second; seconds per call.
+template <typename F>
+double TimePerCall(F step) {
+  step();
+  const auto start = Clock::now();
+  int calls = 0;
+  while (Seconds(start) < 0.5 || calls < 3) {
+    step();
+    ++calls;
+  }
+  return Seconds(start) / calls;
+}
+
+// A matrix of random codes and scales (their values do not change the
+// kernels' speed) of about `bytes`, so that it streams from memory rather
+// than from the last-level cache.
+QuantizedMatrix RandomQuantized(WeightFormat format, int64_t cols,
+                                int64_t bytes) {
+  QuantizedMatrix m;
+  m.format = format;
+  m.cols = cols;
+  const int64_t blocks = m.blocks_per_row();
+  m.rows = std::max<int64_t>(
+      1,
+      bytes / std::max<int64_t>(1, QuantizedMatrixBytes(format, 1, cols, 2)));
+  m.codes = at::randint(
+      0, 256, {m.rows, format == WeightFormat::kQ4 ? blocks * 16 : blocks * 32},
+      at::kByte);
+  if (format == WeightFormat::kQ8) m.codes = m.codes.to(at::kChar);
+  if (format == WeightFormat::kNf4) {
+    m.scales = at::randint(-127, 128, {m.rows, blocks}, at::kChar);
+    m.group_scales =
+        at::rand({(m.rows * blocks + 255) / 256}, at::kFloat) * 1e-3;
+    m.absmax_mean = 0.05f;
+  } else {
+    m.scales = (at::rand({m.rows, blocks}) * 1e-3).to(at::kHalf);
+  }
+  return m;
+}
+
+void BenchKernels(double bandwidth) {
+  // Four times the largest last-level caches of current server CPUs' slices
+  // (this machine reports 260 MiB): every call streams from memory.
+  const int64_t bytes = int64_t{1} << 30, cols = 4096;
+  const at::Tensor x = at::randn({cols});
+  std::printf(
+      "\n2. Matrix-vector kernels (%s), x [%lld], about 1 GiB of weights "
+      "per format (from memory, not cache)\n"
+      "| format | MB streamed | GB/s | vs copy bandwidth "
+      "|\n|---|---|---|---|\n",
+      internal::GemvIsaName(internal::BestGemvIsa()),
+      static_cast<long long>(cols));
+  if (internal::Bf16GemvAvailable()) {
+    const at::Tensor w16 =
+        at::randn({bytes / (2 * cols), cols}).to(at::kBFloat16);
+    const at::Tensor x16 = x.to(at::kBFloat16);
+    const double seconds =
+        TimePerCall([&] { (void)internal::Bf16Gemv(w16, x16); });
+    const double streamed = static_cast<double>(w16.numel() * 2);
+    std::printf("| bf16 | %.1f | %.1f | %.2f |\n", streamed / 1e6,
+                streamed / seconds / 1e9, streamed / seconds / bandwidth);
+  }
+  for (WeightFormat format : kFormats) {
+    if (format == WeightFormat::kNone) continue;
+    const QuantizedMatrix m = RandomQuantized(format, cols, bytes);
+    std::vector<float> y(m.rows);
+    for (internal::GemvIsa isa : internal::AvailableGemvIsas()) {
+      if (isa == internal::GemvIsa::kPortable) continue;
+      const double seconds = TimePerCall([&] {
+        internal::QuantizedGemvWith(isa, m, x.data_ptr<float>(), y.data());
+      });
+      const double streamed = static_cast<double>(m.bytes());
+      std::printf("| %s (%s) | %.1f | %.1f | %.2f |\n",
+                  std::string(WeightFormatName(format)).c_str(),
+                  internal::GemvIsaName(isa), streamed / 1e6,
+                  streamed / seconds / 1e9, streamed / seconds / bandwidth);
+    }
+  }
+}
+
+// Bytes one decoded token reads: every projection (quantized or dense) and
+// the output head.
+double BytesPerToken(const LlamaWeights& weights) {
+  double bytes = weights.lm_head_quantized.defined()
+                     ? static_cast<double>(weights.lm_head_quantized.bytes())
+                     : static_cast<double>(weights.lm_head.numel() *
+                                           weights.lm_head.element_size());
+  for (const LayerWeights& layer : weights.layers) {
+    for (Projection p : kAllProjections) {
+      bytes +=
+          layer.Quantized(p).defined()
+              ? static_cast<double>(layer.Quantized(p).bytes())
+              : static_cast<double>(layer[p].numel() * layer[p].element_size());
+    }
+  }
+  return bytes;
+}
+
+void BenchModel(const char* name, const LlamaConfig& config, double bandwidth) {
+  std::printf(
+      "\n3. %s: hidden %lld, %lld layers, vocab %lld (random bf16 "
+      "weights; the head stays bf16 unless quantized with the embeddings)\n",
+      name, static_cast<long long>(config.hidden_size),
+      static_cast<long long>(config.num_hidden_layers),
+      static_cast<long long>(config.vocab_size));
+  std::printf(
+      "| format | decode tokens/s | MB/token | GB/s | vs copy bandwidth | vs "
+      "bf16 decode | prefill tokens/s | vs bf16 prefill |\n"
+      "|---|---|---|---|---|---|---|---|\n");
+  const LlamaWeights dense = RandomLlamaWeights(config, 1, at::kBFloat16);
+  std::vector<int64_t> prompt(128);
+  for (size_t i = 0; i < prompt.size(); ++i)
+    prompt[i] = 100 + static_cast<int64_t>(i);
+  double bf16_decode = 0, bf16_prefill = 0;
+  for (WeightFormat format : kFormats) {
+    for (bool head : {false, true}) {
+      if (format == WeightFormat::kNone && head) continue;
+      LlamaWeights weights = dense;  // shares the dense tensors
+      if (!QuantizeBaseProjections(&weights, format, head).ok()) std::exit(1);
+      const double bytes = BytesPerToken(weights);
+      LlamaModel model(config, std::move(weights));
+      GenerationOptions generation;
+      generation.max_new_tokens = absl::GetFlag(FLAGS_tokens);
+      generation.stop_tokens.clear();
+      (void)*Generate(model,
+                      std::vector<int64_t>(prompt.begin(), prompt.begin() + 8),
+                      generation);  // warm-up
+      double best_decode = 0, best_prefill = 0;
+      for (int run = 0; run < 2; ++run) {
+        const GenerationResult result = *Generate(model, prompt, generation);
+        best_decode = std::max(best_decode,
+                               static_cast<double>(result.tokens.size() - 1) /
+                                   result.decode_seconds);
+        best_prefill =
+            std::max(best_prefill, static_cast<double>(prompt.size()) /
+                                       result.prefill_seconds);
+      }
+      if (format == WeightFormat::kNone) {
+        bf16_decode = best_decode;
+        bf16_prefill = best_prefill;
+      }
+      const double achieved = best_decode * bytes;
+      const std::string label = format == WeightFormat::kNone
+                                    ? "bf16"
+                                    : std::string(WeightFormatName(format)) +
+                                          (head ? " + embeddings/head" : "");
+      std::printf("| %s | %.1f | %.1f | %.1f | %.2f | %.2fx | %.0f | %.2fx |\n",
+                  label.c_str(), best_decode, bytes / 1e6, achieved / 1e9,
+                  achieved / bandwidth, best_decode / bf16_decode, best_prefill,
+                  best_prefill / bf16_prefill);
+      std::fflush(stdout);
+    }
+  }
+}
+
+LlamaConfig Config110M() {
+  LlamaConfig config;
+  config.vocab_size = 16000;
+  config.hidden_size = 768;
+  config.intermediate_size = 2048;
+  config.num_hidden_layers = 12;
+  config.num_attention_heads = 12;
+  config.num_key_value_heads = 12;
+  config.head_dim = 64;
+  config.max_position_embeddings = 1024;
+  return config;
+}
+
+int Main() {
+  if (!SetCpuThreads(absl::GetFlag(FLAGS_threads)).ok()) return 1;
+  const double bandwidth = MeasureCopyBandwidth();
+  std::printf("quantized_bench: %d threads\n\n1. Copy bandwidth %.1f GB/s\n",
+              absl::GetFlag(FLAGS_threads), bandwidth / 1e9);
+  BenchKernels(bandwidth);
+  for (absl::string_view model :
+       absl::StrSplit(absl::GetFlag(FLAGS_models), ',', absl::SkipEmpty())) {
+    if (model == "110m") {
+      BenchModel("110M bench model", Config110M(), bandwidth);
+    } else if (model == "1b") {
+      BenchModel("Llama-3.2-1B shape", testing::Llama32OneBConfig(), bandwidth);
+    } else {
+      std::fprintf(stderr, "--models: unknown model '%s'\n",
+                   std::string(model).c_str());
+      return 1;
+    }
+  }
+  return 0;
+}
+
+}  // namespace
+}  // namespace openforce::lora
+
+int main(int argc, char** argv) {
+  openforce::lora::RelaunchWithTunedOpenBlas(argv);
+  absl::ParseCommandLine(argc, argv);
+  return openforce::lora::Main();
+}
