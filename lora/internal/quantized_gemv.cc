@@ -9,6 +9,7 @@
 #include <immintrin.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <vector>
 
@@ -308,6 +309,103 @@ OPENFORCE_AVX512 void Avx512RowRange(const Operands& op, float* y,
   for (; r < end; ++r) Avx512Rows<1, format>(op, y, r);
 }
 
+// ---- AVX-512 VNNI (q4) ----
+
+#define OPENFORCE_VNNI                                        \
+  __attribute__((                                             \
+      target("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma," \
+             "f16c")))
+
+// The input rounded to int8 per block of 32 (step amax / 127) and laid out as
+// the q4 kernel reads two blocks of codes: [b 0-15, b+1 0-15, b 16-31,
+// b+1 16-31]. Per lane of four bytes: the lane's block step and minus 8
+// times the lane's sum (codes are read unsigned, q = w + 8). Padded to an
+// even number of blocks with zeros.
+struct Int8Activations {
+  std::vector<int8_t> values;
+  std::vector<int32_t> neg_bias;
+  std::vector<float> steps;
+};
+
+Int8Activations QuantizeActivationsForQ4(const float* x, int64_t blocks) {
+  const int64_t pairs = (blocks + 1) / 2;
+  Int8Activations a;
+  a.values.assign(pairs * 64, 0);
+  a.neg_bias.assign(pairs * 16, 0);
+  a.steps.assign(pairs * 16, 0.0f);
+  for (int64_t b = 0; b < blocks; ++b) {
+    float amax = 0;
+    for (int k = 0; k < 32; ++k)
+      amax = std::max(amax, std::fabs(x[b * 32 + k]));
+    const float step = amax / 127.0f;
+    const int64_t pair = b / 2, second = b % 2;
+    for (int k = 0; k < 32; ++k) {
+      // Element k of the block: first or second half of the pair's vector.
+      const int64_t position =
+          pair * 64 + (k < 16 ? 0 : 32) + second * 16 + (k % 16);
+      a.values[position] = static_cast<int8_t>(
+          step > 0 ? std::nearbyint(x[b * 32 + k] / step) : 0.0f);
+    }
+  }
+  for (int64_t lane = 0; lane < pairs * 16; ++lane) {
+    int32_t sum = 0;
+    for (int k = 0; k < 4; ++k) sum += a.values[lane * 4 + k];
+    a.neg_bias[lane] = -8 * sum;
+    const int64_t block = (lane / 16) * 2 + (lane % 8) / 4;
+    if (block < blocks) {
+      float amax = 0;
+      for (int k = 0; k < 32; ++k)
+        amax = std::max(amax, std::fabs(x[block * 32 + k]));
+      a.steps[lane] = amax / 127.0f;
+    }
+  }
+  return a;
+}
+
+template <int R>
+OPENFORCE_VNNI void VnniQ4Rows(const Operands& op, const Int8Activations& a,
+                               float* y, int64_t r) {
+  __m512 acc[R];
+  for (int i = 0; i < R; ++i) acc[i] = _mm512_setzero_ps();
+  const __m256i low = _mm256_set1_epi8(15);
+  const __m256i lanes =
+      _mm256_setr_epi16(0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1, 1);
+  for (int64_t b = 0; b < op.blocks; b += 2) {
+    const bool both = b + 1 < op.blocks;
+    const __mmask32 bytes = both ? ~__mmask32{0} : __mmask32{0xFFFF};
+    const int64_t pair = b / 2;
+    const __m512i xv = _mm512_loadu_si512(a.values.data() + pair * 64);
+    const __m512i bias = _mm512_loadu_si512(a.neg_bias.data() + pair * 16);
+    const __m512 steps = _mm512_loadu_ps(a.steps.data() + pair * 16);
+    for (int i = 0; i < R; ++i) {
+      const uint8_t* c = op.codes + (r + i) * op.code_stride + b * 16;
+      _mm_prefetch(reinterpret_cast<const char*>(c) + kPrefetchBytes,
+                   _MM_HINT_T0);
+      const __m256i codes = _mm256_maskz_loadu_epi8(bytes, c);
+      const __m512i w = _mm512_inserti64x4(
+          _mm512_castsi256_si512(_mm256_and_si256(codes, low)),
+          _mm256_and_si256(_mm256_srli_epi16(codes, 4), low), 1);
+      const __m512i dot = _mm512_dpbusd_epi32(bias, w, xv);
+      const uint16_t* h = op.half_scales + (r + i) * op.blocks + b;
+      const uint32_t two = both ? (static_cast<uint32_t>(h[1]) << 16) | h[0]
+                                : static_cast<uint32_t>(h[0]);
+      const __m256i halves = _mm256_permutexvar_epi16(
+          lanes,
+          _mm256_castsi128_si256(_mm_cvtsi32_si128(static_cast<int>(two))));
+      const __m512 scale = _mm512_mul_ps(_mm512_cvtph_ps(halves), steps);
+      acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), scale, acc[i]);
+    }
+  }
+  for (int i = 0; i < R; ++i) y[r + i] = _mm512_reduce_add_ps(acc[i]);
+}
+
+OPENFORCE_VNNI void VnniQ4RowRange(const Operands& op, const Int8Activations& a,
+                                   float* y, int64_t begin, int64_t end) {
+  int64_t r = begin;
+  for (; r + 4 <= end; r += 4) VnniQ4Rows<4>(op, a, y, r);
+  for (; r < end; ++r) VnniQ4Rows<1>(op, a, y, r);
+}
+
 }  // namespace
 
 GemvIsa BestGemvIsa() {
@@ -328,6 +426,8 @@ std::vector<GemvIsa> AvailableGemvIsas() {
   if (avx2 && __builtin_cpu_supports("avx512f") &&
       __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512vl"))
     isas.push_back(GemvIsa::kAvx512);
+  if (isas.back() == GemvIsa::kAvx512 && __builtin_cpu_supports("avx512vnni"))
+    isas.push_back(GemvIsa::kAvx512Vnni);
   return isas;
 }
 
@@ -339,6 +439,8 @@ const char* GemvIsaName(GemvIsa isa) {
       return "avx2";
     case GemvIsa::kAvx512:
       return "avx512";
+    case GemvIsa::kAvx512Vnni:
+      return "avx512-vnni";
   }
   return "unknown";
 }
@@ -372,8 +474,16 @@ void QuantizedGemvWith(GemvIsa isa, const QuantizedMatrix& m, const float* x,
         reinterpret_cast<const uint16_t*>(m.scales.data_ptr<at::Half>());
   }
   const WeightFormat format = m.format;
+  if (isa == GemvIsa::kAvx512Vnni && format != WeightFormat::kQ4)
+    isa = GemvIsa::kAvx512;
+  Int8Activations activations;
+  if (isa == GemvIsa::kAvx512Vnni)
+    activations = QuantizeActivationsForQ4(input, blocks);
   at::parallel_for(0, m.rows, kRowsPerTask, [&](int64_t begin, int64_t end) {
     switch (isa) {
+      case GemvIsa::kAvx512Vnni:
+        VnniQ4RowRange(op, activations, y, begin, end);
+        break;
       case GemvIsa::kAvx512:
         if (format == WeightFormat::kQ8) {
           Avx512RowRange<WeightFormat::kQ8>(op, y, begin, end);
