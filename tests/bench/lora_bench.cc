@@ -28,44 +28,15 @@
 #include "lora/llama_model.h"
 #include "lora/lora_adapter.h"
 #include "lora/trainer.h"
+#include "tests/bench/bench_common.h"
 
 namespace openforce::lora {
 namespace {
 
-using Clock = std::chrono::steady_clock;
-
-double Seconds(Clock::time_point start) {
-  return std::chrono::duration<double>(Clock::now() - start).count();
-}
-
-LlamaConfig BenchConfig() {
-  LlamaConfig config;
-  config.vocab_size = 16000;
-  config.hidden_size = 768;
-  config.intermediate_size = 2048;
-  config.num_hidden_layers = 12;
-  config.num_attention_heads = 12;
-  config.num_key_value_heads = 12;
-  config.head_dim = 64;
-  config.max_position_embeddings = 1024;
-  return config;
-}
-
-// Copy bandwidth: bytes read plus bytes written per second for a buffer far
-// larger than the caches.
-double MeasureCopyBandwidth() {
-  const int64_t elements = int64_t{256} << 20;  // 1 GiB of fp32
-  at::Tensor source = at::ones({elements});
-  at::Tensor target = at::empty_like(source);
-  target.copy_(source);
-  const auto start = Clock::now();
-  int iterations = 0;
-  while (Seconds(start) < 1.0 || iterations < 3) {
-    target.copy_(source);
-    ++iterations;
-  }
-  return 2.0 * static_cast<double>(elements) * 4 * iterations / Seconds(start);
-}
+using bench::BenchConfig110M;
+using bench::Clock;
+using bench::MeasureCopyBandwidth;
+using bench::Seconds;
 
 struct Args {
   int steps = 3;
@@ -75,7 +46,7 @@ struct Args {
 
 void RunDtype(const char* name, at::ScalarType dtype, DType gemm_dtype,
               const Args& args, double bandwidth) {
-  const LlamaConfig config = BenchConfig();
+  const LlamaConfig config = BenchConfig110M();
   LlamaModel model(config, RandomLlamaWeights(config, 1, dtype));
   const int64_t parameters = BaseParameterCount(config.Shape());
   // FLOPs per token count every weight a token multiplies: all but the
@@ -185,7 +156,7 @@ int main(int argc, char** argv) {
   std::printf("libtorch %s, %d threads, OpenBLAS core %s, oneDNN %s\n",
               backends.torch_version.c_str(), backends.cpu_threads,
               backends.blas_core.c_str(), backends.onednn ? "yes" : "no");
-  const LlamaConfig config = BenchConfig();
+  const LlamaConfig config = BenchConfig110M();
   std::printf(
       "model: %.1fM parameters (hidden 768, 12 layers, 12 heads, vocab 16000), "
       "LoRA r=16 on q_proj,v_proj, batch 4 x 256 tokens\n",

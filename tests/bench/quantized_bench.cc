@@ -29,6 +29,7 @@
 #include "lora/internal/quantized_gemv.h"
 #include "lora/llama_model.h"
 #include "lora/quantized_matrix.h"
+#include "tests/bench/bench_common.h"
 #include "tests/testing/tiny_llama.h"
 
 ABSL_FLAG(int32_t, threads, 2, "CPU threads");
@@ -38,28 +39,13 @@ ABSL_FLAG(std::string, models, "110m,1b", "models measured: 110m, 1b");
 namespace openforce::lora {
 namespace {
 
-using Clock = std::chrono::steady_clock;
-
-double Seconds(Clock::time_point start) {
-  return std::chrono::duration<double>(Clock::now() - start).count();
-}
+using bench::BenchConfig110M;
+using bench::Clock;
+using bench::MeasureCopyBandwidth;
+using bench::Seconds;
 
 constexpr WeightFormat kFormats[] = {WeightFormat::kNone, WeightFormat::kQ8,
                                      WeightFormat::kQ4, WeightFormat::kNf4};
-
-double MeasureCopyBandwidth() {
-  const int64_t elements = int64_t{256} << 20;  // 1 GiB of fp32
-  at::Tensor source = at::ones({elements});
-  at::Tensor target = at::empty_like(source);
-  target.copy_(source);
-  const auto start = Clock::now();
-  int iterations = 0;
-  while (Seconds(start) < 1.0 || iterations < 3) {
-    target.copy_(source);
-    ++iterations;
-  }
-  return 2.0 * static_cast<double>(elements) * 4 * iterations / Seconds(start);
-}
 
 // Runs `step` for at least half a second; seconds per call.
 template <typename F>
@@ -216,19 +202,6 @@ void BenchModel(const char* name, const LlamaConfig& config, double bandwidth) {
   }
 }
 
-LlamaConfig Config110M() {
-  LlamaConfig config;
-  config.vocab_size = 16000;
-  config.hidden_size = 768;
-  config.intermediate_size = 2048;
-  config.num_hidden_layers = 12;
-  config.num_attention_heads = 12;
-  config.num_key_value_heads = 12;
-  config.head_dim = 64;
-  config.max_position_embeddings = 1024;
-  return config;
-}
-
 int Main() {
   if (!SetCpuThreads(absl::GetFlag(FLAGS_threads)).ok()) return 1;
   const double bandwidth = MeasureCopyBandwidth();
@@ -238,7 +211,7 @@ int Main() {
   for (absl::string_view model :
        absl::StrSplit(absl::GetFlag(FLAGS_models), ',', absl::SkipEmpty())) {
     if (model == "110m") {
-      BenchModel("110M bench model", Config110M(), bandwidth);
+      BenchModel("110M bench model", BenchConfig110M(), bandwidth);
     } else if (model == "1b") {
       BenchModel("Llama-3.2-1B shape", testing::Llama32OneBConfig(), bandwidth);
     } else {
