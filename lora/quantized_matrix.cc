@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "lora/internal/quantized_dequantize.h"
 #include "lora/internal/quantized_gemv.h"
 #include "lora/internal/quantized_linear_grad.h"
 
@@ -289,6 +290,9 @@ at::Tensor DequantizeBlocks(const QuantizedMatrix& m, const at::Tensor& rows) {
 }  // namespace
 
 at::Tensor DequantizeMatrix(const QuantizedMatrix& m, at::ScalarType dtype) {
+  if (internal::CanDequantizeOnCpu(m, dtype)) {
+    return internal::DequantizeOnCpu(m, nullptr, m.rows, dtype);
+  }
   return DequantizeBlocks(m, at::Tensor())
       .view({m.rows, -1})
       .narrow(1, 0, m.cols)
@@ -298,9 +302,18 @@ at::Tensor DequantizeMatrix(const QuantizedMatrix& m, at::ScalarType dtype) {
 
 at::Tensor DequantizeRows(const QuantizedMatrix& m, const at::Tensor& ids,
                           at::ScalarType dtype) {
-  const at::Tensor flat = ids.reshape({-1}).to(m.codes.device(), at::kLong);
+  const at::Tensor flat =
+      ids.reshape({-1}).to(m.codes.device(), at::kLong).contiguous();
   std::vector<int64_t> shape(ids.sizes().begin(), ids.sizes().end());
   shape.push_back(m.cols);
+  if (internal::CanDequantizeOnCpu(m, dtype)) {
+    TORCH_CHECK(flat.numel() == 0 || (flat.min().item<int64_t>() >= 0 &&
+                                      flat.max().item<int64_t>() < m.rows),
+                "row ids must be in [0, ", m.rows, ")");
+    return internal::DequantizeOnCpu(m, flat.data_ptr<int64_t>(), flat.numel(),
+                                     dtype)
+        .view(shape);
+  }
   return DequantizeBlocks(m, flat)
       .view({flat.size(0), -1})
       .narrow(1, 0, m.cols)

@@ -8,13 +8,20 @@
 //      weights): decode tokens/s at batch 1 with the KV cache, the bytes a
 //      token reads, the ratio of achieved to copy bandwidth (goal >= 0.8),
 //      the speed-up over bf16 (goals on the 1B model: q8 >= 1.8x, q4 >= 3x),
-//      and prefill tokens/s over a 128-token prompt.
+//      and prefill tokens/s over a 128-token prompt;
+//   4. a QLoRA training step (rank 16, 2 x 128 tokens) on the 110M model per
+//      base format: tokens/s and the ratio to the bf16 base (goal >= 0.8x);
+//   5. quality against full precision: mean KL divergence of the next-token
+//      distributions and top-1 agreement, on the hf-llama-tiny fixture
+//      (--fixture) and the 110M model.
 // Not a test: it prints figures. Usage:
 //   quantized_bench [--threads N] [--tokens N] [--models 110m,1b]
+//                   [--train_steps N] [--fixture DIR]
 #include <ATen/ATen.h>
 
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <string>
 #include <vector>
 
@@ -28,13 +35,21 @@
 #include "lora/internal/bf16_gemv.h"
 #include "lora/internal/quantized_gemv.h"
 #include "lora/llama_model.h"
+#include "lora/lora_adapter.h"
 #include "lora/quantized_matrix.h"
+#include "lora/trainer.h"
 #include "tests/bench/bench_common.h"
 #include "tests/testing/tiny_llama.h"
 
 ABSL_FLAG(int32_t, threads, 2, "CPU threads");
 ABSL_FLAG(int32_t, tokens, 32, "decoded tokens per measurement");
 ABSL_FLAG(std::string, models, "110m,1b", "models measured: 110m, 1b");
+ABSL_FLAG(int32_t, train_steps, 3, "timed QLoRA steps per format");
+#ifndef OPENFORCE_FIXTURE_DIR
+#define OPENFORCE_FIXTURE_DIR "../shared/fixtures"
+#endif
+ABSL_FLAG(std::string, fixture, OPENFORCE_FIXTURE_DIR "/hf-llama-tiny",
+          "Hugging Face checkpoint for the quality table (skipped if absent)");
 
 namespace openforce::lora {
 namespace {
@@ -202,6 +217,117 @@ void BenchModel(const char* name, const LlamaConfig& config, double bandwidth) {
   }
 }
 
+void BenchTraining(const LlamaConfig& config) {
+  const int64_t batch = 2, sequence = 128;
+  const int steps = absl::GetFlag(FLAGS_train_steps);
+  std::printf(
+      "\n4. QLoRA training step, 110M model, LoRA r16 on every projection, "
+      "%lld x %lld tokens, bf16 compute, mean of %d steps\n"
+      "| base | step s | tokens/s | vs bf16 base |\n|---|---|---|---|\n",
+      static_cast<long long>(batch), static_cast<long long>(sequence), steps);
+  const LlamaWeights dense = RandomLlamaWeights(config, 1, at::kBFloat16);
+  std::vector<Example> data;
+  at::Generator generator = at::detail::createCPUGenerator(3);
+  for (int i = 0; i < 16; ++i) {
+    const at::Tensor ids =
+        at::randint(3, config.vocab_size, {sequence}, generator, at::kLong);
+    Example example;
+    example.input_ids.assign(ids.data_ptr<int64_t>(),
+                             ids.data_ptr<int64_t>() + sequence);
+    example.labels = example.input_ids;
+    data.push_back(std::move(example));
+  }
+  double bf16_seconds = 0;
+  for (WeightFormat format : kFormats) {
+    LlamaWeights weights = dense;
+    if (!QuantizeBaseProjections(&weights, format).ok()) std::exit(1);
+    const LlamaModel model(config, std::move(weights));
+    LoraConfig lora;
+    lora.rank = 16;
+    lora.alpha = 32;
+    LoraAdapter adapter = *LoraAdapter::Create(config, lora, 2);
+    TrainingOptions options;
+    options.batch_size = batch;
+    options.max_steps = steps + 1;
+    auto trainer = *Trainer::Create(&model, &adapter, data, options);
+    (void)*trainer->Step();  // warm-up
+    const auto start = Clock::now();
+    for (int i = 0; i < steps; ++i) (void)*trainer->Step();
+    const double seconds = Seconds(start) / steps;
+    if (format == WeightFormat::kNone) bf16_seconds = seconds;
+    std::printf("| %s | %.2f | %.0f | %.2fx |\n",
+                format == WeightFormat::kNone
+                    ? "bf16"
+                    : std::string(WeightFormatName(format)).c_str(),
+                seconds, static_cast<double>(batch * sequence) / seconds,
+                bf16_seconds / seconds);
+    std::fflush(stdout);
+  }
+}
+
+// Mean KL(full || quantized) of the next-token distributions and the share
+// of positions whose most likely token agrees.
+void PrintQuality(const char* name, const LlamaModel& full,
+                  const LlamaModel& quantized, const at::Tensor& ids,
+                  const char* format) {
+  ForwardOptions options;
+  const at::Tensor p = full.Forward(ids, options).to(at::kFloat);
+  const at::Tensor q = quantized.Forward(ids, options).to(at::kFloat);
+  const at::Tensor log_p = at::log_softmax(p, -1);
+  const at::Tensor log_q = at::log_softmax(q, -1);
+  const double kl =
+      (log_p.exp() * (log_p - log_q)).sum(-1).mean().item<double>();
+  const double top1 =
+      at::eq(p.argmax(-1), q.argmax(-1)).to(at::kFloat).mean().item<double>();
+  std::printf("| %s | %s | %lld | %.2e | %.3f |\n", name, format,
+              static_cast<long long>(ids.numel()), kl, top1);
+  std::fflush(stdout);
+}
+
+void BenchQuality(const LlamaConfig& bench_config) {
+  std::printf(
+      "\n5. Quality against full precision (fp32 compute), next-token "
+      "distributions\n| model | base | positions | mean KL | top-1 "
+      "agreement |\n|---|---|---|---|---|\n");
+  const std::string fixture = absl::GetFlag(FLAGS_fixture);
+  if (std::filesystem::exists(fixture + "/config.json")) {
+    absl::StatusOr<std::unique_ptr<LlamaModel>> full =
+        LlamaModel::Load(fixture, LoadOptions());
+    if (!full.ok()) {
+      std::fprintf(stderr, "%s\n", full.status().ToString().c_str());
+      std::exit(1);
+    }
+    at::Generator generator = at::detail::createCPUGenerator(5);
+    const at::Tensor ids = at::randint(3, (*full)->config().vocab_size, {4, 64},
+                                       generator, at::kLong);
+    for (WeightFormat format : kFormats) {
+      if (format == WeightFormat::kNone) continue;
+      LoadOptions options;
+      options.quantization = format;
+      const std::unique_ptr<LlamaModel> quantized =
+          *LlamaModel::Load(fixture, options);
+      PrintQuality("hf-llama-tiny", **full, *quantized, ids,
+                   std::string(WeightFormatName(format)).c_str());
+    }
+  } else {
+    std::printf("| hf-llama-tiny | (no fixture at %s) | | | |\n",
+                fixture.c_str());
+  }
+  const LlamaWeights dense = RandomLlamaWeights(bench_config, 1, at::kFloat);
+  const LlamaModel full(bench_config, dense);
+  at::Generator generator = at::detail::createCPUGenerator(6);
+  const at::Tensor ids =
+      at::randint(3, bench_config.vocab_size, {2, 128}, generator, at::kLong);
+  for (WeightFormat format : kFormats) {
+    if (format == WeightFormat::kNone) continue;
+    LlamaWeights weights = dense;
+    if (!QuantizeBaseProjections(&weights, format).ok()) std::exit(1);
+    const LlamaModel quantized(bench_config, std::move(weights));
+    PrintQuality("110M (random)", full, quantized, ids,
+                 std::string(WeightFormatName(format)).c_str());
+  }
+}
+
 int Main() {
   if (!SetCpuThreads(absl::GetFlag(FLAGS_threads)).ok()) return 1;
   const double bandwidth = MeasureCopyBandwidth();
@@ -220,6 +346,8 @@ int Main() {
       return 1;
     }
   }
+  BenchTraining(BenchConfig110M());
+  BenchQuality(BenchConfig110M());
   return 0;
 }
 

@@ -14,6 +14,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/weight_format.h"
+#include "lora/internal/quantized_dequantize.h"
 #include "lora/internal/quantized_gemv.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/tensor_matchers.h"
@@ -180,6 +181,42 @@ TEST(QuantizedMatrixTest, EveryKernelMatchesDequantizeThenMultiply) {
         }
         EXPECT_TRUE(TensorsNear(y, expected, 1e-4 * std::sqrt(cols))) << what;
       }
+    }
+  }
+}
+
+TEST(QuantizedMatrixTest, CpuDequantizationIsBitwiseTheAtenPath) {
+  at::manual_seed(10);
+  // Rows that end mid-block (tails written one value at a time or masked)
+  // and whole blocks. The fp64 request takes ATen's ops, the path a GPU runs.
+  const std::vector<std::pair<int64_t, int64_t>> shapes = {
+      {7, 45}, {3, 100}, {1, 3}, {33, 256}};
+  for (const auto& [rows, cols] : shapes) {
+    const at::Tensor w = at::randn({rows, cols}) * 0.05;
+    for (WeightFormat format : kFormats) {
+      const QuantizedMatrix m = Quantize(w, format);
+      const at::Tensor reference = DequantizeMatrix(m, at::kDouble);
+      const at::Tensor picked = at::tensor({rows - 1, int64_t{0}, rows / 2});
+      for (internal::GemvIsa isa : internal::AvailableGemvIsas()) {
+        const std::string what =
+            absl::StrCat(WeightFormatName(format), " ",
+                         internal::GemvIsaName(isa), " ", rows, "x", cols);
+        const at::Tensor fp32 =
+            internal::DequantizeOnCpuWith(isa, m, nullptr, rows, at::kFloat);
+        EXPECT_TRUE(at::equal(fp32, reference.to(at::kFloat))) << what;
+        const at::Tensor bf16 =
+            internal::DequantizeOnCpuWith(isa, m, nullptr, rows, at::kBFloat16);
+        EXPECT_TRUE(at::equal(bf16, reference.to(at::kFloat).to(at::kBFloat16)))
+            << what;
+        const at::Tensor some = internal::DequantizeOnCpuWith(
+            isa, m, picked.data_ptr<int64_t>(), picked.numel(), at::kBFloat16);
+        EXPECT_TRUE(at::equal(
+            some, reference.index_select(0, picked).to(at::kBFloat16)))
+            << what << " picked rows";
+      }
+      // The public entry points take this path for fp32 and bf16.
+      EXPECT_TRUE(at::equal(DequantizeMatrix(m, at::kBFloat16),
+                            reference.to(at::kFloat).to(at::kBFloat16)));
     }
   }
 }
