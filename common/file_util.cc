@@ -102,6 +102,16 @@ absl::Status SyncDirectory(const std::string& dir) {
 
 absl::Status WriteFileAtomically(const std::string& path,
                                  absl::string_view data, mode_t mode) {
+  return WriteFileAtomicallyWith(
+      path,
+      [&](int fd, const std::string& temp) { return WriteAll(fd, data, temp); },
+      mode);
+}
+
+absl::Status WriteFileAtomicallyWith(
+    const std::string& path,
+    const std::function<absl::Status(int fd, const std::string& temp)>& write,
+    mode_t mode) {
   std::filesystem::path target(path);
   std::string dir =
       target.has_parent_path() ? target.parent_path().string() : ".";
@@ -116,7 +126,7 @@ absl::Status WriteFileAtomically(const std::string& path,
       ::unlink(temp.c_str());
       return ErrnoToStatus(errno, absl::StrCat("chmod ", temp));
     }
-    absl::Status written = WriteAll(fd.get(), data, temp);
+    absl::Status written = write(fd.get(), temp);
     if (written.ok() && ::fsync(fd.get()) != 0) {
       written = ErrnoToStatus(errno, absl::StrCat("fsync ", temp));
     }

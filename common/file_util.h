@@ -7,6 +7,7 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <functional>
 #include <string>
 
 #include "absl/status/status.h"
@@ -54,6 +55,14 @@ absl::Status ErrnoToStatus(int errnum, absl::string_view what);
 [[nodiscard]] absl::Status WriteFileAtomically(const std::string& path,
                                                absl::string_view data,
                                                mode_t mode = 0644);
+
+// As WriteFileAtomically, for contents too large to hold in memory: `write`
+// is given the temporary file's descriptor and name and writes the contents
+// (with WriteAll); an error from it removes the temporary file.
+[[nodiscard]] absl::Status WriteFileAtomicallyWith(
+    const std::string& path,
+    const std::function<absl::Status(int fd, const std::string& temp)>& write,
+    mode_t mode = 0644);
 
 // fsyncs a directory so that renames and unlinks in it are durable.
 [[nodiscard]] absl::Status SyncDirectory(const std::string& dir);

@@ -17,6 +17,7 @@
 #include "common/file_util.h"
 #include "common/status_macros.h"
 #include "common/untrusted_json.h"
+#include "lora/quantized_cache.h"
 #include "lora/safetensors.h"
 
 namespace openforce::lora {
@@ -208,8 +209,45 @@ absl::StatusOr<LlamaWeights> LoadLlamaWeights(const std::string& model_dir,
   std::map<std::string, at::Tensor> loaded;
   std::map<std::string, QuantizedMatrix> quantized;
   std::set<std::string> expected_names;
+  const bool quantizing = options.quantization != WeightFormat::kNone;
+  auto quantize_this = [&](const std::string& name) {
+    return quantizing &&
+           (IsProjectionWeight(name) || (options.quantize_embeddings &&
+                                         (name == "model.embed_tokens.weight" ||
+                                          name == "lm_head.weight")));
+  };
+  QuantizedCacheKey cache_key;
+  std::string cache_path, cache_note = "off", cached_sha256;
+  if (quantizing &&
+      (options.read_quantized_cache || options.write_quantized_cache)) {
+    std::vector<std::string> file_names;
+    for (const auto& [file_name, file] : files) file_names.push_back(file_name);
+    ASSIGN_OR_RETURN(cache_key.source,
+                     SourceFingerprint(model_dir, file_names));
+    cache_key.format = options.quantization;
+    cache_key.embeddings = options.quantize_embeddings;
+    cache_path = QuantizedCachePath(model_dir, options.quantization,
+                                    options.quantize_embeddings);
+    cache_note = "none";
+  }
   try {
     const at::Device device(options.device);
+    if (quantizing && options.read_quantized_cache) {
+      std::map<std::string, std::vector<int64_t>> expected_quantized;
+      for (const auto& [name, shape] : ExpectedTensors(config)) {
+        if (quantize_this(name)) expected_quantized[name] = shape;
+      }
+      absl::StatusOr<QuantizedCache> cache =
+          ReadQuantizedCache(cache_path, cache_key, expected_quantized);
+      if (cache.ok()) {
+        for (auto& [name, matrix] : cache->matrices)
+          quantized[name] = matrix.To(device);
+        cached_sha256 = cache->base_sha256;
+        cache_note = "read";
+      } else if (!absl::IsNotFound(cache.status())) {
+        cache_note = absl::StrCat("ignored: ", cache.status().message());
+      }
+    }
     for (const auto& [name, shape] : ExpectedTensors(config)) {
       expected_names.insert(name);
       auto it = owner.find(name);
@@ -224,11 +262,9 @@ absl::StatusOr<LlamaWeights> LoadLlamaWeights(const std::string& model_dir,
                          ShapeText(entry.shape), " but config.json implies ",
                          ShapeText(shape)));
       }
+      if (quantized.count(name)) continue;  // mapped from the cache
       ASSIGN_OR_RETURN(at::Tensor tensor, it->second->Tensor(name));
-      if (options.quantization != WeightFormat::kNone &&
-          (IsProjectionWeight(name) || (options.quantize_embeddings &&
-                                        (name == "model.embed_tokens.weight" ||
-                                         name == "lm_head.weight")))) {
+      if (quantize_this(name)) {
         // From the file's own values, one matrix at a time: the dense
         // projection never exists in memory beyond this tensor.
         absl::StatusOr<QuantizedMatrix> matrix =
@@ -305,7 +341,50 @@ absl::StatusOr<LlamaWeights> LoadLlamaWeights(const std::string& model_dir,
     weights.lm_head = config.tie_word_embeddings ? weights.embed_tokens
                                                  : loaded.at("lm_head.weight");
   }
+  if (quantizing) {
+    if (!cached_sha256.empty()) {
+      weights.quantized_sha256 = cached_sha256;
+    } else {
+      ASSIGN_OR_RETURN(weights.quantized_sha256, QuantizedBaseSha256(weights));
+      if (options.write_quantized_cache) {
+        const absl::Status written = WriteQuantizedCache(
+            cache_path, cache_key, quantized, weights.quantized_sha256);
+        cache_note = written.ok()
+                         ? "written"
+                         : absl::StrCat("not written: ", written.message());
+      }
+    }
+  }
+  weights.quantized_cache = cache_note;
   return weights;
+}
+
+absl::StatusOr<std::string> QuantizedBaseSha256(const LlamaWeights& weights) {
+  std::map<std::string, std::string> digests;
+  try {
+    if (weights.embed_tokens_quantized.defined()) {
+      digests["model.embed_tokens.weight"] =
+          QuantizedMatrixSha256(weights.embed_tokens_quantized);
+    }
+    if (weights.lm_head_quantized.defined() &&
+        !weights.lm_head_quantized.codes.is_same(
+            weights.embed_tokens_quantized.codes)) {
+      digests["lm_head.weight"] =
+          QuantizedMatrixSha256(weights.lm_head_quantized);
+    }
+    for (size_t layer = 0; layer < weights.layers.size(); ++layer) {
+      for (Projection p : kAllProjections) {
+        const QuantizedMatrix& m = weights.layers[layer].Quantized(p);
+        if (!m.defined()) continue;
+        digests[absl::StrCat(LayerPrefix(layer), ProjectionPath(p),
+                             ".weight")] = QuantizedMatrixSha256(m);
+      }
+    }
+  } catch (const std::exception& e) {
+    return absl::InternalError(
+        absl::StrCat("hash the quantized weights: ", e.what()));
+  }
+  return digests.empty() ? std::string() : QuantizedBaseSha256(digests);
 }
 
 absl::Status QuantizeBaseProjections(LlamaWeights* weights, WeightFormat format,
@@ -346,6 +425,7 @@ absl::Status QuantizeBaseProjections(LlamaWeights* weights, WeightFormat format,
   } catch (const std::exception& e) {
     return absl::InternalError(absl::StrCat("quantize weights: ", e.what()));
   }
+  ASSIGN_OR_RETURN(weights->quantized_sha256, QuantizedBaseSha256(*weights));
   return absl::OkStatus();
 }
 

@@ -13,9 +13,9 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "common/weight_format.h"
 #include "lora/llama_config.h"
 #include "lora/quantized_matrix.h"
-#include "common/weight_format.h"
 
 namespace openforce::lora {
 
@@ -75,6 +75,12 @@ struct LlamaWeights {
   // (LoadOptions.quantize_embeddings); one matrix when tied.
   QuantizedMatrix embed_tokens_quantized;
   QuantizedMatrix lm_head_quantized;
+  // With a quantized base, as loaded: QuantizedBaseSha256 (the same on every
+  // machine for the same files, format and embeddings choice; jobs record
+  // it), and what became of the cache next to the model ("read", "written",
+  // "none", or why it was ignored or not written).
+  std::string quantized_sha256;
+  std::string quantized_cache;
 };
 
 struct LoadOptions {
@@ -90,6 +96,13 @@ struct LoadOptions {
   // third of the bytes a decoded token reads. Lookups dequantize the rows
   // they read.
   bool quantize_embeddings = false;
+  // With a quantization: map the quantized weights from the cache next to
+  // the model (quantized_cache.h) when it matches the files as they are now,
+  // and write one after quantizing. A cache that does not match is ignored
+  // (LlamaWeights.quantized_cache says why) and, when writing, replaced; a
+  // cache that cannot be written does not fail the load.
+  bool read_quantized_cache = true;
+  bool write_quantized_cache = false;
 };
 
 // Loads and validates a model directory: every expected tensor present with the
@@ -105,6 +118,11 @@ struct LoadOptions {
 [[nodiscard]] absl::Status QuantizeBaseProjections(LlamaWeights* weights,
                                                    WeightFormat format,
                                                    bool embeddings = false);
+
+// The quantized base's hash (QuantizedBaseSha256 over every quantized matrix
+// by its Hugging Face tensor name); empty when nothing is quantized.
+[[nodiscard]] absl::StatusOr<std::string> QuantizedBaseSha256(
+    const LlamaWeights& weights);
 
 // Writes config.json and model.safetensors with Hugging Face tensor names;
 // with `num_shards` > 1, model-0000i-of-0000n.safetensors files of about equal

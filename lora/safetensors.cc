@@ -39,7 +39,15 @@ absl::Status Malformed(const std::string& path, const std::string& what) {
 }
 
 int64_t ElementSize(at::ScalarType dtype) {
-  return dtype == at::kFloat ? 4 : 2;
+  switch (dtype) {
+    case at::kFloat:
+      return 4;
+    case at::kChar:
+    case at::kByte:
+      return 1;
+    default:
+      return 2;
+  }
 }
 
 }  // namespace
@@ -48,8 +56,10 @@ absl::StatusOr<at::ScalarType> ParseSafetensorsDtype(const std::string& name) {
   if (name == "F32") return at::kFloat;
   if (name == "F16") return at::kHalf;
   if (name == "BF16") return at::kBFloat16;
-  for (const char* known : {"F64", "I64", "I32", "I16", "I8", "U8", "BOOL",
-                            "F8_E4M3", "F8_E5M2", "U16", "U32", "U64"}) {
+  if (name == "I8") return at::kChar;
+  if (name == "U8") return at::kByte;
+  for (const char* known : {"F64", "I64", "I32", "I16", "BOOL", "F8_E4M3",
+                            "F8_E5M2", "U16", "U32", "U64"}) {
     if (name == known) {
       return absl::InvalidArgumentError(
           absl::StrCat("dtype ", name, " is not supported (F32, F16, BF16)"));
@@ -66,9 +76,14 @@ absl::StatusOr<std::string> SafetensorsDtypeName(at::ScalarType dtype) {
       return std::string("F16");
     case at::kBFloat16:
       return std::string("BF16");
+    case at::kChar:
+      return std::string("I8");
+    case at::kByte:
+      return std::string("U8");
     default:
-      return absl::InvalidArgumentError(absl::StrCat(
-          "cannot store dtype ", c10::toString(dtype), " (F32, F16, BF16)"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("cannot store dtype ", c10::toString(dtype),
+                       " (F32, F16, BF16, I8, U8)"));
   }
 }
 
@@ -76,7 +91,15 @@ SafetensorsFile::~SafetensorsFile() = default;
 
 absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Open(
     const std::string& path, uint64_t max_header_bytes) {
-  max_header_bytes = std::min(max_header_bytes, kMaxSafetensorsHeaderBytes);
+  SafetensorsOpenOptions options;
+  options.max_header_bytes = max_header_bytes;
+  return Open(path, options);
+}
+
+absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Open(
+    const std::string& path, const SafetensorsOpenOptions& options) {
+  const uint64_t max_header_bytes =
+      std::min(options.max_header_bytes, kMaxSafetensorsHeaderBytes);
   ScopedFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
   if (!fd.valid()) return ErrnoToStatus(errno, absl::StrCat("open ", path));
   struct stat info;
@@ -156,6 +179,12 @@ absl::StatusOr<std::unique_ptr<SafetensorsFile>> SafetensorsFile::Open(
     if (!dtype.ok())
       return Malformed(path,
                        absl::StrCat(where, ": ", dtype.status().message()));
+    if (!options.allow_int8 && (*dtype == at::kChar || *dtype == at::kByte)) {
+      return Malformed(
+          path,
+          absl::StrCat(where, ": dtype ", value["dtype"].get<std::string>(),
+                       " is not supported (F32, F16, BF16)"));
+    }
     SafetensorsEntry entry;
     entry.dtype = *dtype;
     if (!value["shape"].is_array())
@@ -269,17 +298,25 @@ absl::Status WriteSafetensors(
   // Pad with spaces so the data section starts 8-byte aligned, as the reference
   // writer does.
   header_text.append((8 - header_text.size() % 8) % 8, ' ');
-  std::string out;
-  out.reserve(8 + header_text.size() + offset);
+  std::string prefix;
   uint64_t length = header_text.size();
   for (int i = 0; i < 8; ++i)
-    out.push_back(static_cast<char>((length >> (8 * i)) & 0xff));
-  out += header_text;
-  for (const at::Tensor& tensor : contiguous) {
-    out.append(static_cast<const char*>(tensor.data_ptr()),
-               static_cast<size_t>(tensor.numel() * tensor.element_size()));
-  }
-  return WriteFileAtomically(path, out);
+    prefix.push_back(static_cast<char>((length >> (8 * i)) & 0xff));
+  prefix += header_text;
+  // Tensor by tensor: a multi-gigabyte file never sits in memory twice.
+  return WriteFileAtomicallyWith(
+      path, [&](int fd, const std::string& temp) -> absl::Status {
+        RETURN_IF_ERROR(WriteAll(fd, prefix, temp));
+        for (const at::Tensor& tensor : contiguous) {
+          RETURN_IF_ERROR(WriteAll(
+              fd,
+              absl::string_view(
+                  static_cast<const char*>(tensor.data_ptr()),
+                  static_cast<size_t>(tensor.numel() * tensor.element_size())),
+              temp));
+        }
+        return absl::OkStatus();
+      });
 }
 
 }  // namespace openforce::lora

@@ -24,6 +24,15 @@ namespace openforce::lora {
 // The JSON header is bounded so a hostile file cannot make us parse gigabytes.
 inline constexpr uint64_t kMaxSafetensorsHeaderBytes = 100ull << 20;
 
+struct SafetensorsOpenOptions {
+  // Lowers the header limit for files whose expected contents are known (an
+  // adapter delta needs a few KiB per tensor).
+  uint64_t max_header_bytes = kMaxSafetensorsHeaderBytes;
+  // I8 and U8 tensors: openforce's quantized-base cache holds them. Models,
+  // adapters and deltas are floating point, so they are refused by default.
+  bool allow_int8 = false;
+};
+
 struct SafetensorsEntry {
   at::ScalarType dtype = at::kFloat;
   std::vector<int64_t> shape;
@@ -41,6 +50,8 @@ class SafetensorsFile {
   [[nodiscard]] static absl::StatusOr<std::unique_ptr<SafetensorsFile>> Open(
       const std::string& path,
       uint64_t max_header_bytes = kMaxSafetensorsHeaderBytes);
+  [[nodiscard]] static absl::StatusOr<std::unique_ptr<SafetensorsFile>> Open(
+      const std::string& path, const SafetensorsOpenOptions& options);
 
   ~SafetensorsFile();
   SafetensorsFile(const SafetensorsFile&) = delete;
@@ -73,14 +84,15 @@ class SafetensorsFile {
   std::map<std::string, SafetensorsEntry> entries_;
 };
 
-// Writes tensors (any device; F32, F16 or BF16) and string metadata atomically
-// (temporary file, fsync, rename). Names must be unique and non-empty.
+// Writes tensors (any device; F32, F16, BF16, I8 or U8) and string metadata
+// atomically (temporary file, fsync, rename), one tensor at a time. Names must
+// be unique and non-empty.
 [[nodiscard]] absl::Status WriteSafetensors(
     const std::string& path,
     const std::vector<std::pair<std::string, at::Tensor>>& tensors,
     const std::map<std::string, std::string>& metadata = {});
 
-// "F32", "F16", "BF16" <-> at::ScalarType.
+// "F32", "F16", "BF16", "I8", "U8" <-> at::ScalarType.
 [[nodiscard]] absl::StatusOr<at::ScalarType> ParseSafetensorsDtype(
     const std::string& name);
 [[nodiscard]] absl::StatusOr<std::string> SafetensorsDtypeName(

@@ -153,6 +153,26 @@ TEST_F(SafetensorsTest, RejectsUnknownAndUnsupportedDtypes) {
                        HasSubstr("I64 is not supported")));
 }
 
+TEST_F(SafetensorsTest, Int8TensorsOnlyWhereTheCallerExpectsThem) {
+  const std::string path = dir_.Join("int8.safetensors");
+  ASSERT_OK(WriteSafetensors(
+      path, {{"codes", at::tensor({-128, -1, 0, 127}, at::kChar)},
+             {"nibbles", at::tensor({0, 15, 240, 255}, at::kByte)}}));
+  // A model, adapter or delta never holds them.
+  EXPECT_THAT(SafetensorsFile::Open(path),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("I8 is not supported")));
+  SafetensorsOpenOptions options;
+  options.allow_int8 = true;
+  absl::StatusOr<std::unique_ptr<SafetensorsFile>> file =
+      SafetensorsFile::Open(path, options);
+  ASSERT_OK(file);
+  EXPECT_TRUE(at::equal(*(*file)->Tensor("codes"),
+                        at::tensor({-128, -1, 0, 127}, at::kChar)));
+  EXPECT_TRUE(at::equal(*(*file)->Tensor("nibbles"),
+                        at::tensor({0, 15, 240, 255}, at::kByte)));
+}
+
 TEST_F(SafetensorsTest, RejectsSizeThatContradictsShapeAndDtype) {
   const std::string path = Write(
       "size.safetensors",
