@@ -156,6 +156,14 @@ absl::StatusOr<v1::SubmitJobResponse> Coordinator::SubmitJob(
   ASSIGN_OR_RETURN(lora::TrainingOptions training,
                    TrainingOptionsFromProto(spec.training()));
   (void)training;
+  if (spec.training().base_format() != v1::BASE_FORMAT_UNSPECIFIED &&
+      spec.training().quantized_base_sha256().empty()) {
+    // Without it a worker that quantizes differently would train on another
+    // base unnoticed.
+    return absl::InvalidArgumentError(
+        "a job with a quantized base records the quantized base's SHA-256 "
+        "(training.quantized_base_sha256; job submit computes it)");
+  }
 
   std::vector<ManifestFile> manifest;
   std::string config_json;

@@ -38,6 +38,7 @@
 #include "coordinator/simulation.h"
 #include "coordinator/sqlite_state_store.h"
 #include "google/protobuf/util/json_util.h"
+#include "lora/checkpoint.h"
 #include "lora/compute_device.h"
 
 ABSL_FLAG(std::string, config, "",
@@ -140,6 +141,10 @@ ABSL_FLAG(std::string, base_quantization, "none",
           "job submit: the base's projections quantized at load on every "
           "worker (QLoRA): none, q8, q4 or nf4; a 7B job then fits 16 GB "
           "laptops (q8) and 8 GB GPUs (q4, nf4)");
+ABSL_FLAG(bool, quantized_cache, false,
+          "job submit with --base-quantization: write the quantized base "
+          "next to the model (openforce-quantized-<format>.safetensors) so "
+          "the next submit maps it instead of quantizing again");
 ABSL_FLAG(int32_t, workers, 10, "simulate: simulated workers (one shard each)");
 ABSL_FLAG(double, dirichlet_alpha, 0,
           "simulate: non-IID split, Dirichlet alpha over record classes "
@@ -401,9 +406,21 @@ absl::Status RunJobSubmit(AdminClient& client) {
   v1::JobSpec spec;
   spec.set_name(absl::GetFlag(FLAGS_name).empty() ? "fine-tune"
                                                   : absl::GetFlag(FLAGS_name));
+  RETURN_IF_ERROR(FillTrainingFromFlags(&spec));
+  if (spec.training().base_format() != v1::BASE_FORMAT_UNSPECIFIED) {
+    // Before uploading gigabytes: weights that cannot be quantized fail here.
+    lora::LoadOptions load;
+    load.quantization =
+        static_cast<WeightFormat>(spec.training().base_format());
+    load.write_quantized_cache = absl::GetFlag(FLAGS_quantized_cache);
+    ASSIGN_OR_RETURN(const std::string sha256,
+                     lora::QuantizedBaseSha256OfModel(model, load));
+    spec.mutable_training()->set_quantized_base_sha256(sha256);
+    std::cerr << "quantized base (" << WeightFormatName(load.quantization)
+              << "): sha256 " << sha256 << "\n";
+  }
   RETURN_IF_ERROR(client.UploadModel(model, &spec));
   ASSIGN_OR_RETURN(*spec.mutable_dataset(), client.UploadFile(dataset));
-  RETURN_IF_ERROR(FillTrainingFromFlags(&spec));
   spec.set_rounds(absl::GetFlag(FLAGS_rounds));
   spec.set_shards_per_round(absl::GetFlag(FLAGS_shards));
   spec.set_replication(absl::GetFlag(FLAGS_replication));

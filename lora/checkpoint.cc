@@ -359,6 +359,18 @@ absl::StatusOr<LlamaWeights> LoadLlamaWeights(const std::string& model_dir,
   return weights;
 }
 
+absl::StatusOr<std::string> QuantizedBaseSha256OfModel(
+    const std::string& model_dir, const LoadOptions& options) {
+  if (options.quantization == WeightFormat::kNone) {
+    return absl::InvalidArgumentError(
+        "a quantized base's hash needs a quantization (q8, q4, nf4)");
+  }
+  ASSIGN_OR_RETURN(const LlamaConfig config, LoadLlamaConfig(model_dir));
+  ASSIGN_OR_RETURN(const LlamaWeights weights,
+                   LoadLlamaWeights(model_dir, config, options));
+  return weights.quantized_sha256;
+}
+
 absl::StatusOr<std::string> QuantizedBaseSha256(const LlamaWeights& weights) {
   std::map<std::string, std::string> digests;
   try {

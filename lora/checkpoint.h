@@ -124,6 +124,12 @@ struct LoadOptions {
 [[nodiscard]] absl::StatusOr<std::string> QuantizedBaseSha256(
     const LlamaWeights& weights);
 
+// QuantizedBaseSha256 of the model in `model_dir` loaded with `options` (a
+// quantization required): what each worker of a job computes when it loads
+// the base. Reads a matching cache, and writes one when asked.
+[[nodiscard]] absl::StatusOr<std::string> QuantizedBaseSha256OfModel(
+    const std::string& model_dir, const LoadOptions& options);
+
 // Writes config.json and model.safetensors with Hugging Face tensor names;
 // with `num_shards` > 1, model-0000i-of-0000n.safetensors files of about equal
 // size and model.safetensors.index.json, as transformers shards large models.

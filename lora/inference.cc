@@ -61,6 +61,8 @@ struct InferenceSession::State {
   InferenceRequest request;
   LlamaConfig config;
   std::string dtype_name;
+  std::string quantized_sha256;  // LlamaWeights.quantized_sha256
+  std::string quantized_cache;   // LlamaWeights.quantized_cache
   std::unique_ptr<Tokenizer> tokenizer;
   absl::Status tokenizer_status;  // why there is none (NotFound names files)
   std::optional<LoraAdapter> adapter;
@@ -107,6 +109,7 @@ absl::StatusOr<std::unique_ptr<InferenceSession>> InferenceSession::Open(
   load.dtype = dtype;
   load.device = request.device;
   load.quantization = request.quantize;
+  load.write_quantized_cache = request.write_quantized_cache;
   if (request.merge_adapter && request.quantize != WeightFormat::kNone) {
     return absl::InvalidArgumentError(
         "--merge-adapter needs full-precision base weights; a quantized base "
@@ -114,6 +117,8 @@ absl::StatusOr<std::unique_ptr<InferenceSession>> InferenceSession::Open(
   }
   ASSIGN_OR_RETURN(LlamaWeights weights,
                    LoadLlamaWeights(request.model_dir, state->config, load));
+  state->quantized_sha256 = weights.quantized_sha256;
+  state->quantized_cache = weights.quantized_cache;
   if (!request.adapter_dir.empty()) {
     ASSIGN_OR_RETURN(
         state->adapter,
@@ -168,6 +173,8 @@ absl::StatusOr<InferenceResult> InferenceSession::Generate(
   InferenceResult result;
   result.dtype = state.dtype_name;
   result.weight_format = std::string(WeightFormatName(state.request.quantize));
+  result.quantized_sha256 = state.quantized_sha256;
+  result.quantized_cache = state.quantized_cache;
   result.load_seconds = state.load_seconds;
   if (prompt_text.has_value() == !prompt_ids.empty()) {
     return absl::InvalidArgumentError(

@@ -15,8 +15,8 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
-#include "lora/sampling.h"
 #include "common/weight_format.h"
+#include "lora/sampling.h"
 
 namespace openforce::lora {
 
@@ -44,6 +44,9 @@ struct InferenceRequest {
   // The base projections quantized at load (weight_format.h); adapters then
   // run unmerged.
   WeightFormat quantize = WeightFormat::kNone;
+  // With `quantize`: write the quantized weights next to the model so the
+  // next load maps them (a matching cache is always read).
+  bool write_quantized_cache = false;
   bool merge_adapter =
       false;  // fold the adapter into the weights before generating
   // Stop at config.json's and generation_config.json's eos ids (all of
@@ -58,6 +61,10 @@ struct InferenceResult {
   std::string stop_reason;
   std::string dtype;
   std::string weight_format;  // "none", "q8", "q4", "nf4"
+  // With a quantized base: its SHA-256 and what became of the cache
+  // (LlamaWeights.quantized_sha256, quantized_cache).
+  std::string quantized_sha256;
+  std::string quantized_cache;
   double load_seconds = 0;
   double prefill_seconds = 0;
   double decode_tokens_per_second = 0;

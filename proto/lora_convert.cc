@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "absl/strings/str_cat.h"
+#include "common/sha256.h"
 
 namespace openforce {
 
@@ -87,6 +88,17 @@ absl::StatusOr<lora::TrainingOptions> TrainingOptionsFromProto(
     return absl::InvalidArgumentError(
         absl::StrCat("training.base_format ", config.base_format(),
                      " is not a known base format (none, q8, q4, nf4)"));
+  }
+  if (!config.quantized_base_sha256().empty()) {
+    if (config.base_format() == v1::BASE_FORMAT_UNSPECIFIED) {
+      return absl::InvalidArgumentError(
+          "training.quantized_base_sha256 is set but the base is not "
+          "quantized (no base_format)");
+    }
+    if (!IsSha256Hex(config.quantized_base_sha256())) {
+      return absl::InvalidArgumentError(
+          "training.quantized_base_sha256 is not a hex SHA-256");
+    }
   }
   lora::TrainingOptions options;
   options.learning_rate = config.learning_rate();

@@ -86,6 +86,10 @@ ABSL_FLAG(std::string, quantize, "none",
           "infer, serve: quantize the base projections at load: none, q8 "
           "(8.5 bits per weight), q4 (4.5) or nf4 (4.13); adapters run "
           "unmerged on a quantized base");
+ABSL_FLAG(bool, quantized_cache, false,
+          "infer, serve with --quantize: write the quantized weights next to "
+          "the model (openforce-quantized-<format>.safetensors) so the next "
+          "load maps them; a cache that matches the model is always read");
 ABSL_FLAG(bool, merge_adapter, false,
           "infer: merge the adapter into the weights first");
 ABSL_FLAG(std::string, coordinator, "127.0.0.1:7443",
@@ -173,6 +177,8 @@ constexpr char kUsage[] =
     "  infer --model DIR [--adapter DIR] (--prompt TEXT | --interactive)\n"
     "          generate locally, with no network; --interactive chats;\n"
     "          --quantize q8|q4|nf4 shrinks the base weights 3.8-7.7x\n"
+    "          (--quantized-cache keeps them next to the model for next "
+    "time)\n"
     "  serve --model DIR [--adapters NAME=DIR,...] [--listen HOST:PORT]\n"
     "          OpenAI-compatible HTTP API (/v1/chat/completions, "
     "/v1/completions,\n"
@@ -420,6 +426,7 @@ absl::Status RunServe() {
   options.model.dtype = absl::GetFlag(FLAGS_dtype);
   ASSIGN_OR_RETURN(options.model.quantize,
                    ParseWeightFormat(absl::GetFlag(FLAGS_quantize)));
+  options.model.write_quantized_cache = absl::GetFlag(FLAGS_quantized_cache);
   options.model.max_new_tokens = absl::GetFlag(FLAGS_max_new_tokens);
   for (const std::string& entry : absl::GetFlag(FLAGS_adapters)) {
     const size_t equals = entry.find('=');
@@ -519,6 +526,7 @@ absl::Status RunInfer(const std::set<std::string>& named_on_command_line) {
   request.dtype = absl::GetFlag(FLAGS_dtype);
   ASSIGN_OR_RETURN(request.quantize,
                    ParseWeightFormat(absl::GetFlag(FLAGS_quantize)));
+  request.write_quantized_cache = absl::GetFlag(FLAGS_quantized_cache);
   request.merge_adapter = absl::GetFlag(FLAGS_merge_adapter);
   if (interactive) {
     if (absl::GetFlag(FLAGS_json))

@@ -20,6 +20,7 @@
 #include "lora/tokenizer.h"
 #include "lora/trainer.h"
 #include "proto/lora_convert.h"
+#include "worker/work_unit_check.h"
 
 namespace openforce::worker {
 namespace {
@@ -46,6 +47,9 @@ absl::Status UnitTrainer::LoadModel(const std::string& model_dir,
                   : dtype == v1::DTYPE_FLOAT16 ? at::kHalf
                                                : at::kFloat;
   options.quantization = static_cast<WeightFormat>(training.base_format());
+  // The model directory is this worker's own copy: the next load (a restart,
+  // the next job on this base) maps the quantized weights.
+  options.write_quantized_cache = true;
   ASSIGN_OR_RETURN(model_, lora::LlamaModel::Load(model_dir, options));
   ASSIGN_OR_RETURN(tokenizer_, lora::LoadTokenizer(model_dir));
   chat_template_.reset();
@@ -59,12 +63,18 @@ absl::Status UnitTrainer::LoadModel(const std::string& model_dir,
   return absl::OkStatus();
 }
 
+absl::Status UnitTrainer::LoadBase(const std::string& model_dir,
+                                   const v1::TrainingConfig& training) {
+  RETURN_IF_ERROR(LoadModel(model_dir, training));
+  return CheckQuantizedBase(training, model_->weights().quantized_sha256);
+}
+
 absl::StatusOr<TrainedDelta> UnitTrainer::Train(
     const v1::WorkUnit& unit, const UnitPaths& paths,
     const std::function<bool()>& should_stop,
     const std::function<void(const UnitProgress&)>& progress,
     uint64_t memory_budget_bytes) {
-  RETURN_IF_ERROR(LoadModel(paths.model_dir, unit.training()));
+  RETURN_IF_ERROR(LoadBase(paths.model_dir, unit.training()));
   ASSIGN_OR_RETURN(lora::TrainingOptions options,
                    TrainingOptionsFromProto(unit.training()));
   ASSIGN_OR_RETURN(std::vector<lora::TrainingRecord> records,
@@ -194,7 +204,7 @@ absl::StatusOr<TrainedDelta> UnitTrainer::Train(
 
 absl::StatusOr<ValidationLosses> UnitTrainer::Validate(const v1::WorkUnit& unit,
                                                        const UnitPaths& paths) {
-  RETURN_IF_ERROR(LoadModel(paths.model_dir, unit.training()));
+  RETURN_IF_ERROR(LoadBase(paths.model_dir, unit.training()));
   ASSIGN_OR_RETURN(std::vector<lora::TrainingRecord> records,
                    lora::ReadJsonl(paths.validation_path));
   const uint64_t begin = unit.validation_begin();

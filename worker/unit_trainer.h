@@ -80,6 +80,9 @@ class UnitTrainer {
  private:
   absl::Status LoadModel(const std::string& model_dir,
                          const v1::TrainingConfig& training);
+  // LoadModel, then the job's quantized-base hash checked against it.
+  absl::Status LoadBase(const std::string& model_dir,
+                        const v1::TrainingConfig& training);
 
   const std::string device_;
   std::string loaded_key_;

@@ -53,4 +53,18 @@ absl::Status CheckWorkUnitNames(const v1::WorkUnit& unit) {
   return absl::OkStatus();
 }
 
+absl::Status CheckQuantizedBase(const v1::TrainingConfig& training,
+                                const std::string& loaded_sha256) {
+  if (training.quantized_base_sha256().empty() ||
+      training.quantized_base_sha256() == loaded_sha256) {
+    return absl::OkStatus();
+  }
+  return absl::FailedPreconditionError(absl::StrCat(
+      "the base quantized here (", v1::BaseFormat_Name(training.base_format()),
+      ") hashes to ", loaded_sha256, ", not the ",
+      training.quantized_base_sha256(),
+      " the job records: this worker's quantization differs, so it trains "
+      "none of this job's units"));
+}
+
 }  // namespace openforce::worker

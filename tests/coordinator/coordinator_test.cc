@@ -51,6 +51,21 @@ TEST_F(CoordinatorTest, SubmitRefusesWhatWorkersWouldTripOver) {
   EXPECT_THAT(coordinator_->SubmitJob(request),
               StatusIs(absl::StatusCode::kInvalidArgument,
                        HasSubstr("max_delta_norm")));
+  // A quantized base without the hash its workers must match.
+  *request.mutable_spec() = Spec();
+  request.mutable_spec()->mutable_training()->set_base_format(
+      v1::BASE_FORMAT_NF4);
+  EXPECT_THAT(coordinator_->SubmitJob(request),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("training.quantized_base_sha256")));
+  request.mutable_spec()->mutable_training()->set_quantized_base_sha256(
+      "not-a-hash");
+  EXPECT_THAT(coordinator_->SubmitJob(request),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("is not a hex SHA-256")));
+  request.mutable_spec()->mutable_training()->set_quantized_base_sha256(
+      Sha256Hex("quantized"));
+  EXPECT_OK(coordinator_->SubmitJob(request));
 }
 
 // A model's tokenizer.json is read at submit: one that workers could not use

@@ -582,5 +582,70 @@ TEST(AdminCliTest, SubmitStatusListWorkersAndCancel) {
   EXPECT_THAT(bad_dataset.stderr_text, HasSubstr("missing.jsonl"));
 }
 
+// QLoRA through the command line: `job submit --base-quantization` records
+// the quantized base's hash (and with --quantized-cache leaves the cache next
+// to the model); a worker quantizes the same way, matches the hash, keeps its
+// own cache, and its delta is accepted.
+TEST(AdminCliTest, AQuantizedBaseIsRecordedAndItsWorkersMatchIt) {
+  TempDir dir;
+  Federation federation(dir.path());
+  federation.StartCoordinator({"--open-enrollment"});
+  const std::vector<std::string> admin = {"--coordinator", federation.address(),
+                                          "--data", federation.data_dir()};
+  auto cli = [&](std::vector<std::string> args) {
+    args.insert(args.begin(), OPENFORCE_COORDINATOR_PATH);
+    args.insert(args.end(), admin.begin(), admin.end());
+    return RunProcess(args);
+  };
+  ProcessResult submitted = cli({"job",
+                                 "submit",
+                                 "--model",
+                                 federation.task().model_dir,
+                                 "--dataset",
+                                 federation.task().train_path,
+                                 "--rounds",
+                                 "1",
+                                 "--shards",
+                                 "1",
+                                 "--steps",
+                                 "3",
+                                 "--batch",
+                                 "4",
+                                 "--seq-len",
+                                 "12",
+                                 "--lora-rank",
+                                 "4",
+                                 "--base-quantization",
+                                 "q8",
+                                 "--quantized-cache"});
+  ASSERT_EQ(submitted.exit_code, 0) << submitted.stderr_text;
+  const std::string job =
+      submitted.stdout_text.substr(0, submitted.stdout_text.find('\n'));
+  const std::string marker = "quantized base (q8): sha256 ";
+  const size_t at = submitted.stderr_text.find(marker);
+  ASSERT_NE(at, std::string::npos) << submitted.stderr_text;
+  const std::string sha = submitted.stderr_text.substr(at + marker.size(), 64);
+  EXPECT_TRUE(std::filesystem::exists(federation.task().model_dir +
+                                      "/openforce-quantized-q8.safetensors"));
+  ProcessResult json = cli({"job", "status", job, "--json"});
+  EXPECT_THAT(json.stdout_text,
+              HasSubstr("\"quantized_base_sha256\": \"" + sha + "\""));
+  EXPECT_THAT(json.stdout_text, HasSubstr("BASE_FORMAT_Q8"));
+
+  federation.StartWorker("w1", {"--max-units", "1"});
+  const v1::JobStatus status = federation.WaitForJob(
+      job,
+      [](const v1::JobStatus& s) { return s.rounds(0).units_accepted() >= 1; },
+      90);
+  EXPECT_EQ(status.rounds(0).units_accepted(), 1u);
+  // The worker's copy of the base now has its own cache.
+  bool cached = false;
+  for (const auto& entry : std::filesystem::recursive_directory_iterator(
+           dir.path() + "/w1/models")) {
+    cached |= entry.path().filename() == "openforce-quantized-q8.safetensors";
+  }
+  EXPECT_TRUE(cached);
+}
+
 }  // namespace
 }  // namespace openforce::testing

@@ -54,6 +54,31 @@ TEST(InferCliTest, ReproducesTheFixtureGreedyTokens) {
   }
 }
 
+TEST(InferCliTest, AQuantizedCacheIsWrittenOnceAndMappedAfter) {
+  testing::TempDir dir;
+  const std::string model =
+      testing::WriteTinyLlama(dir.Join("model"), testing::TinyLlamaConfig(), 5);
+  auto infer = [&](std::vector<std::string> extra) {
+    std::vector<std::string> argv = {
+        kWorker,        "infer",    "--model",          model,
+        "--prompt-ids", "1,72,101", "--max-new-tokens", "6",
+        "--greedy",     "--json",   "--quantize",       "nf4"};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    testing::ProcessResult result = RunProcess(argv);
+    EXPECT_EQ(result.exit_code, 0) << result.stderr_text;
+    return nlohmann::json::parse(result.stdout_text, nullptr, false);
+  };
+  const nlohmann::json first = infer({"--quantized-cache"});
+  EXPECT_EQ(first["quantized_cache"], "written");
+  EXPECT_EQ(first["quantized_sha256"].get<std::string>().size(), 64u);
+  EXPECT_TRUE(
+      std::filesystem::exists(model + "/openforce-quantized-nf4.safetensors"));
+  const nlohmann::json second = infer({});
+  EXPECT_EQ(second["quantized_cache"], "read");
+  EXPECT_EQ(second["quantized_sha256"], first["quantized_sha256"]);
+  EXPECT_EQ(second["generated_ids"], first["generated_ids"]);
+}
+
 TEST(InferCliTest, StreamsTextFromATokenizedModel) {
   testing::TempDir dir;
   const std::string model =

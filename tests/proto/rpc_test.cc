@@ -106,6 +106,18 @@ TEST(LoraConvertTest, RoundTripsAndNamesBadFields) {
   EXPECT_THAT(TrainingOptionsFromProto(training),
               StatusIs(absl::StatusCode::kInvalidArgument,
                        HasSubstr("training.base_format 9 is not a known")));
+  training.set_base_format(v1::BASE_FORMAT_NF4);
+  training.set_quantized_base_sha256(std::string(64, 'a'));
+  EXPECT_OK(TrainingOptionsFromProto(training));
+  training.set_quantized_base_sha256("ABC");
+  EXPECT_THAT(TrainingOptionsFromProto(training),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("quantized_base_sha256 is not a hex")));
+  training.set_quantized_base_sha256(std::string(64, 'a'));
+  training.set_base_format(v1::BASE_FORMAT_UNSPECIFIED);
+  EXPECT_THAT(TrainingOptionsFromProto(training),
+              StatusIs(absl::StatusCode::kInvalidArgument,
+                       HasSubstr("the base is not quantized")));
 }
 
 TEST(SigningConvertTest, PayloadsCarryEverySignedField) {

@@ -11,6 +11,7 @@ namespace openforce::worker {
 namespace {
 
 using ::openforce::testing::StatusIs;
+using ::testing::AllOf;
 using ::testing::HasSubstr;
 
 v1::WorkUnit GoodUnit() {
@@ -64,6 +65,21 @@ TEST(WorkUnitCheckTest, RefusesEveryNameThatCouldLeaveTheDataDirectory) {
   unit.set_base_model_hash("\x1b[2J");
   absl::Status refused = CheckWorkUnitNames(unit);
   EXPECT_THAT(refused.message(), HasSubstr("\\x1b[2J"));
+}
+
+TEST(WorkUnitCheckTest, AQuantizedBaseMustHashAsTheJobRecords) {
+  v1::TrainingConfig training;
+  // Full precision, or a job from before the hash was recorded.
+  EXPECT_OK(CheckQuantizedBase(training, ""));
+  training.set_base_format(v1::BASE_FORMAT_NF4);
+  EXPECT_OK(CheckQuantizedBase(training, Sha256Hex("mine")));
+  training.set_quantized_base_sha256(Sha256Hex("mine"));
+  EXPECT_OK(CheckQuantizedBase(training, Sha256Hex("mine")));
+  EXPECT_THAT(CheckQuantizedBase(training, Sha256Hex("theirs")),
+              StatusIs(absl::StatusCode::kFailedPrecondition,
+                       AllOf(HasSubstr(Sha256Hex("theirs")),
+                             HasSubstr("BASE_FORMAT_NF4"),
+                             HasSubstr("this worker's quantization differs"))));
 }
 
 }  // namespace
