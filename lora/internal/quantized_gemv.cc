@@ -327,24 +327,36 @@ struct Int8Activations {
   std::vector<float> steps;
 };
 
+// Rounds x to int8 per block of 32 elements: step amax / 127.
+std::vector<float> Int8Steps(const float* x, int64_t blocks32) {
+  std::vector<float> steps(blocks32);
+  for (int64_t b = 0; b < blocks32; ++b) {
+    float amax = 0;
+    for (int k = 0; k < 32; ++k)
+      amax = std::max(amax, std::fabs(x[b * 32 + k]));
+    steps[b] = amax / 127.0f;
+  }
+  return steps;
+}
+
+int8_t RoundToStep(float value, float step) {
+  return static_cast<int8_t>(step > 0 ? std::nearbyint(value / step) : 0.0f);
+}
+
 Int8Activations QuantizeActivationsForQ4(const float* x, int64_t blocks) {
   const int64_t pairs = (blocks + 1) / 2;
+  const std::vector<float> steps = Int8Steps(x, blocks);
   Int8Activations a;
   a.values.assign(pairs * 64, 0);
   a.neg_bias.assign(pairs * 16, 0);
   a.steps.assign(pairs * 16, 0.0f);
   for (int64_t b = 0; b < blocks; ++b) {
-    float amax = 0;
-    for (int k = 0; k < 32; ++k)
-      amax = std::max(amax, std::fabs(x[b * 32 + k]));
-    const float step = amax / 127.0f;
     const int64_t pair = b / 2, second = b % 2;
     for (int k = 0; k < 32; ++k) {
       // Element k of the block: first or second half of the pair's vector.
       const int64_t position =
           pair * 64 + (k < 16 ? 0 : 32) + second * 16 + (k % 16);
-      a.values[position] = static_cast<int8_t>(
-          step > 0 ? std::nearbyint(x[b * 32 + k] / step) : 0.0f);
+      a.values[position] = RoundToStep(x[b * 32 + k], steps[b]);
     }
   }
   for (int64_t lane = 0; lane < pairs * 16; ++lane) {
@@ -352,12 +364,43 @@ Int8Activations QuantizeActivationsForQ4(const float* x, int64_t blocks) {
     for (int k = 0; k < 4; ++k) sum += a.values[lane * 4 + k];
     a.neg_bias[lane] = -8 * sum;
     const int64_t block = (lane / 16) * 2 + (lane % 8) / 4;
-    if (block < blocks) {
-      float amax = 0;
-      for (int k = 0; k < 32; ++k)
-        amax = std::max(amax, std::fabs(x[block * 32 + k]));
-      a.steps[lane] = amax / 127.0f;
-    }
+    if (block < blocks) a.steps[lane] = steps[block];
+  }
+  return a;
+}
+
+// NF4's levels as int8, round(level x 127), offset by 127 so that vpdpbusd
+// reads them unsigned; the offset comes back out through neg_bias. Each
+// differs from its float level by at most half of 1/127 of the block absmax.
+struct Nf4Int8Table {
+  int8_t offset_levels[16];
+};
+
+Nf4Int8Table MakeNf4Int8Table() {
+  Nf4Int8Table table;
+  for (int i = 0; i < 16; ++i) {
+    table.offset_levels[i] = static_cast<int8_t>(
+        static_cast<uint8_t>(std::nearbyint(Nf4Levels()[i] * 127.0f) + 127.0f));
+  }
+  return table;
+}
+
+// The input for the nf4 kernel: int8 in natural order (a block of 64 codes
+// expands to elements 0-63), per lane of four its 32-block's step / 127 (the
+// levels' scale folded in) and -127 x the lane's sum.
+Int8Activations QuantizeActivationsForNf4(const float* x, int64_t blocks) {
+  const std::vector<float> steps = Int8Steps(x, blocks * 2);
+  Int8Activations a;
+  a.values.resize(blocks * 64);
+  a.neg_bias.resize(blocks * 16);
+  a.steps.resize(blocks * 16);
+  for (int64_t k = 0; k < blocks * 64; ++k)
+    a.values[k] = RoundToStep(x[k], steps[k / 32]);
+  for (int64_t lane = 0; lane < blocks * 16; ++lane) {
+    int32_t sum = 0;
+    for (int k = 0; k < 4; ++k) sum += a.values[lane * 4 + k];
+    a.neg_bias[lane] = -127 * sum;
+    a.steps[lane] = steps[lane / 8] / 127.0f;
   }
   return a;
 }
@@ -404,6 +447,51 @@ OPENFORCE_VNNI void VnniQ4RowRange(const Operands& op, const Int8Activations& a,
   int64_t r = begin;
   for (; r + 4 <= end; r += 4) VnniQ4Rows<4>(op, a, y, r);
   for (; r < end; ++r) VnniQ4Rows<1>(op, a, y, r);
+}
+
+template <int R>
+OPENFORCE_VNNI void VnniNf4Rows(const Operands& op, const Int8Activations& a,
+                                const Nf4Int8Table& table, float* y,
+                                int64_t r) {
+  __m512 acc[R];
+  for (int i = 0; i < R; ++i) acc[i] = _mm512_setzero_ps();
+  const __m256i low = _mm256_set1_epi8(15);
+  const __m512i levels = _mm512_broadcast_i32x4(
+      _mm_loadu_si128(reinterpret_cast<const __m128i*>(table.offset_levels)));
+  for (int64_t b = 0; b < op.blocks; ++b) {
+    const __m512i xv = _mm512_loadu_si512(a.values.data() + b * 64);
+    const __m512i bias = _mm512_loadu_si512(a.neg_bias.data() + b * 16);
+    const __m512 steps = _mm512_loadu_ps(a.steps.data() + b * 16);
+    for (int i = 0; i < R; ++i) {
+      const uint8_t* c = op.codes + (r + i) * op.code_stride + b * 32;
+      _mm_prefetch(reinterpret_cast<const char*>(c) + kPrefetchBytes,
+                   _MM_HINT_T0);
+      const __m256i codes =
+          _mm256_loadu_si256(reinterpret_cast<const __m256i*>(c));
+      const __m512i index = _mm512_inserti64x4(
+          _mm512_castsi256_si512(_mm256_and_si256(codes, low)),
+          _mm256_and_si256(_mm256_srli_epi16(codes, 4), low), 1);
+      const __m512i w = _mm512_shuffle_epi8(levels, index);
+      const __m512i dot = _mm512_dpbusd_epi32(bias, w, xv);
+      const int64_t block = (r + i) * op.blocks + b;
+      const float absmax = static_cast<float>(op.absmax_codes[block]) *
+                               op.group_scales[block / kNf4GroupBlocks] +
+                           op.absmax_mean;
+      acc[i] =
+          _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot),
+                          _mm512_mul_ps(_mm512_set1_ps(absmax), steps), acc[i]);
+    }
+  }
+  for (int i = 0; i < R; ++i) y[r + i] = _mm512_reduce_add_ps(acc[i]);
+}
+
+OPENFORCE_VNNI void VnniNf4RowRange(const Operands& op,
+                                    const Int8Activations& a,
+                                    const Nf4Int8Table& table, float* y,
+                                    int64_t begin, int64_t end) {
+  int64_t r = begin;
+  for (; r + 4 <= end; r += 4) VnniNf4Rows<4>(op, a, table, y, r);
+  for (; r < end; ++r) VnniNf4Rows<1>(op, a, table, y, r);
 }
 
 }  // namespace
@@ -474,15 +562,23 @@ void QuantizedGemvWith(GemvIsa isa, const QuantizedMatrix& m, const float* x,
         reinterpret_cast<const uint16_t*>(m.scales.data_ptr<at::Half>());
   }
   const WeightFormat format = m.format;
-  if (isa == GemvIsa::kAvx512Vnni && format != WeightFormat::kQ4)
+  if (isa == GemvIsa::kAvx512Vnni && format == WeightFormat::kQ8)
     isa = GemvIsa::kAvx512;
   Int8Activations activations;
-  if (isa == GemvIsa::kAvx512Vnni)
-    activations = QuantizeActivationsForQ4(input, blocks);
+  static const Nf4Int8Table nf4_table = MakeNf4Int8Table();
+  if (isa == GemvIsa::kAvx512Vnni) {
+    activations = format == WeightFormat::kQ4
+                      ? QuantizeActivationsForQ4(input, blocks)
+                      : QuantizeActivationsForNf4(input, blocks);
+  }
   at::parallel_for(0, m.rows, kRowsPerTask, [&](int64_t begin, int64_t end) {
     switch (isa) {
       case GemvIsa::kAvx512Vnni:
-        VnniQ4RowRange(op, activations, y, begin, end);
+        if (format == WeightFormat::kQ4) {
+          VnniQ4RowRange(op, activations, y, begin, end);
+        } else {
+          VnniNf4RowRange(op, activations, nf4_table, y, begin, end);
+        }
         break;
       case GemvIsa::kAvx512:
         if (format == WeightFormat::kQ8) {

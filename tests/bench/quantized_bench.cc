@@ -45,6 +45,7 @@ ABSL_FLAG(int32_t, threads, 2, "CPU threads");
 ABSL_FLAG(int32_t, tokens, 32, "decoded tokens per measurement");
 ABSL_FLAG(std::string, models, "110m,1b", "models measured: 110m, 1b");
 ABSL_FLAG(int32_t, train_steps, 3, "timed QLoRA steps per format");
+ABSL_FLAG(bool, kernels_only, false, "only sections 1 and 2");
 #ifndef OPENFORCE_FIXTURE_DIR
 #define OPENFORCE_FIXTURE_DIR "../shared/fixtures"
 #endif
@@ -334,6 +335,7 @@ int Main() {
   std::printf("quantized_bench: %d threads\n\n1. Copy bandwidth %.1f GB/s\n",
               absl::GetFlag(FLAGS_threads), bandwidth / 1e9);
   BenchKernels(bandwidth);
+  if (absl::GetFlag(FLAGS_kernels_only)) return 0;
   for (absl::string_view model :
        absl::StrSplit(absl::GetFlag(FLAGS_models), ',', absl::SkipEmpty())) {
     if (model == "110m") {

@@ -145,6 +145,25 @@ at::Tensor Int8InputErrorBound(const at::Tensor& w, const at::Tensor& x) {
   return bound;
 }
 
+// The VNNI kernels' bound per row: the input's int8 rounding and, for nf4,
+// the int8 levels (each weight off by at most half of 1/127 of its block's
+// absmax, the largest |w| of the block).
+at::Tensor VnniErrorBound(WeightFormat format, const at::Tensor& dense,
+                          const at::Tensor& x) {
+  const int64_t rows = dense.size(0), cols = dense.size(1);
+  at::Tensor level_error = at::zeros_like(dense);
+  if (format == WeightFormat::kNf4) {
+    for (int64_t begin = 0; begin < cols; begin += 64) {
+      const int64_t n = std::min<int64_t>(64, cols - begin);
+      level_error.narrow(1, begin, n)
+          .copy_((dense.narrow(1, begin, n).abs().amax(1, true) / 254.0)
+                     .expand({rows, n}));
+    }
+  }
+  return Int8InputErrorBound(dense.abs() + level_error, x) * 1.01 +
+         at::matmul(level_error, x.abs() * 1.01);
+}
+
 TEST(QuantizedMatrixTest, EveryKernelMatchesDequantizeThenMultiply) {
   at::manual_seed(9);
   // Odd shapes: rows not a multiple of the kernels' four, columns not a
@@ -167,11 +186,13 @@ TEST(QuantizedMatrixTest, EveryKernelMatchesDequantizeThenMultiply) {
             absl::StrCat(WeightFormatName(format), " ",
                          internal::GemvIsaName(isa), " ", rows, "x", cols);
         if (isa == internal::GemvIsa::kAvx512Vnni &&
-            format == WeightFormat::kQ4) {
+            format != WeightFormat::kQ8) {
           // The input is rounded to int8 per block of 32: each product is
-          // off by at most |w| x half the block's step (amax / 127).
+          // off by at most |w| x half the block's step (amax / 127). NF4's
+          // levels are int8 there too: each weight is off by at most half of
+          // 1/127 of its block's absmax (the largest |w| of the block).
           const at::Tensor bound =
-              Int8InputErrorBound(DequantizeMatrix(m, at::kFloat), x);
+              VnniErrorBound(format, DequantizeMatrix(m, at::kFloat), x);
           EXPECT_TRUE(((y - expected).abs() <= bound + 1e-4 * std::sqrt(cols))
                           .all()
                           .item<bool>())
@@ -232,12 +253,12 @@ TEST(QuantizedMatrixTest, LinearTakesTheKernelOrTheDequantizedProduct) {
     for (int64_t positions : {1, 9}) {
       const at::Tensor x = at::randn({2, positions, 70});
       double tolerance = 1e-4;
-      if (positions == 1 && format == WeightFormat::kQ4 &&
+      if (positions == 1 && format != WeightFormat::kQ8 &&
           internal::BestGemvIsa() == internal::GemvIsa::kAvx512Vnni) {
-        // Decode rounds the input to int8 (see the kernel test).
-        tolerance +=
-            std::max(Int8InputErrorBound(dense, x[0][0]).max().item<double>(),
-                     Int8InputErrorBound(dense, x[1][0]).max().item<double>());
+        // Decode rounds to int8 (see the kernel test).
+        tolerance += std::max(
+            VnniErrorBound(format, dense, x[0][0]).max().item<double>(),
+            VnniErrorBound(format, dense, x[1][0]).max().item<double>());
       }
       EXPECT_TRUE(TensorsNear(QuantizedLinear(x, m, bias),
                               at::linear(x, dense, bias), tolerance))

@@ -11,6 +11,7 @@
 
 #include "lora/checkpoint.h"
 #include "lora/inference.h"
+#include "lora/internal/quantized_gemv.h"
 #include "lora/llama_model.h"
 #include "lora/lora_adapter.h"
 #include "tests/testing/status_matchers.h"
@@ -143,7 +144,8 @@ TEST_F(QuantizedModelTest, EmbeddingsAndHeadMayBeQuantizedToo) {
 }
 
 TEST_F(QuantizedModelTest, DecodeThroughTheKernelsEqualsAFullForward) {
-  for (WeightFormat format : {WeightFormat::kQ8, WeightFormat::kNf4}) {
+  for (WeightFormat format :
+       {WeightFormat::kQ8, WeightFormat::kQ4, WeightFormat::kNf4}) {
     const std::unique_ptr<LlamaModel> model = Load(format);
     ASSERT_NE(model, nullptr);
     const at::Tensor full = Logits(*model, nullptr);
@@ -155,7 +157,16 @@ TEST_F(QuantizedModelTest, DecodeThroughTheKernelsEqualsAFullForward) {
         model->Forward(ids_.narrow(1, 0, 5), step)};
     for (int64_t t = 5; t < ids_.size(1); ++t)
       steps.push_back(model->Forward(ids_.narrow(1, t, 1), step));
-    EXPECT_TRUE(testing::TensorsNear(at::cat(steps, 1), full, 1e-4))
+    // The float kernels agree to rounding. On AVX-512-VNNI the 4-bit
+    // kernels round the input (and nf4's levels) to int8, within the bound
+    // quantized_matrix_test checks per product; through the model that
+    // stays under a tenth of the logits' spread (measured: 7%).
+    const bool int8_kernel =
+        format != WeightFormat::kQ8 &&
+        internal::BestGemvIsa() == internal::GemvIsa::kAvx512Vnni;
+    const double tolerance =
+        int8_kernel ? 0.1 * full.std().item<double>() : 1e-4;
+    EXPECT_TRUE(testing::TensorsNear(at::cat(steps, 1), full, tolerance))
         << WeightFormatName(format);
   }
 }
