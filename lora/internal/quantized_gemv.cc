@@ -1,7 +1,9 @@
 // Quantized matrix-vector kernels; see quantized_gemv.h. Each kernel handles
 // R rows at once (independent accumulator chains, one load of x per block for
 // all of them) and whole blocks only: x is zero-padded to whole blocks, and
-// the padding's codes stand for zero in every format.
+// the padding's codes stand for zero in every format. The loops over the R
+// rows carry "#pragma GCC unroll": without it GCC kept acc[] on the stack, a
+// store-to-load chain per block that held the 4-bit kernels to half speed.
 #include "lora/internal/quantized_gemv.h"
 
 #include <ATen/Parallel.h>
@@ -18,6 +20,7 @@
 // GCC 12 warns about _mm512_reduce_add_ps's internal _mm512_undefined_ps (GCC
 // bug 105593); the value is never read uninitialised.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
 
 namespace openforce::lora::internal {
 namespace {
@@ -151,6 +154,7 @@ OPENFORCE_AVX2 void Avx2Rows(const Operands& op, float* y, int64_t r) {
   const __m256 levels_low = _mm256_loadu_ps(Nf4Levels());
   const __m256 levels_high = _mm256_loadu_ps(Nf4Levels() + 8);
   for (int64_t b = 0; b < op.blocks; ++b) {
+#pragma GCC unroll 4
     for (int i = 0; i < R; ++i) {
       const uint8_t* row = op.codes + (r + i) * op.code_stride;
       _mm_prefetch(reinterpret_cast<const char*>(row) +
@@ -251,6 +255,7 @@ OPENFORCE_AVX512 void Avx512Rows(const Operands& op, float* y, int64_t r) {
       const float* x = op.x + b * 64;
       const __m512 x0 = _mm512_loadu_ps(x), x1 = _mm512_loadu_ps(x + 16);
       const __m512 x2 = _mm512_loadu_ps(x + 32), x3 = _mm512_loadu_ps(x + 48);
+#pragma GCC unroll 4
       for (int i = 0; i < R; ++i) {
         const uint8_t* c = op.codes + (r + i) * op.code_stride + b * 32;
         _mm_prefetch(reinterpret_cast<const char*>(c) + kPrefetchBytes,
@@ -275,6 +280,7 @@ OPENFORCE_AVX512 void Avx512Rows(const Operands& op, float* y, int64_t r) {
     }
     const float* x = op.x + b * 32;
     const __m512 x0 = _mm512_loadu_ps(x), x1 = _mm512_loadu_ps(x + 16);
+#pragma GCC unroll 4
     for (int i = 0; i < R; ++i) {
       const uint8_t* row = op.codes + (r + i) * op.code_stride;
       _mm_prefetch(reinterpret_cast<const char*>(row) +
@@ -310,6 +316,12 @@ OPENFORCE_AVX512 void Avx512RowRange(const Operands& op, float* y,
 }
 
 // ---- AVX-512 VNNI (q4) ----
+
+// Lambdas inside the kernels need the same target to be inlined there.
+#define OPENFORCE_VNNI_LAMBDA                                            \
+  __attribute__((target("avx512f,avx512bw,avx512vl,avx512vnni,avx2,fma," \
+                        "f16c"),                                         \
+                 always_inline))
 
 #define OPENFORCE_VNNI                                        \
   __attribute__((                                             \
@@ -408,22 +420,64 @@ Int8Activations QuantizeActivationsForNf4(const float* x, int64_t blocks) {
 template <int R>
 OPENFORCE_VNNI void VnniQ4Rows(const Operands& op, const Int8Activations& a,
                                float* y, int64_t r) {
-  __m512 acc[R];
-  for (int i = 0; i < R; ++i) acc[i] = _mm512_setzero_ps();
+  __m512 acc[R], acc2[R];
+  for (int i = 0; i < R; ++i) acc[i] = acc2[i] = _mm512_setzero_ps();
   const __m256i low = _mm256_set1_epi8(15);
+  const __m512i low512 = _mm512_set1_epi8(15);
   const __m256i lanes =
       _mm256_setr_epi16(0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1, 1);
-  for (int64_t b = 0; b < op.blocks; b += 2) {
+  const __m512i first_pair =
+      _mm512_setr_epi32(0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0, 1, 1, 1, 1);
+  const __m512i second_pair =
+      _mm512_setr_epi32(2, 2, 2, 2, 3, 3, 3, 3, 2, 2, 2, 2, 3, 3, 3, 3);
+  int64_t b = 0;
+  // Four blocks (a 64-byte line of codes, two pairs) per row and step: one
+  // load of codes and one conversion of four fp16 scales.
+  for (; b + 4 <= op.blocks; b += 4) {
+    const int64_t pair = b / 2;
+    const __m512i x0 = _mm512_loadu_si512(a.values.data() + pair * 64);
+    const __m512i x1 = _mm512_loadu_si512(a.values.data() + pair * 64 + 64);
+    const __m512i bias0 = _mm512_loadu_si512(a.neg_bias.data() + pair * 16);
+    const __m512i bias1 =
+        _mm512_loadu_si512(a.neg_bias.data() + pair * 16 + 16);
+    const __m512 steps0 = _mm512_loadu_ps(a.steps.data() + pair * 16);
+    const __m512 steps1 = _mm512_loadu_ps(a.steps.data() + pair * 16 + 16);
+#pragma GCC unroll 4
+    for (int i = 0; i < R; ++i) {
+      const uint8_t* c = op.codes + (r + i) * op.code_stride + b * 16;
+      _mm_prefetch(reinterpret_cast<const char*>(c) + kPrefetchBytes,
+                   _MM_HINT_T0);
+      const __m512i codes = _mm512_loadu_si512(c);
+      const __m512i lo = _mm512_and_si512(codes, low512);
+      const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(codes, 4), low512);
+      // [lo, hi] of blocks b, b+1 and of blocks b+2, b+3.
+      const __m512i w0 = _mm512_shuffle_i64x2(lo, hi, 0x44);
+      const __m512i w1 = _mm512_shuffle_i64x2(lo, hi, 0xEE);
+      const __m512i dot0 = _mm512_dpbusd_epi32(bias0, w0, x0);
+      const __m512i dot1 = _mm512_dpbusd_epi32(bias1, w1, x1);
+      const __m512 four = _mm512_castps128_ps512(
+          _mm_cvtph_ps(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(
+              op.half_scales + (r + i) * op.blocks + b))));
+      acc[i] = _mm512_fmadd_ps(
+          _mm512_cvtepi32_ps(dot0),
+          _mm512_mul_ps(_mm512_permutexvar_ps(first_pair, four), steps0),
+          acc[i]);
+      acc2[i] = _mm512_fmadd_ps(
+          _mm512_cvtepi32_ps(dot1),
+          _mm512_mul_ps(_mm512_permutexvar_ps(second_pair, four), steps1),
+          acc2[i]);
+    }
+  }
+  for (; b < op.blocks; b += 2) {
     const bool both = b + 1 < op.blocks;
     const __mmask32 bytes = both ? ~__mmask32{0} : __mmask32{0xFFFF};
     const int64_t pair = b / 2;
     const __m512i xv = _mm512_loadu_si512(a.values.data() + pair * 64);
     const __m512i bias = _mm512_loadu_si512(a.neg_bias.data() + pair * 16);
     const __m512 steps = _mm512_loadu_ps(a.steps.data() + pair * 16);
+#pragma GCC unroll 4
     for (int i = 0; i < R; ++i) {
       const uint8_t* c = op.codes + (r + i) * op.code_stride + b * 16;
-      _mm_prefetch(reinterpret_cast<const char*>(c) + kPrefetchBytes,
-                   _MM_HINT_T0);
       const __m256i codes = _mm256_maskz_loadu_epi8(bytes, c);
       const __m512i w = _mm512_inserti64x4(
           _mm512_castsi256_si512(_mm256_and_si256(codes, low)),
@@ -439,7 +493,8 @@ OPENFORCE_VNNI void VnniQ4Rows(const Operands& op, const Int8Activations& a,
       acc[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot), scale, acc[i]);
     }
   }
-  for (int i = 0; i < R; ++i) y[r + i] = _mm512_reduce_add_ps(acc[i]);
+  for (int i = 0; i < R; ++i)
+    y[r + i] = _mm512_reduce_add_ps(_mm512_add_ps(acc[i], acc2[i]));
 }
 
 OPENFORCE_VNNI void VnniQ4RowRange(const Operands& op, const Int8Activations& a,
@@ -449,23 +504,57 @@ OPENFORCE_VNNI void VnniQ4RowRange(const Operands& op, const Int8Activations& a,
   for (; r < end; ++r) VnniQ4Rows<1>(op, a, y, r);
 }
 
+// `absmax`: each of the R rows' block absmax values, [R, blocks].
 template <int R>
 OPENFORCE_VNNI void VnniNf4Rows(const Operands& op, const Int8Activations& a,
-                                const Nf4Int8Table& table, float* y,
-                                int64_t r) {
-  __m512 acc[R];
-  for (int i = 0; i < R; ++i) acc[i] = _mm512_setzero_ps();
+                                const Nf4Int8Table& table, const float* absmax,
+                                float* y, int64_t r) {
+  __m512 acc[R], acc2[R];
+  for (int i = 0; i < R; ++i) acc[i] = acc2[i] = _mm512_setzero_ps();
   const __m256i low = _mm256_set1_epi8(15);
+  const __m512i low512 = _mm512_set1_epi8(15);
   const __m512i levels = _mm512_broadcast_i32x4(
       _mm_loadu_si128(reinterpret_cast<const __m128i*>(table.offset_levels)));
-  for (int64_t b = 0; b < op.blocks; ++b) {
-    const __m512i xv = _mm512_loadu_si512(a.values.data() + b * 64);
-    const __m512i bias = _mm512_loadu_si512(a.neg_bias.data() + b * 16);
-    const __m512 steps = _mm512_loadu_ps(a.steps.data() + b * 16);
+  int64_t b = 0;
+  // Two blocks (a 64-byte line of codes) per row and step.
+  for (; b + 2 <= op.blocks; b += 2) {
+    const __m512i x0 = _mm512_loadu_si512(a.values.data() + b * 64);
+    const __m512i x1 = _mm512_loadu_si512(a.values.data() + b * 64 + 64);
+    const __m512i bias0 = _mm512_loadu_si512(a.neg_bias.data() + b * 16);
+    const __m512i bias1 = _mm512_loadu_si512(a.neg_bias.data() + b * 16 + 16);
+    const __m512 steps0 = _mm512_loadu_ps(a.steps.data() + b * 16);
+    const __m512 steps1 = _mm512_loadu_ps(a.steps.data() + b * 16 + 16);
+#pragma GCC unroll 4
     for (int i = 0; i < R; ++i) {
       const uint8_t* c = op.codes + (r + i) * op.code_stride + b * 32;
       _mm_prefetch(reinterpret_cast<const char*>(c) + kPrefetchBytes,
                    _MM_HINT_T0);
+      const __m512i codes = _mm512_loadu_si512(c);
+      const __m512i lo = _mm512_and_si512(codes, low512);
+      const __m512i hi = _mm512_and_si512(_mm512_srli_epi16(codes, 4), low512);
+      // Elements 0-63 of block b, then of block b + 1.
+      const __m512i w0 =
+          _mm512_shuffle_epi8(levels, _mm512_shuffle_i64x2(lo, hi, 0x44));
+      const __m512i w1 =
+          _mm512_shuffle_epi8(levels, _mm512_shuffle_i64x2(lo, hi, 0xEE));
+      const __m512i dot0 = _mm512_dpbusd_epi32(bias0, w0, x0);
+      const __m512i dot1 = _mm512_dpbusd_epi32(bias1, w1, x1);
+      const float* row_absmax = absmax + i * op.blocks + b;
+      acc[i] = _mm512_fmadd_ps(
+          _mm512_cvtepi32_ps(dot0),
+          _mm512_mul_ps(_mm512_set1_ps(row_absmax[0]), steps0), acc[i]);
+      acc2[i] = _mm512_fmadd_ps(
+          _mm512_cvtepi32_ps(dot1),
+          _mm512_mul_ps(_mm512_set1_ps(row_absmax[1]), steps1), acc2[i]);
+    }
+  }
+  for (; b < op.blocks; ++b) {
+    const __m512i xv = _mm512_loadu_si512(a.values.data() + b * 64);
+    const __m512i bias = _mm512_loadu_si512(a.neg_bias.data() + b * 16);
+    const __m512 steps = _mm512_loadu_ps(a.steps.data() + b * 16);
+#pragma GCC unroll 4
+    for (int i = 0; i < R; ++i) {
+      const uint8_t* c = op.codes + (r + i) * op.code_stride + b * 32;
       const __m256i codes =
           _mm256_loadu_si256(reinterpret_cast<const __m256i*>(c));
       const __m512i index = _mm512_inserti64x4(
@@ -473,25 +562,44 @@ OPENFORCE_VNNI void VnniNf4Rows(const Operands& op, const Int8Activations& a,
           _mm256_and_si256(_mm256_srli_epi16(codes, 4), low), 1);
       const __m512i w = _mm512_shuffle_epi8(levels, index);
       const __m512i dot = _mm512_dpbusd_epi32(bias, w, xv);
-      const int64_t block = (r + i) * op.blocks + b;
-      const float absmax = static_cast<float>(op.absmax_codes[block]) *
-                               op.group_scales[block / kNf4GroupBlocks] +
-                           op.absmax_mean;
-      acc[i] =
-          _mm512_fmadd_ps(_mm512_cvtepi32_ps(dot),
-                          _mm512_mul_ps(_mm512_set1_ps(absmax), steps), acc[i]);
+      acc[i] = _mm512_fmadd_ps(
+          _mm512_cvtepi32_ps(dot),
+          _mm512_mul_ps(_mm512_set1_ps(absmax[i * op.blocks + b]), steps),
+          acc[i]);
     }
   }
-  for (int i = 0; i < R; ++i) y[r + i] = _mm512_reduce_add_ps(acc[i]);
+  for (int i = 0; i < R; ++i)
+    y[r + i] = _mm512_reduce_add_ps(_mm512_add_ps(acc[i], acc2[i]));
 }
 
 OPENFORCE_VNNI void VnniNf4RowRange(const Operands& op,
                                     const Int8Activations& a,
                                     const Nf4Int8Table& table, float* y,
                                     int64_t begin, int64_t end) {
+  // The double-quantized absmax of four rows' blocks, decoded once per row
+  // group in a loop the compiler vectorizes, instead of in the kernel's
+  // inner loop.
+  std::vector<float> absmax(4 * op.blocks);
+  auto decode = [&](int64_t r, int rows) OPENFORCE_VNNI_LAMBDA {
+    for (int i = 0; i < rows; ++i) {
+      const uint64_t first = static_cast<uint64_t>((r + i) * op.blocks);
+      for (int64_t b = 0; b < op.blocks; ++b) {
+        absmax[i * op.blocks + b] =
+            static_cast<float>(op.absmax_codes[first + b]) *
+                op.group_scales[(first + b) / kNf4GroupBlocks] +
+            op.absmax_mean;
+      }
+    }
+  };
   int64_t r = begin;
-  for (; r + 4 <= end; r += 4) VnniNf4Rows<4>(op, a, table, y, r);
-  for (; r < end; ++r) VnniNf4Rows<1>(op, a, table, y, r);
+  for (; r + 4 <= end; r += 4) {
+    decode(r, 4);
+    VnniNf4Rows<4>(op, a, table, absmax.data(), y, r);
+  }
+  for (; r < end; ++r) {
+    decode(r, 1);
+    VnniNf4Rows<1>(op, a, table, absmax.data(), y, r);
+  }
 }
 
 }  // namespace
