@@ -3,6 +3,9 @@
 
 #include <ATen/ATen.h>
 #include <ATen/CPUGeneratorImpl.h>
+#ifdef __GLIBC__
+#include <malloc.h>
+#endif
 
 #include <exception>
 #include <map>
@@ -275,9 +278,15 @@ absl::StatusOr<LlamaWeights> LoadLlamaWeights(const std::string& model_dir,
                            "': ", matrix.status().message()));
         }
         quantized[name] = matrix->To(device);
+        tensor = at::Tensor();
+        it->second->DropPages(name);
         continue;
       }
       loaded[name] = tensor.to(device, options.dtype);
+      if (!loaded[name].is_alias_of(tensor)) {
+        tensor = at::Tensor();
+        it->second->DropPages(name);
+      }
     }
   } catch (const std::exception& e) {
     return absl::InternalError(
@@ -356,6 +365,11 @@ absl::StatusOr<LlamaWeights> LoadLlamaWeights(const std::string& model_dir,
     }
   }
   weights.quantized_cache = cache_note;
+#ifdef __GLIBC__
+  // Quantizing freed a temporary per matrix between allocations that stay;
+  // give the freed heap pages back rather than keep them resident.
+  if (quantizing && cached_sha256.empty()) ::malloc_trim(0);
+#endif
   return weights;
 }
 

@@ -4,11 +4,13 @@
 #include "lora/quantized_matrix.h"
 
 #include <ATen/ATen.h>
+#include <ATen/Parallel.h>
 #include <c10/util/Half.h>
 
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -39,18 +41,38 @@ constexpr float kNf4Levels[16] = {-1.0f,
 // Blocks of absmax values sharing one fp32 scale (QLoRA's second level).
 constexpr int64_t kNf4GroupBlocks = 256;
 
+// Rows per task when quantizing: each row is independent, so the codes do not
+// depend on how rows are split over threads.
+constexpr int64_t kRowsPerTask = 16;
+
 // Activation rows at most this many multiply through the quantized kernels;
 // more dequantize the weight once and use a matrix product.
 constexpr int64_t kMaxGemvRows = 4;
 
-// The nearest NF4 level to v (ties to the lower level).
-uint8_t NearestNf4(float v) {
-  uint8_t index = 0;
-  for (int i = 0; i < 15; ++i) {
-    const float midpoint = 0.5f * (kNf4Levels[i] + kNf4Levels[i + 1]);
-    if (v > midpoint) index = static_cast<uint8_t>(i + 1);
+// Midpoints between neighbouring NF4 levels, ascending.
+struct Nf4Midpoints {
+  float values[15];
+  Nf4Midpoints() {
+    for (int i = 0; i < 15; ++i)
+      values[i] = 0.5f * (kNf4Levels[i] + kNf4Levels[i + 1]);
   }
-  return index;
+};
+
+// The nearest NF4 level to v (ties to the lower level): the number of
+// midpoints below v, counted without branches so that the loop vectorizes.
+uint8_t NearestNf4(float v, const Nf4Midpoints& midpoints) {
+  int index = 0;
+  for (int i = 0; i < 15; ++i) index += v > midpoints.values[i] ? 1 : 0;
+  return static_cast<uint8_t>(index);
+}
+
+// Round half to even, as std::nearbyint in the default rounding mode, for
+// |v| < 2^22: adding 1.5 x 2^23 leaves no fraction bits, so the addition
+// itself rounds. Plain float arithmetic (this file has no FMA contraction),
+// so it vectorizes where nearbyint would be a library call per element.
+inline float RoundHalfEven(float v) {
+  constexpr float kMagic = 12582912.0f;  // 1.5 x 2^23
+  return (v + kMagic) - kMagic;
 }
 
 float RoundToHalf(float value, uint16_t* bits) {
@@ -68,7 +90,9 @@ void QuantizeQ8Row(const float* x, int64_t cols, int64_t blocks, int8_t* codes,
       amax = std::max(amax, std::fabs(x[k]));
     const float d = RoundToHalf(amax / 127.0f, &scales[b]);
     for (int64_t k = begin; k < end; ++k) {
-      const float q = d > 0 ? std::nearbyint(x[k] / d) : 0.0f;
+      // |x / d| <= 127.5 (d is amax / 127 rounded to fp16), well inside
+      // RoundHalfEven's range.
+      const float q = d > 0 ? RoundHalfEven(x[k] / d) : 0.0f;
       codes[k] = static_cast<int8_t>(std::clamp(q, -127.0f, 127.0f));
     }
   }
@@ -90,7 +114,7 @@ void QuantizeQ4Row(const float* x, int64_t cols, int64_t blocks, uint8_t* codes,
       const int64_t index = begin + k;
       float code = 8;
       if (index < end && d != 0) {
-        code = std::clamp(std::nearbyint(x[index] / d) + 8.0f, 0.0f, 15.0f);
+        code = std::clamp(RoundHalfEven(x[index] / d) + 8.0f, 0.0f, 15.0f);
       }
       q[k] = static_cast<uint8_t>(code);
     }
@@ -104,17 +128,20 @@ QuantizedMatrix QuantizeNf4(const at::Tensor& w, int64_t blocks) {
   const float* x = w.data_ptr<float>();
   const int64_t total = rows * blocks;
   std::vector<float> absmax(total, 0.0f);
-  double sum = 0;
-  for (int64_t r = 0; r < rows; ++r) {
-    for (int64_t b = 0; b < blocks; ++b) {
-      const int64_t begin = b * 64, end = std::min(cols, begin + 64);
-      float amax = 0;
-      for (int64_t k = begin; k < end; ++k)
-        amax = std::max(amax, std::fabs(x[r * cols + k]));
-      absmax[r * blocks + b] = amax;
-      sum += amax;
+  at::parallel_for(0, rows, kRowsPerTask, [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) {
+      for (int64_t b = 0; b < blocks; ++b) {
+        const int64_t first = b * 64, last = std::min(cols, first + 64);
+        float amax = 0;
+        for (int64_t k = first; k < last; ++k)
+          amax = std::max(amax, std::fabs(x[r * cols + k]));
+        absmax[r * blocks + b] = amax;
+      }
     }
-  }
+  });
+  // One sum in a fixed order: the mean is the same on every machine.
+  double sum = 0;
+  for (int64_t i = 0; i < total; ++i) sum += absmax[i];
   QuantizedMatrix m;
   m.format = WeightFormat::kNf4;
   m.rows = rows;
@@ -137,28 +164,33 @@ QuantizedMatrix QuantizeNf4(const at::Tensor& w, int64_t blocks) {
     group_scales[g] = scale;
     for (int64_t i = begin; i < end; ++i) {
       const float q =
-          scale > 0 ? std::nearbyint((absmax[i] - m.absmax_mean) / scale) : 0;
+          scale > 0 ? RoundHalfEven((absmax[i] - m.absmax_mean) / scale) : 0;
       absmax_codes[i] = static_cast<int8_t>(std::clamp(q, -127.0f, 127.0f));
     }
   }
-  for (int64_t r = 0; r < rows; ++r) {
-    for (int64_t b = 0; b < blocks; ++b) {
-      const int64_t i = r * blocks + b;
-      // The absmax as the kernels will read it back, so that the codes fit
-      // the scale actually stored.
-      const float amax = internal::Nf4BlockScale(
-          absmax_codes[i], group_scales[i / kNf4GroupBlocks], m.absmax_mean);
-      uint8_t q[64];
-      for (int k = 0; k < 64; ++k) {
-        const int64_t col = b * 64 + k;
-        q[k] = 7;  // level 0.0
-        if (col < cols && amax > 0) q[k] = NearestNf4(x[r * cols + col] / amax);
+  const Nf4Midpoints midpoints;
+  const float mean = m.absmax_mean;
+  at::parallel_for(0, rows, kRowsPerTask, [&](int64_t begin, int64_t end) {
+    for (int64_t r = begin; r < end; ++r) {
+      for (int64_t b = 0; b < blocks; ++b) {
+        const int64_t i = r * blocks + b;
+        // The absmax as the kernels will read it back, so that the codes
+        // fit the scale actually stored.
+        const float amax = internal::Nf4BlockScale(
+            absmax_codes[i], group_scales[i / kNf4GroupBlocks], mean);
+        uint8_t q[64];
+        for (int k = 0; k < 64; ++k) {
+          const int64_t col = b * 64 + k;
+          q[k] = 7;  // level 0.0
+          if (col < cols && amax > 0)
+            q[k] = NearestNf4(x[r * cols + col] / amax, midpoints);
+        }
+        uint8_t* out = codes + r * blocks * 32 + b * 32;
+        for (int j = 0; j < 32; ++j)
+          out[j] = static_cast<uint8_t>(q[j] | (q[j + 32] << 4));
       }
-      uint8_t* out = codes + r * blocks * 32 + b * 32;
-      for (int j = 0; j < 32; ++j)
-        out[j] = static_cast<uint8_t>(q[j] | (q[j + 32] << 4));
     }
-  }
+  });
   return m;
 }
 
@@ -214,7 +246,13 @@ absl::StatusOr<QuantizedMatrix> QuantizeMatrix(const at::Tensor& weight,
                      " are not quantized (F32, F16 or BF16 are)"));
   }
   const at::Tensor w = weight.detach().to(at::kCPU).to(at::kFloat).contiguous();
-  if (!at::isfinite(w).all().item<bool>()) {
+  // A plain loop rather than at::isfinite: no temporary as large as the
+  // matrix's element count (a 7B load quantizes 224 of them).
+  const float* values = w.data_ptr<float>();
+  bool finite = true;
+  for (int64_t k = 0, n = w.numel(); k < n; ++k)
+    finite &= std::fabs(values[k]) <= std::numeric_limits<float>::max();
+  if (!finite) {
     return absl::InvalidArgumentError(
         "the weight holds NaN or infinite values");
   }
@@ -232,17 +270,21 @@ absl::StatusOr<QuantizedMatrix> QuantizeMatrix(const at::Tensor& weight,
   if (format == WeightFormat::kQ8) {
     m.codes = at::zeros({rows, blocks * 32}, at::kChar);
     int8_t* codes = m.codes.data_ptr<int8_t>();
-    for (int64_t r = 0; r < rows; ++r) {
-      QuantizeQ8Row(x + r * cols, cols, blocks, codes + r * blocks * 32,
-                    scales + r * blocks);
-    }
+    at::parallel_for(0, rows, kRowsPerTask, [&](int64_t begin, int64_t end) {
+      for (int64_t r = begin; r < end; ++r) {
+        QuantizeQ8Row(x + r * cols, cols, blocks, codes + r * blocks * 32,
+                      scales + r * blocks);
+      }
+    });
   } else {
     m.codes = at::zeros({rows, blocks * 16}, at::kByte);
     uint8_t* codes = m.codes.data_ptr<uint8_t>();
-    for (int64_t r = 0; r < rows; ++r) {
-      QuantizeQ4Row(x + r * cols, cols, blocks, codes + r * blocks * 16,
-                    scales + r * blocks);
-    }
+    at::parallel_for(0, rows, kRowsPerTask, [&](int64_t begin, int64_t end) {
+      for (int64_t r = begin; r < end; ++r) {
+        QuantizeQ4Row(x + r * cols, cols, blocks, codes + r * blocks * 16,
+                      scales + r * blocks);
+      }
+    });
   }
   return m;
 }

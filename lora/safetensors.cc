@@ -265,6 +265,21 @@ absl::StatusOr<at::Tensor> SafetensorsFile::Tensor(
   }
 }
 
+void SafetensorsFile::DropPages(const std::string& name) const {
+  auto it = entries_.find(name);
+  if (it == entries_.end()) return;
+  const uint64_t page = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+  const auto base = reinterpret_cast<uintptr_t>(mapping_->address);
+  const uint64_t begin = data_start_ + it->second.begin;
+  const uint64_t end = data_start_ + it->second.end;
+  const uint64_t first = (begin + page - 1) / page * page;
+  const uint64_t last = end / page * page;
+  if (last <= first) return;
+  // Advisory: on failure the pages simply stay.
+  (void)::madvise(reinterpret_cast<void*>(base + first), last - first,
+                  MADV_DONTNEED);
+}
+
 absl::Status WriteSafetensors(
     const std::string& path,
     const std::vector<std::pair<std::string, at::Tensor>>& tensors,

@@ -73,6 +73,15 @@ class SafetensorsFile {
   [[nodiscard]] absl::StatusOr<at::Tensor> Tensor(
       const std::string& name) const;
 
+  // Gives back the memory of the mapped pages wholly inside tensor `name`
+  // (madvise MADV_DONTNEED) once a loader has made its own copy (quantized
+  // or converted): touched file pages otherwise stay in this process's
+  // resident set until the file is closed, which on a 7B checkpoint doubles
+  // the peak. Reading the tensor again maps the file's bytes back; only a
+  // caller that wrote into the tensor (this process's private copy) would
+  // lose something, and loaders never do.
+  void DropPages(const std::string& name) const;
+
  private:
   struct Mapping;
   SafetensorsFile() = default;

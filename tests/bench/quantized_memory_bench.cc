@@ -40,6 +40,7 @@
 #include "lora/generation.h"
 #include "lora/llama_model.h"
 #include "lora/lora_adapter.h"
+#include "lora/quantized_cache.h"
 #include "lora/safetensors.h"
 #include "lora/trainer.h"
 #include "tests/bench/bench_common.h"
@@ -127,14 +128,16 @@ absl::Status WriteStreamedCheckpoint(const std::string& dir,
                              index.dump(1));
 }
 
-uint64_t PeakRssBytes() {
+// VmHWM (peak) or VmRSS (now) of this process.
+uint64_t StatusBytes(const std::string& field) {
   std::ifstream status("/proc/self/status");
   std::string line;
   while (std::getline(status, line)) {
-    if (line.rfind("VmHWM:", 0) == 0) {
+    if (line.rfind(field, 0) == 0) {
       uint64_t kib = 0;
-      (void)absl::SimpleAtoi(
-          absl::StripAsciiWhitespace(line.substr(6, line.size() - 9)), &kib);
+      (void)absl::SimpleAtoi(absl::StripAsciiWhitespace(line.substr(
+                                 field.size(), line.size() - field.size() - 3)),
+                             &kib);
       return kib * 1024;
     }
   }
@@ -142,7 +145,8 @@ uint64_t PeakRssBytes() {
 }
 
 // The measured process: loads the model and runs a few decode steps or one
-// training step, then prints "peak_rss load_s cache".
+// training step, then prints its peak resident set, the peak and the
+// resident set when loaded, the load and step seconds and the cache's fate.
 int RunChild(const std::string& what) {
   const std::vector<std::string> parts = absl::StrSplit(what, ':');
   absl::StatusOr<WeightFormat> format =
@@ -166,6 +170,8 @@ int RunChild(const std::string& what) {
     return 1;
   }
   const double load_seconds = Seconds(start);
+  const uint64_t loaded_peak = StatusBytes("VmHWM:");
+  const uint64_t loaded_rss = StatusBytes("VmRSS:");
   const std::string cache =
       *format == WeightFormat::kNone ? "-" : weights->quantized_cache;
   const LlamaModel model(Llama7BConfig(), *std::move(weights));
@@ -194,8 +200,10 @@ int RunChild(const std::string& what) {
                     generation);
     work_seconds = Seconds(decode_start);
   }
-  std::printf("%llu %.1f %.1f %s\n",
-              static_cast<unsigned long long>(PeakRssBytes()), load_seconds,
+  std::printf("%llu %llu %llu %.1f %.1f %s\n",
+              static_cast<unsigned long long>(StatusBytes("VmHWM:")),
+              static_cast<unsigned long long>(loaded_peak),
+              static_cast<unsigned long long>(loaded_rss), load_seconds,
               work_seconds, cache.c_str());
   return 0;
 }
@@ -250,9 +258,9 @@ int RunParent(char* self) {
                 Seconds(start));
   }
   std::printf(
-      "\n| base | run | load s | quantized cache | step s | peak RSS GiB | "
-      "estimate GiB | measured / estimate |\n|---|---|---|---|---|---|---|---|"
-      "\n");
+      "\n| base | run | load s | quantized cache | loaded: peak / RSS GiB | "
+      "step s | peak RSS GiB | estimate GiB | measured / estimate "
+      "|\n|---|---|---|---|---|---|---|---|---|\n");
   std::fflush(stdout);
   LoraShape lora_shape;
   lora_shape.rank = BenchLora().rank;
@@ -288,25 +296,35 @@ int RunParent(char* self) {
             label.c_str(), mode, AvailableMemoryBytes() / kGiB, estimate_gib);
         continue;
       }
+      if (!train && *format != WeightFormat::kNone) {
+        // The first load of each format quantizes (and writes the cache the
+        // training row then maps).
+        std::filesystem::remove(
+            QuantizedCachePath(scratch + "/model", *format, false), error);
+      }
       const testing::ProcessResult child = testing::RunProcess(
           {self, absl::StrCat("--child=", mode, ":", name),
            absl::StrCat("--scratch=", scratch),
            absl::StrCat("--sequence=", sequence),
            absl::StrCat("--threads=", absl::GetFlag(FLAGS_threads))});
-      unsigned long long peak = 0;
+      unsigned long long peak = 0, loaded_peak = 0, loaded_rss = 0;
       double load_seconds = 0, step_seconds = 0;
       char cache[256] = {0};
       if (child.exit_code != 0 ||
-          std::sscanf(child.stdout_text.c_str(), "%llu %lf %lf %255[^\n]",
-                      &peak, &load_seconds, &step_seconds, cache) < 3) {
-        std::printf("| %s | %s | failed (exit %d): %s | | | | | |\n",
+          std::sscanf(child.stdout_text.c_str(),
+                      "%llu %llu %llu %lf %lf %255[^\n]", &peak, &loaded_peak,
+                      &loaded_rss, &load_seconds, &step_seconds, cache) < 5) {
+        std::printf("| %s | %s | failed (exit %d): %s | | | | | | |\n",
                     label.c_str(), mode, child.exit_code,
                     child.stderr_text.substr(0, 200).c_str());
         continue;
       }
-      std::printf("| %s | %s | %.1f | %s | %.1f | %.2f | %.2f | %.2f |\n",
-                  label.c_str(), mode, load_seconds, cache, step_seconds,
-                  peak / kGiB, estimate_gib, peak / kGiB / estimate_gib);
+      std::printf(
+          "| %s | %s | %.1f | %s | %.2f / %.2f | %.1f | %.2f | %.2f | %.2f "
+          "|\n",
+          label.c_str(), mode, load_seconds, cache, loaded_peak / kGiB,
+          loaded_rss / kGiB, step_seconds, peak / kGiB, estimate_gib,
+          peak / kGiB / estimate_gib);
       std::fflush(stdout);
     }
   }

@@ -4,6 +4,7 @@
 
 #include <ATen/ATen.h>
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <cstring>
 #include <nlohmann/json.hpp>
@@ -63,6 +64,32 @@ TEST_F(SafetensorsTest, WritesAndReadsEveryDtypeExactly) {
   uint64_t header_length;
   std::memcpy(&header_length, bytes->data(), 8);
   EXPECT_EQ(header_length % 8, 0u);
+}
+
+// Resident pages of this process (statm's second field).
+int64_t ResidentPages() {
+  absl::StatusOr<std::string> statm = ReadFileToString("/proc/self/statm");
+  if (!statm.ok()) return -1;
+  const size_t space = statm->find(' ');
+  return std::stoll(statm->substr(space + 1));
+}
+
+TEST_F(SafetensorsTest, DroppedPagesLeaveTheProcessAndReadBackTheSame) {
+  at::manual_seed(8);
+  const at::Tensor big = at::randn({4, 1024, 1024});  // 16 MiB
+  const std::string path = dir_.Join("big.safetensors");
+  ASSERT_OK(WriteSafetensors(path, {{"small", at::ones({3})}, {"big", big}}));
+  auto file = *SafetensorsFile::Open(path);
+  const at::Tensor view = *file->Tensor("big");
+  ASSERT_TRUE(at::equal(view, big));  // every page touched
+  const int64_t before = ResidentPages();
+  file->DropPages("big");
+  file->DropPages("missing");  // no such tensor: nothing happens
+  const int64_t page = ::sysconf(_SC_PAGESIZE);
+  // All but the two boundary pages of the tensor are gone.
+  EXPECT_LE(ResidentPages(), before - (16 << 20) / page + 4);
+  EXPECT_TRUE(at::equal(view, big));
+  EXPECT_TRUE(at::equal(*file->Tensor("small"), at::ones({3})));
 }
 
 TEST_F(SafetensorsTest, WritingTheMappedTensorNeverChangesTheFile) {
