@@ -1,13 +1,17 @@
 // What the CPU benchmarks share: a wall clock, the copy bandwidth that
-// decode figures are compared with, and the ~110M-parameter bench model.
+// decode figures are compared with, the ~110M-parameter bench model and
+// random training examples.
 #ifndef OPENFORCE_TESTS_BENCH_BENCH_COMMON_H_
 #define OPENFORCE_TESTS_BENCH_BENCH_COMMON_H_
 
 #include <ATen/ATen.h>
+#include <ATen/CPUGeneratorImpl.h>
 
 #include <chrono>
 #include <cstdint>
+#include <vector>
 
+#include "lora/dataset.h"
 #include "lora/llama_config.h"
 
 namespace openforce::lora::bench {
@@ -46,6 +50,24 @@ inline LlamaConfig BenchConfig110M() {
   config.head_dim = 64;
   config.max_position_embeddings = 1024;
   return config;
+}
+
+// `count` examples of `sequence` random token ids (from seed 3), each its own
+// labels: a training step's cost does not depend on what it learns.
+inline std::vector<Example> RandomExamples(const LlamaConfig& config, int count,
+                                           int64_t sequence) {
+  std::vector<Example> data;
+  at::Generator generator = at::detail::createCPUGenerator(3);
+  for (int i = 0; i < count; ++i) {
+    const at::Tensor ids =
+        at::randint(3, config.vocab_size, {sequence}, generator, at::kLong);
+    Example example;
+    example.input_ids.assign(ids.data_ptr<int64_t>(),
+                             ids.data_ptr<int64_t>() + sequence);
+    example.labels = example.input_ids;
+    data.push_back(std::move(example));
+  }
+  return data;
 }
 
 }  // namespace openforce::lora::bench

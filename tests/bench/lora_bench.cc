@@ -64,17 +64,7 @@ void RunDtype(const char* name, at::ScalarType dtype, DType gemm_dtype,
   lora.rank = 16;
   lora.alpha = 32;
   LoraAdapter adapter = *LoraAdapter::Create(config, lora, 2);
-  std::vector<Example> data;
-  at::Generator generator = at::detail::createCPUGenerator(3);
-  for (int i = 0; i < 64; ++i) {
-    at::Tensor ids =
-        at::randint(3, config.vocab_size, {sequence}, generator, at::kLong);
-    Example example;
-    example.input_ids.assign(ids.data_ptr<int64_t>(),
-                             ids.data_ptr<int64_t>() + sequence);
-    example.labels = example.input_ids;
-    data.push_back(std::move(example));
-  }
+  const std::vector<Example> data = bench::RandomExamples(config, 64, sequence);
   TrainingOptions options;
   options.batch_size = batch;
   options.max_steps = args.steps + 1;

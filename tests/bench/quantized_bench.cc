@@ -227,17 +227,7 @@ void BenchTraining(const LlamaConfig& config) {
       "| base | step s | tokens/s | vs bf16 base |\n|---|---|---|---|\n",
       static_cast<long long>(batch), static_cast<long long>(sequence), steps);
   const LlamaWeights dense = RandomLlamaWeights(config, 1, at::kBFloat16);
-  std::vector<Example> data;
-  at::Generator generator = at::detail::createCPUGenerator(3);
-  for (int i = 0; i < 16; ++i) {
-    const at::Tensor ids =
-        at::randint(3, config.vocab_size, {sequence}, generator, at::kLong);
-    Example example;
-    example.input_ids.assign(ids.data_ptr<int64_t>(),
-                             ids.data_ptr<int64_t>() + sequence);
-    example.labels = example.input_ids;
-    data.push_back(std::move(example));
-  }
+  const std::vector<Example> data = bench::RandomExamples(config, 16, sequence);
   double bf16_seconds = 0;
   for (WeightFormat format : kFormats) {
     LlamaWeights weights = dense;

@@ -506,16 +506,23 @@ TEST(WorkerLifecycleTest, AWorkerStartedBeforeItsCoordinatorRetriesAndJoins) {
   EXPECT_EQ(status.state(), v1::JOB_SUCCEEDED) << worker.Log();
 }
 
+// `openforce-coordinator ARGS` as the federation's operator runs it.
+ProcessResult RunAdminCli(const Federation& federation,
+                          std::vector<std::string> args) {
+  args.insert(args.begin(), OPENFORCE_COORDINATOR_PATH);
+  for (const std::string& flag :
+       {std::string("--coordinator"), federation.address(),
+        std::string("--data"), federation.data_dir()})
+    args.push_back(flag);
+  return RunProcess(args);
+}
+
 TEST(AdminCliTest, SubmitStatusListWorkersAndCancel) {
   TempDir dir;
   Federation federation(dir.path());
   federation.StartCoordinator({"--open-enrollment"});
-  const std::vector<std::string> admin = {"--coordinator", federation.address(),
-                                          "--data", federation.data_dir()};
-  auto cli = [&](std::vector<std::string> args) {
-    args.insert(args.begin(), OPENFORCE_COORDINATOR_PATH);
-    args.insert(args.end(), admin.begin(), admin.end());
-    return RunProcess(args);
+  auto cli = [&](const std::vector<std::string>& args) {
+    return RunAdminCli(federation, args);
   };
   ProcessResult submitted = cli({"job",         "submit",
                                  "--name",      "cli-job",
@@ -590,12 +597,8 @@ TEST(AdminCliTest, AQuantizedBaseIsRecordedAndItsWorkersMatchIt) {
   TempDir dir;
   Federation federation(dir.path());
   federation.StartCoordinator({"--open-enrollment"});
-  const std::vector<std::string> admin = {"--coordinator", federation.address(),
-                                          "--data", federation.data_dir()};
-  auto cli = [&](std::vector<std::string> args) {
-    args.insert(args.begin(), OPENFORCE_COORDINATOR_PATH);
-    args.insert(args.end(), admin.begin(), admin.end());
-    return RunProcess(args);
+  auto cli = [&](const std::vector<std::string>& args) {
+    return RunAdminCli(federation, args);
   };
   ProcessResult submitted = cli({"job",
                                  "submit",

@@ -20,6 +20,34 @@ namespace {
 
 const std::string kFixture = OPENFORCE_FIXTURE_DIR "/hf-llama-tiny";
 
+// Eight sequences of a fixed pattern the adapter can learn.
+std::vector<Example> PatternExamples() {
+  std::vector<Example> data;
+  for (int i = 0; i < 8; ++i) {
+    Example example;
+    for (int t = 0; t < 16; ++t)
+      example.input_ids.push_back((i * 7 + t * 3) % 320);
+    example.labels = example.input_ids;
+    data.push_back(example);
+  }
+  return data;
+}
+
+// Trains `training.max_steps` steps; the last loss is below the first.
+void ExpectLossFalls(const LlamaModel* model, LoraAdapter* adapter,
+                     const std::vector<Example>& data,
+                     const TrainingOptions& training) {
+  auto trainer = *Trainer::Create(model, adapter, data, training);
+  double first = 0, last = 0;
+  for (int i = 0; i < training.max_steps; ++i) {
+    absl::StatusOr<StepMetrics> metrics = trainer->Step();
+    ASSERT_OK(metrics);
+    if (i == 0) first = metrics->loss;
+    last = metrics->loss;
+  }
+  EXPECT_LT(last, first);
+}
+
 class GpuTest : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -69,26 +97,11 @@ TEST_F(GpuTest, TrainsInBfloat16OnTheDevice) {
   absl::StatusOr<LoraAdapter> adapter =
       LoraAdapter::Create((*model)->config(), {}, 1, "cuda");
   ASSERT_OK(adapter);
-  std::vector<Example> data;
-  for (int i = 0; i < 8; ++i) {
-    Example example;
-    for (int t = 0; t < 16; ++t)
-      example.input_ids.push_back((i * 7 + t * 3) % 320);
-    example.labels = example.input_ids;
-    data.push_back(example);
-  }
+  const std::vector<Example> data = PatternExamples();
   TrainingOptions training;
   training.max_steps = 20;
   training.learning_rate = 1e-2;
-  auto trainer = *Trainer::Create(model->get(), &*adapter, data, training);
-  double first = 0, last = 0;
-  for (int i = 0; i < 20; ++i) {
-    absl::StatusOr<StepMetrics> metrics = trainer->Step();
-    ASSERT_OK(metrics);
-    if (i == 0) first = metrics->loss;
-    last = metrics->loss;
-  }
-  EXPECT_LT(last, first);
+  ExpectLossFalls(model->get(), &*adapter, data, training);
   EXPECT_EQ(adapter->Find(0, Projection::kQ)->a.scalar_type(), at::kFloat);
 }
 
@@ -136,27 +149,12 @@ TEST_F(GpuTest, QuantizedBaseRunsAndTrainsOnTheDevice) {
   absl::StatusOr<LoraAdapter> adapter =
       LoraAdapter::Create((*model)->config(), {}, 1, "cuda");
   ASSERT_OK(adapter);
-  std::vector<Example> data;
-  for (int i = 0; i < 8; ++i) {
-    Example example;
-    for (int t = 0; t < 16; ++t)
-      example.input_ids.push_back((i * 7 + t * 3) % 320);
-    example.labels = example.input_ids;
-    data.push_back(example);
-  }
+  const std::vector<Example> data = PatternExamples();
   TrainingOptions training;
   training.max_steps = 20;
   training.learning_rate = 1e-2;
   training.gradient_checkpointing = true;
-  auto trainer = *Trainer::Create(model->get(), &*adapter, data, training);
-  double first = 0, last = 0;
-  for (int i = 0; i < 20; ++i) {
-    absl::StatusOr<StepMetrics> metrics = trainer->Step();
-    ASSERT_OK(metrics);
-    if (i == 0) first = metrics->loss;
-    last = metrics->loss;
-  }
-  EXPECT_LT(last, first);
+  ExpectLossFalls(model->get(), &*adapter, data, training);
 }
 
 }  // namespace
