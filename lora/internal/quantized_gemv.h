@@ -17,12 +17,13 @@ struct QuantizedMatrix;
 
 namespace openforce::lora::internal {
 
-// kAvx512Vnni runs q4 and nf4 as integer dot products (vpdpbusd) against the
-// input rounded to int8 per block of 32, as llama.cpp does: far fewer
-// instructions per weight, for an input rounding error of at most half a step
-// (the block's amax / 127). nf4's levels are int8 there too (round(level x
-// 127), looked up with vpshufb): at most half of 1/127 of the block absmax
-// from the float levels. q8 uses kAvx512 (already at memory speed).
+// kAvx512Vnni runs every format as integer dot products (vpdpbusd) against
+// the input rounded to int8 per block of 32, as llama.cpp does: far fewer
+// instructions per weight (the float kernels convert each weight to fp32 and
+// are bound by that, not by memory), for an input rounding error of at most
+// half a step (the block's amax / 127). nf4's levels are int8 there too
+// (round(level x 127), looked up with vpshufb): at most half of 1/127 of the
+// block absmax from the float levels.
 enum class GemvIsa { kPortable, kAvx2, kAvx512, kAvx512Vnni };
 
 // What this CPU runs (checked once).

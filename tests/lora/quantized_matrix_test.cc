@@ -169,7 +169,7 @@ TEST(QuantizedMatrixTest, EveryKernelMatchesDequantizeThenMultiply) {
   // Odd shapes: rows not a multiple of the kernels' four, columns not a
   // multiple of any block; and one larger, aligned shape.
   const std::vector<std::pair<int64_t, int64_t>> shapes = {
-      {7, 45}, {13, 100}, {1, 3}, {130, 512}};
+      {7, 45}, {13, 100}, {1, 3}, {5, 200}, {130, 512}};
   for (const auto& [rows, cols] : shapes) {
     const at::Tensor w = at::randn({rows, cols});
     const at::Tensor x = at::randn({cols});
@@ -185,8 +185,7 @@ TEST(QuantizedMatrixTest, EveryKernelMatchesDequantizeThenMultiply) {
         const std::string what =
             absl::StrCat(WeightFormatName(format), " ",
                          internal::GemvIsaName(isa), " ", rows, "x", cols);
-        if (isa == internal::GemvIsa::kAvx512Vnni &&
-            format != WeightFormat::kQ8) {
+        if (isa == internal::GemvIsa::kAvx512Vnni) {
           // The input is rounded to int8 per block of 32: each product is
           // off by at most |w| x half the block's step (amax / 127). NF4's
           // levels are int8 there too: each weight is off by at most half of
@@ -253,7 +252,7 @@ TEST(QuantizedMatrixTest, LinearTakesTheKernelOrTheDequantizedProduct) {
     for (int64_t positions : {1, 9}) {
       const at::Tensor x = at::randn({2, positions, 70});
       double tolerance = 1e-4;
-      if (positions == 1 && format != WeightFormat::kQ8 &&
+      if (positions == 1 &&
           internal::BestGemvIsa() == internal::GemvIsa::kAvx512Vnni) {
         // Decode rounds to int8 (see the kernel test).
         tolerance += std::max(
