@@ -371,15 +371,16 @@ at::Tensor QuantizedLinear(const at::Tensor& x, const QuantizedMatrix& m,
   const bool needs_grad = at::GradMode::is_enabled() && x.requires_grad();
   if (x.device().is_cpu() && m.codes.device().is_cpu() && !needs_grad &&
       vectors <= kMaxGemvRows) {
-    const at::Tensor input = x.reshape({vectors, m.cols}).to(at::kFloat);
-    at::Tensor out = at::empty({vectors, m.rows}, at::kFloat);
-    for (int64_t v = 0; v < vectors; ++v) {
-      internal::QuantizedGemv(m, input[v].contiguous().data_ptr<float>(),
-                              out[v].data_ptr<float>());
-    }
+    // Decoding runs this for every projection of every token: plain
+    // pointers into one contiguous input and output, no per-row tensors.
+    const at::Tensor input = x.to(at::kFloat).contiguous();
     std::vector<int64_t> shape(x.sizes().begin(), x.sizes().end());
     shape.back() = m.rows;
-    at::Tensor y = out.view(shape);
+    at::Tensor y = at::empty(shape, at::kFloat);
+    const float* in = input.data_ptr<float>();
+    float* out = y.data_ptr<float>();
+    for (int64_t v = 0; v < vectors; ++v)
+      internal::QuantizedGemv(m, in + v * m.cols, out + v * m.rows);
     if (bias.defined()) y = y + bias.to(at::kFloat);
     return y.to(x.scalar_type());
   }
