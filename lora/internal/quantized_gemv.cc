@@ -443,6 +443,41 @@ Int8Activations QuantizeActivationsForNf4(const float* x, int64_t blocks) {
   return QuantizeActivationsInOrder(x, blocks * 2, 127, 1.0f / 127.0f);
 }
 
+// Two 64-byte lines of int8 input from element `first` (a multiple of 64)
+// with their lanes' biases and steps: what every VNNI kernel loads once per
+// step and shares between its rows.
+struct InputLines {
+  __m512i x0, x1, bias0, bias1;
+  __m512 steps0, steps1;
+};
+
+OPENFORCE_VNNI_LAMBDA inline InputLines LoadInputLines(const Int8Activations& a,
+                                                       int64_t first) {
+  InputLines in;
+  in.x0 = _mm512_loadu_si512(a.values.data() + first);
+  in.x1 = _mm512_loadu_si512(a.values.data() + first + 64);
+  in.bias0 = _mm512_loadu_si512(a.neg_bias.data() + first / 4);
+  in.bias1 = _mm512_loadu_si512(a.neg_bias.data() + first / 4 + 16);
+  in.steps0 = _mm512_loadu_ps(a.steps.data() + first / 4);
+  in.steps1 = _mm512_loadu_ps(a.steps.data() + first / 4 + 16);
+  return in;
+}
+
+// acc += dot0 x the scales of the first two of four blocks (fp16, spread
+// over the lanes by `first`) x steps0; acc2 likewise for the last two.
+OPENFORCE_VNNI_LAMBDA inline void AccumulateFourBlocks(
+    const uint16_t* half_scales, __m512i dot0, __m512i dot1, __m512i first,
+    __m512i second, __m512 steps0, __m512 steps1, __m512* acc, __m512* acc2) {
+  const __m512 four = _mm512_castps128_ps512(_mm_cvtph_ps(
+      _mm_loadl_epi64(reinterpret_cast<const __m128i*>(half_scales))));
+  *acc = _mm512_fmadd_ps(
+      _mm512_cvtepi32_ps(dot0),
+      _mm512_mul_ps(_mm512_permutexvar_ps(first, four), steps0), *acc);
+  *acc2 = _mm512_fmadd_ps(
+      _mm512_cvtepi32_ps(dot1),
+      _mm512_mul_ps(_mm512_permutexvar_ps(second, four), steps1), *acc2);
+}
+
 template <int R>
 OPENFORCE_VNNI void VnniQ4Rows(const Operands& op, const Int8Activations& a,
                                float* y, int64_t r) {
@@ -460,14 +495,8 @@ OPENFORCE_VNNI void VnniQ4Rows(const Operands& op, const Int8Activations& a,
   // Four blocks (a 64-byte line of codes, two pairs) per row and step: one
   // load of codes and one conversion of four fp16 scales.
   for (; b + 4 <= op.blocks; b += 4) {
-    const int64_t pair = b / 2;
-    const __m512i x0 = _mm512_loadu_si512(a.values.data() + pair * 64);
-    const __m512i x1 = _mm512_loadu_si512(a.values.data() + pair * 64 + 64);
-    const __m512i bias0 = _mm512_loadu_si512(a.neg_bias.data() + pair * 16);
-    const __m512i bias1 =
-        _mm512_loadu_si512(a.neg_bias.data() + pair * 16 + 16);
-    const __m512 steps0 = _mm512_loadu_ps(a.steps.data() + pair * 16);
-    const __m512 steps1 = _mm512_loadu_ps(a.steps.data() + pair * 16 + 16);
+    const auto [x0, x1, bias0, bias1, steps0, steps1] =
+        LoadInputLines(a, b * 32);
 #pragma GCC unroll 4
     for (int i = 0; i < R; ++i) {
       const uint8_t* c = op.codes + (r + i) * op.code_stride + b * 16;
@@ -481,17 +510,9 @@ OPENFORCE_VNNI void VnniQ4Rows(const Operands& op, const Int8Activations& a,
       const __m512i w1 = _mm512_shuffle_i64x2(lo, hi, 0xEE);
       const __m512i dot0 = _mm512_dpbusd_epi32(bias0, w0, x0);
       const __m512i dot1 = _mm512_dpbusd_epi32(bias1, w1, x1);
-      const __m512 four = _mm512_castps128_ps512(
-          _mm_cvtph_ps(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(
-              op.half_scales + (r + i) * op.blocks + b))));
-      acc[i] = _mm512_fmadd_ps(
-          _mm512_cvtepi32_ps(dot0),
-          _mm512_mul_ps(_mm512_permutexvar_ps(first_pair, four), steps0),
-          acc[i]);
-      acc2[i] = _mm512_fmadd_ps(
-          _mm512_cvtepi32_ps(dot1),
-          _mm512_mul_ps(_mm512_permutexvar_ps(second_pair, four), steps1),
-          acc2[i]);
+      AccumulateFourBlocks(op.half_scales + (r + i) * op.blocks + b, dot0, dot1,
+                           first_pair, second_pair, steps0, steps1, &acc[i],
+                           &acc2[i]);
     }
   }
   for (; b < op.blocks; b += 2) {
@@ -549,12 +570,8 @@ OPENFORCE_VNNI void VnniQ8Rows(const Operands& op, const Int8Activations& a,
       _mm512_setr_epi32(2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
   int64_t b = 0;
   for (; b + 4 <= op.blocks; b += 4) {
-    const __m512i x0 = _mm512_loadu_si512(a.values.data() + b * 32);
-    const __m512i x1 = _mm512_loadu_si512(a.values.data() + b * 32 + 64);
-    const __m512i bias0 = _mm512_loadu_si512(a.neg_bias.data() + b * 8);
-    const __m512i bias1 = _mm512_loadu_si512(a.neg_bias.data() + b * 8 + 16);
-    const __m512 steps0 = _mm512_loadu_ps(a.steps.data() + b * 8);
-    const __m512 steps1 = _mm512_loadu_ps(a.steps.data() + b * 8 + 16);
+    const auto [x0, x1, bias0, bias1, steps0, steps1] =
+        LoadInputLines(a, b * 32);
 #pragma GCC unroll 4
     for (int i = 0; i < R; ++i) {
       const uint8_t* c = op.codes + (r + i) * op.code_stride + b * 32;
@@ -566,17 +583,9 @@ OPENFORCE_VNNI void VnniQ8Rows(const Operands& op, const Int8Activations& a,
       const __m512i w1 = _mm512_xor_si512(_mm512_loadu_si512(c + 64), flip);
       const __m512i dot0 = _mm512_dpbusd_epi32(bias0, w0, x0);
       const __m512i dot1 = _mm512_dpbusd_epi32(bias1, w1, x1);
-      const __m512 four = _mm512_castps128_ps512(
-          _mm_cvtph_ps(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(
-              op.half_scales + (r + i) * op.blocks + b))));
-      acc[i] = _mm512_fmadd_ps(
-          _mm512_cvtepi32_ps(dot0),
-          _mm512_mul_ps(_mm512_permutexvar_ps(first_pair, four), steps0),
-          acc[i]);
-      acc2[i] = _mm512_fmadd_ps(
-          _mm512_cvtepi32_ps(dot1),
-          _mm512_mul_ps(_mm512_permutexvar_ps(second_pair, four), steps1),
-          acc2[i]);
+      AccumulateFourBlocks(op.half_scales + (r + i) * op.blocks + b, dot0, dot1,
+                           first_pair, second_pair, steps0, steps1, &acc[i],
+                           &acc2[i]);
     }
   }
   for (; b < op.blocks; ++b) {
@@ -626,12 +635,8 @@ OPENFORCE_VNNI void VnniNf4Rows(const Operands& op, const Int8Activations& a,
   int64_t b = 0;
   // Two blocks (a 64-byte line of codes) per row and step.
   for (; b + 2 <= op.blocks; b += 2) {
-    const __m512i x0 = _mm512_loadu_si512(a.values.data() + b * 64);
-    const __m512i x1 = _mm512_loadu_si512(a.values.data() + b * 64 + 64);
-    const __m512i bias0 = _mm512_loadu_si512(a.neg_bias.data() + b * 16);
-    const __m512i bias1 = _mm512_loadu_si512(a.neg_bias.data() + b * 16 + 16);
-    const __m512 steps0 = _mm512_loadu_ps(a.steps.data() + b * 16);
-    const __m512 steps1 = _mm512_loadu_ps(a.steps.data() + b * 16 + 16);
+    const auto [x0, x1, bias0, bias1, steps0, steps1] =
+        LoadInputLines(a, b * 64);
 #pragma GCC unroll 4
     for (int i = 0; i < R; ++i) {
       const uint8_t* c = op.codes + (r + i) * op.code_stride + b * 32;
