@@ -110,6 +110,11 @@ absl::StatusOr<std::unique_ptr<InferenceSession>> InferenceSession::Open(
   load.device = request.device;
   load.quantization = request.quantize;
   load.write_quantized_cache = request.write_quantized_cache;
+  load.quantize_embeddings = request.quantize_embeddings;
+  if (request.quantize_embeddings && request.quantize == WeightFormat::kNone) {
+    return absl::InvalidArgumentError(
+        "--quantize-embeddings needs --quantize q8|q4|nf4");
+  }
   if (request.merge_adapter && request.quantize != WeightFormat::kNone) {
     return absl::InvalidArgumentError(
         "--merge-adapter needs full-precision base weights; a quantized base "
@@ -173,6 +178,7 @@ absl::StatusOr<InferenceResult> InferenceSession::Generate(
   InferenceResult result;
   result.dtype = state.dtype_name;
   result.weight_format = std::string(WeightFormatName(state.request.quantize));
+  result.quantized_embeddings = state.request.quantize_embeddings;
   result.quantized_sha256 = state.quantized_sha256;
   result.quantized_cache = state.quantized_cache;
   result.load_seconds = state.load_seconds;

@@ -47,6 +47,9 @@ struct InferenceRequest {
   // With `quantize`: write the quantized weights next to the model so the
   // next load maps them (a matching cache is always read).
   bool write_quantized_cache = false;
+  // With `quantize`: the token embeddings and the output head too (one matrix
+  // when tied). A 128k-vocabulary head is a fifth of a 1B model's bytes.
+  bool quantize_embeddings = false;
   bool merge_adapter =
       false;  // fold the adapter into the weights before generating
   // Stop at config.json's and generation_config.json's eos ids (all of
@@ -61,6 +64,7 @@ struct InferenceResult {
   std::string stop_reason;
   std::string dtype;
   std::string weight_format;  // "none", "q8", "q4", "nf4"
+  bool quantized_embeddings = false;
   // With a quantized base: its SHA-256 and what became of the cache
   // (LlamaWeights.quantized_sha256, quantized_cache).
   std::string quantized_sha256;

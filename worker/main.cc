@@ -86,6 +86,10 @@ ABSL_FLAG(std::string, quantize, "none",
           "infer, serve: quantize the base projections at load: none, q8 "
           "(8.5 bits per weight), q4 (4.5) or nf4 (4.13); adapters run "
           "unmerged on a quantized base");
+ABSL_FLAG(bool, quantize_embeddings, false,
+          "infer, serve with --quantize: quantize the token embeddings and the "
+          "output head too (a large vocabulary's head is a fifth of a 1B "
+          "model's bytes per token)");
 ABSL_FLAG(bool, quantized_cache, false,
           "infer, serve with --quantize: write the quantized weights next to "
           "the model (openforce-quantized-<format>.safetensors) so the next "
@@ -178,7 +182,8 @@ constexpr char kUsage[] =
     "          generate locally, with no network; --interactive chats;\n"
     "          --quantize q8|q4|nf4 shrinks the base weights 3.8-7.7x\n"
     "          (--quantized-cache keeps them next to the model for next "
-    "time)\n"
+    "time;\n"
+    "          --quantize-embeddings quantizes the embeddings and head too)\n"
     "  serve --model DIR [--adapters NAME=DIR,...] [--listen HOST:PORT]\n"
     "          OpenAI-compatible HTTP API (/v1/chat/completions, "
     "/v1/completions,\n"
@@ -427,6 +432,7 @@ absl::Status RunServe() {
   ASSIGN_OR_RETURN(options.model.quantize,
                    ParseWeightFormat(absl::GetFlag(FLAGS_quantize)));
   options.model.write_quantized_cache = absl::GetFlag(FLAGS_quantized_cache);
+  options.model.quantize_embeddings = absl::GetFlag(FLAGS_quantize_embeddings);
   options.model.max_new_tokens = absl::GetFlag(FLAGS_max_new_tokens);
   for (const std::string& entry : absl::GetFlag(FLAGS_adapters)) {
     const size_t equals = entry.find('=');
@@ -527,6 +533,7 @@ absl::Status RunInfer(const std::set<std::string>& named_on_command_line) {
   ASSIGN_OR_RETURN(request.quantize,
                    ParseWeightFormat(absl::GetFlag(FLAGS_quantize)));
   request.write_quantized_cache = absl::GetFlag(FLAGS_quantized_cache);
+  request.quantize_embeddings = absl::GetFlag(FLAGS_quantize_embeddings);
   request.merge_adapter = absl::GetFlag(FLAGS_merge_adapter);
   if (interactive) {
     if (absl::GetFlag(FLAGS_json))

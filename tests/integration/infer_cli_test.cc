@@ -77,6 +77,28 @@ TEST(InferCliTest, AQuantizedCacheIsWrittenOnceAndMappedAfter) {
   EXPECT_EQ(second["quantized_cache"], "read");
   EXPECT_EQ(second["quantized_sha256"], first["quantized_sha256"]);
   EXPECT_EQ(second["generated_ids"], first["generated_ids"]);
+  EXPECT_EQ(second["quantized_embeddings"], false);
+  // Embeddings and head too: their own cache file and a different base hash.
+  const nlohmann::json head =
+      infer({"--quantize-embeddings", "--quantized-cache"});
+  EXPECT_EQ(head["quantized_embeddings"], true);
+  EXPECT_EQ(head["quantized_cache"], "written");
+  EXPECT_NE(head["quantized_sha256"], first["quantized_sha256"]);
+  EXPECT_TRUE(std::filesystem::exists(
+      model + "/openforce-quantized-nf4-embeddings.safetensors"));
+  EXPECT_EQ(infer({"--quantize-embeddings"})["quantized_cache"], "read");
+}
+
+TEST(InferCliTest, QuantizingEmbeddingsNeedsAQuantizedBase) {
+  testing::TempDir dir;
+  const std::string model =
+      testing::WriteTinyLlama(dir.Join("model"), testing::TinyLlamaConfig(), 5);
+  testing::ProcessResult run =
+      RunProcess({kWorker, "infer", "--model", model, "--prompt-ids", "1,72",
+                  "--max-new-tokens", "2", "--quantize-embeddings"});
+  EXPECT_NE(run.exit_code, 0);
+  EXPECT_THAT(run.stderr_text,
+              HasSubstr("--quantize-embeddings needs --quantize"));
 }
 
 TEST(InferCliTest, StreamsTextFromATokenizedModel) {
