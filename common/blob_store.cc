@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <chrono>
 #include <filesystem>
+#include <set>
 #include <system_error>
 
 #include "absl/strings/str_cat.h"
@@ -164,18 +165,72 @@ std::string BlobStore::NewTempPath() {
   return absl::StrCat(root_, "/tmp/", ::getpid(), "-", temp_counter_++);
 }
 
+std::string BlobStore::ObjectDirectory(absl::string_view hash) const {
+  return absl::StrCat(root_, "/objects/", hash.substr(0, 2));
+}
+
 absl::Status BlobStore::Install(const std::string& temp_path,
-                                const std::string& hash) {
+                                const std::string& hash, bool sync_directory) {
   ASSIGN_OR_RETURN(std::string path, ObjectPath(hash));
-  std::string dir = std::filesystem::path(path).parent_path().string();
-  RETURN_IF_ERROR(MakeDirectories(dir, 0700));
+  const std::string dir = ObjectDirectory(hash);
+  if (::access(dir.c_str(), F_OK) != 0) {
+    // A new fan-out directory: its own name must reach the disk too (once).
+    RETURN_IF_ERROR(MakeDirectories(dir, 0700));
+    RETURN_IF_ERROR(SyncDirectory(root_ + "/objects"));
+  }
   // Renaming over an existing blob is harmless when it is intact and repairs it
   // when it was corrupted, so a re-upload always leaves a good copy.
   if (::rename(temp_path.c_str(), path.c_str()) != 0) {
     return ErrnoToStatus(errno, absl::StrCat("rename into ", path));
   }
-  RETURN_IF_ERROR(SyncDirectory(dir));
-  return SyncDirectory(root_ + "/objects");
+  return sync_directory ? SyncDirectory(dir) : absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<std::string>> BlobStore::PutMany(
+    const std::vector<std::string>& blobs) {
+  struct Pending {
+    std::string temp;
+    std::string hash;
+  };
+  std::vector<Pending> pending;
+  pending.reserve(blobs.size());
+  // Temporary files are removed unless installed.
+  struct Cleanup {
+    std::vector<Pending>* pending;
+    size_t installed = 0;
+    ~Cleanup() {
+      for (size_t i = installed; i < pending->size(); ++i)
+        ::unlink((*pending)[i].temp.c_str());
+    }
+  } cleanup{&pending};
+  for (const std::string& data : blobs) {
+    RETURN_IF_ERROR(CheckSizeLimit(data.size()));
+    Pending blob{NewTempPath(), Sha256Hex(data)};
+    ScopedFd fd(::open(blob.temp.c_str(),
+                       O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
+    if (!fd.valid())
+      return ErrnoToStatus(errno, absl::StrCat("create ", blob.temp));
+    pending.push_back(std::move(blob));
+    RETURN_IF_ERROR(WriteAll(fd.get(), data, pending.back().temp));
+  }
+  // One sync of the filesystem instead of one fsync per file.
+  ScopedFd tmp_dir(
+      ::open((root_ + "/tmp").c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+  if (!tmp_dir.valid() || ::syncfs(tmp_dir.get()) != 0) {
+    return ErrnoToStatus(errno, absl::StrCat("syncfs ", root_, "/tmp"));
+  }
+  std::set<std::string> directories;
+  std::vector<std::string> hashes;
+  hashes.reserve(pending.size());
+  for (const Pending& blob : pending) {
+    RETURN_IF_ERROR(Install(blob.temp, blob.hash, /*sync_directory=*/false));
+    ++cleanup.installed;
+    directories.insert(ObjectDirectory(blob.hash));
+    hashes.push_back(blob.hash);
+  }
+  for (const std::string& dir : directories)
+    RETURN_IF_ERROR(SyncDirectory(dir));
+  return hashes;
 }
 
 absl::StatusOr<std::unique_ptr<BlobWriter>> BlobStore::NewWriter() {
@@ -357,7 +412,8 @@ absl::Status BlobStore::AppendUpload(absl::string_view upload_id,
   // The modification time says when the upload last made progress; it is
   // set from the store's clock so expiry follows the same clock.
   StampModified(fd.get(), NowMs());
-  if (offset == 0) RETURN_IF_ERROR(SyncDirectory(root_ + "/uploads"));
+  // No directory fsync for a new partial upload: nothing about it is
+  // acknowledged, and one lost in a crash is only uploaded again.
   return absl::OkStatus();
 }
 
@@ -379,8 +435,9 @@ absl::StatusOr<std::string> BlobStore::CommitUpload(
   // The partial file was fdatasynced chunk by chunk, so one rename commits it;
   // a crash before that rename leaves the whole upload in place to commit
   // again.
+  // The rename is journalled as one change to both directories; the fsync
+  // of the object's directory in Install makes it durable.
   RETURN_IF_ERROR(Install(path, actual));
-  RETURN_IF_ERROR(SyncDirectory(root_ + "/uploads"));
   return actual;
 }
 
@@ -429,8 +486,7 @@ absl::Status BlobStore::InstallVerifiedUpload(absl::string_view upload_id,
   if (::access(path.c_str(), F_OK) != 0) {
     return absl::NotFoundError(absl::StrCat("no upload named ", upload_id));
   }
-  RETURN_IF_ERROR(Install(path, std::string(hash)));
-  return SyncDirectory(root_ + "/uploads");
+  return Install(path, std::string(hash));
 }
 
 absl::StatusOr<std::vector<UploadInfo>> BlobStore::ListUploads(

@@ -89,6 +89,13 @@ class BlobStore {
   [[nodiscard]] absl::StatusOr<std::string> Put(absl::string_view data);
   // Streams a file into the store and returns its hash.
   [[nodiscard]] absl::StatusOr<std::string> PutFile(const std::string& path);
+  // Stores many blobs (a job's shards) durably with one filesystem sync for
+  // all of them instead of an fsync per file: each is written to a
+  // temporary file, one syncfs() makes them all durable, then each is
+  // renamed into place and every directory that changed is fsynced once.
+  // Their hashes, in order; on failure none is acknowledged (some may exist).
+  [[nodiscard]] absl::StatusOr<std::vector<std::string>> PutMany(
+      const std::vector<std::string>& blobs);
 
   bool Contains(absl::string_view hash) const;
   [[nodiscard]] absl::StatusOr<uint64_t> Size(absl::string_view hash) const;
@@ -166,8 +173,11 @@ class BlobStore {
                                                absl::string_view upload_id)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(uploads_mu_);
   // Renames a fully written, fsynced file (temporary or upload) into place
-  // under `hash`.
-  absl::Status Install(const std::string& temp_path, const std::string& hash);
+  // under `hash`; with `sync_directory` false the caller fsyncs the object's
+  // directory (ObjectDirectory) itself, once for many.
+  absl::Status Install(const std::string& temp_path, const std::string& hash,
+                       bool sync_directory = true);
+  std::string ObjectDirectory(absl::string_view hash) const;
   absl::Status CheckSizeLimit(uint64_t size) const;
 
   const std::string root_;

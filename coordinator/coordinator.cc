@@ -81,12 +81,24 @@ Coordinator::Coordinator(CoordinatorOptions options, Ed25519PrivateKey identity,
 
 absl::StatusOr<RoundRecord> Coordinator::FindRound(const std::string& job_id,
                                                    uint64_t round) {
-  ASSIGN_OR_RETURN(std::vector<RoundRecord> rounds, state_->ListRounds(job_id));
-  for (const RoundRecord& candidate : rounds) {
-    if (candidate.round == round) return candidate;
+  ASSIGN_OR_RETURN(std::optional<RoundRecord> found,
+                   state_->GetRound(job_id, round));
+  if (!found.has_value()) {
+    return absl::InternalError(
+        absl::StrCat("job ", job_id, " has no round ", round));
   }
-  return absl::InternalError(
-      absl::StrCat("job ", job_id, " has no round ", round));
+  return *std::move(found);
+}
+
+absl::Mutex& Coordinator::LeaseLockFor(const std::string& worker_id) {
+  return lease_locks_[std::hash<std::string>()(worker_id) % kLeaseLockStripes];
+}
+
+absl::Status Coordinator::PersistLiveness() {
+  std::vector<HeartbeatRecord> batch = liveness_.TakeUnpersisted();
+  absl::Status written = state_->RecordHeartbeats(batch);
+  if (!written.ok()) liveness_.Restore(batch);
+  return written;
 }
 
 absl::StatusOr<WorkerRecord> Coordinator::RequireWorker(
@@ -99,6 +111,7 @@ absl::StatusOr<WorkerRecord> Coordinator::RequireWorker(
                      absl::StrCat("worker '", worker_id,
                                   "' is not registered; call Register first"));
   }
+  liveness_.Overlay(&*worker);
   return *std::move(worker);
 }
 
@@ -166,6 +179,8 @@ absl::StatusOr<v1::RegisterResponse> Coordinator::Register(
   worker.last_heartbeat_ms = Now();
   worker.availability = v1::AVAILABLE;
   RETURN_IF_ERROR(state_->UpsertWorker(worker));
+  liveness_.Record(
+      {worker.worker_id, worker.last_heartbeat_ms, worker.availability, ""});
   ASSIGN_OR_RETURN(std::string session, sessions_.Open(worker.worker_id));
   v1::RegisterResponse response;
   response.set_worker_id(worker.worker_id);
@@ -182,9 +197,16 @@ absl::StatusOr<v1::HeartbeatResponse> Coordinator::Heartbeat(
   ASSIGN_OR_RETURN(WorkerRecord worker,
                    AuthenticateCall(kHeartbeatMethod, request.worker_id(),
                                     request.auth(), CallDigest(request)));
-  RETURN_IF_ERROR(state_->RecordHeartbeat(worker.worker_id, Now(),
-                                          request.availability(),
-                                          request.current_unit_id()));
+  if (!v1::Availability_IsValid(request.availability())) {
+    return absl::InvalidArgumentError("availability is unknown");
+  }
+  if (request.current_unit_id().size() > kMaxUnitIdBytes) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "current_unit_id is longer than ", kMaxUnitIdBytes, " bytes"));
+  }
+  // Soft state: held in memory, written in batches by Tick.
+  liveness_.Record({worker.worker_id, Now(), request.availability(),
+                    request.current_unit_id()});
   v1::HeartbeatResponse response;
   response.set_next_heartbeat_ms(options_.heartbeat_interval_ms);
   if (!request.current_unit_id().empty()) {
@@ -218,7 +240,9 @@ absl::StatusOr<v1::LeaseWorkUnitResponse> Coordinator::LeaseWorkUnit(
                       ? available - worker.profile.headroom_bytes()
                       : 0;
   }
-  absl::MutexLock lock(&mu_);
+  // Only this worker's calls are serialised (its cap); the store finds and
+  // leases a unit in one transaction.
+  absl::MutexLock lock(&LeaseLockFor(worker.worker_id));
   ASSIGN_OR_RETURN(std::vector<JobRecord> jobs, state_->ListJobs());
   ASSIGN_OR_RETURN(std::vector<UnitRecord> held,
                    state_->ListWorkerLeases(worker.worker_id));
@@ -239,19 +263,10 @@ absl::StatusOr<v1::LeaseWorkUnitResponse> Coordinator::LeaseWorkUnit(
     if (worker.profile.tier() < min_tier) continue;
     if (free_memory < job.estimated_memory_bytes) continue;
     ASSIGN_OR_RETURN(std::optional<UnitRecord> unit,
-                     state_->FindLeasableUnit(job.job_id, job.current_round,
-                                              worker.worker_id));
+                     state_->LeaseNextUnit(
+                         job.job_id, job.current_round, worker.worker_id,
+                         now + int64_t{1000} * job.spec.unit_deadline_s()));
     if (!unit.has_value()) continue;
-    if (unit->kind == v1::WORK_TRAIN) {
-      // Once the round's deltas are aggregated into a candidate, what is
-      // left of its training is not needed (and would change the result).
-      ASSIGN_OR_RETURN(RoundRecord round,
-                       FindRound(job.job_id, job.current_round));
-      if (round.candidate_attempt > 0) continue;
-    }
-    unit->lease_deadline_ms = now + int64_t{1000} * job.spec.unit_deadline_s();
-    RETURN_IF_ERROR(state_->LeaseUnit(unit->unit_id, worker.worker_id,
-                                      unit->lease_deadline_ms));
     ASSIGN_OR_RETURN(*response.mutable_unit(), DescribeUnit(job, *unit));
     response.set_retry_after_ms(0);
     return response;
@@ -328,11 +343,11 @@ absl::StatusOr<v1::WorkUnit> Coordinator::DescribeUnit(const JobRecord& job,
     out.set_validation_begin(begin);
     out.set_validation_end(end);
   } else {
-    ASSIGN_OR_RETURN(std::vector<ShardRecord> shards,
-                     state_->ListShards(job.job_id));
-    if (unit.shard_index >= shards.size())
+    ASSIGN_OR_RETURN(std::optional<ShardRecord> shard,
+                     state_->GetShard(job.job_id, unit.shard_index));
+    if (!shard.has_value())
       return absl::InternalError("shard missing for unit " + unit.unit_id);
-    *out.mutable_shard() = shards[unit.shard_index].blob;
+    *out.mutable_shard() = shard->blob;
   }
   *out.mutable_lora() = job.spec.lora();
   *out.mutable_training() = job.spec.training();
@@ -347,7 +362,7 @@ absl::Status Coordinator::ReleaseWorkUnit(
   ASSIGN_OR_RETURN(WorkerRecord worker,
                    AuthenticateCall(kReleaseMethod, request.worker_id(),
                                     request.auth(), CallDigest(request)));
-  absl::MutexLock lock(&mu_);
+  // The store releases only a lease the worker holds, in one statement.
   absl::Status released =
       state_->ReleaseUnit(request.unit_id(), worker.worker_id);
   if (absl::IsFailedPrecondition(released)) {
@@ -360,10 +375,20 @@ absl::Status Coordinator::ReleaseWorkUnit(
 absl::StatusOr<lora::LlamaConfig> Coordinator::LoadJobModelConfig(
     const JobRecord& job) {
   for (const v1::BlobRef& file : job.spec.base_model_files()) {
-    if (file.name() == "config.json") {
-      ASSIGN_OR_RETURN(std::string config_json, blobs_->Get(file.sha256()));
-      return lora::ParseLlamaConfig(config_json, "config.json");
+    if (file.name() != "config.json") continue;
+    {
+      absl::MutexLock lock(&model_configs_mu_);
+      auto cached = model_configs_.find(file.sha256());
+      if (cached != model_configs_.end()) return cached->second;
     }
+    ASSIGN_OR_RETURN(std::string config_json, blobs_->Get(file.sha256()));
+    ASSIGN_OR_RETURN(lora::LlamaConfig config,
+                     lora::ParseLlamaConfig(config_json, "config.json"));
+    absl::MutexLock lock(&model_configs_mu_);
+    // Jobs are few; a bound keeps a flood of jobs from growing it forever.
+    if (model_configs_.size() >= 256) model_configs_.clear();
+    model_configs_.emplace(file.sha256(), config);
+    return config;
   }
   return absl::InternalError(
       absl::StrCat("job ", job.job_id, " has no config.json"));

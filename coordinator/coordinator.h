@@ -21,6 +21,7 @@
 #include "common/blob_store.h"
 #include "common/ed25519.h"
 #include "coordinator/state_store.h"
+#include "coordinator/worker_liveness.h"
 #include "coordinator/worker_sessions.h"
 #include "lora/aggregation_rule.h"
 #include "lora/llama_config.h"
@@ -148,6 +149,11 @@ class Coordinator {
   // signing and publishing). Safe to call at any time; the server calls it a
   // few times a second.
   [[nodiscard]] absl::Status Tick();
+
+  // Returns once everything the calls so far wrote is on disk. Services
+  // call it before answering, so no acknowledgement precedes its fsync, and
+  // concurrent calls share one.
+  [[nodiscard]] absl::Status Sync() { return state_->Sync(); }
 
   const Ed25519PublicKey& public_key() const { return public_key_; }
 
@@ -279,11 +285,28 @@ class Coordinator {
   const std::unique_ptr<StateStore> state_;
   const std::unique_ptr<BlobStore> blobs_;
   WorkerSessions sessions_;
-  // Serialises decisions that read then write state (lease a pending unit,
-  // accept a result for a held lease, close a round), so two calls never
-  // both act on what each read. Nothing slow (hashing, tensor checks, file
-  // reads) runs under it.
+  // Writes the liveness heard since the last batch (Tick does, before
+  // expiring leases of silent workers).
+  absl::Status PersistLiveness();
+  // The lock that serialises one worker's leasing (its lease cap).
+  absl::Mutex& LeaseLockFor(const std::string& worker_id);
+
+  WorkerLiveness liveness_;
+  // Serialises decisions that read then write state (accept a result for a
+  // held lease, close a round), so two calls never both act on what each
+  // read. Leasing does not take it: the store finds and leases a unit in
+  // one transaction. Nothing slow (hashing, tensor checks, file reads,
+  // fsyncs) runs under it.
   absl::Mutex mu_;
+  // Striped by worker id: a worker's concurrent lease calls cannot both
+  // pass its cap, while different workers lease in parallel.
+  static constexpr size_t kLeaseLockStripes = 64;
+  absl::Mutex lease_locks_[kLeaseLockStripes];
+  // Parsed config.json by blob hash: checking a delta needs the model's
+  // shapes, and the file does not change.
+  absl::Mutex model_configs_mu_;
+  std::map<std::string, lora::LlamaConfig> model_configs_
+      ABSL_GUARDED_BY(model_configs_mu_);
   // Aggregation runs outside mu_; this keeps two ticks from running it at
   // once.
   absl::Mutex tick_mu_;

@@ -59,6 +59,9 @@ absl::Status Coordinator::SweepUploads(bool force) {
 absl::Status Coordinator::Tick() {
   RETURN_IF_ERROR(SweepUploads(/*force=*/false));
   absl::MutexLock tick_lock(&tick_mu_);
+  // Liveness first, so that the silent-worker check below reads what this
+  // coordinator heard.
+  RETURN_IF_ERROR(PersistLiveness());
   {
     absl::MutexLock lock(&mu_);
     RETURN_IF_ERROR(state_->ExpireLeases(Now()).status());
@@ -112,6 +115,25 @@ absl::Status Coordinator::MaybeCloseRound(const JobRecord& job) {
   ASSIGN_OR_RETURN(const RoundRecord round,
                    FindRound(job.job_id, job.current_round));
   if (round.adapter_version != 0) return absl::OkStatus();
+  const bool past_deadline =
+      round.deadline_ms != 0 && Now() >= round.deadline_ms;
+  if (!past_deadline) {
+    // The counters say whether every training unit is done (or, with a
+    // candidate, every validation unit of its attempt: earlier attempts'
+    // open units were skipped); until then there is nothing to read, and
+    // the units and results of a big round are read once, when it closes.
+    ASSIGN_OR_RETURN(const RoundProgress progress,
+                     state_->GetRoundProgress(job.job_id, round.round));
+    if (round.candidate_attempt == 0) {
+      const uint64_t done = progress.Count(v1::WORK_TRAIN, v1::UNIT_ACCEPTED) +
+                            progress.Count(v1::WORK_TRAIN, v1::UNIT_SKIPPED);
+      if (done < progress.Total(v1::WORK_TRAIN)) return absl::OkStatus();
+    } else if (progress.Count(v1::WORK_VALIDATE, v1::UNIT_PENDING) +
+                   progress.Count(v1::WORK_VALIDATE, v1::UNIT_LEASED) >
+               0) {
+      return absl::OkStatus();
+    }
+  }
   ASSIGN_OR_RETURN(std::vector<UnitRecord> all_units,
                    state_->ListUnits(job.job_id, round.round));
   std::vector<UnitRecord> units, validation_units;
@@ -131,8 +153,6 @@ absl::Status Coordinator::MaybeCloseRound(const JobRecord& job) {
         return unit.state == v1::UNIT_ACCEPTED ||
                unit.state == v1::UNIT_SKIPPED;
       });
-  const bool past_deadline =
-      round.deadline_ms != 0 && Now() >= round.deadline_ms;
   if (all_done || (past_deadline && accepted.size() >= MinResults(job.spec))) {
     ASSIGN_OR_RETURN(ReplicaVerdicts verdicts,
                      ValidateReplicas(job, units, accepted,

@@ -24,10 +24,14 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
   std::unique_ptr<CoordinatorServer> server(new CoordinatorServer());
   server->coordinator_ = std::move(coordinator);
   server->streams_ = std::make_unique<StreamRegistry>(options.streams);
+  server->executor_ = std::make_unique<CallExecutor>(options.call_threads,
+                                                     options.max_queued_calls);
   server->worker_service_ = std::make_unique<WorkerServiceImpl>(
-      server->coordinator_.get(), server->streams_.get());
+      server->coordinator_.get(), server->streams_.get(),
+      server->executor_.get());
   server->admin_service_ = std::make_unique<AdminServiceImpl>(
-      server->coordinator_.get(), options.admin_token);
+      server->coordinator_.get(), options.admin_token, server->streams_.get(),
+      server->executor_.get());
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -40,10 +44,10 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
   // gRPC before it reaches a handler.
   builder.SetMaxReceiveMessageSize(kMaxMessageBytes);
   builder.SetMaxSendMessageSize(kMaxMessageBytes);
-  // Unary calls run on a bounded pool: a flood of calls is refused with
-  // RESOURCE_EXHAUSTED instead of growing threads without limit.
+  // The services are callback-based; what remains synchronous (server
+  // reflection) runs on a small bounded pool.
   grpc::ResourceQuota quota("openforce-coordinator");
-  quota.SetMaxThreads(std::max(4, options.max_sync_threads));
+  quota.SetMaxThreads(8);
   builder.SetResourceQuota(quota);
   server->server_ = builder.BuildAndStart();
   if (server->server_ == nullptr || port == 0) {

@@ -10,6 +10,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/synchronization/notification.h"
+#include "coordinator/call_executor.h"
 #include "coordinator/coordinator.h"
 #include "coordinator/stream_registry.h"
 #include "proto/channel.h"
@@ -31,9 +32,11 @@ struct ServerOptions {
   // Streaming calls (uploads, fetches) open at once, and how long one may
   // make no progress before it is cancelled.
   StreamLimits streams;
-  // Threads for unary calls; beyond them gRPC answers RESOURCE_EXHAUSTED
-  // instead of starting more.
-  int max_sync_threads = 64;
+  // Threads that run unary calls' work (they mostly wait on a shared fsync)
+  // and how many calls may wait for one; beyond that a call is refused with
+  // RESOURCE_EXHAUSTED instead of queueing without limit.
+  int call_threads = 32;
+  size_t max_queued_calls = 4096;
 };
 
 class CoordinatorServer {
@@ -55,6 +58,8 @@ class CoordinatorServer {
 
   std::unique_ptr<Coordinator> coordinator_;
   std::unique_ptr<StreamRegistry> streams_;
+  // Outlives the services and the server, which finish calls on it.
+  std::unique_ptr<CallExecutor> executor_;
   std::unique_ptr<WorkerServiceImpl> worker_service_;
   std::unique_ptr<AdminServiceImpl> admin_service_;
   std::unique_ptr<grpc::Server> server_;

@@ -7,57 +7,102 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "common/secret_token.h"
+#include "common/status_macros.h"
 #include "proto/channel.h"
 #include "proto/status_convert.h"
 
 namespace openforce::coordinator {
 namespace {
 
-// Runs `call` (returning StatusOr<Response>) and moves its value into
-// `response`.
+// What a call answers once its outcome is on disk: `outcome` unless the
+// fsync that makes it durable failed. No acknowledgement, and no refusal
+// that recorded something, goes out before it (group commit: concurrent
+// calls share the fsync).
+absl::Status Durable(Coordinator* coordinator, absl::Status outcome) {
+  absl::Status synced = coordinator->Sync();
+  if (!synced.ok()) {
+    return absl::UnavailableError(
+        absl::StrCat("the coordinator could not make its state durable (",
+                     synced.message(), "); retry"));
+  }
+  return outcome;
+}
+
+// Runs `call` (returning StatusOr<Response>) and, once durable, moves its
+// value into `response`.
 template <typename Response, typename Call>
-grpc::Status Answer(grpc::ServerContext* context, Response* response,
-                    Call call) {
+grpc::Status Answer(Coordinator* coordinator, grpc::ServerContextBase* context,
+                    Response* response, Call call) {
   absl::StatusOr<Response> result = call();
-  if (!result.ok()) return ToGrpcStatus(result.status(), context);
+  absl::Status status = Durable(coordinator, result.status());
+  if (!status.ok()) return ToGrpcStatus(status, context);
   *response = *std::move(result);
   return grpc::Status::OK;
 }
 
+// Runs `work` (returning grpc::Status) on the executor and finishes the call
+// with its status; refuses at once when the executor's queue is full.
+template <typename Work>
+grpc::ServerUnaryReactor* RunUnary(CallExecutor* executor,
+                                   grpc::CallbackServerContext* context,
+                                   Work work) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  if (!executor->Submit([reactor, work]() { reactor->Finish(work()); })) {
+    reactor->Finish(grpc::Status(
+        grpc::StatusCode::RESOURCE_EXHAUSTED,
+        "the coordinator has too many calls waiting; retry later"));
+  }
+  return reactor;
+}
+
 }  // namespace
 
-grpc::Status WorkerServiceImpl::Register(grpc::ServerContext* context,
-                                         const v1::RegisterRequest* request,
-                                         v1::RegisterResponse* response) {
-  return Answer(context, response,
-                [&] { return coordinator_->Register(*request); });
+grpc::ServerUnaryReactor* WorkerServiceImpl::Register(
+    grpc::CallbackServerContext* context, const v1::RegisterRequest* request,
+    v1::RegisterResponse* response) {
+  return RunUnary(executor_, context, [=] {
+    return Answer(coordinator_, context, response,
+                  [&] { return coordinator_->Register(*request); });
+  });
 }
 
-grpc::Status WorkerServiceImpl::Heartbeat(grpc::ServerContext* context,
-                                          const v1::HeartbeatRequest* request,
-                                          v1::HeartbeatResponse* response) {
-  return Answer(context, response,
-                [&] { return coordinator_->Heartbeat(*request); });
+grpc::ServerUnaryReactor* WorkerServiceImpl::Heartbeat(
+    grpc::CallbackServerContext* context, const v1::HeartbeatRequest* request,
+    v1::HeartbeatResponse* response) {
+  return RunUnary(executor_, context, [=] {
+    return Answer(coordinator_, context, response,
+                  [&] { return coordinator_->Heartbeat(*request); });
+  });
 }
 
-grpc::Status WorkerServiceImpl::LeaseWorkUnit(
-    grpc::ServerContext* context, const v1::LeaseWorkUnitRequest* request,
+grpc::ServerUnaryReactor* WorkerServiceImpl::LeaseWorkUnit(
+    grpc::CallbackServerContext* context,
+    const v1::LeaseWorkUnitRequest* request,
     v1::LeaseWorkUnitResponse* response) {
-  return Answer(context, response,
-                [&] { return coordinator_->LeaseWorkUnit(*request); });
+  return RunUnary(executor_, context, [=] {
+    return Answer(coordinator_, context, response,
+                  [&] { return coordinator_->LeaseWorkUnit(*request); });
+  });
 }
 
-grpc::Status WorkerServiceImpl::ReleaseWorkUnit(
-    grpc::ServerContext* context, const v1::ReleaseWorkUnitRequest* request,
-    v1::ReleaseWorkUnitResponse*) {
-  return ToGrpcStatus(coordinator_->ReleaseWorkUnit(*request), context);
+grpc::ServerUnaryReactor* WorkerServiceImpl::ReleaseWorkUnit(
+    grpc::CallbackServerContext* context,
+    const v1::ReleaseWorkUnitRequest* request, v1::ReleaseWorkUnitResponse*) {
+  return RunUnary(executor_, context, [=] {
+    return ToGrpcStatus(
+        Durable(coordinator_, coordinator_->ReleaseWorkUnit(*request)),
+        context);
+  });
 }
 
-grpc::Status WorkerServiceImpl::GetUploadOffset(
-    grpc::ServerContext* context, const v1::GetUploadOffsetRequest* request,
+grpc::ServerUnaryReactor* WorkerServiceImpl::GetUploadOffset(
+    grpc::CallbackServerContext* context,
+    const v1::GetUploadOffsetRequest* request,
     v1::GetUploadOffsetResponse* response) {
-  return Answer(context, response,
-                [&] { return coordinator_->GetUploadOffset(*request); });
+  return RunUnary(executor_, context, [=] {
+    return Answer(coordinator_, context, response,
+                  [&] { return coordinator_->GetUploadOffset(*request); });
+  });
 }
 
 namespace {
@@ -100,8 +145,9 @@ class UploadDeltaReactor final
       }
       absl::StatusOr<v1::UploadDeltaResponse> finished =
           coordinator_->FinishUpload(&*upload_);
-      if (!finished.ok()) {
-        Finish(ToGrpcStatus(finished.status(), context_));
+      if (absl::Status durable = Durable(coordinator_, finished.status());
+          !durable.ok()) {
+        Finish(ToGrpcStatus(durable, context_));
         return;
       }
       *response_ = *std::move(finished);
@@ -116,7 +162,8 @@ class UploadDeltaReactor final
       }
       absl::StatusOr<DeltaUpload> upload = coordinator_->BeginUpload(chunk_);
       if (!upload.ok()) {
-        Finish(ToGrpcStatus(upload.status(), context_));
+        // A refusal may have recorded a rejected result.
+        Finish(ToGrpcStatus(Durable(coordinator_, upload.status()), context_));
         return;
       }
       upload_ = *std::move(upload);
@@ -241,22 +288,28 @@ grpc::ServerWriteReactor<v1::BlobChunk>* WorkerServiceImpl::FetchBlob(
   return new FetchBlobReactor(coordinator_, streams_, context, request);
 }
 
-grpc::Status WorkerServiceImpl::GetLatestAdapter(
-    grpc::ServerContext* context, const v1::GetLatestAdapterRequest* request,
+grpc::ServerUnaryReactor* WorkerServiceImpl::GetLatestAdapter(
+    grpc::CallbackServerContext* context,
+    const v1::GetLatestAdapterRequest* request,
     v1::GetLatestAdapterResponse* response) {
-  return Answer(context, response,
-                [&] { return coordinator_->GetLatestAdapter(*request); });
+  return RunUnary(executor_, context, [=] {
+    return Answer(coordinator_, context, response,
+                  [&] { return coordinator_->GetLatestAdapter(*request); });
+  });
 }
 
-grpc::Status WorkerServiceImpl::SubmitValidation(
-    grpc::ServerContext* context, const v1::SubmitValidationRequest* request,
+grpc::ServerUnaryReactor* WorkerServiceImpl::SubmitValidation(
+    grpc::CallbackServerContext* context,
+    const v1::SubmitValidationRequest* request,
     v1::SubmitValidationResponse* response) {
-  return Answer(context, response,
-                [&] { return coordinator_->SubmitValidation(*request); });
+  return RunUnary(executor_, context, [=] {
+    return Answer(coordinator_, context, response,
+                  [&] { return coordinator_->SubmitValidation(*request); });
+  });
 }
 
 grpc::Status AdminServiceImpl::Authorize(
-    const grpc::ServerContext& context) const {
+    const grpc::ServerContextBase& context) const {
   const auto& metadata = context.client_metadata();
   auto it = metadata.find("authorization");
   if (it == metadata.end()) {
@@ -272,74 +325,140 @@ grpc::Status AdminServiceImpl::Authorize(
   return grpc::Status::OK;
 }
 
-grpc::Status AdminServiceImpl::SubmitJob(grpc::ServerContext* context,
-                                         const v1::SubmitJobRequest* request,
-                                         v1::SubmitJobResponse* response) {
-  if (grpc::Status ok = Authorize(*context); !ok.ok()) return ok;
-  return Answer(context, response,
-                [&] { return coordinator_->SubmitJob(*request); });
+// An admin call: authorized first, then `call` as Answer runs it.
+template <typename Response, typename Call>
+grpc::ServerUnaryReactor* AdminServiceImpl::RunAdmin(
+    grpc::CallbackServerContext* context, Response* response, Call call) {
+  return RunUnary(executor_, context, [=]() -> grpc::Status {
+    if (grpc::Status ok = Authorize(*context); !ok.ok()) return ok;
+    return Answer(coordinator_, context, response, call);
+  });
 }
 
-grpc::Status AdminServiceImpl::GetJob(grpc::ServerContext* context,
-                                      const v1::GetJobRequest* request,
-                                      v1::GetJobResponse* response) {
-  if (grpc::Status ok = Authorize(*context); !ok.ok()) return ok;
-  absl::StatusOr<v1::JobStatus> job = coordinator_->GetJob(request->job_id());
-  if (!job.ok()) return ToGrpcStatus(job.status(), context);
-  *response->mutable_job() = *std::move(job);
-  return grpc::Status::OK;
+grpc::ServerUnaryReactor* AdminServiceImpl::SubmitJob(
+    grpc::CallbackServerContext* context, const v1::SubmitJobRequest* request,
+    v1::SubmitJobResponse* response) {
+  return RunAdmin(context, response,
+                  [=] { return coordinator_->SubmitJob(*request); });
 }
 
-grpc::Status AdminServiceImpl::ListJobs(grpc::ServerContext* context,
-                                        const v1::ListJobsRequest* request,
-                                        v1::ListJobsResponse* response) {
-  if (grpc::Status ok = Authorize(*context); !ok.ok()) return ok;
-  return Answer(context, response,
-                [&] { return coordinator_->ListJobs(*request); });
+grpc::ServerUnaryReactor* AdminServiceImpl::GetJob(
+    grpc::CallbackServerContext* context, const v1::GetJobRequest* request,
+    v1::GetJobResponse* response) {
+  return RunAdmin(context, response,
+                  [=]() -> absl::StatusOr<v1::GetJobResponse> {
+                    v1::GetJobResponse out;
+                    ASSIGN_OR_RETURN(*out.mutable_job(),
+                                     coordinator_->GetJob(request->job_id()));
+                    return out;
+                  });
 }
 
-grpc::Status AdminServiceImpl::CancelJob(grpc::ServerContext* context,
-                                         const v1::CancelJobRequest* request,
-                                         v1::CancelJobResponse* response) {
-  if (grpc::Status ok = Authorize(*context); !ok.ok()) return ok;
-  return Answer(context, response,
-                [&] { return coordinator_->CancelJob(*request); });
+grpc::ServerUnaryReactor* AdminServiceImpl::ListJobs(
+    grpc::CallbackServerContext* context, const v1::ListJobsRequest* request,
+    v1::ListJobsResponse* response) {
+  return RunAdmin(context, response,
+                  [=] { return coordinator_->ListJobs(*request); });
 }
 
-grpc::Status AdminServiceImpl::ListWorkers(
-    grpc::ServerContext* context, const v1::ListWorkersRequest* request,
+grpc::ServerUnaryReactor* AdminServiceImpl::CancelJob(
+    grpc::CallbackServerContext* context, const v1::CancelJobRequest* request,
+    v1::CancelJobResponse* response) {
+  return RunAdmin(context, response,
+                  [=] { return coordinator_->CancelJob(*request); });
+}
+
+grpc::ServerUnaryReactor* AdminServiceImpl::ListWorkers(
+    grpc::CallbackServerContext* context, const v1::ListWorkersRequest* request,
     v1::ListWorkersResponse* response) {
-  if (grpc::Status ok = Authorize(*context); !ok.ok()) return ok;
-  return Answer(context, response,
-                [&] { return coordinator_->ListWorkers(*request); });
+  return RunAdmin(context, response,
+                  [=] { return coordinator_->ListWorkers(*request); });
 }
 
-grpc::Status AdminServiceImpl::UploadBlob(
-    grpc::ServerContext* context,
-    grpc::ServerReader<v1::UploadBlobChunk>* reader,
-    v1::UploadBlobResponse* response) {
-  if (grpc::Status ok = Authorize(*context); !ok.ok()) return ok;
-  v1::UploadBlobChunk chunk;
-  if (!reader->Read(&chunk)) {
-    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                        "empty upload stream");
-  }
-  absl::StatusOr<BlobUpload> upload = coordinator_->BeginBlobUpload(chunk);
-  if (!upload.ok()) return ToGrpcStatus(upload.status(), context);
-  do {
-    absl::Status appended = coordinator_->AppendBlobChunk(&*upload, chunk);
-    if (!appended.ok()) return ToGrpcStatus(appended, context);
-  } while (reader->Read(&chunk));
-  return Answer(context, response,
-                [&] { return coordinator_->FinishBlobUpload(&*upload); });
-}
-
-grpc::Status AdminServiceImpl::GetStoreStatus(
-    grpc::ServerContext* context, const v1::GetStoreStatusRequest*,
+grpc::ServerUnaryReactor* AdminServiceImpl::GetStoreStatus(
+    grpc::CallbackServerContext* context, const v1::GetStoreStatusRequest*,
     v1::GetStoreStatusResponse* response) {
-  if (grpc::Status ok = Authorize(*context); !ok.ok()) return ok;
-  return Answer(context, response,
-                [&] { return coordinator_->GetStoreStatus(); });
+  return RunAdmin(context, response,
+                  [=] { return coordinator_->GetStoreStatus(); });
+}
+
+namespace {
+
+// Reads an admin blob upload chunk by chunk; the first chunk is checked
+// (and, without data, only asks how far an earlier upload got).
+class BlobUploadReactor final
+    : public grpc::ServerReadReactor<v1::UploadBlobChunk> {
+ public:
+  BlobUploadReactor(Coordinator* coordinator, StreamRegistry* streams,
+                    grpc::CallbackServerContext* context,
+                    v1::UploadBlobResponse* response, grpc::Status authorized)
+      : coordinator_(coordinator),
+        streams_(streams),
+        context_(context),
+        response_(response) {
+    if (!authorized.ok()) {
+      registered_ = false;
+      Finish(authorized);
+      return;
+    }
+    registered_ = streams_->Add(context_);
+    if (!registered_) {
+      Finish(TooManyStreams());
+      return;
+    }
+    StartRead(&chunk_);
+  }
+
+  void OnReadDone(bool ok) override {
+    streams_->Touch(context_);
+    if (!ok) {
+      if (!upload_.has_value()) {
+        Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                            "empty upload stream"));
+        return;
+      }
+      Finish(Answer(coordinator_, context_, response_,
+                    [&] { return coordinator_->FinishBlobUpload(&*upload_); }));
+      return;
+    }
+    if (!upload_.has_value()) {
+      absl::StatusOr<BlobUpload> upload = coordinator_->BeginBlobUpload(chunk_);
+      if (!upload.ok()) {
+        Finish(ToGrpcStatus(upload.status(), context_));
+        return;
+      }
+      upload_ = *std::move(upload);
+    }
+    if (absl::Status appended =
+            coordinator_->AppendBlobChunk(&*upload_, chunk_);
+        !appended.ok()) {
+      Finish(ToGrpcStatus(appended, context_));
+      return;
+    }
+    StartRead(&chunk_);
+  }
+
+  void OnDone() override {
+    if (registered_) streams_->Remove(context_);
+    delete this;
+  }
+
+ private:
+  Coordinator* const coordinator_;
+  StreamRegistry* const streams_;
+  grpc::CallbackServerContext* const context_;
+  v1::UploadBlobResponse* const response_;
+  bool registered_ = true;
+  v1::UploadBlobChunk chunk_;
+  std::optional<BlobUpload> upload_;
+};
+
+}  // namespace
+
+grpc::ServerReadReactor<v1::UploadBlobChunk>* AdminServiceImpl::UploadBlob(
+    grpc::CallbackServerContext* context, v1::UploadBlobResponse* response) {
+  return new BlobUploadReactor(coordinator_, streams_, context, response,
+                               Authorize(*context));
 }
 
 }  // namespace openforce::coordinator

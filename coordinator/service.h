@@ -7,90 +7,107 @@
 
 #include <string>
 
+#include "coordinator/call_executor.h"
 #include "coordinator/coordinator.h"
 #include "coordinator/stream_registry.h"
 #include "proto/openforce.grpc.pb.h"
 
 namespace openforce::coordinator {
 
-// The two streaming methods use gRPC's callback API: a stalled or slow
-// stream holds no thread, only its reactor, and StreamRegistry bounds and
-// times those out. Unary calls are short and run on the bounded sync pool.
-using WorkerServiceBase = v1::WorkerService::WithCallbackMethod_UploadDelta<
-    v1::WorkerService::WithCallbackMethod_FetchBlob<
-        v1::WorkerService::Service>>;
-
-class WorkerServiceImpl final : public WorkerServiceBase {
+// Both services use gRPC's callback API: a call in flight holds a reactor,
+// not a thread. Unary calls run on a bounded CallExecutor (refused with
+// RESOURCE_EXHAUSTED when its queue is full); streams read and write chunk
+// by chunk, and StreamRegistry bounds and times them out.
+class WorkerServiceImpl final : public v1::WorkerService::CallbackService {
  public:
-  WorkerServiceImpl(Coordinator* coordinator, StreamRegistry* streams)
-      : coordinator_(coordinator), streams_(streams) {}
+  WorkerServiceImpl(Coordinator* coordinator, StreamRegistry* streams,
+                    CallExecutor* executor)
+      : coordinator_(coordinator), streams_(streams), executor_(executor) {}
 
-  grpc::Status Register(grpc::ServerContext* context,
-                        const v1::RegisterRequest* request,
-                        v1::RegisterResponse* response) override;
-  grpc::Status Heartbeat(grpc::ServerContext* context,
-                         const v1::HeartbeatRequest* request,
-                         v1::HeartbeatResponse* response) override;
-  grpc::Status LeaseWorkUnit(grpc::ServerContext* context,
-                             const v1::LeaseWorkUnitRequest* request,
-                             v1::LeaseWorkUnitResponse* response) override;
-  grpc::Status ReleaseWorkUnit(grpc::ServerContext* context,
-                               const v1::ReleaseWorkUnitRequest* request,
-                               v1::ReleaseWorkUnitResponse* response) override;
-  grpc::Status GetUploadOffset(grpc::ServerContext* context,
-                               const v1::GetUploadOffsetRequest* request,
-                               v1::GetUploadOffsetResponse* response) override;
+  grpc::ServerUnaryReactor* Register(grpc::CallbackServerContext* context,
+                                     const v1::RegisterRequest* request,
+                                     v1::RegisterResponse* response) override;
+  grpc::ServerUnaryReactor* Heartbeat(grpc::CallbackServerContext* context,
+                                      const v1::HeartbeatRequest* request,
+                                      v1::HeartbeatResponse* response) override;
+  grpc::ServerUnaryReactor* LeaseWorkUnit(
+      grpc::CallbackServerContext* context,
+      const v1::LeaseWorkUnitRequest* request,
+      v1::LeaseWorkUnitResponse* response) override;
+  grpc::ServerUnaryReactor* ReleaseWorkUnit(
+      grpc::CallbackServerContext* context,
+      const v1::ReleaseWorkUnitRequest* request,
+      v1::ReleaseWorkUnitResponse* response) override;
+  grpc::ServerUnaryReactor* GetUploadOffset(
+      grpc::CallbackServerContext* context,
+      const v1::GetUploadOffsetRequest* request,
+      v1::GetUploadOffsetResponse* response) override;
   grpc::ServerReadReactor<v1::UploadDeltaChunk>* UploadDelta(
       grpc::CallbackServerContext* context,
       v1::UploadDeltaResponse* response) override;
   grpc::ServerWriteReactor<v1::BlobChunk>* FetchBlob(
       grpc::CallbackServerContext* context,
       const v1::FetchBlobRequest* request) override;
-  grpc::Status GetLatestAdapter(
-      grpc::ServerContext* context, const v1::GetLatestAdapterRequest* request,
+  grpc::ServerUnaryReactor* GetLatestAdapter(
+      grpc::CallbackServerContext* context,
+      const v1::GetLatestAdapterRequest* request,
       v1::GetLatestAdapterResponse* response) override;
-  grpc::Status SubmitValidation(
-      grpc::ServerContext* context, const v1::SubmitValidationRequest* request,
+  grpc::ServerUnaryReactor* SubmitValidation(
+      grpc::CallbackServerContext* context,
+      const v1::SubmitValidationRequest* request,
       v1::SubmitValidationResponse* response) override;
 
  private:
-  Coordinator* coordinator_;
-  StreamRegistry* streams_;
+  Coordinator* const coordinator_;
+  StreamRegistry* const streams_;
+  CallExecutor* const executor_;
 };
 
-class AdminServiceImpl final : public v1::AdminService::Service {
+class AdminServiceImpl final : public v1::AdminService::CallbackService {
  public:
-  AdminServiceImpl(Coordinator* coordinator, std::string admin_token)
-      : coordinator_(coordinator), admin_token_(std::move(admin_token)) {}
+  AdminServiceImpl(Coordinator* coordinator, std::string admin_token,
+                   StreamRegistry* streams, CallExecutor* executor)
+      : coordinator_(coordinator),
+        admin_token_(std::move(admin_token)),
+        streams_(streams),
+        executor_(executor) {}
 
-  grpc::Status SubmitJob(grpc::ServerContext* context,
-                         const v1::SubmitJobRequest* request,
-                         v1::SubmitJobResponse* response) override;
-  grpc::Status GetJob(grpc::ServerContext* context,
-                      const v1::GetJobRequest* request,
-                      v1::GetJobResponse* response) override;
-  grpc::Status ListJobs(grpc::ServerContext* context,
-                        const v1::ListJobsRequest* request,
-                        v1::ListJobsResponse* response) override;
-  grpc::Status CancelJob(grpc::ServerContext* context,
-                         const v1::CancelJobRequest* request,
-                         v1::CancelJobResponse* response) override;
-  grpc::Status ListWorkers(grpc::ServerContext* context,
-                           const v1::ListWorkersRequest* request,
-                           v1::ListWorkersResponse* response) override;
-  grpc::Status UploadBlob(grpc::ServerContext* context,
-                          grpc::ServerReader<v1::UploadBlobChunk>* reader,
-                          v1::UploadBlobResponse* response) override;
-  grpc::Status GetStoreStatus(grpc::ServerContext* context,
-                              const v1::GetStoreStatusRequest* request,
-                              v1::GetStoreStatusResponse* response) override;
+  grpc::ServerUnaryReactor* SubmitJob(grpc::CallbackServerContext* context,
+                                      const v1::SubmitJobRequest* request,
+                                      v1::SubmitJobResponse* response) override;
+  grpc::ServerUnaryReactor* GetJob(grpc::CallbackServerContext* context,
+                                   const v1::GetJobRequest* request,
+                                   v1::GetJobResponse* response) override;
+  grpc::ServerUnaryReactor* ListJobs(grpc::CallbackServerContext* context,
+                                     const v1::ListJobsRequest* request,
+                                     v1::ListJobsResponse* response) override;
+  grpc::ServerUnaryReactor* CancelJob(grpc::CallbackServerContext* context,
+                                      const v1::CancelJobRequest* request,
+                                      v1::CancelJobResponse* response) override;
+  grpc::ServerUnaryReactor* ListWorkers(
+      grpc::CallbackServerContext* context,
+      const v1::ListWorkersRequest* request,
+      v1::ListWorkersResponse* response) override;
+  grpc::ServerReadReactor<v1::UploadBlobChunk>* UploadBlob(
+      grpc::CallbackServerContext* context,
+      v1::UploadBlobResponse* response) override;
+  grpc::ServerUnaryReactor* GetStoreStatus(
+      grpc::CallbackServerContext* context,
+      const v1::GetStoreStatusRequest* request,
+      v1::GetStoreStatusResponse* response) override;
 
  private:
   // UNAUTHENTICATED unless the call carries "authorization: Bearer <token>".
-  grpc::Status Authorize(const grpc::ServerContext& context) const;
+  grpc::Status Authorize(const grpc::ServerContextBase& context) const;
+  // Authorizes, then runs `call` (StatusOr<Response>) on the executor.
+  template <typename Response, typename Call>
+  grpc::ServerUnaryReactor* RunAdmin(grpc::CallbackServerContext* context,
+                                     Response* response, Call call);
 
-  Coordinator* coordinator_;
+  Coordinator* const coordinator_;
   const std::string admin_token_;
+  StreamRegistry* const streams_;
+  CallExecutor* const executor_;
 };
 
 }  // namespace openforce::coordinator

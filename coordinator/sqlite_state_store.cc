@@ -4,15 +4,22 @@
 // that queries filter on.
 #include "coordinator/sqlite_state_store.h"
 
+#include <fcntl.h>
 #include <sqlite3.h>
+#include <unistd.h>
 
+#include <cerrno>
+#include <filesystem>
 #include <utility>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "common/file_util.h"
 #include "common/status_macros.h"
+#include "coordinator/internal/group_commit.h"
 
 namespace openforce::coordinator {
 namespace {
@@ -23,6 +30,12 @@ struct SqliteCloser {
 struct StatementFinalizer {
   void operator()(sqlite3_stmt* statement) const {
     sqlite3_finalize(statement);
+  }
+};
+struct StatementResetter {
+  void operator()(sqlite3_stmt* statement) const {
+    sqlite3_reset(statement);
+    sqlite3_clear_bindings(statement);
   }
 };
 
@@ -124,10 +137,54 @@ CREATE INDEX IF NOT EXISTS validation_reports_by_round
   ON validation_reports (job_id, round);
 )sql";
 
+// A prepared statement from the connection's cache, bound and stepped by one
+// caller under the store's lock; reset (bindings cleared) when it goes out of
+// scope, so the next caller of the same SQL reuses it without re-preparing.
+// Indexes that keep leasing and its checks O(log n) in the units of a
+// round, and per-round unit counts by kind and state that triggers keep
+// current, so that watching a round never rescans its units.
+constexpr char kIndexesAndCounters[] = R"sql(
+CREATE INDEX IF NOT EXISTS units_leasable
+  ON units (job_id, round, state, kind DESC, replica, shard_index);
+CREATE INDEX IF NOT EXISTS units_by_shard
+  ON units (job_id, round, shard_index, worker_id);
+CREATE INDEX IF NOT EXISTS results_by_shard
+  ON results (job_id, round, shard_index, worker_id);
+CREATE INDEX IF NOT EXISTS validation_reports_by_slice
+  ON validation_reports (job_id, round, slice, worker_id);
+CREATE INDEX IF NOT EXISTS units_by_lease_deadline
+  ON units (state, lease_deadline_ms);
+CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs (state);
+CREATE TABLE IF NOT EXISTS round_unit_counts (
+  job_id TEXT NOT NULL,
+  round INTEGER NOT NULL,
+  kind INTEGER NOT NULL,
+  state INTEGER NOT NULL,
+  count INTEGER NOT NULL,
+  PRIMARY KEY (job_id, round, kind, state)) WITHOUT ROWID;
+CREATE TRIGGER IF NOT EXISTS units_counted_on_insert AFTER INSERT ON units
+BEGIN
+  INSERT INTO round_unit_counts (job_id, round, kind, state, count)
+    VALUES (new.job_id, new.round, new.kind, new.state, 1)
+    ON CONFLICT (job_id, round, kind, state) DO UPDATE SET count=count+1;
+END;
+CREATE TRIGGER IF NOT EXISTS units_counted_on_update
+  AFTER UPDATE OF state ON units WHEN old.state<>new.state
+BEGIN
+  UPDATE round_unit_counts SET count=count-1 WHERE job_id=old.job_id
+    AND round=old.round AND kind=old.kind AND state=old.state;
+  INSERT INTO round_unit_counts (job_id, round, kind, state, count)
+    VALUES (new.job_id, new.round, new.kind, new.state, 1)
+    ON CONFLICT (job_id, round, kind, state) DO UPDATE SET count=count+1;
+END;
+)sql";
+
 class Statement {
  public:
   Statement(sqlite3* db, sqlite3_stmt* statement)
       : db_(db), statement_(statement) {}
+  Statement(Statement&&) = default;
+  Statement& operator=(Statement&&) = default;
 
   Statement& Bind(int64_t value) {
     sqlite3_bind_int64(statement_.get(), ++index_, value);
@@ -190,7 +247,7 @@ class Statement {
 
  private:
   sqlite3* db_;
-  std::unique_ptr<sqlite3_stmt, StatementFinalizer> statement_;
+  std::unique_ptr<sqlite3_stmt, StatementResetter> statement_;
   int index_ = 0;
 };
 
@@ -311,12 +368,15 @@ absl::StatusOr<ResultRecord> ReadResult(const Statement& row) {
 class SqliteStateStore : public StateStore {
  public:
   explicit SqliteStateStore(std::unique_ptr<sqlite3, SqliteCloser> db)
-      : db_(std::move(db)) {}
+      : db_(std::move(db)), group_commit_([this] { return SyncLog(); }) {}
 
-  absl::Status Init() {
+  absl::Status Init(const std::string& path) {
     absl::MutexLock lock(&mu_);
     RETURN_IF_ERROR(Exec("PRAGMA journal_mode=WAL"));
-    RETURN_IF_ERROR(Exec("PRAGMA synchronous=FULL"));
+    // Commits are written to the log without an fsync of their own; Sync()
+    // makes them durable in groups (group_commit.h), and nothing is
+    // acknowledged before it returned.
+    RETURN_IF_ERROR(Exec("PRAGMA synchronous=NORMAL"));
     RETURN_IF_ERROR(Exec("PRAGMA foreign_keys=ON"));
     RETURN_IF_ERROR(Exec(kSchema));
     // Databases from before credit existed gain the column; on newer ones
@@ -342,8 +402,33 @@ class SqliteStateStore : public StateStore {
         return added;
       }
     }
+    // Indexes and counters that need the columns above.
+    RETURN_IF_ERROR(Exec(kIndexesAndCounters));
+    // The counters are recounted once per start, so a database from before
+    // they existed (or one edited by hand) starts right; after that the
+    // triggers keep them.
+    RETURN_IF_ERROR(Transaction([&]() -> absl::Status {
+      RETURN_IF_ERROR(Exec("DELETE FROM round_unit_counts"));
+      return Exec(
+          "INSERT INTO round_unit_counts (job_id, round, kind, state, count) "
+          "SELECT job_id, round, kind, state, COUNT(*) FROM units "
+          "GROUP BY job_id, round, kind, state");
+    }));
+    wal_fd_ = ScopedFd(::open((path + "-wal").c_str(), O_RDWR | O_CLOEXEC));
+    if (!wal_fd_.valid()) {
+      return ErrnoToStatus(errno, absl::StrCat("open ", path, "-wal"));
+    }
+    // The log may have just been created: its name must be durable too.
+    const std::string dir = std::filesystem::path(path).parent_path().string();
+    RETURN_IF_ERROR(SyncDirectory(dir.empty() ? "." : dir));
     return absl::OkStatus();
   }
+
+  absl::Status Sync() override {
+    return group_commit_.WaitDurable(group_commit_.LatestTicket());
+  }
+
+  uint64_t log_syncs() { return group_commit_.syncs(); }
 
   absl::Status UpsertWorker(const WorkerRecord& worker) override {
     absl::MutexLock lock(&mu_);
@@ -357,20 +442,22 @@ class SqliteStateStore : public StateStore {
             "profile=excluded.profile, "
             "last_heartbeat_ms=excluded.last_heartbeat_ms, "
             "availability=excluded.availability")));
-    return statement.Bind(worker.worker_id)
-        .BindBlob(worker.public_key)
-        .Bind(worker.display_name)
-        .BindMessage(worker.profile)
-        .Bind(worker.registered_ms)
-        .Bind(worker.last_heartbeat_ms)
-        .Bind(static_cast<int64_t>(worker.availability))
-        .Bind(worker.current_unit_id)
-        .Bind(static_cast<int64_t>(worker.units_accepted))
-        .Bind(static_cast<int64_t>(worker.units_rejected))
-        .BindDouble(worker.credit_flop)
-        .Bind(static_cast<int64_t>(worker.validated_streak))
-        .Bind(static_cast<int64_t>(worker.units_invalid))
-        .Run();
+    return Transaction([&] {
+      return statement.Bind(worker.worker_id)
+          .BindBlob(worker.public_key)
+          .Bind(worker.display_name)
+          .BindMessage(worker.profile)
+          .Bind(worker.registered_ms)
+          .Bind(worker.last_heartbeat_ms)
+          .Bind(static_cast<int64_t>(worker.availability))
+          .Bind(worker.current_unit_id)
+          .Bind(static_cast<int64_t>(worker.units_accepted))
+          .Bind(static_cast<int64_t>(worker.units_rejected))
+          .BindDouble(worker.credit_flop)
+          .Bind(static_cast<int64_t>(worker.validated_streak))
+          .Bind(static_cast<int64_t>(worker.units_invalid))
+          .Run();
+    });
   }
 
   absl::StatusOr<std::optional<WorkerRecord>> GetWorker(
@@ -401,19 +488,24 @@ class SqliteStateStore : public StateStore {
     return workers;
   }
 
-  absl::Status RecordHeartbeat(const std::string& worker_id, int64_t now_ms,
-                               v1::Availability availability,
-                               const std::string& current_unit_id) override {
+  absl::Status RecordHeartbeats(
+      const std::vector<HeartbeatRecord>& heartbeats) override {
+    if (heartbeats.empty()) return absl::OkStatus();
     absl::MutexLock lock(&mu_);
-    ASSIGN_OR_RETURN(
-        Statement statement,
-        Prepare("UPDATE workers SET last_heartbeat_ms=?, availability=?, "
-                "current_unit_id=? WHERE worker_id=?"));
-    return statement.Bind(now_ms)
-        .Bind(static_cast<int64_t>(availability))
-        .Bind(current_unit_id)
-        .Bind(worker_id)
-        .Run();
+    return Transaction([&]() -> absl::Status {
+      for (const HeartbeatRecord& heartbeat : heartbeats) {
+        ASSIGN_OR_RETURN(Statement statement,
+                         Prepare("UPDATE workers SET last_heartbeat_ms=MAX("
+                                 "last_heartbeat_ms, ?), availability=?, "
+                                 "current_unit_id=? WHERE worker_id=?"));
+        RETURN_IF_ERROR(statement.Bind(heartbeat.heard_ms)
+                            .Bind(static_cast<int64_t>(heartbeat.availability))
+                            .Bind(heartbeat.current_unit_id)
+                            .Bind(heartbeat.worker_id)
+                            .Run());
+      }
+      return absl::OkStatus();
+    });
   }
 
   absl::Status CreateJob(const JobRecord& job,
@@ -564,57 +656,119 @@ class SqliteStateStore : public StateStore {
     return ReadUnits(statement);
   }
 
-  absl::StatusOr<std::optional<UnitRecord>> FindLeasableUnit(
-      const std::string& job_id, uint64_t round,
-      const std::string& worker_id) override {
+  absl::StatusOr<std::optional<UnitRecord>> LeaseNextUnit(
+      const std::string& job_id, uint64_t round, const std::string& worker_id,
+      int64_t deadline_ms) override {
     absl::MutexLock lock(&mu_);
-    ASSIGN_OR_RETURN(
-        Statement statement,
-        Prepare(absl::StrCat(
-            "SELECT ", kUnitColumns,
-            " FROM units u WHERE job_id=?1 AND round=?2 AND state=?3 "
-            "AND NOT EXISTS (SELECT 1 FROM units o WHERE o.job_id=u.job_id "
-            "AND o.round=u.round AND o.kind=u.kind AND o.attempt=u.attempt "
-            "AND o.shard_index=u.shard_index "
-            "AND o.worker_id=?4 AND o.state IN (?5, ?6)) "
-            "AND (u.kind<>0 OR NOT EXISTS (SELECT 1 FROM results r WHERE "
-            "r.job_id=u.job_id AND r.round=u.round AND "
-            "r.shard_index=u.shard_index AND r.worker_id=?4)) "
-            "AND (u.kind=0 OR NOT EXISTS (SELECT 1 FROM validation_reports v "
-            "WHERE v.job_id=u.job_id AND v.round=u.round AND "
-            "v.attempt=u.attempt AND v.slice=u.shard_index AND "
-            "v.worker_id=?4)) "
-            "ORDER BY kind DESC, replica, shard_index LIMIT 1")));
-    statement.Bind(job_id)
-        .Bind(static_cast<int64_t>(round))
-        .Bind(static_cast<int64_t>(v1::UNIT_PENDING))
-        .Bind(worker_id)
-        .Bind(static_cast<int64_t>(v1::UNIT_LEASED))
-        .Bind(static_cast<int64_t>(v1::UNIT_ACCEPTED));
-    ASSIGN_OR_RETURN(bool row, statement.Step());
-    if (!row) return std::nullopt;
-    return ReadUnit(statement);
+    std::optional<UnitRecord> leased;
+    RETURN_IF_ERROR(Transaction([&]() -> absl::Status {
+      ASSIGN_OR_RETURN(
+          Statement open,
+          Prepare("SELECT r.candidate_attempt FROM rounds r JOIN jobs j ON "
+                  "j.job_id=r.job_id WHERE r.job_id=? AND r.round=? AND "
+                  "r.adapter_version=0 AND j.state=?"));
+      open.Bind(job_id)
+          .Bind(static_cast<int64_t>(round))
+          .Bind(static_cast<int64_t>(v1::JOB_RUNNING));
+      ASSIGN_OR_RETURN(bool is_open, open.Step());
+      if (!is_open) return absl::OkStatus();
+      // Once the round's deltas are aggregated into a candidate, what is
+      // left of its training is not needed (and would change the result).
+      const bool training = open.Int(0) == 0;
+      // In index order (units_leasable): the first pending unit that passes
+      // the checks ends the scan, whatever the round's size.
+      ASSIGN_OR_RETURN(
+          Statement find,
+          Prepare(absl::StrCat(
+              "SELECT ", kUnitColumns,
+              " FROM units u WHERE job_id=?1 AND round=?2 AND state=?3 ",
+              training ? "" : "AND kind=?7 ",
+              "AND NOT EXISTS (SELECT 1 FROM units o WHERE "
+              "o.job_id=u.job_id AND o.round=u.round AND "
+              "o.shard_index=u.shard_index AND o.worker_id=?4 AND "
+              "o.kind=u.kind AND o.attempt=u.attempt AND o.state IN (?5, ?6)) "
+              "AND (u.kind<>0 OR NOT EXISTS (SELECT 1 FROM results r WHERE "
+              "r.job_id=u.job_id AND r.round=u.round AND "
+              "r.shard_index=u.shard_index AND r.worker_id=?4)) "
+              "AND (u.kind=0 OR NOT EXISTS (SELECT 1 FROM validation_reports "
+              "v WHERE v.job_id=u.job_id AND v.round=u.round AND "
+              "v.slice=u.shard_index AND v.worker_id=?4 AND "
+              "v.attempt=u.attempt)) "
+              "ORDER BY kind DESC, replica, shard_index LIMIT 1")));
+      find.Bind(job_id)
+          .Bind(static_cast<int64_t>(round))
+          .Bind(static_cast<int64_t>(v1::UNIT_PENDING))
+          .Bind(worker_id)
+          .Bind(static_cast<int64_t>(v1::UNIT_LEASED))
+          .Bind(static_cast<int64_t>(v1::UNIT_ACCEPTED));
+      if (!training) find.Bind(static_cast<int64_t>(v1::WORK_VALIDATE));
+      ASSIGN_OR_RETURN(bool found, find.Step());
+      if (!found) return absl::OkStatus();
+      UnitRecord unit = ReadUnit(find);
+      ASSIGN_OR_RETURN(
+          Statement lease,
+          Prepare("UPDATE units SET state=?, worker_id=?, lease_deadline_ms=? "
+                  "WHERE unit_id=? AND state=?"));
+      RETURN_IF_ERROR(lease.Bind(static_cast<int64_t>(v1::UNIT_LEASED))
+                          .Bind(worker_id)
+                          .Bind(deadline_ms)
+                          .Bind(unit.unit_id)
+                          .Bind(static_cast<int64_t>(v1::UNIT_PENDING))
+                          .Run());
+      unit.state = v1::UNIT_LEASED;
+      unit.worker_id = worker_id;
+      unit.lease_deadline_ms = deadline_ms;
+      leased = std::move(unit);
+      return absl::OkStatus();
+    }));
+    return leased;
   }
 
-  absl::Status LeaseUnit(const std::string& unit_id,
-                         const std::string& worker_id,
-                         int64_t deadline_ms) override {
+  absl::StatusOr<RoundProgress> GetRoundProgress(const std::string& job_id,
+                                                 uint64_t round) override {
+    absl::MutexLock lock(&mu_);
+    ASSIGN_OR_RETURN(Statement statement,
+                     Prepare("SELECT kind, state, count FROM round_unit_counts "
+                             "WHERE job_id=? AND round=?"));
+    statement.Bind(job_id).Bind(static_cast<int64_t>(round));
+    RoundProgress progress;
+    while (true) {
+      ASSIGN_OR_RETURN(bool row, statement.Step());
+      if (!row) break;
+      progress.Add(static_cast<v1::WorkKind>(statement.Int(0)),
+                   static_cast<v1::UnitState>(statement.Int(1)),
+                   static_cast<uint64_t>(statement.Int(2)));
+    }
+    return progress;
+  }
+
+  absl::StatusOr<std::optional<ShardRecord>> GetShard(
+      const std::string& job_id, uint32_t shard_index) override {
+    absl::MutexLock lock(&mu_);
+    ASSIGN_OR_RETURN(Statement statement,
+                     Prepare("SELECT shard_index, blob, records FROM shards "
+                             "WHERE job_id=? AND shard_index=?"));
+    statement.Bind(job_id).Bind(static_cast<int64_t>(shard_index));
+    ASSIGN_OR_RETURN(bool row, statement.Step());
+    if (!row) return std::nullopt;
+    ShardRecord shard;
+    shard.shard_index = static_cast<uint32_t>(statement.Int(0));
+    RETURN_IF_ERROR(statement.Message(1, &shard.blob));
+    shard.records = static_cast<uint64_t>(statement.Int(2));
+    return shard;
+  }
+
+  absl::StatusOr<std::optional<RoundRecord>> GetRound(const std::string& job_id,
+                                                      uint64_t round) override {
     absl::MutexLock lock(&mu_);
     ASSIGN_OR_RETURN(
         Statement statement,
-        Prepare("UPDATE units SET state=?, worker_id=?, lease_deadline_ms=? "
-                "WHERE unit_id=? AND state=?"));
-    RETURN_IF_ERROR(statement.Bind(static_cast<int64_t>(v1::UNIT_LEASED))
-                        .Bind(worker_id)
-                        .Bind(deadline_ms)
-                        .Bind(unit_id)
-                        .Bind(static_cast<int64_t>(v1::UNIT_PENDING))
-                        .Run());
-    if (sqlite3_changes(db_.get()) != 1) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("unit ", unit_id, " is not pending"));
-    }
-    return absl::OkStatus();
+        Prepare(absl::StrCat("SELECT ", kRoundColumns,
+                             " FROM rounds WHERE job_id=? AND round=?")));
+    statement.Bind(job_id).Bind(static_cast<int64_t>(round));
+    ASSIGN_OR_RETURN(bool row, statement.Step());
+    if (!row) return std::nullopt;
+    return ReadRound(statement);
   }
 
   absl::Status ReleaseUnit(const std::string& unit_id,
@@ -624,16 +778,18 @@ class SqliteStateStore : public StateStore {
         Statement statement,
         Prepare("UPDATE units SET state=?, worker_id='', lease_deadline_ms=0 "
                 "WHERE unit_id=? AND state=? AND worker_id=?"));
-    RETURN_IF_ERROR(statement.Bind(static_cast<int64_t>(v1::UNIT_PENDING))
-                        .Bind(unit_id)
-                        .Bind(static_cast<int64_t>(v1::UNIT_LEASED))
-                        .Bind(worker_id)
-                        .Run());
-    if (sqlite3_changes(db_.get()) != 1) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "worker ", worker_id, " holds no lease on unit ", unit_id));
-    }
-    return absl::OkStatus();
+    return Transaction([&]() -> absl::Status {
+      RETURN_IF_ERROR(statement.Bind(static_cast<int64_t>(v1::UNIT_PENDING))
+                          .Bind(unit_id)
+                          .Bind(static_cast<int64_t>(v1::UNIT_LEASED))
+                          .Bind(worker_id)
+                          .Run());
+      if (sqlite3_changes(db_.get()) != 1) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "worker ", worker_id, " holds no lease on unit ", unit_id));
+      }
+      return absl::OkStatus();
+    });
   }
 
   absl::StatusOr<std::vector<UnitRecord>> ExpireLeases(
@@ -898,15 +1054,21 @@ class SqliteStateStore : public StateStore {
   }
 
  private:
+  // The statement for `sql`, prepared once per connection and reused.
   absl::StatusOr<Statement> Prepare(const std::string& sql)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    sqlite3_stmt* statement = nullptr;
-    if (sqlite3_prepare_v2(db_.get(), sql.c_str(), -1, &statement, nullptr) !=
-        SQLITE_OK) {
-      return absl::InternalError(absl::StrCat(
-          "sqlite prepare: ", sqlite3_errmsg(db_.get()), " in: ", sql));
+    auto cached = statements_.find(sql);
+    if (cached == statements_.end()) {
+      sqlite3_stmt* statement = nullptr;
+      if (sqlite3_prepare_v3(db_.get(), sql.c_str(), -1,
+                             SQLITE_PREPARE_PERSISTENT, &statement,
+                             nullptr) != SQLITE_OK) {
+        return absl::InternalError(absl::StrCat(
+            "sqlite prepare: ", sqlite3_errmsg(db_.get()), " in: ", sql));
+      }
+      cached = statements_.emplace(sql, statement).first;
     }
-    return Statement(db_.get(), statement);
+    return Statement(db_.get(), cached->second.get());
   }
 
   absl::Status Exec(const char* sql) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
@@ -919,6 +1081,8 @@ class SqliteStateStore : public StateStore {
     return absl::OkStatus();
   }
 
+  // Runs `body` as one transaction, committed (visible, and durable after
+  // the next Sync()) when it succeeds and rolled back when it fails.
   template <typename Body>
   absl::Status Transaction(Body body) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     RETURN_IF_ERROR(Exec("BEGIN IMMEDIATE"));
@@ -927,7 +1091,18 @@ class SqliteStateStore : public StateStore {
       (void)Exec("ROLLBACK");
       return status;
     }
-    return Exec("COMMIT");
+    RETURN_IF_ERROR(Exec("COMMIT"));
+    group_commit_.NoteCommit();
+    return absl::OkStatus();
+  }
+
+  // fdatasync of the write-ahead log: every commit written before it is on
+  // disk after it. Runs without mu_.
+  absl::Status SyncLog() {
+    if (::fdatasync(wal_fd_.get()) != 0) {
+      return ErrnoToStatus(errno, "fdatasync of the state database's log");
+    }
+    return absl::OkStatus();
   }
 
   absl::StatusOr<std::vector<UnitRecord>> ReadUnits(Statement& statement)
@@ -954,14 +1129,19 @@ class SqliteStateStore : public StateStore {
                      Prepare("UPDATE units SET state=? WHERE job_id=? AND "
                              "round=? AND kind=0 AND shard_index=? AND "
                              "state=? AND unit_id<>?"));
-    RETURN_IF_ERROR(statement.Bind(static_cast<int64_t>(v1::UNIT_SKIPPED))
-                        .Bind(job_id)
-                        .Bind(static_cast<int64_t>(round))
-                        .Bind(static_cast<int64_t>(shard_index))
-                        .Bind(static_cast<int64_t>(v1::UNIT_PENDING))
-                        .Bind(except_unit_id)
-                        .Run());
-    return sqlite3_changes(db_.get());
+    int skipped = 0;
+    RETURN_IF_ERROR(Transaction([&]() -> absl::Status {
+      RETURN_IF_ERROR(statement.Bind(static_cast<int64_t>(v1::UNIT_SKIPPED))
+                          .Bind(job_id)
+                          .Bind(static_cast<int64_t>(round))
+                          .Bind(static_cast<int64_t>(shard_index))
+                          .Bind(static_cast<int64_t>(v1::UNIT_PENDING))
+                          .Bind(except_unit_id)
+                          .Run());
+      skipped = sqlite3_changes(db_.get());
+      return absl::OkStatus();
+    }));
+    return skipped;
   }
 
   absl::Status InsertUnits(const std::vector<UnitRecord>& units)
@@ -1104,6 +1284,14 @@ class SqliteStateStore : public StateStore {
 
   absl::Mutex mu_;
   std::unique_ptr<sqlite3, SqliteCloser> db_ ABSL_GUARDED_BY(mu_);
+  // Finalized before the connection closes (declared after it).
+  absl::flat_hash_map<std::string,
+                      std::unique_ptr<sqlite3_stmt, StatementFinalizer>>
+      statements_ ABSL_GUARDED_BY(mu_);
+  // The write-ahead log, opened a second time so that a group commit can
+  // fdatasync it without the connection (and its lock).
+  ScopedFd wal_fd_;
+  internal::GroupCommit group_commit_;
 };
 
 }  // namespace
@@ -1123,7 +1311,7 @@ absl::StatusOr<std::unique_ptr<StateStore>> OpenSqliteStateStore(
   }
   sqlite3_busy_timeout(db.get(), 5000);
   auto store = std::make_unique<SqliteStateStore>(std::move(db));
-  if (absl::Status init = store->Init(); !init.ok()) {
+  if (absl::Status init = store->Init(path); !init.ok()) {
     return absl::Status(init.code(), absl::StrCat(path, ": ", init.message()));
   }
   return store;

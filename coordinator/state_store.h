@@ -1,7 +1,10 @@
 // The coordinator's durable state: workers, jobs, shards, rounds, work units,
 // results and published adapter versions. Each method is one transaction:
-// when it returns OK its effect is on disk, and a crash before that leaves the
-// state as it was. The interface is what the coordinator needs and nothing
+// when it returns OK its effect is visible to every later call, and once a
+// Sync() that began after it returned, it is on disk; a crash before that
+// leaves the state as it was before the transaction. The coordinator
+// answers no call before Sync(), so many acknowledgements share one fsync
+// (group commit). The interface is what the coordinator needs and nothing
 // about SQL, so that a PostgreSQL backend can stand in for the embedded
 // SQLite one (sqlite_state_store.h) when one machine is outgrown.
 #ifndef OPENFORCE_COORDINATOR_STATE_STORE_H_
@@ -11,6 +14,7 @@
 #include <map>
 #include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -33,6 +37,15 @@ struct WorkerRecord {
   double credit_flop = 0;         // accepted work in FLOP-equivalents
   uint32_t validated_streak = 0;  // replica-validated results in a row
   uint32_t units_invalid = 0;     // results that disagreed with a quorum
+};
+
+// A worker's liveness as heartbeats report it: soft state the coordinator
+// holds in memory and writes in batches (worker_liveness.h).
+struct HeartbeatRecord {
+  std::string worker_id;
+  int64_t heard_ms = 0;
+  v1::Availability availability = v1::AVAILABLE;
+  std::string current_unit_id;
 };
 
 struct JobRecord {
@@ -134,6 +147,26 @@ struct ResultVerdict {
   std::string message;                                      // excluded
 };
 
+// How many units of a round are in each state, by kind: what deciding
+// whether a round is done needs, without reading its units.
+struct RoundProgress {
+  void Add(v1::WorkKind kind, v1::UnitState state, uint64_t count) {
+    counts[{kind, state}] += count;
+  }
+  uint64_t Count(v1::WorkKind kind, v1::UnitState state) const {
+    auto found = counts.find({kind, state});
+    return found == counts.end() ? 0 : found->second;
+  }
+  uint64_t Total(v1::WorkKind kind) const {
+    uint64_t total = 0;
+    for (const auto& [key, count] : counts) {
+      if (key.first == kind) total += count;
+    }
+    return total;
+  }
+  std::map<std::pair<v1::WorkKind, v1::UnitState>, uint64_t> counts;
+};
+
 struct AdapterRecord {
   v1::SignedAdapter adapter;
 };
@@ -161,9 +194,10 @@ class StateStore {
       const std::string& worker_id) = 0;
   [[nodiscard]] virtual absl::StatusOr<std::vector<WorkerRecord>>
   ListWorkers() = 0;
-  [[nodiscard]] virtual absl::Status RecordHeartbeat(
-      const std::string& worker_id, int64_t now_ms,
-      v1::Availability availability, const std::string& current_unit_id) = 0;
+  // Liveness of many workers in one transaction; a heartbeat older than the
+  // one stored does not move last_heartbeat_ms back.
+  [[nodiscard]] virtual absl::Status RecordHeartbeats(
+      const std::vector<HeartbeatRecord>& heartbeats) = 0;
 
   // Jobs.
   [[nodiscard]] virtual absl::Status CreateJob(
@@ -179,24 +213,32 @@ class StateStore {
       const std::string& message) = 0;
   [[nodiscard]] virtual absl::StatusOr<std::vector<ShardRecord>> ListShards(
       const std::string& job_id) = 0;
+  [[nodiscard]] virtual absl::StatusOr<std::optional<ShardRecord>> GetShard(
+      const std::string& job_id, uint32_t shard_index) = 0;
   [[nodiscard]] virtual absl::StatusOr<std::vector<RoundRecord>> ListRounds(
       const std::string& job_id) = 0;
+  [[nodiscard]] virtual absl::StatusOr<std::optional<RoundRecord>> GetRound(
+      const std::string& job_id, uint64_t round) = 0;
+  // Unit counts of a round by kind and state, kept as units change.
+  [[nodiscard]] virtual absl::StatusOr<RoundProgress> GetRoundProgress(
+      const std::string& job_id, uint64_t round) = 0;
 
   // Units.
   [[nodiscard]] virtual absl::StatusOr<std::optional<UnitRecord>> GetUnit(
       const std::string& unit_id) = 0;
   [[nodiscard]] virtual absl::StatusOr<std::vector<UnitRecord>> ListUnits(
       const std::string& job_id, uint64_t round) = 0;
-  // The first pending unit of the round whose shard (or validation slice of
-  // the same attempt) `worker_id` has not leased, delivered or had rejected
-  // in this round (replicas go to distinct workers); validation units first.
-  // nullopt when there is none.
-  [[nodiscard]] virtual absl::StatusOr<std::optional<UnitRecord>>
-  FindLeasableUnit(const std::string& job_id, uint64_t round,
-                   const std::string& worker_id) = 0;
-  [[nodiscard]] virtual absl::Status LeaseUnit(const std::string& unit_id,
-                                               const std::string& worker_id,
-                                               int64_t deadline_ms) = 0;
+  // Leases to `worker_id`, until `deadline_ms`, the first pending unit of
+  // the round whose shard (or validation slice of the same attempt) the
+  // worker has not leased, delivered or had rejected in this round
+  // (replicas go to distinct workers); validation units first, and only
+  // validation units once the round has a candidate. Finding and leasing
+  // are one transaction, so two callers never lease the same unit, and its
+  // cost does not grow with the units of the round. nullopt when there is
+  // none, or the round is closed or the job not running.
+  [[nodiscard]] virtual absl::StatusOr<std::optional<UnitRecord>> LeaseNextUnit(
+      const std::string& job_id, uint64_t round, const std::string& worker_id,
+      int64_t deadline_ms) = 0;
   // Returns the unit to pending if `worker_id` holds its lease; NotFound or
   // FailedPrecondition otherwise.
   [[nodiscard]] virtual absl::Status ReleaseUnit(
@@ -262,6 +304,10 @@ class StateStore {
   // anyone may fetch.
   [[nodiscard]] virtual absl::StatusOr<bool> IsPublishedAdapterBlob(
       const std::string& sha256) = 0;
+
+  // Returns once every transaction that returned before the call is on
+  // disk (one fsync shared by every caller waiting at the time).
+  [[nodiscard]] virtual absl::Status Sync() = 0;
 };
 
 }  // namespace openforce::coordinator

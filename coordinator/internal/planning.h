@@ -18,6 +18,8 @@
 namespace openforce::coordinator {
 
 inline constexpr size_t kMaxDisplayName = 128;
+// Longest unit id a worker may report (ours are far shorter).
+inline constexpr size_t kMaxUnitIdBytes = 128;
 inline constexpr uint32_t kMaxRounds = 10'000;
 inline constexpr uint32_t kMaxUnitsPerRound = 100'000;
 inline constexpr uint32_t kDefaultPageSize = 50;
