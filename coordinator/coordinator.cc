@@ -46,6 +46,8 @@ absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Create(
     CoordinatorOptions options, Ed25519PrivateKey identity,
     std::unique_ptr<StateStore> state, std::unique_ptr<BlobStore> blobs) {
   if (!options.now_ms) options.now_ms = SystemNowMs;
+  if (options.metrics == nullptr)
+    options.metrics = std::make_shared<CoordinatorMetrics>();
   if (!options.random_fraction) {
     // Callers hold mu_, but the generator keeps its own lock so that it is
     // safe whatever the caller holds.
@@ -96,9 +98,14 @@ absl::Mutex& Coordinator::LeaseLockFor(const std::string& worker_id) {
 
 absl::Status Coordinator::PersistLiveness() {
   std::vector<HeartbeatRecord> batch = liveness_.TakeUnpersisted();
+  if (batch.empty()) return absl::OkStatus();
   absl::Status written = state_->RecordHeartbeats(batch);
-  if (!written.ok()) liveness_.Restore(batch);
-  return written;
+  if (!written.ok()) {
+    liveness_.Restore(batch);
+    return written;
+  }
+  metrics().RecordLivenessBatch(batch.size());
+  return absl::OkStatus();
 }
 
 absl::StatusOr<WorkerRecord> Coordinator::RequireWorker(
@@ -269,6 +276,8 @@ absl::StatusOr<v1::LeaseWorkUnitResponse> Coordinator::LeaseWorkUnit(
     if (!unit.has_value()) continue;
     ASSIGN_OR_RETURN(*response.mutable_unit(), DescribeUnit(job, *unit));
     response.set_retry_after_ms(0);
+    metrics().RecordLease(unit->kind == v1::WORK_VALIDATE ? "validation"
+                                                            : "training");
     return response;
   }
   if (!capped_job.empty()) {
@@ -280,6 +289,7 @@ absl::StatusOr<v1::LeaseWorkUnitResponse> Coordinator::LeaseWorkUnit(
                      held.size(), " lease(s), the cap in job ", capped_job,
                      "; deliver or release before leasing more"));
   }
+  metrics().RecordNoWork();
   return response;
 }
 

@@ -20,6 +20,7 @@
 #include "absl/synchronization/mutex.h"
 #include "common/blob_store.h"
 #include "common/ed25519.h"
+#include "coordinator/metrics.h"
 #include "coordinator/state_store.h"
 #include "coordinator/worker_liveness.h"
 #include "coordinator/worker_sessions.h"
@@ -56,6 +57,8 @@ struct CoordinatorOptions {
   // Uniform in [0, 1): adaptive replication's random re-checks of trusted
   // workers. Unset: a seeded-from-the-OS generator; tests substitute theirs.
   std::function<double()> random_fraction;
+  // Where events are counted (metrics.h). Unset: counted, not exported.
+  std::shared_ptr<CoordinatorMetrics> metrics;
 };
 
 // An upload in progress: what BeginUpload() checked, for the chunks after.
@@ -156,6 +159,10 @@ class Coordinator {
   [[nodiscard]] absl::Status Sync() { return state_->Sync(); }
 
   const Ed25519PublicKey& public_key() const { return public_key_; }
+  CoordinatorMetrics& metrics() const { return *options_.metrics; }
+  // The levels a scrape reports (metrics.h): units of open rounds by kind
+  // and state, workers by tier and state, jobs by state, blob store bytes.
+  [[nodiscard]] absl::StatusOr<MetricsSnapshot> CollectMetricsSnapshot();
 
  private:
   Coordinator(CoordinatorOptions options, Ed25519PrivateKey identity,

@@ -11,6 +11,7 @@
 #include <random>
 #include <utility>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
@@ -512,7 +513,8 @@ absl::StatusOr<v1::ListWorkersResponse> Coordinator::ListWorkers(
   ASSIGN_OR_RETURN(std::vector<WorkerRecord> workers, state_->ListWorkers());
   v1::ListWorkersResponse response;
   const int64_t now = Now();
-  for (const WorkerRecord& worker : workers) {
+  for (WorkerRecord& worker : workers) {
+    liveness_.Overlay(&worker);
     if (!request.include_inactive() &&
         now - worker.last_heartbeat_ms > options_.worker_timeout_ms) {
       continue;
@@ -532,6 +534,51 @@ absl::StatusOr<v1::ListWorkersResponse> Coordinator::ListWorkers(
     out->set_units_invalid(worker.units_invalid);
   }
   return response;
+}
+
+namespace {
+
+// "UNIT_PENDING" -> "pending", "GPU_SMALL" -> "gpu_small": label values as
+// Prometheus users write them.
+std::string LabelValue(absl::string_view enum_name, absl::string_view prefix) {
+  absl::ConsumePrefix(&enum_name, prefix);
+  return absl::AsciiStrToLower(enum_name);
+}
+
+}  // namespace
+
+absl::StatusOr<MetricsSnapshot> Coordinator::CollectMetricsSnapshot() {
+  MetricsSnapshot snapshot;
+  ASSIGN_OR_RETURN(std::vector<JobRecord> jobs, state_->ListJobs());
+  for (const JobRecord& job : jobs) {
+    ++snapshot.jobs[LabelValue(v1::JobState_Name(job.state), "JOB_")];
+    if (job.state != v1::JOB_RUNNING) continue;
+    ASSIGN_OR_RETURN(RoundProgress progress,
+                     state_->GetRoundProgress(job.job_id, job.current_round));
+    for (const auto& [key, count] : progress.counts) {
+      const std::string kind =
+          key.first == v1::WORK_VALIDATE ? "validation" : "training";
+      snapshot.units[{kind, LabelValue(v1::UnitState_Name(key.second),
+                                       "UNIT_")}] += count;
+    }
+  }
+  ASSIGN_OR_RETURN(std::vector<WorkerRecord> workers, state_->ListWorkers());
+  const int64_t now = Now();
+  for (WorkerRecord& worker : workers) {
+    liveness_.Overlay(&worker);
+    const std::string tier =
+        LabelValue(v1::Tier_Name(worker.profile.tier()), "TIER_");
+    const std::string state =
+        now - worker.last_heartbeat_ms > options_.worker_timeout_ms
+            ? "silent"
+            : LabelValue(v1::Availability_Name(worker.availability), "");
+    ++snapshot.workers[{tier, state}];
+  }
+  ASSIGN_OR_RETURN(BlobStoreStats stats, blobs_->Stats());
+  snapshot.blob_bytes = stats.blob_bytes;
+  snapshot.blob_count = stats.blob_count;
+  snapshot.partial_upload_bytes = stats.upload_bytes;
+  return snapshot;
 }
 
 absl::StatusOr<v1::GetStoreStatusResponse> Coordinator::GetStoreStatus() {

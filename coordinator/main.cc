@@ -34,6 +34,7 @@
 #include "coordinator/admin_client.h"
 #include "coordinator/coordinator.h"
 #include "coordinator/identity.h"
+#include "coordinator/postgres_state_store.h"
 #include "coordinator/server.h"
 #include "coordinator/simulation.h"
 #include "coordinator/sqlite_state_store.h"
@@ -81,6 +82,14 @@ ABSL_FLAG(uint32_t, stream_idle_timeout_s, 60,
           "serve: an upload or fetch stream idle this long is cancelled");
 ABSL_FLAG(uint32_t, max_streams, 1024,
           "serve: upload and fetch streams open at once");
+ABSL_FLAG(std::string, state, "",
+          "serve: where state lives: empty for SQLite in <data>/state.db, or "
+          "a postgresql:// URI shared by several coordinator replicas (which "
+          "then share one --data directory on a shared filesystem)");
+ABSL_FLAG(std::string, metrics_listen, "",
+          "serve: host:port for Prometheus metrics over HTTP at /metrics "
+          "(port 0 picks a free one, written to <data>/metrics.address); "
+          "empty: off. Bind it to loopback or a private network");
 ABSL_FLAG(double, min_norm, 0,
           "job submit: L2 floor below which a delta shows no training "
           "(0: 1e-6)");
@@ -218,6 +227,8 @@ const std::vector<std::string> kConfigKeys = {"data",
                                               "upload_expiry_s",
                                               "stream_idle_timeout_s",
                                               "max_streams",
+                                              "metrics_listen",
+                                              "state",
                                               "coordinator"};
 
 std::string DataPath(const std::string& name) {
@@ -247,6 +258,19 @@ absl::Status RunKeygen() {
             << "public key   " << PublicKeyPath(data_dir) << "\n"
             << "fingerprint  " << public_key.Fingerprint() << "\n";
   return absl::OkStatus();
+}
+
+// SQLite under --data unless --state names a PostgreSQL database.
+absl::StatusOr<std::unique_ptr<StateStore>> OpenStateStore() {
+  const std::string state = absl::GetFlag(FLAGS_state);
+  if (state.empty()) return OpenSqliteStateStore(DataPath("state.db"));
+  if (!IsPostgresConninfo(state)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--state must be empty (SQLite in the data directory) or a "
+        "postgresql:// URI, not \"",
+        state, "\""));
+  }
+  return OpenPostgresStateStore(state);
 }
 
 absl::Status RunServe() {
@@ -283,8 +307,7 @@ absl::Status RunServe() {
   options.max_open_uploads_per_worker = absl::GetFlag(FLAGS_max_open_uploads);
   options.upload_expiry_ms =
       int64_t{1000} * absl::GetFlag(FLAGS_upload_expiry_s);
-  ASSIGN_OR_RETURN(std::unique_ptr<StateStore> state,
-                   OpenSqliteStateStore(DataPath("state.db")));
+  ASSIGN_OR_RETURN(std::unique_ptr<StateStore> state, OpenStateStore());
   BlobStoreOptions blob_options;
   blob_options.max_blob_bytes =
       std::max(options.max_blob_bytes, options.max_upload_bytes);
@@ -302,16 +325,26 @@ absl::Status RunServe() {
   server_options.streams.idle_timeout_ms =
       int64_t{1000} * absl::GetFlag(FLAGS_stream_idle_timeout_s);
   server_options.streams.max_open_streams = absl::GetFlag(FLAGS_max_streams);
+  server_options.metrics_listen = absl::GetFlag(FLAGS_metrics_listen);
 
   ASSIGN_OR_RETURN(
       std::unique_ptr<CoordinatorServer> server,
       CoordinatorServer::Start(std::move(coordinator), server_options));
+  if (!server->metrics_address().empty()) {
+    RETURN_IF_ERROR(WriteFileAtomically(DataPath("metrics.address"),
+                                        server->metrics_address() + "\n"));
+  }
   RETURN_IF_ERROR(WriteFileAtomically(DataPath("coordinator.address"),
                                       server->address() + "\n"));
   std::cout << "openforce-coordinator listening on " << server->address()
             << (Transport().tls_cert_file.empty() ? " (plaintext)" : " (TLS)")
             << "\n  identity fingerprint " << fingerprint
-            << "\n  admin token file     " << admin_file << "\n  enrollment "
+            << "\n  admin token file     " << admin_file
+            << (server->metrics_address().empty()
+                    ? ""
+                    : "\n  metrics              http://" +
+                          server->metrics_address() + "/metrics")
+            << "\n  enrollment "
             << (options.enrollment_token.empty() ? "open" : "needs a token")
             << std::endl;
   WaitForTerminationSignal(signals);

@@ -42,6 +42,25 @@
 #include "proto/status_convert.h"
 
 namespace openforce::coordinator {
+namespace {
+
+// Reports the time an aggregation took, whichever way it returns.
+class AggregationTimer {
+ public:
+  explicit AggregationTimer(CoordinatorMetrics* metrics)
+      : metrics_(metrics), start_(std::chrono::steady_clock::now()) {}
+  ~AggregationTimer() {
+    const std::chrono::duration<double> elapsed =
+        std::chrono::steady_clock::now() - start_;
+    metrics_->RecordAggregation(elapsed.count());
+  }
+
+ private:
+  CoordinatorMetrics* const metrics_;
+  const std::chrono::steady_clock::time_point start_;
+};
+
+}  // namespace
 
 // ---------------------------------------------------------------------------
 // Rounds
@@ -199,6 +218,7 @@ absl::StatusOr<std::optional<Coordinator::RoundAggregate>>
 Coordinator::BuildAggregate(const JobRecord& job, const RoundRecord& round,
                             const ReplicaVerdicts& verdicts,
                             const lora::AggregationRule& rule) {
+  const AggregationTimer timer(&metrics());
   const std::vector<ResultRecord>& accepted = verdicts.canonical;
   std::string parent_sha = job.initial_adapter.sha256();
   if (round.parent_version != 0) {
@@ -388,6 +408,10 @@ absl::Status Coordinator::PublishRound(
     return absl::OkStatus();  // cancelled while aggregating
   absl::Status closed = state_->CloseRound(job.job_id, round.round, outcome);
   if (absl::IsFailedPrecondition(closed)) return absl::OkStatus();
+  if (closed.ok()) {
+    this->metrics().RecordRoundPublished(
+        static_cast<double>(Now() - round.opened_ms) / 1000.0);
+  }
   return closed;
 }
 

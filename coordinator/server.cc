@@ -5,6 +5,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
+#include "common/status_macros.h"
+#include "coordinator/rpc_metrics.h"
 #include "coordinator/service.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
@@ -33,6 +35,15 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
       server->coordinator_.get(), options.admin_token, server->streams_.get(),
       server->executor_.get());
 
+  if (!options.metrics_listen.empty()) {
+    Coordinator* const source = server->coordinator_.get();
+    source->metrics().SetSnapshotSource(
+        [source] { return source->CollectMetricsSnapshot(); });
+    ASSIGN_OR_RETURN(server->metrics_exporter_,
+                     MetricsExporter::Start(options.metrics_listen,
+                                            source->metrics()));
+  }
+
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
@@ -40,6 +51,12 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
   builder.AddListeningPort(options.listen_address, *credentials, &port);
   builder.RegisterService(server->worker_service_.get());
   builder.RegisterService(server->admin_service_.get());
+  std::vector<
+      std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>>
+      interceptors;
+  interceptors.push_back(std::make_unique<RpcMetricsInterceptorFactory>(
+      &server->coordinator_->metrics()));
+  builder.experimental().SetInterceptorCreators(std::move(interceptors));
   // One chunk plus its header per message; anything bigger is refused by
   // gRPC before it reaches a handler.
   builder.SetMaxReceiveMessageSize(kMaxMessageBytes);
@@ -65,6 +82,10 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
 
 CoordinatorServer::~CoordinatorServer() { Shutdown(); }
 
+std::string CoordinatorServer::metrics_address() const {
+  return metrics_exporter_ == nullptr ? "" : metrics_exporter_->address();
+}
+
 void CoordinatorServer::Shutdown() {
   if (!stop_.HasBeenNotified()) stop_.Notify();
   if (ticker_.joinable()) ticker_.join();
@@ -74,6 +95,7 @@ void CoordinatorServer::Shutdown() {
                       std::chrono::seconds(5));
     server_.reset();
   }
+  metrics_exporter_.reset();
 }
 
 void CoordinatorServer::TickLoop(uint32_t interval_ms) {

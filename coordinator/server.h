@@ -12,6 +12,7 @@
 #include "absl/synchronization/notification.h"
 #include "coordinator/call_executor.h"
 #include "coordinator/coordinator.h"
+#include "coordinator/metrics_exporter.h"
 #include "coordinator/stream_registry.h"
 #include "proto/channel.h"
 
@@ -37,6 +38,9 @@ struct ServerOptions {
   // RESOURCE_EXHAUSTED instead of queueing without limit.
   int call_threads = 32;
   size_t max_queued_calls = 4096;
+  // Prometheus metrics over HTTP on this host:port (port 0 picks one);
+  // empty: not served (they are still counted).
+  std::string metrics_listen;
 };
 
 class CoordinatorServer {
@@ -49,6 +53,8 @@ class CoordinatorServer {
 
   // host:port actually bound.
   const std::string& address() const { return address_; }
+  // host:port of the metrics endpoint; empty when not served.
+  std::string metrics_address() const;
   // Stops accepting calls, lets running ones finish, stops the ticker.
   void Shutdown();
 
@@ -63,6 +69,8 @@ class CoordinatorServer {
   std::unique_ptr<WorkerServiceImpl> worker_service_;
   std::unique_ptr<AdminServiceImpl> admin_service_;
   std::unique_ptr<grpc::Server> server_;
+  // Scrapes read the coordinator; stopped before it goes.
+  std::unique_ptr<MetricsExporter> metrics_exporter_;
   std::string address_;
   absl::Notification stop_;
   std::thread ticker_;

@@ -139,31 +139,33 @@ class UploadDeltaReactor final
     streams_->Touch(context_);
     if (!ok) {
       if (!upload_.has_value()) {
-        Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                            "empty upload stream"));
+        Refuse(absl::InvalidArgumentError("empty upload stream"));
         return;
       }
       absl::StatusOr<v1::UploadDeltaResponse> finished =
           coordinator_->FinishUpload(&*upload_);
       if (absl::Status durable = Durable(coordinator_, finished.status());
           !durable.ok()) {
-        Finish(ToGrpcStatus(durable, context_));
+        Refuse(durable);
         return;
       }
       *response_ = *std::move(finished);
+      // Not accepted without an error: bytes are missing, and the worker
+      // resumes from the offset it was given.
+      if (response_->accepted()) coordinator_->metrics().RecordUploadAccepted();
       Finish(grpc::Status::OK);
       return;
     }
     if (!upload_.has_value()) {
       if (!chunk_.has_header()) {
-        Finish(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                            "the first upload message must carry the header"));
+        Refuse(absl::InvalidArgumentError(
+            "the first upload message must carry the header"));
         return;
       }
       absl::StatusOr<DeltaUpload> upload = coordinator_->BeginUpload(chunk_);
       if (!upload.ok()) {
         // A refusal may have recorded a rejected result.
-        Finish(ToGrpcStatus(Durable(coordinator_, upload.status()), context_));
+        Refuse(Durable(coordinator_, upload.status()));
         return;
       }
       upload_ = *std::move(upload);
@@ -172,7 +174,7 @@ class UploadDeltaReactor final
       absl::Status appended =
           coordinator_->AppendUpload(&*upload_, chunk_.offset(), chunk_.data());
       if (!appended.ok()) {
-        Finish(ToGrpcStatus(appended, context_));
+        Refuse(appended);
         return;
       }
     }
@@ -190,6 +192,16 @@ class UploadDeltaReactor final
   grpc::CallbackServerContext* const context_;
   v1::UploadDeltaResponse* const response_;
   bool registered_ = true;
+  // Ends the call with `status` (an error), counted by its reason.
+  void Refuse(const absl::Status& status) {
+    const v1::RejectReason reason = RejectReasonOf(status);
+    coordinator_->metrics().RecordUploadRejected(
+        reason == v1::REJECT_REASON_UNSPECIFIED
+            ? absl::StatusCodeToString(status.code())
+            : v1::RejectReason_Name(reason));
+    Finish(ToGrpcStatus(status, context_));
+  }
+
   v1::UploadDeltaChunk chunk_;
   std::optional<DeltaUpload> upload_;
 };

@@ -1,6 +1,7 @@
-// StateStore on embedded SQLite: one database file in WAL mode with
-// synchronous=FULL, so that a transaction that returned is on disk even if the
-// process is killed the next instant.
+// StateStore on embedded SQLite, the default: one database file in WAL mode.
+// Transactions are visible when they return and durable once Sync() returned
+// (one fdatasync of the log shared by every commit before it), so a call that
+// was acknowledged survives the process being killed the next instant.
 #ifndef OPENFORCE_COORDINATOR_SQLITE_STATE_STORE_H_
 #define OPENFORCE_COORDINATOR_SQLITE_STATE_STORE_H_
 

@@ -13,8 +13,31 @@ readonly PACKAGES=(
   libgtest-dev libgmock-dev
   libsqlite3-dev nlohmann-json3-dev libsentencepiece-dev
   libonig-dev libutf8proc-dev libcpp-httplib-dev
+  prometheus-cpp-dev libpq-dev postgresql-15
   python3 systemd
 )
+
+# PostgreSQL refuses to run as root: the tests start their own server in a temporary
+# directory as this unprivileged system user.
+readonly PG_TEST_USER=openforce-pg
+
+ensure_pg_test_user() {
+  if id -u "$PG_TEST_USER" >/dev/null 2>&1; then
+    return 0
+  fi
+  if [ "${1:-}" = "--check" ]; then
+    echo "setup: missing the unprivileged user $PG_TEST_USER"
+    return 1
+  fi
+  if [ "$(id -u)" -ne 0 ]; then
+    echo "setup: run as root (or with sudo) to create the user $PG_TEST_USER" >&2
+    return 1
+  fi
+  if ! useradd --system --no-create-home --shell /usr/sbin/nologin "$PG_TEST_USER"; then
+    echo "setup: could not create the user $PG_TEST_USER" >&2
+    return 1
+  fi
+}
 
 missing=()
 for pkg in "${PACKAGES[@]}"; do
@@ -24,6 +47,7 @@ for pkg in "${PACKAGES[@]}"; do
 done
 
 if [ ${#missing[@]} -eq 0 ]; then
+  ensure_pg_test_user "${1:-}"
   echo "setup: all ${#PACKAGES[@]} packages already installed"
   exit 0
 fi
@@ -60,4 +84,5 @@ if [ ${#still_missing[@]} -ne 0 ]; then
   echo "setup: still missing after install: ${still_missing[*]}" >&2
   exit 1
 fi
+ensure_pg_test_user
 echo "setup: done"

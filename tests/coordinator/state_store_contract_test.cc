@@ -18,8 +18,11 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "common/status_macros.h"
+#include "coordinator/postgres_state_store.h"
 #include "coordinator/sqlite_state_store.h"
 #include "coordinator/state_store.h"
+#include "tests/testing/postgres_server.h"
 #include "tests/testing/status_matchers.h"
 #include "tests/testing/temp_dir.h"
 
@@ -38,10 +41,26 @@ struct Backend {
       open;
 };
 
+// One PostgreSQL server for the whole suite (starting one takes seconds);
+// each test directory gets its own database in it.
+absl::StatusOr<std::unique_ptr<StateStore>> OpenPostgresForDir(
+    const std::string& dir) {
+  // Stopped (and its directory removed) when the test binary exits.
+  static absl::StatusOr<std::unique_ptr<testing::PostgresServer>> server =
+      testing::PostgresServer::Start();
+  if (!server.ok()) return server.status();
+  ASSIGN_OR_RETURN(std::string uri,
+                   (*server)->CreateDatabase(absl::StrCat(
+                       "contract_", std::hash<std::string>()(dir))));
+  return OpenPostgresStateStore(uri);
+}
+
 std::vector<Backend> Backends() {
-  return {{"sqlite", [](const std::string& dir) {
+  return {{"sqlite",
+           [](const std::string& dir) {
              return OpenSqliteStateStore(dir + "/state.db");
-           }}};
+           }},
+          {"postgresql", OpenPostgresForDir}};
 }
 
 constexpr char kJob[] = "job-contract";

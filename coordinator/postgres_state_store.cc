@@ -1,0 +1,1274 @@
+// PostgreSQL StateStore; see postgres_state_store.h. The schema mirrors the
+// SQLite one (internal/state_rows.h has the shared column lists and
+// readers): serialized protobuf messages in BYTEA next to the columns that
+// queries filter on, the same indexes, and per-round unit counters kept by
+// a trigger.
+#include "coordinator/postgres_state_store.h"
+
+#include <libpq-fe.h>
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
+#include "absl/synchronization/mutex.h"
+#include "common/status_macros.h"
+#include "coordinator/internal/group_commit.h"
+#include "coordinator/internal/state_rows.h"
+
+namespace openforce::coordinator {
+namespace {
+
+using internal::state_rows::kJobColumns;
+using internal::state_rows::kReportColumns;
+using internal::state_rows::kResultColumns;
+using internal::state_rows::kRoundColumns;
+using internal::state_rows::kUnitColumns;
+using internal::state_rows::kWorkerColumns;
+using internal::state_rows::ReadJob;
+using internal::state_rows::ReadReport;
+using internal::state_rows::ReadResult;
+using internal::state_rows::ReadRound;
+using internal::state_rows::ReadUnit;
+using internal::state_rows::ReadWorker;
+
+// PostgreSQL's type oid for bytea (pg_type.h is a server header).
+constexpr Oid kByteaOid = 17;
+
+// Held while one replica creates or upgrades the schema, so that replicas
+// starting together do not race each other's CREATE statements.
+constexpr int64_t kSchemaLockKey = 0x6f70656e666f7263;  // "openforc"
+
+struct PgConnectionCloser {
+  void operator()(PGconn* connection) const { PQfinish(connection); }
+};
+struct PgResultClearer {
+  void operator()(PGresult* result) const { PQclear(result); }
+};
+struct PgFreer {
+  void operator()(unsigned char* memory) const { PQfreemem(memory); }
+};
+using PgConnection = std::unique_ptr<PGconn, PgConnectionCloser>;
+using PgResult = std::unique_ptr<PGresult, PgResultClearer>;
+
+constexpr char kSchema[] = R"sql(
+CREATE TABLE IF NOT EXISTS workers (
+  worker_id TEXT PRIMARY KEY,
+  public_key BYTEA NOT NULL,
+  display_name TEXT NOT NULL,
+  profile BYTEA NOT NULL,
+  registered_ms BIGINT NOT NULL,
+  last_heartbeat_ms BIGINT NOT NULL,
+  availability BIGINT NOT NULL,
+  current_unit_id TEXT NOT NULL,
+  units_accepted BIGINT NOT NULL DEFAULT 0,
+  units_rejected BIGINT NOT NULL DEFAULT 0,
+  credit_flop DOUBLE PRECISION NOT NULL DEFAULT 0,
+  validated_streak BIGINT NOT NULL DEFAULT 0,
+  units_invalid BIGINT NOT NULL DEFAULT 0);
+CREATE TABLE IF NOT EXISTS jobs (
+  seq BIGSERIAL PRIMARY KEY,
+  job_id TEXT NOT NULL UNIQUE,
+  spec BYTEA NOT NULL,
+  state BIGINT NOT NULL,
+  current_round BIGINT NOT NULL,
+  latest_version BIGINT NOT NULL,
+  created_ms BIGINT NOT NULL,
+  message TEXT NOT NULL,
+  initial_adapter BYTEA NOT NULL,
+  adapter_config BYTEA NOT NULL,
+  estimated_memory_bytes BIGINT NOT NULL);
+CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs (state);
+CREATE TABLE IF NOT EXISTS shards (
+  job_id TEXT NOT NULL,
+  shard_index BIGINT NOT NULL,
+  blob BYTEA NOT NULL,
+  records BIGINT NOT NULL,
+  PRIMARY KEY (job_id, shard_index));
+CREATE TABLE IF NOT EXISTS rounds (
+  job_id TEXT NOT NULL,
+  round BIGINT NOT NULL,
+  parent_version BIGINT NOT NULL,
+  opened_ms BIGINT NOT NULL,
+  deadline_ms BIGINT NOT NULL,
+  adapter_version BIGINT NOT NULL,
+  candidate_sha256 TEXT NOT NULL DEFAULT '',
+  candidate_attempt BIGINT NOT NULL DEFAULT 0,
+  candidate_rule TEXT NOT NULL DEFAULT '',
+  PRIMARY KEY (job_id, round));
+CREATE TABLE IF NOT EXISTS units (
+  unit_id TEXT PRIMARY KEY,
+  job_id TEXT NOT NULL,
+  round BIGINT NOT NULL,
+  shard_index BIGINT NOT NULL,
+  replica BIGINT NOT NULL,
+  state BIGINT NOT NULL,
+  worker_id TEXT NOT NULL,
+  lease_deadline_ms BIGINT NOT NULL,
+  kind BIGINT NOT NULL DEFAULT 0,
+  attempt BIGINT NOT NULL DEFAULT 0);
+CREATE INDEX IF NOT EXISTS units_by_worker ON units (worker_id, state);
+CREATE INDEX IF NOT EXISTS units_leasable
+  ON units (job_id, round, state, kind DESC, replica, shard_index);
+CREATE INDEX IF NOT EXISTS units_by_shard
+  ON units (job_id, round, shard_index, worker_id);
+CREATE INDEX IF NOT EXISTS units_by_lease_deadline
+  ON units (state, lease_deadline_ms);
+CREATE TABLE IF NOT EXISTS results (
+  id BIGSERIAL PRIMARY KEY,
+  unit_id TEXT NOT NULL,
+  worker_id TEXT NOT NULL,
+  job_id TEXT NOT NULL,
+  round BIGINT NOT NULL,
+  shard_index BIGINT NOT NULL,
+  accepted BIGINT NOT NULL,
+  reject_reason BIGINT NOT NULL,
+  message TEXT NOT NULL,
+  header BYTEA NOT NULL,
+  created_ms BIGINT NOT NULL,
+  l2_norm DOUBLE PRECISION NOT NULL DEFAULT 0);
+CREATE INDEX IF NOT EXISTS results_by_round ON results (job_id, round);
+CREATE INDEX IF NOT EXISTS results_by_shard
+  ON results (job_id, round, shard_index, worker_id);
+CREATE UNIQUE INDEX IF NOT EXISTS one_accepted_result_per_unit
+  ON results (unit_id) WHERE accepted = 1;
+CREATE TABLE IF NOT EXISTS adapters (
+  job_id TEXT NOT NULL,
+  version BIGINT NOT NULL,
+  model_sha256 TEXT NOT NULL,
+  config_sha256 TEXT NOT NULL,
+  adapter BYTEA NOT NULL,
+  PRIMARY KEY (job_id, version));
+CREATE INDEX IF NOT EXISTS adapters_by_model ON adapters (model_sha256);
+CREATE INDEX IF NOT EXISTS adapters_by_config ON adapters (config_sha256);
+CREATE TABLE IF NOT EXISTS validation_reports (
+  unit_id TEXT PRIMARY KEY,
+  worker_id TEXT NOT NULL,
+  job_id TEXT NOT NULL,
+  round BIGINT NOT NULL,
+  attempt BIGINT NOT NULL,
+  slice BIGINT NOT NULL,
+  accepted BIGINT NOT NULL,
+  reject_reason BIGINT NOT NULL,
+  message TEXT NOT NULL,
+  report BYTEA NOT NULL,
+  created_ms BIGINT NOT NULL);
+CREATE INDEX IF NOT EXISTS validation_reports_by_slice
+  ON validation_reports (job_id, round, slice, worker_id);
+CREATE TABLE IF NOT EXISTS round_unit_counts (
+  job_id TEXT NOT NULL,
+  round BIGINT NOT NULL,
+  kind BIGINT NOT NULL,
+  state BIGINT NOT NULL,
+  count BIGINT NOT NULL,
+  PRIMARY KEY (job_id, round, kind, state));
+CREATE OR REPLACE FUNCTION openforce_count_units() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+  IF TG_OP = 'UPDATE' THEN
+    IF OLD.state = NEW.state THEN
+      RETURN NEW;
+    END IF;
+    UPDATE round_unit_counts SET count = count - 1
+      WHERE job_id = OLD.job_id AND round = OLD.round AND kind = OLD.kind
+        AND state = OLD.state;
+  END IF;
+  INSERT INTO round_unit_counts (job_id, round, kind, state, count)
+    VALUES (NEW.job_id, NEW.round, NEW.kind, NEW.state, 1)
+    ON CONFLICT (job_id, round, kind, state)
+    DO UPDATE SET count = round_unit_counts.count + 1;
+  RETURN NEW;
+END $$;
+CREATE OR REPLACE TRIGGER units_counted
+  AFTER INSERT OR UPDATE OF state ON units
+  FOR EACH ROW EXECUTE FUNCTION openforce_count_units();
+CREATE TABLE IF NOT EXISTS durability_marker (
+  id BIGINT PRIMARY KEY,
+  syncs BIGINT NOT NULL);
+INSERT INTO durability_marker (id, syncs) VALUES (1, 0)
+  ON CONFLICT (id) DO NOTHING;
+)sql";
+
+// Parameters of one statement: text, except bytes (BYTEA) which travel in
+// binary so that no escaping is involved.
+class Params {
+ public:
+  Params& Add(int64_t value) { return AddText(absl::StrCat(value)); }
+  Params& Add(const std::string& value) {
+    if (value.find('\0') != std::string::npos) has_nul_ = true;
+    return AddText(value);
+  }
+  Params& Add(const char* value) { return Add(std::string(value)); }
+  Params& AddDouble(double value) {
+    return AddText(absl::StrFormat("%.17g", value));
+  }
+  Params& AddBytes(std::string value) {
+    values_.push_back(std::move(value));
+    formats_.push_back(1);
+    return *this;
+  }
+  Params& AddMessage(const google::protobuf::MessageLite& message) {
+    return AddBytes(message.SerializeAsString());
+  }
+
+  // PostgreSQL text cannot hold NUL; what the coordinator stores as text is
+  // checked before it gets here, so this only guards against a slip.
+  bool has_nul() const { return has_nul_; }
+  int size() const { return static_cast<int>(values_.size()); }
+  std::vector<const char*> values() const {
+    std::vector<const char*> pointers;
+    for (const std::string& value : values_) pointers.push_back(value.data());
+    return pointers;
+  }
+  std::vector<int> lengths() const {
+    std::vector<int> lengths;
+    for (const std::string& value : values_)
+      lengths.push_back(static_cast<int>(value.size()));
+    return lengths;
+  }
+  const std::vector<int>& formats() const { return formats_; }
+
+ private:
+  Params& AddText(std::string value) {
+    values_.push_back(std::move(value));
+    formats_.push_back(0);
+    return *this;
+  }
+  std::vector<std::string> values_;
+  std::vector<int> formats_;
+  bool has_nul_ = false;
+};
+
+// One row of a text-format result, read as the shared readers expect.
+class PgRow {
+ public:
+  PgRow(const PGresult* result, int row) : result_(result), row_(row) {}
+
+  std::string Text(int column) const {
+    const char* value = PQgetvalue(result_, row_, column);
+    const int length = PQgetlength(result_, row_, column);
+    if (PQftype(result_, column) != kByteaOid)
+      return std::string(value, length);
+    size_t size = 0;
+    std::unique_ptr<unsigned char, PgFreer> bytes(PQunescapeBytea(
+        reinterpret_cast<const unsigned char*>(value), &size));
+    if (bytes == nullptr) return std::string();
+    return std::string(reinterpret_cast<const char*>(bytes.get()), size);
+  }
+  int64_t Int(int column) const {
+    int64_t value = 0;
+    if (!absl::SimpleAtoi(PQgetvalue(result_, row_, column), &value)) return 0;
+    return value;
+  }
+  double Double(int column) const {
+    double value = 0;
+    if (!absl::SimpleAtod(PQgetvalue(result_, row_, column), &value)) return 0;
+    return value;
+  }
+  absl::Status Message(int column, google::protobuf::MessageLite* out) const {
+    if (!out->ParseFromString(Text(column))) {
+      return absl::DataLossError(
+          absl::StrCat("stored ", out->GetTypeName(), " does not parse"));
+    }
+    return absl::OkStatus();
+  }
+
+ private:
+  const PGresult* result_;
+  int row_;
+};
+
+// The error of a failed command, by what a caller can do about it.
+absl::Status PgError(const PGresult* result, PGconn* connection) {
+  const char* state =
+      result == nullptr ? nullptr : PQresultErrorField(result, PG_DIAG_SQLSTATE);
+  std::string message = result == nullptr ? PQerrorMessage(connection)
+                                          : PQresultErrorMessage(result);
+  while (!message.empty() && message.back() == '\n') message.pop_back();
+  const std::string sqlstate = state == nullptr ? "" : state;
+  if (absl::StartsWith(sqlstate, "23"))  // integrity constraint violation
+    return absl::AlreadyExistsError(absl::StrCat("constraint: ", message));
+  if (sqlstate == "40001" || sqlstate == "40P01")  // serialization, deadlock
+    return absl::AbortedError(absl::StrCat("postgresql: ", message, "; retry"));
+  if (absl::StartsWith(sqlstate, "22"))  // data exception (encoding, range)
+    return absl::InvalidArgumentError(absl::StrCat("postgresql: ", message));
+  if (absl::StartsWith(sqlstate, "08") || PQstatus(connection) != CONNECTION_OK)
+    return absl::UnavailableError(absl::StrCat("postgresql: ", message));
+  return absl::InternalError(absl::StrCat("postgresql: ", message));
+}
+
+absl::StatusOr<PgConnection> Connect(const std::string& conninfo) {
+  PgConnection connection(PQconnectdb(conninfo.c_str()));
+  if (connection == nullptr) return absl::ResourceExhaustedError("libpq: out of memory");
+  if (PQstatus(connection.get()) != CONNECTION_OK) {
+    std::string message = PQerrorMessage(connection.get());
+    while (!message.empty() && message.back() == '\n') message.pop_back();
+    return absl::UnavailableError(
+        absl::StrCat("cannot connect to PostgreSQL: ", message));
+  }
+  return connection;
+}
+
+class PostgresStateStore : public StateStore {
+ public:
+  PostgresStateStore(PgConnection connection, PgConnection sync_connection)
+      : connection_(std::move(connection)),
+        sync_connection_(std::move(sync_connection)),
+        group_commit_([this] { return SyncWal(); }) {}
+
+  absl::Status Init() {
+    absl::MutexLock lock(&mu_);
+    RETURN_IF_ERROR(ExecPlain("SET synchronous_commit = off"));
+    RETURN_IF_ERROR(ExecPlain("SET client_min_messages = warning"));
+    RETURN_IF_ERROR(Transaction([&]() -> absl::Status {
+      RETURN_IF_ERROR(Exec("SELECT pg_advisory_xact_lock($1)",
+                           Params().Add(kSchemaLockKey))
+                          .status());
+      return ExecPlain(kSchema);
+    }));
+    absl::MutexLock sync_lock(&sync_mu_);
+    PgResult set(PQexec(sync_connection_.get(), "SET synchronous_commit = on"));
+    if (PQresultStatus(set.get()) != PGRES_COMMAND_OK)
+      return PgError(set.get(), sync_connection_.get());
+    return absl::OkStatus();
+  }
+
+  absl::Status Sync() override {
+    return group_commit_.WaitDurable(group_commit_.LatestTicket());
+  }
+
+  absl::Status UpsertWorker(const WorkerRecord& worker) override {
+    absl::MutexLock lock(&mu_);
+    return Transaction([&] {
+      return Exec(absl::StrCat(
+                      "INSERT INTO workers (", kWorkerColumns,
+                      ") VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13) "
+                      "ON CONFLICT (worker_id) DO UPDATE SET "
+                      "display_name=excluded.display_name, "
+                      "profile=excluded.profile, "
+                      "last_heartbeat_ms=excluded.last_heartbeat_ms, "
+                      "availability=excluded.availability"),
+                  Params()
+                      .Add(worker.worker_id)
+                      .AddBytes(worker.public_key)
+                      .Add(worker.display_name)
+                      .AddMessage(worker.profile)
+                      .Add(worker.registered_ms)
+                      .Add(worker.last_heartbeat_ms)
+                      .Add(static_cast<int64_t>(worker.availability))
+                      .Add(worker.current_unit_id)
+                      .Add(static_cast<int64_t>(worker.units_accepted))
+                      .Add(static_cast<int64_t>(worker.units_rejected))
+                      .AddDouble(worker.credit_flop)
+                      .Add(static_cast<int64_t>(worker.validated_streak))
+                      .Add(static_cast<int64_t>(worker.units_invalid)))
+          .status();
+    });
+  }
+
+  absl::StatusOr<std::optional<WorkerRecord>> GetWorker(
+      const std::string& worker_id) override {
+    absl::MutexLock lock(&mu_);
+    ASSIGN_OR_RETURN(PgResult result,
+                     Exec(absl::StrCat("SELECT ", kWorkerColumns,
+                                       " FROM workers WHERE worker_id=$1"),
+                          Params().Add(worker_id)));
+    if (PQntuples(result.get()) == 0) return std::nullopt;
+    ASSIGN_OR_RETURN(WorkerRecord worker, ReadWorker(PgRow(result.get(), 0)));
+    return worker;
+  }
+
+  absl::StatusOr<std::vector<WorkerRecord>> ListWorkers() override {
+    absl::MutexLock lock(&mu_);
+    ASSIGN_OR_RETURN(PgResult result,
+                     Exec(absl::StrCat("SELECT ", kWorkerColumns,
+                                       " FROM workers ORDER BY worker_id"),
+                          Params()));
+    std::vector<WorkerRecord> workers;
+    for (int row = 0; row < PQntuples(result.get()); ++row) {
+      ASSIGN_OR_RETURN(WorkerRecord worker,
+                       ReadWorker(PgRow(result.get(), row)));
+      workers.push_back(std::move(worker));
+    }
+    return workers;
+  }
+
+  absl::Status RecordHeartbeats(
+      const std::vector<HeartbeatRecord>& heartbeats) override {
+    if (heartbeats.empty()) return absl::OkStatus();
+    absl::MutexLock lock(&mu_);
+    return Transaction([&]() -> absl::Status {
+      for (const HeartbeatRecord& heartbeat : heartbeats) {
+        RETURN_IF_ERROR(
+            Exec("UPDATE workers SET last_heartbeat_ms=GREATEST("
+                 "last_heartbeat_ms, $1), availability=$2, "
+                 "current_unit_id=$3 WHERE worker_id=$4",
+                 Params()
+                     .Add(heartbeat.heard_ms)
+                     .Add(static_cast<int64_t>(heartbeat.availability))
+                     .Add(heartbeat.current_unit_id)
+                     .Add(heartbeat.worker_id))
+                .status());
+      }
+      return absl::OkStatus();
+    });
+  }
+
+  absl::Status CreateJob(const JobRecord& job,
+                         const std::vector<ShardRecord>& shards,
+                         const RoundRecord& first_round,
+                         const std::vector<UnitRecord>& units) override {
+    absl::MutexLock lock(&mu_);
+    return Transaction([&]() -> absl::Status {
+      RETURN_IF_ERROR(
+          Exec(absl::StrCat("INSERT INTO jobs (", kJobColumns,
+                            ") VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10)"),
+               Params()
+                   .Add(job.job_id)
+                   .AddMessage(job.spec)
+                   .Add(static_cast<int64_t>(job.state))
+                   .Add(static_cast<int64_t>(job.current_round))
+                   .Add(static_cast<int64_t>(job.latest_version))
+                   .Add(job.created_ms)
+                   .Add(job.message)
+                   .AddMessage(job.initial_adapter)
+                   .AddMessage(job.adapter_config)
+                   .Add(static_cast<int64_t>(job.estimated_memory_bytes)))
+              .status());
+      for (const ShardRecord& shard : shards) {
+        RETURN_IF_ERROR(Exec("INSERT INTO shards (job_id, shard_index, blob, "
+                             "records) VALUES ($1,$2,$3,$4)",
+                             Params()
+                                 .Add(job.job_id)
+                                 .Add(static_cast<int64_t>(shard.shard_index))
+                                 .AddMessage(shard.blob)
+                                 .Add(static_cast<int64_t>(shard.records)))
+                            .status());
+      }
+      return InsertRoundAndUnits(first_round, units);
+    });
+  }
+
+  absl::StatusOr<std::optional<JobRecord>> GetJob(
+      const std::string& job_id) override {
+    absl::MutexLock lock(&mu_);
+    ASSIGN_OR_RETURN(PgResult result,
+                     Exec(absl::StrCat("SELECT ", kJobColumns,
+                                       " FROM jobs WHERE job_id=$1"),
+                          Params().Add(job_id)));
+    if (PQntuples(result.get()) == 0) return std::nullopt;
+    ASSIGN_OR_RETURN(JobRecord job, ReadJob(PgRow(result.get(), 0)));
+    return job;
+  }
+
+  absl::StatusOr<std::vector<JobRecord>> ListJobs() override {
+    absl::MutexLock lock(&mu_);
+    ASSIGN_OR_RETURN(PgResult result,
+                     Exec(absl::StrCat("SELECT ", kJobColumns,
+                                       " FROM jobs ORDER BY seq DESC"),
+                          Params()));
+    std::vector<JobRecord> jobs;
+    for (int row = 0; row < PQntuples(result.get()); ++row) {
+      ASSIGN_OR_RETURN(JobRecord job, ReadJob(PgRow(result.get(), row)));
+      jobs.push_back(std::move(job));
+    }
+    return jobs;
+  }
+
+  absl::Status SetJobState(const std::string& job_id, v1::JobState state,
+                           const std::string& message) override {
+    absl::MutexLock lock(&mu_);
+    return Transaction([&]() -> absl::Status {
+      RETURN_IF_ERROR(Exec("UPDATE jobs SET state=$1, message=$2 WHERE "
+                           "job_id=$3",
+                           Params()
+                               .Add(static_cast<int64_t>(state))
+                               .Add(message)
+                               .Add(job_id))
+                          .status());
+      if (state == v1::JOB_RUNNING || state == v1::JOB_PENDING)
+        return absl::OkStatus();
+      return Exec("UPDATE units SET state=$1, worker_id='', "
+                  "lease_deadline_ms=0 WHERE job_id=$2 AND state=$3",
+                  Params()
+                      .Add(static_cast<int64_t>(v1::UNIT_PENDING))
+                      .Add(job_id)
+                      .Add(static_cast<int64_t>(v1::UNIT_LEASED)))
+          .status();
+    });
+  }
+
+  absl::StatusOr<std::vector<ShardRecord>> ListShards(
+      const std::string& job_id) override {
+    absl::MutexLock lock(&mu_);
+    ASSIGN_OR_RETURN(PgResult result,
+                     Exec("SELECT shard_index, blob, records FROM shards "
+                          "WHERE job_id=$1 ORDER BY shard_index",
+                          Params().Add(job_id)));
+    std::vector<ShardRecord> shards;
+    for (int row = 0; row < PQntuples(result.get()); ++row) {
+      ASSIGN_OR_RETURN(ShardRecord shard, ReadShard(PgRow(result.get(), row)));
+      shards.push_back(std::move(shard));
+    }
+    return shards;
+  }
+
+  absl::StatusOr<std::optional<ShardRecord>> GetShard(
+      const std::string& job_id, uint32_t shard_index) override {
+    absl::MutexLock lock(&mu_);
+    ASSIGN_OR_RETURN(PgResult result,
+                     Exec("SELECT shard_index, blob, records FROM shards "
+                          "WHERE job_id=$1 AND shard_index=$2",
+                          Params().Add(job_id).Add(
+                              static_cast<int64_t>(shard_index))));
+    if (PQntuples(result.get()) == 0) return std::nullopt;
+    ASSIGN_OR_RETURN(ShardRecord shard, ReadShard(PgRow(result.get(), 0)));
+    return shard;
+  }
+
+  absl::StatusOr<std::vector<RoundRecord>> ListRounds(
+      const std::string& job_id) override {
+    absl::MutexLock lock(&mu_);
+    ASSIGN_OR_RETURN(
+        PgResult result,
+        Exec(absl::StrCat("SELECT ", kRoundColumns,
+                          " FROM rounds WHERE job_id=$1 ORDER BY round"),
+             Params().Add(job_id)));
+    std::vector<RoundRecord> rounds;
+    for (int row = 0; row < PQntuples(result.get()); ++row)
+      rounds.push_back(ReadRound(PgRow(result.get(), row)));
+    return rounds;
+  }
+
+  absl::StatusOr<std::optional<RoundRecord>> GetRound(const std::string& job_id,
+                                                      uint64_t round) override {
+    absl::MutexLock lock(&mu_);
+    ASSIGN_OR_RETURN(
+        PgResult result,
+        Exec(absl::StrCat("SELECT ", kRoundColumns,
+                          " FROM rounds WHERE job_id=$1 AND round=$2"),
+             Params().Add(job_id).Add(static_cast<int64_t>(round))));
+    if (PQntuples(result.get()) == 0) return std::nullopt;
+    return ReadRound(PgRow(result.get(), 0));
+  }
+
+  absl::StatusOr<RoundProgress> GetRoundProgress(const std::string& job_id,
+                                                 uint64_t round) override {
+    absl::MutexLock lock(&mu_);
+    ASSIGN_OR_RETURN(
+        PgResult result,
+        Exec("SELECT kind, state, count FROM round_unit_counts WHERE "
+             "job_id=$1 AND round=$2",
+             Params().Add(job_id).Add(static_cast<int64_t>(round))));
+    RoundProgress progress;
+    for (int row = 0; row < PQntuples(result.get()); ++row) {
+      const PgRow counts(result.get(), row);
+      progress.Add(static_cast<v1::WorkKind>(counts.Int(0)),
+                   static_cast<v1::UnitState>(counts.Int(1)),
+                   static_cast<uint64_t>(counts.Int(2)));
+    }
+    return progress;
+  }
+
+  absl::StatusOr<std::optional<UnitRecord>> GetUnit(
+      const std::string& unit_id) override {
+    absl::MutexLock lock(&mu_);
+    ASSIGN_OR_RETURN(PgResult result,
+                     Exec(absl::StrCat("SELECT ", kUnitColumns,
+                                       " FROM units WHERE unit_id=$1"),
+                          Params().Add(unit_id)));
+    if (PQntuples(result.get()) == 0) return std::nullopt;
+    return ReadUnit(PgRow(result.get(), 0));
+  }
+
+  absl::StatusOr<std::vector<UnitRecord>> ListUnits(const std::string& job_id,
+                                                    uint64_t round) override {
+    absl::MutexLock lock(&mu_);
+    ASSIGN_OR_RETURN(
+        PgResult result,
+        Exec(absl::StrCat("SELECT ", kUnitColumns,
+                          " FROM units WHERE job_id=$1 AND round=$2 "
+                          "ORDER BY kind, attempt, shard_index, replica"),
+             Params().Add(job_id).Add(static_cast<int64_t>(round))));
+    return ReadUnits(result.get());
+  }
+
+  absl::StatusOr<std::optional<UnitRecord>> LeaseNextUnit(
+      const std::string& job_id, uint64_t round, const std::string& worker_id,
+      int64_t deadline_ms) override {
+    absl::MutexLock lock(&mu_);
+    std::optional<UnitRecord> leased;
+    RETURN_IF_ERROR(Transaction([&]() -> absl::Status {
+      ASSIGN_OR_RETURN(
+          PgResult open,
+          Exec("SELECT r.candidate_attempt FROM rounds r JOIN jobs j ON "
+               "j.job_id=r.job_id WHERE r.job_id=$1 AND r.round=$2 AND "
+               "r.adapter_version=0 AND j.state=$3",
+               Params()
+                   .Add(job_id)
+                   .Add(static_cast<int64_t>(round))
+                   .Add(static_cast<int64_t>(v1::JOB_RUNNING))));
+      if (PQntuples(open.get()) == 0) return absl::OkStatus();
+      // Once the round's deltas are aggregated into a candidate, what is
+      // left of its training is not needed (and would change the result).
+      const bool training = PgRow(open.get(), 0).Int(0) == 0;
+      // In index order (units_leasable); SKIP LOCKED passes over a unit
+      // another replica is leasing right now instead of waiting for it.
+      Params params;
+      params.Add(job_id)
+          .Add(static_cast<int64_t>(round))
+          .Add(static_cast<int64_t>(v1::UNIT_PENDING))
+          .Add(worker_id)
+          .Add(static_cast<int64_t>(v1::UNIT_LEASED))
+          .Add(static_cast<int64_t>(v1::UNIT_ACCEPTED));
+      if (!training) params.Add(static_cast<int64_t>(v1::WORK_VALIDATE));
+      ASSIGN_OR_RETURN(
+          PgResult found,
+          Exec(absl::StrCat(
+                   "SELECT ", kUnitColumns,
+                   " FROM units u WHERE job_id=$1 AND round=$2 AND state=$3 ",
+                   training ? "" : "AND kind=$7 ",
+                   "AND NOT EXISTS (SELECT 1 FROM units o WHERE "
+                   "o.job_id=u.job_id AND o.round=u.round AND "
+                   "o.shard_index=u.shard_index AND o.worker_id=$4 AND "
+                   "o.kind=u.kind AND o.attempt=u.attempt AND "
+                   "o.state IN ($5, $6)) "
+                   "AND (u.kind<>0 OR NOT EXISTS (SELECT 1 FROM results r "
+                   "WHERE r.job_id=u.job_id AND r.round=u.round AND "
+                   "r.shard_index=u.shard_index AND r.worker_id=$4)) "
+                   "AND (u.kind=0 OR NOT EXISTS (SELECT 1 FROM "
+                   "validation_reports v WHERE v.job_id=u.job_id AND "
+                   "v.round=u.round AND v.slice=u.shard_index AND "
+                   "v.worker_id=$4 AND v.attempt=u.attempt)) "
+                   "ORDER BY kind DESC, replica, shard_index LIMIT 1 "
+                   "FOR UPDATE SKIP LOCKED"),
+               params));
+      if (PQntuples(found.get()) == 0) return absl::OkStatus();
+      UnitRecord unit = ReadUnit(PgRow(found.get(), 0));
+      RETURN_IF_ERROR(Exec("UPDATE units SET state=$1, worker_id=$2, "
+                           "lease_deadline_ms=$3 WHERE unit_id=$4 AND state=$5",
+                           Params()
+                               .Add(static_cast<int64_t>(v1::UNIT_LEASED))
+                               .Add(worker_id)
+                               .Add(deadline_ms)
+                               .Add(unit.unit_id)
+                               .Add(static_cast<int64_t>(v1::UNIT_PENDING)))
+                          .status());
+      unit.state = v1::UNIT_LEASED;
+      unit.worker_id = worker_id;
+      unit.lease_deadline_ms = deadline_ms;
+      leased = std::move(unit);
+      return absl::OkStatus();
+    }));
+    return leased;
+  }
+
+  absl::Status ReleaseUnit(const std::string& unit_id,
+                           const std::string& worker_id) override {
+    absl::MutexLock lock(&mu_);
+    return Transaction([&]() -> absl::Status {
+      ASSIGN_OR_RETURN(
+          PgResult result,
+          Exec("UPDATE units SET state=$1, worker_id='', lease_deadline_ms=0 "
+               "WHERE unit_id=$2 AND state=$3 AND worker_id=$4",
+               Params()
+                   .Add(static_cast<int64_t>(v1::UNIT_PENDING))
+                   .Add(unit_id)
+                   .Add(static_cast<int64_t>(v1::UNIT_LEASED))
+                   .Add(worker_id)));
+      if (Changes(result.get()) != 1) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "worker ", worker_id, " holds no lease on unit ", unit_id));
+      }
+      return absl::OkStatus();
+    });
+  }
+
+  absl::StatusOr<std::vector<UnitRecord>> ExpireLeases(
+      int64_t now_ms) override {
+    absl::MutexLock lock(&mu_);
+    std::vector<UnitRecord> expired;
+    RETURN_IF_ERROR(Transaction([&]() -> absl::Status {
+      // The old values, from the rows this update changed (and locked).
+      ASSIGN_OR_RETURN(
+          PgResult result,
+          Exec(absl::StrCat("UPDATE units u SET state=$1, worker_id='', "
+                            "lease_deadline_ms=0 FROM units o WHERE "
+                            "u.unit_id=o.unit_id AND u.state=$2 AND "
+                            "u.lease_deadline_ms<=$3 RETURNING ",
+                            Prefixed("o.", kUnitColumns)),
+               Params()
+                   .Add(static_cast<int64_t>(v1::UNIT_PENDING))
+                   .Add(static_cast<int64_t>(v1::UNIT_LEASED))
+                   .Add(now_ms)));
+      expired = ReadUnits(result.get());
+      return absl::OkStatus();
+    }));
+    return expired;
+  }
+
+  absl::StatusOr<std::vector<UnitRecord>> ExpireLeasesOfSilentWorkers(
+      int64_t heard_before_ms) override {
+    absl::MutexLock lock(&mu_);
+    std::vector<UnitRecord> expired;
+    RETURN_IF_ERROR(Transaction([&]() -> absl::Status {
+      ASSIGN_OR_RETURN(
+          PgResult result,
+          Exec(absl::StrCat("UPDATE units u SET state=$1, worker_id='', "
+                            "lease_deadline_ms=0 FROM units o WHERE "
+                            "u.unit_id=o.unit_id AND u.state=$2 AND "
+                            "u.worker_id IN (SELECT worker_id FROM workers "
+                            "WHERE last_heartbeat_ms<$3) RETURNING ",
+                            Prefixed("o.", kUnitColumns)),
+               Params()
+                   .Add(static_cast<int64_t>(v1::UNIT_PENDING))
+                   .Add(static_cast<int64_t>(v1::UNIT_LEASED))
+                   .Add(heard_before_ms)));
+      expired = ReadUnits(result.get());
+      return absl::OkStatus();
+    }));
+    return expired;
+  }
+
+  absl::StatusOr<std::vector<UnitRecord>> ListWorkerLeases(
+      const std::string& worker_id) override {
+    absl::MutexLock lock(&mu_);
+    ASSIGN_OR_RETURN(
+        PgResult result,
+        Exec(absl::StrCat("SELECT ", kUnitColumns,
+                          " FROM units WHERE worker_id=$1 AND state=$2 "
+                          "ORDER BY unit_id"),
+             Params().Add(worker_id).Add(
+                 static_cast<int64_t>(v1::UNIT_LEASED))));
+    return ReadUnits(result.get());
+  }
+
+  absl::Status AddUnits(const std::vector<UnitRecord>& units) override {
+    absl::MutexLock lock(&mu_);
+    return Transaction([&]() { return InsertUnits(units); });
+  }
+
+  absl::StatusOr<int> SkipPendingReplicas(
+      const std::string& job_id, uint64_t round, uint32_t shard_index,
+      const std::string& except_unit_id) override {
+    absl::MutexLock lock(&mu_);
+    int skipped = 0;
+    RETURN_IF_ERROR(Transaction([&]() -> absl::Status {
+      ASSIGN_OR_RETURN(
+          PgResult result,
+          Exec("UPDATE units SET state=$1 WHERE job_id=$2 AND round=$3 AND "
+               "kind=0 AND shard_index=$4 AND state=$5 AND unit_id<>$6",
+               Params()
+                   .Add(static_cast<int64_t>(v1::UNIT_SKIPPED))
+                   .Add(job_id)
+                   .Add(static_cast<int64_t>(round))
+                   .Add(static_cast<int64_t>(shard_index))
+                   .Add(static_cast<int64_t>(v1::UNIT_PENDING))
+                   .Add(except_unit_id)));
+      skipped = Changes(result.get());
+      return absl::OkStatus();
+    }));
+    return skipped;
+  }
+
+  absl::Status BeginValidation(
+      const RoundRecord& candidate,
+      const std::vector<UnitRecord>& validation_units) override {
+    absl::MutexLock lock(&mu_);
+    return Transaction([&]() -> absl::Status {
+      ASSIGN_OR_RETURN(
+          PgResult round,
+          Exec("UPDATE rounds SET candidate_sha256=$1, candidate_attempt=$2, "
+               "candidate_rule=$3, deadline_ms=$4 WHERE job_id=$5 AND "
+               "round=$6 AND adapter_version=0",
+               Params()
+                   .Add(candidate.candidate_sha256)
+                   .Add(static_cast<int64_t>(candidate.candidate_attempt))
+                   .Add(candidate.candidate_rule)
+                   .Add(candidate.deadline_ms)
+                   .Add(candidate.job_id)
+                   .Add(static_cast<int64_t>(candidate.round))));
+      if (Changes(round.get()) != 1) {
+        return absl::FailedPreconditionError(
+            absl::StrCat("round ", candidate.round, " of job ",
+                         candidate.job_id, " is not open"));
+      }
+      RETURN_IF_ERROR(
+          Exec("UPDATE units SET state=$1, worker_id='', lease_deadline_ms=0 "
+               "WHERE job_id=$2 AND round=$3 AND kind=$4 AND attempt<>$5 AND "
+               "state IN ($6, $7)",
+               Params()
+                   .Add(static_cast<int64_t>(v1::UNIT_SKIPPED))
+                   .Add(candidate.job_id)
+                   .Add(static_cast<int64_t>(candidate.round))
+                   .Add(static_cast<int64_t>(v1::WORK_VALIDATE))
+                   .Add(static_cast<int64_t>(candidate.candidate_attempt))
+                   .Add(static_cast<int64_t>(v1::UNIT_PENDING))
+                   .Add(static_cast<int64_t>(v1::UNIT_LEASED)))
+              .status());
+      return InsertUnits(validation_units);
+    });
+  }
+
+  absl::Status RecordResult(const ResultRecord& result) override {
+    absl::MutexLock lock(&mu_);
+    return Transaction([&]() -> absl::Status {
+      RETURN_IF_ERROR(
+          Exec(absl::StrCat("INSERT INTO results (", kResultColumns,
+                            ") VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11)"),
+               Params()
+                   .Add(result.unit_id)
+                   .Add(result.worker_id)
+                   .Add(result.job_id)
+                   .Add(static_cast<int64_t>(result.round))
+                   .Add(static_cast<int64_t>(result.shard_index))
+                   .Add(int64_t{result.accepted ? 1 : 0})
+                   .Add(static_cast<int64_t>(result.reject_reason))
+                   .Add(result.message)
+                   .AddMessage(result.header)
+                   .Add(result.created_ms)
+                   .AddDouble(result.l2_norm))
+              .status());
+      RETURN_IF_ERROR(
+          Exec("UPDATE units SET state=$1, worker_id=$2, lease_deadline_ms=0 "
+               "WHERE unit_id=$3",
+               Params()
+                   .Add(static_cast<int64_t>(result.accepted
+                                                 ? v1::UNIT_ACCEPTED
+                                                 : v1::UNIT_PENDING))
+                   .Add(result.accepted ? result.worker_id : std::string())
+                   .Add(result.unit_id))
+              .status());
+      return Exec(result.accepted
+                      ? "UPDATE workers SET units_accepted=units_accepted+1, "
+                        "current_unit_id='' WHERE worker_id=$1"
+                      : "UPDATE workers SET units_rejected=units_rejected+1, "
+                        "current_unit_id='' WHERE worker_id=$1",
+                  Params().Add(result.worker_id))
+          .status();
+    });
+  }
+
+  absl::StatusOr<std::vector<ResultRecord>> ListResults(
+      const std::string& job_id, uint64_t round) override {
+    absl::MutexLock lock(&mu_);
+    ASSIGN_OR_RETURN(
+        PgResult result,
+        Exec(absl::StrCat("SELECT ", kResultColumns,
+                          " FROM results WHERE job_id=$1 AND round=$2 "
+                          "ORDER BY id"),
+             Params().Add(job_id).Add(static_cast<int64_t>(round))));
+    std::vector<ResultRecord> results;
+    for (int row = 0; row < PQntuples(result.get()); ++row) {
+      ASSIGN_OR_RETURN(ResultRecord record,
+                       ReadResult(PgRow(result.get(), row)));
+      results.push_back(std::move(record));
+    }
+    return results;
+  }
+
+  absl::StatusOr<std::optional<ResultRecord>> GetAcceptedResult(
+      const std::string& unit_id) override {
+    absl::MutexLock lock(&mu_);
+    ASSIGN_OR_RETURN(
+        PgResult result,
+        Exec(absl::StrCat("SELECT ", kResultColumns,
+                          " FROM results WHERE unit_id=$1 AND accepted=1"),
+             Params().Add(unit_id)));
+    if (PQntuples(result.get()) == 0) return std::nullopt;
+    ASSIGN_OR_RETURN(ResultRecord record, ReadResult(PgRow(result.get(), 0)));
+    return record;
+  }
+
+  absl::Status RecordValidationReport(
+      const ValidationReportRecord& report) override {
+    absl::MutexLock lock(&mu_);
+    return Transaction([&]() -> absl::Status {
+      RETURN_IF_ERROR(
+          Exec(absl::StrCat("INSERT INTO validation_reports (", kReportColumns,
+                            ") VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11)"),
+               Params()
+                   .Add(report.unit_id)
+                   .Add(report.worker_id)
+                   .Add(report.job_id)
+                   .Add(static_cast<int64_t>(report.round))
+                   .Add(static_cast<int64_t>(report.attempt))
+                   .Add(static_cast<int64_t>(report.slice))
+                   .Add(int64_t{report.accepted})
+                   .Add(static_cast<int64_t>(report.reject_reason))
+                   .Add(report.message)
+                   .AddMessage(report.report)
+                   .Add(report.created_ms))
+              .status());
+      ASSIGN_OR_RETURN(
+          PgResult unit,
+          Exec("UPDATE units SET state=$1, lease_deadline_ms=0 WHERE "
+               "unit_id=$2 AND worker_id=$3 AND state=$4",
+               Params()
+                   .Add(static_cast<int64_t>(v1::UNIT_ACCEPTED))
+                   .Add(report.unit_id)
+                   .Add(report.worker_id)
+                   .Add(static_cast<int64_t>(v1::UNIT_LEASED))));
+      if (Changes(unit.get()) != 1) {
+        return absl::FailedPreconditionError(absl::StrCat(
+            "unit ", report.unit_id, " is not leased to ", report.worker_id));
+      }
+      return Exec("UPDATE workers SET units_accepted=units_accepted+1, "
+                  "current_unit_id='' WHERE worker_id=$1",
+                  Params().Add(report.worker_id))
+          .status();
+    });
+  }
+
+  absl::StatusOr<std::vector<ValidationReportRecord>> ListValidationReports(
+      const std::string& job_id, uint64_t round) override {
+    absl::MutexLock lock(&mu_);
+    ASSIGN_OR_RETURN(
+        PgResult result,
+        Exec(absl::StrCat("SELECT ", kReportColumns,
+                          " FROM validation_reports WHERE job_id=$1 AND "
+                          "round=$2 ORDER BY attempt, slice, unit_id"),
+             Params().Add(job_id).Add(static_cast<int64_t>(round))));
+    std::vector<ValidationReportRecord> reports;
+    for (int row = 0; row < PQntuples(result.get()); ++row) {
+      ASSIGN_OR_RETURN(ValidationReportRecord report,
+                       ReadReport(PgRow(result.get(), row)));
+      reports.push_back(std::move(report));
+    }
+    return reports;
+  }
+
+  absl::Status CloseRound(const std::string& job_id, uint64_t round,
+                          const RoundOutcome& outcome) override {
+    absl::MutexLock lock(&mu_);
+    return Transaction([&]() -> absl::Status {
+      // The row lock this takes makes a second replica's close wait, then
+      // find adapter_version set and change nothing: a round closes once.
+      const uint64_t version = outcome.adapter.adapter.version();
+      ASSIGN_OR_RETURN(
+          PgResult close,
+          Exec("UPDATE rounds SET adapter_version=$1 WHERE job_id=$2 AND "
+               "round=$3 AND adapter_version=0",
+               Params()
+                   .Add(static_cast<int64_t>(version))
+                   .Add(job_id)
+                   .Add(static_cast<int64_t>(round))));
+      if (Changes(close.get()) != 1) {
+        return absl::FailedPreconditionError(
+            absl::StrCat("round ", round, " of job ", job_id, " is not open"));
+      }
+      RETURN_IF_ERROR(
+          Exec("INSERT INTO adapters (job_id, version, model_sha256, "
+               "config_sha256, adapter) VALUES ($1,$2,$3,$4,$5)",
+               Params()
+                   .Add(job_id)
+                   .Add(static_cast<int64_t>(version))
+                   .Add(outcome.adapter.adapter.adapter_model().sha256())
+                   .Add(outcome.adapter.adapter.adapter_config().sha256())
+                   .AddMessage(outcome.adapter.adapter))
+              .status());
+      RETURN_IF_ERROR(
+          Exec("UPDATE units SET state=$1, worker_id='', lease_deadline_ms=0 "
+               "WHERE job_id=$2 AND round=$3 AND state=$4",
+               Params()
+                   .Add(static_cast<int64_t>(v1::UNIT_PENDING))
+                   .Add(job_id)
+                   .Add(static_cast<int64_t>(round))
+                   .Add(static_cast<int64_t>(v1::UNIT_LEASED)))
+              .status());
+      for (const ResultVerdict& credit : outcome.credited) {
+        RETURN_IF_ERROR(
+            Exec("UPDATE workers SET credit_flop=credit_flop+$1, "
+                 "validated_streak=validated_streak+$2 WHERE worker_id=$3",
+                 Params()
+                     .AddDouble(credit.credit_flop)
+                     .Add(int64_t{credit.replica ==
+                                  ResultVerdict::Replica::kAgreed})
+                     .Add(credit.worker_id))
+                .status());
+      }
+      for (const ResultVerdict& excluded : outcome.excluded) {
+        // The unit's accepted delta or validation report, whichever it has.
+        for (const char* table : {"results", "validation_reports"}) {
+          RETURN_IF_ERROR(
+              Exec(absl::StrCat("UPDATE ", table,
+                                " SET accepted=0, reject_reason=$1, "
+                                "message=$2 WHERE unit_id=$3 AND accepted=1"),
+                   Params()
+                       .Add(static_cast<int64_t>(excluded.reason))
+                       .Add(excluded.message)
+                       .Add(excluded.unit_id))
+                  .status());
+        }
+        RETURN_IF_ERROR(Exec("UPDATE units SET state=$1 WHERE unit_id=$2",
+                             Params()
+                                 .Add(static_cast<int64_t>(v1::UNIT_REJECTED))
+                                 .Add(excluded.unit_id))
+                            .status());
+        RETURN_IF_ERROR(
+            Exec("UPDATE workers SET units_accepted=units_accepted-1, "
+                 "units_rejected=units_rejected+1 WHERE worker_id=$1",
+                 Params().Add(excluded.worker_id))
+                .status());
+        if (excluded.replica == ResultVerdict::Replica::kDisagreed) {
+          RETURN_IF_ERROR(
+              Exec("UPDATE workers SET validated_streak=0, "
+                   "units_invalid=units_invalid+1 WHERE worker_id=$1",
+                   Params().Add(excluded.worker_id))
+                  .status());
+        }
+      }
+      if (outcome.next_round.has_value()) {
+        RETURN_IF_ERROR(
+            InsertRoundAndUnits(*outcome.next_round, outcome.next_units));
+      }
+      return Exec("UPDATE jobs SET latest_version=$1, current_round=$2, "
+                  "state=$3 WHERE job_id=$4",
+                  Params()
+                      .Add(static_cast<int64_t>(version))
+                      .Add(static_cast<int64_t>(
+                          outcome.next_round.has_value()
+                              ? outcome.next_round->round
+                              : round))
+                      .Add(static_cast<int64_t>(outcome.next_round.has_value()
+                                                    ? v1::JOB_RUNNING
+                                                    : v1::JOB_SUCCEEDED))
+                      .Add(job_id))
+          .status();
+    });
+  }
+
+  absl::StatusOr<std::optional<AdapterRecord>> GetAdapter(
+      const std::string& job_id, uint64_t version) override {
+    absl::MutexLock lock(&mu_);
+    Params params;
+    params.Add(job_id);
+    if (version != 0) params.Add(static_cast<int64_t>(version));
+    ASSIGN_OR_RETURN(
+        PgResult result,
+        Exec(version == 0 ? "SELECT adapter FROM adapters WHERE job_id=$1 "
+                            "ORDER BY version DESC LIMIT 1"
+                          : "SELECT adapter FROM adapters WHERE job_id=$1 "
+                            "AND version=$2",
+             params));
+    if (PQntuples(result.get()) == 0) return std::nullopt;
+    AdapterRecord record;
+    RETURN_IF_ERROR(PgRow(result.get(), 0).Message(0, &record.adapter));
+    return record;
+  }
+
+  absl::StatusOr<bool> IsPublishedAdapterBlob(
+      const std::string& sha256) override {
+    absl::MutexLock lock(&mu_);
+    ASSIGN_OR_RETURN(PgResult result,
+                     Exec("SELECT 1 FROM adapters WHERE model_sha256=$1 OR "
+                          "config_sha256=$1 LIMIT 1",
+                          Params().Add(sha256)));
+    return PQntuples(result.get()) > 0;
+  }
+
+ private:
+  static absl::StatusOr<ShardRecord> ReadShard(const PgRow& row) {
+    ShardRecord shard;
+    shard.shard_index = static_cast<uint32_t>(row.Int(0));
+    RETURN_IF_ERROR(row.Message(1, &shard.blob));
+    shard.records = static_cast<uint64_t>(row.Int(2));
+    return shard;
+  }
+
+  static std::vector<UnitRecord> ReadUnits(const PGresult* result) {
+    std::vector<UnitRecord> units;
+    for (int row = 0; row < PQntuples(result); ++row)
+      units.push_back(ReadUnit(PgRow(result, row)));
+    return units;
+  }
+
+  // "a, b" -> "o.a, o.b".
+  static std::string Prefixed(absl::string_view prefix,
+                              absl::string_view columns) {
+    std::string out;
+    for (absl::string_view column : absl::StrSplit(columns, ", ")) {
+      absl::StrAppend(&out, out.empty() ? "" : ", ", prefix, column);
+    }
+    return out;
+  }
+
+  static int Changes(const PGresult* result) {
+    int changes = 0;
+    if (!absl::SimpleAtoi(PQcmdTuples(const_cast<PGresult*>(result)),
+                          &changes)) {
+      return 0;
+    }
+    return changes;
+  }
+
+  // Runs `sql` with `params` as a statement prepared once per connection.
+  absl::StatusOr<PgResult> Exec(const std::string& sql, const Params& params)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (params.has_nul()) {
+      return absl::InvalidArgumentError(
+          "a text value holds a NUL byte, which PostgreSQL cannot store");
+    }
+    auto prepared = statements_.find(sql);
+    if (prepared == statements_.end()) {
+      const std::string name = absl::StrCat("s", statements_.size());
+      PgResult result(PQprepare(connection_.get(), name.c_str(), sql.c_str(),
+                                params.size(), nullptr));
+      if (PQresultStatus(result.get()) != PGRES_COMMAND_OK) {
+        absl::Status error = PgError(result.get(), connection_.get());
+        return absl::Status(error.code(),
+                            absl::StrCat(error.message(), " in: ", sql));
+      }
+      prepared = statements_.emplace(sql, name).first;
+    }
+    const std::vector<const char*> values = params.values();
+    const std::vector<int> lengths = params.lengths();
+    PgResult result(PQexecPrepared(connection_.get(), prepared->second.c_str(),
+                                   params.size(), values.data(),
+                                   lengths.data(), params.formats().data(),
+                                   /*resultFormat=*/0));
+    const ExecStatusType status = PQresultStatus(result.get());
+    if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK)
+      return Failed(result.get());
+    return result;
+  }
+
+  // A statement without parameters (session settings, the schema).
+  absl::Status ExecPlain(const char* sql) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    PgResult result(PQexec(connection_.get(), sql));
+    const ExecStatusType status = PQresultStatus(result.get());
+    if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK)
+      return Failed(result.get());
+    return absl::OkStatus();
+  }
+
+  // The error of `result`; a lost connection is re-established for the
+  // next call (its prepared statements are gone with it).
+  absl::Status Failed(const PGresult* result)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    absl::Status error = PgError(result, connection_.get());
+    if (PQstatus(connection_.get()) != CONNECTION_OK) {
+      PQreset(connection_.get());
+      statements_.clear();
+      in_transaction_ = false;
+      if (PQstatus(connection_.get()) == CONNECTION_OK) {
+        PgResult set(PQexec(connection_.get(), "SET synchronous_commit = off"));
+      }
+    }
+    return error;
+  }
+
+  // Runs `body` as one transaction, committed (visible, and durable after
+  // the next Sync()) when it succeeds and rolled back when it fails.
+  template <typename Body>
+  absl::Status Transaction(Body body) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    RETURN_IF_ERROR(ExecPlain("BEGIN"));
+    in_transaction_ = true;
+    absl::Status status = body();
+    if (!status.ok()) {
+      if (in_transaction_) (void)ExecPlain("ROLLBACK");
+      in_transaction_ = false;
+      return status;
+    }
+    in_transaction_ = false;
+    RETURN_IF_ERROR(ExecPlain("COMMIT"));
+    group_commit_.NoteCommit();
+    return absl::OkStatus();
+  }
+
+  absl::Status InsertUnits(const std::vector<UnitRecord>& units)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    for (const UnitRecord& unit : units) {
+      RETURN_IF_ERROR(
+          Exec(absl::StrCat("INSERT INTO units (", kUnitColumns,
+                            ") VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10)"),
+               Params()
+                   .Add(unit.unit_id)
+                   .Add(unit.job_id)
+                   .Add(static_cast<int64_t>(unit.round))
+                   .Add(static_cast<int64_t>(unit.shard_index))
+                   .Add(static_cast<int64_t>(unit.replica))
+                   .Add(static_cast<int64_t>(unit.state))
+                   .Add(unit.worker_id)
+                   .Add(unit.lease_deadline_ms)
+                   .Add(static_cast<int64_t>(unit.kind))
+                   .Add(static_cast<int64_t>(unit.attempt)))
+              .status());
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Status InsertRoundAndUnits(const RoundRecord& round,
+                                   const std::vector<UnitRecord>& units)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    RETURN_IF_ERROR(Exec("INSERT INTO rounds (job_id, round, parent_version, "
+                         "opened_ms, deadline_ms, adapter_version) VALUES "
+                         "($1,$2,$3,$4,$5,0)",
+                         Params()
+                             .Add(round.job_id)
+                             .Add(static_cast<int64_t>(round.round))
+                             .Add(static_cast<int64_t>(round.parent_version))
+                             .Add(round.opened_ms)
+                             .Add(round.deadline_ms))
+                        .status());
+    return InsertUnits(units);
+  }
+
+  // One synchronous commit on the second connection: the server flushes
+  // its WAL up to it, which covers every commit made before it began.
+  // Runs without mu_, so calls go on while it waits for the disk.
+  absl::Status SyncWal() {
+    absl::MutexLock lock(&sync_mu_);
+    PgResult result(
+        PQexec(sync_connection_.get(),
+               "UPDATE durability_marker SET syncs=syncs+1 WHERE id=1"));
+    if (PQresultStatus(result.get()) != PGRES_COMMAND_OK) {
+      absl::Status error = PgError(result.get(), sync_connection_.get());
+      if (PQstatus(sync_connection_.get()) != CONNECTION_OK) {
+        PQreset(sync_connection_.get());
+        PgResult set(
+            PQexec(sync_connection_.get(), "SET synchronous_commit = on"));
+      }
+      return error;
+    }
+    return absl::OkStatus();
+  }
+
+  absl::Mutex mu_;
+  PgConnection connection_ ABSL_GUARDED_BY(mu_);
+  // SQL -> name of its prepared statement on connection_.
+  absl::flat_hash_map<std::string, std::string> statements_
+      ABSL_GUARDED_BY(mu_);
+  bool in_transaction_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Mutex sync_mu_;
+  PgConnection sync_connection_ ABSL_GUARDED_BY(sync_mu_);
+  internal::GroupCommit group_commit_;
+};
+
+}  // namespace
+
+bool IsPostgresConninfo(const std::string& state) {
+  return absl::StartsWith(state, "postgresql://") ||
+         absl::StartsWith(state, "postgres://");
+}
+
+absl::StatusOr<std::unique_ptr<StateStore>> OpenPostgresStateStore(
+    const std::string& conninfo) {
+  ASSIGN_OR_RETURN(PgConnection connection, Connect(conninfo));
+  ASSIGN_OR_RETURN(PgConnection sync_connection, Connect(conninfo));
+  auto store = std::make_unique<PostgresStateStore>(
+      std::move(connection), std::move(sync_connection));
+  RETURN_IF_ERROR(store->Init());
+  return store;
+}
+
+}  // namespace openforce::coordinator
