@@ -1,17 +1,20 @@
 // Serves CoordinatorMetrics as Prometheus text on http://<address>/metrics,
 // on its own port so that scrapers never share the gRPC port's limits.
+// cpp-httplib serves it (prometheus-cpp's CivetWeb exposer would not start
+// inside the coordinator); prometheus-cpp renders the text format.
 #ifndef OPENFORCE_COORDINATOR_METRICS_EXPORTER_H_
 #define OPENFORCE_COORDINATOR_METRICS_EXPORTER_H_
 
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "coordinator/metrics.h"
 
-namespace prometheus {
-class Exposer;
+namespace httplib {
+class Server;
 }
 
 namespace openforce::coordinator {
@@ -23,6 +26,7 @@ class MetricsExporter {
   // bound.
   [[nodiscard]] static absl::StatusOr<std::unique_ptr<MetricsExporter>> Start(
       const std::string& listen_address, const CoordinatorMetrics& metrics);
+  // Stops serving; a scrape in progress finishes first.
   ~MetricsExporter();
 
   // host:port actually bound.
@@ -31,10 +35,9 @@ class MetricsExporter {
  private:
   MetricsExporter() = default;
 
-  // The exposer holds weak pointers; these keep the collectables alive
-  // while it serves them.
   std::vector<std::shared_ptr<prometheus::Collectable>> collectables_;
-  std::unique_ptr<prometheus::Exposer> exposer_;
+  std::unique_ptr<httplib::Server> server_;
+  std::thread listener_;
   std::string address_;
 };
 

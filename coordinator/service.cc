@@ -121,10 +121,12 @@ class UploadDeltaReactor final
     : public grpc::ServerReadReactor<v1::UploadDeltaChunk> {
  public:
   UploadDeltaReactor(Coordinator* coordinator, StreamRegistry* streams,
+                     CallExecutor* executor,
                      grpc::CallbackServerContext* context,
                      v1::UploadDeltaResponse* response)
       : coordinator_(coordinator),
         streams_(streams),
+        executor_(executor),
         context_(context),
         response_(response) {
     registered_ = streams_->Add(context_);
@@ -142,18 +144,12 @@ class UploadDeltaReactor final
         Refuse(absl::InvalidArgumentError("empty upload stream"));
         return;
       }
-      absl::StatusOr<v1::UploadDeltaResponse> finished =
-          coordinator_->FinishUpload(&*upload_);
-      if (absl::Status durable = Durable(coordinator_, finished.status());
-          !durable.ok()) {
-        Refuse(durable);
-        return;
+      // Checking the delta (hashing, tensor checks) and waiting for its
+      // fsync run on the executor, not on gRPC's callback threads.
+      if (!executor_->Submit([this] { FinishUpload(); })) {
+        Refuse(absl::ResourceExhaustedError(
+            "the coordinator has too many calls waiting; retry later"));
       }
-      *response_ = *std::move(finished);
-      // Not accepted without an error: bytes are missing, and the worker
-      // resumes from the offset it was given.
-      if (response_->accepted()) coordinator_->metrics().RecordUploadAccepted();
-      Finish(grpc::Status::OK);
       return;
     }
     if (!upload_.has_value()) {
@@ -189,9 +185,25 @@ class UploadDeltaReactor final
  private:
   Coordinator* const coordinator_;
   StreamRegistry* const streams_;
+  CallExecutor* const executor_;
   grpc::CallbackServerContext* const context_;
   v1::UploadDeltaResponse* const response_;
   bool registered_ = true;
+  void FinishUpload() {
+    absl::StatusOr<v1::UploadDeltaResponse> finished =
+        coordinator_->FinishUpload(&*upload_);
+    if (absl::Status durable = Durable(coordinator_, finished.status());
+        !durable.ok()) {
+      Refuse(durable);
+      return;
+    }
+    *response_ = *std::move(finished);
+    // Not accepted without an error: bytes are missing, and the worker
+    // resumes from the offset it was given.
+    if (response_->accepted()) coordinator_->metrics().RecordUploadAccepted();
+    Finish(grpc::Status::OK);
+  }
+
   // Ends the call with `status` (an error), counted by its reason.
   void Refuse(const absl::Status& status) {
     const v1::RejectReason reason = RejectReasonOf(status);
@@ -292,7 +304,8 @@ class FetchBlobReactor final : public grpc::ServerWriteReactor<v1::BlobChunk> {
 
 grpc::ServerReadReactor<v1::UploadDeltaChunk>* WorkerServiceImpl::UploadDelta(
     grpc::CallbackServerContext* context, v1::UploadDeltaResponse* response) {
-  return new UploadDeltaReactor(coordinator_, streams_, context, response);
+  return new UploadDeltaReactor(coordinator_, streams_, executor_, context,
+                                response);
 }
 
 grpc::ServerWriteReactor<v1::BlobChunk>* WorkerServiceImpl::FetchBlob(

@@ -43,6 +43,7 @@
 #include "common/status_macros.h"
 #include "coordinator/coordinator.h"
 #include "coordinator/server.h"
+#include "coordinator/postgres_state_store.h"
 #include "coordinator/sqlite_state_store.h"
 #include "lora/lora_adapter.h"
 #include "lora/safetensors.h"
@@ -51,6 +52,7 @@
 #include "proto/openforce.grpc.pb.h"
 #include "proto/signing_convert.h"
 #include "tests/testing/demo_task.h"
+#include "tests/testing/postgres_server.h"
 #include "tests/testing/temp_dir.h"
 
 ABSL_FLAG(std::string, workers, "1000,10000",
@@ -62,6 +64,12 @@ ABSL_FLAG(int32_t, in_flight, 64, "calls kept in flight (closed loop)");
 ABSL_FLAG(std::string, scratch, "",
           "directory for the coordinator's data (default: $TMPDIR)");
 ABSL_FLAG(bool, uploads, true, "also measure lease + accepted upload");
+ABSL_FLAG(std::string, backends, "sqlite,postgresql",
+          "state stores to measure (comma-separated: sqlite, postgresql; "
+          "PostgreSQL is a throwaway server started on this machine)");
+ABSL_FLAG(std::string, replicas, "1,2",
+          "coordinator replicas sharing the PostgreSQL database "
+          "(comma-separated; SQLite runs one)");
 
 namespace openforce::coordinator {
 namespace {
@@ -191,10 +199,14 @@ struct UnaryCall {
 
 class LoadClient {
  public:
-  LoadClient(std::shared_ptr<grpc::Channel> channel, int workers)
-      : channel_(std::move(channel)),
-        stub_(v1::WorkerService::NewStub(channel_)),
-        generic_(channel_) {
+  // Worker i talks to replica i % channels.size() (its session lives
+  // there); health checks go round the replicas.
+  LoadClient(const std::vector<std::shared_ptr<grpc::Channel>>& channels,
+             int workers) {
+    for (const auto& channel : channels) {
+      stubs_.push_back(v1::WorkerService::NewStub(channel));
+      generics_.push_back(std::make_unique<grpc::GenericStub>(channel));
+    }
     workers_.reserve(workers);
     for (int i = 0; i < workers; ++i) {
       std::string seed(32, '\0');
@@ -215,7 +227,7 @@ class LoadClient {
                             workers_.size());
   }
 
-  void HealthCheck(ClosedLoop::Done done) {
+  void HealthCheck(int chain, ClosedLoop::Done done) {
     struct Call {
       grpc::ClientContext context;
       grpc::ByteBuffer request;
@@ -226,7 +238,8 @@ class LoadClient {
     // ByteBuffer with no slice at all is not a message.
     grpc::Slice empty("");
     call->request = grpc::ByteBuffer(&empty, 1);
-    generic_.UnaryCall(&call->context, "/grpc.health.v1.Health/Check",
+    generics_[chain % generics_.size()]->UnaryCall(
+        &call->context, "/grpc.health.v1.Health/Check",
                        grpc::StubOptions(), &call->request, &call->response,
                        [call, done](grpc::Status status) {
                          delete call;
@@ -238,7 +251,7 @@ class LoadClient {
                 ClosedLoop::Done done) {
     auto* call = new UnaryCall<v1::RegisterRequest, v1::RegisterResponse>;
     call->request = request;
-    stub_->async()->Register(
+    StubFor(index)->async()->Register(
         &call->context, &call->request, &call->response,
         [this, call, index, done](grpc::Status status) {
           if (status.ok()) {
@@ -250,10 +263,11 @@ class LoadClient {
         });
   }
 
-  void Heartbeat(const v1::HeartbeatRequest& request, ClosedLoop::Done done) {
+  void Heartbeat(int index, const v1::HeartbeatRequest& request,
+                 ClosedLoop::Done done) {
     auto* call = new UnaryCall<v1::HeartbeatRequest, v1::HeartbeatResponse>;
     call->request = request;
-    stub_->async()->Heartbeat(&call->context, &call->request, &call->response,
+    StubFor(index)->async()->Heartbeat(&call->context, &call->request, &call->response,
                               [call, done](grpc::Status status) {
                                 delete call;
                                 done(status);
@@ -271,7 +285,7 @@ class LoadClient {
     call->request.set_worker_id(worker.id);
     call->request.set_free_memory_bytes(uint64_t{16} << 30);
     worker.Sign(kLeaseMethod, &call->request);
-    stub_->async()->LeaseWorkUnit(
+    StubFor(index)->async()->LeaseWorkUnit(
         &call->context, &call->request, &call->response,
         [call, then](grpc::Status status) {
           const v1::WorkUnit* unit = status.ok() && call->response.has_unit()
@@ -293,7 +307,7 @@ class LoadClient {
     call->request.set_worker_id(worker.id);
     call->request.set_unit_id(unit_id);
     worker.Sign(kReleaseMethod, &call->request);
-    stub_->async()->ReleaseWorkUnit(&call->context, &call->request,
+    StubFor(index)->async()->ReleaseWorkUnit(&call->context, &call->request,
                                     &call->response,
                                     [call, done](grpc::Status status) {
                                       delete call;
@@ -316,7 +330,7 @@ class LoadClient {
     chunk.set_offset(0);
     chunk.set_data(delta);
     worker.Sign(kUploadDeltaMethod, &chunk);
-    new UploadReactor(stub_.get(), std::move(chunk), std::move(done));
+    new UploadReactor(StubFor(index), std::move(chunk), std::move(done));
   }
 
  private:
@@ -349,9 +363,12 @@ class LoadClient {
     ClosedLoop::Done done_;
   };
 
-  std::shared_ptr<grpc::Channel> channel_;
-  std::unique_ptr<v1::WorkerService::Stub> stub_;
-  grpc::GenericStub generic_;
+  v1::WorkerService::Stub* StubFor(int index) {
+    return stubs_[index % stubs_.size()].get();
+  }
+
+  std::vector<std::unique_ptr<v1::WorkerService::Stub>> stubs_;
+  std::vector<std::unique_ptr<grpc::GenericStub>> generics_;
   std::vector<SimulatedWorker> workers_;
 };
 
@@ -422,57 +439,90 @@ void PrintRow(const std::string& operation, const Figures& figures,
   std::fflush(stdout);
 }
 
-absl::Status RunConfiguration(int workers, uint32_t units, int in_flight,
-                              double seconds) {
+struct Backend {
+  std::string name;  // "sqlite" or "postgresql"
+  int replicas = 1;
+};
+
+absl::Status RunConfiguration(const Backend& backend, int workers,
+                              uint32_t units, int in_flight, double seconds) {
   testing::TempDir scratch_dir;
   const std::string scratch = absl::GetFlag(FLAGS_scratch).empty()
                                   ? scratch_dir.path()
                                   : absl::GetFlag(FLAGS_scratch);
-  const std::string data_dir =
-      absl::StrCat(scratch, "/coordinator-", workers, "-", units);
+  const std::string data_dir = absl::StrCat(scratch, "/coordinator-",
+                                            backend.name, "-", workers, "-",
+                                            units, "-", backend.replicas);
   RETURN_IF_ERROR(MakeDirectories(data_dir));
   const testing::DemoTaskFiles task =
       testing::WriteDemoTask(scratch + "/task", static_cast<int>(units), 8);
-  ASSIGN_OR_RETURN(std::unique_ptr<StateStore> state,
-                   OpenSqliteStateStore(data_dir + "/state.db"));
-  ASSIGN_OR_RETURN(std::unique_ptr<BlobStore> blobs,
-                   BlobStore::Open(data_dir + "/blobs"));
-  BlobStore* blob_view = blobs.get();
-  ASSIGN_OR_RETURN(Ed25519PrivateKey identity, Ed25519PrivateKey::Generate());
-  CoordinatorOptions options;
-  options.data_dir = data_dir;
-  ASSIGN_OR_RETURN(std::unique_ptr<Coordinator> coordinator,
-                   Coordinator::Create(options, std::move(identity),
-                                       std::move(state), std::move(blobs)));
+  // A throwaway PostgreSQL server on this machine, sharing its cores.
+  std::unique_ptr<testing::PostgresServer> postgres;
+  std::string postgres_uri;
+  if (backend.name == "postgresql") {
+    ASSIGN_OR_RETURN(postgres, testing::PostgresServer::Start());
+    ASSIGN_OR_RETURN(postgres_uri, postgres->CreateDatabase("load_bench"));
+  }
+  // Every replica: its own store connection and blob store handle on the
+  // shared database and directory, the same identity.
+  ASSIGN_OR_RETURN(Ed25519PrivateKey first_identity,
+                   Ed25519PrivateKey::Generate());
+  ASSIGN_OR_RETURN(const std::string identity_pem, first_identity.ToPem());
+  std::vector<std::unique_ptr<Coordinator>> coordinators;
+  BlobStore* blob_view = nullptr;
+  for (int r = 0; r < backend.replicas; ++r) {
+    ASSIGN_OR_RETURN(std::unique_ptr<StateStore> state,
+                     backend.name == "postgresql"
+                         ? OpenPostgresStateStore(postgres_uri)
+                         : OpenSqliteStateStore(data_dir + "/state.db"));
+    ASSIGN_OR_RETURN(std::unique_ptr<BlobStore> blobs,
+                     BlobStore::Open(data_dir + "/blobs"));
+    if (blob_view == nullptr) blob_view = blobs.get();
+    ASSIGN_OR_RETURN(Ed25519PrivateKey identity,
+                     Ed25519PrivateKey::FromPem(identity_pem));
+    CoordinatorOptions options;
+    options.data_dir = data_dir;
+    ASSIGN_OR_RETURN(std::unique_ptr<Coordinator> coordinator,
+                     Coordinator::Create(options, std::move(identity),
+                                         std::move(state), std::move(blobs)));
+    coordinators.push_back(std::move(coordinator));
+  }
   v1::SubmitJobRequest submit;
   *submit.mutable_spec() = LoadJobSpec(blob_view, task, units);
   const Clock::time_point submit_start = Clock::now();
   ASSIGN_OR_RETURN(v1::SubmitJobResponse submitted,
-                   coordinator->SubmitJob(submit));
+                   coordinators.front()->SubmitJob(submit));
   const double submit_seconds = SecondsSince(submit_start);
 
-  ServerOptions server_options;
-  server_options.listen_address = "127.0.0.1:0";
-  server_options.admin_token = "load-bench-admin-token";
-  ASSIGN_OR_RETURN(
-      std::unique_ptr<CoordinatorServer> server,
-      CoordinatorServer::Start(std::move(coordinator), server_options));
-  ASSIGN_OR_RETURN(std::shared_ptr<grpc::Channel> channel,
-                   MakeChannel(server->address(), TransportOptions()));
-  LoadClient client(channel, workers);
+  std::vector<std::unique_ptr<CoordinatorServer>> servers;
+  std::vector<std::shared_ptr<grpc::Channel>> channels;
+  for (std::unique_ptr<Coordinator>& coordinator : coordinators) {
+    ServerOptions server_options;
+    server_options.listen_address = "127.0.0.1:0";
+    server_options.admin_token = "load-bench-admin-token";
+    ASSIGN_OR_RETURN(
+        std::unique_ptr<CoordinatorServer> server,
+        CoordinatorServer::Start(std::move(coordinator), server_options));
+    ASSIGN_OR_RETURN(std::shared_ptr<grpc::Channel> channel,
+                     MakeChannel(server->address(), TransportOptions()));
+    servers.push_back(std::move(server));
+    channels.push_back(std::move(channel));
+  }
+  LoadClient client(channels, workers);
 
   std::printf(
-      "\n%d workers, %u units per round (%s): job of %u shards submitted in "
-      "%.2f s\n",
-      workers, units, "SQLite", units, submit_seconds);
+      "\n%d workers, %u units per round (%s, %d replica%s): job of %u shards "
+      "submitted in %.2f s\n",
+      workers, units, backend.name.c_str(), backend.replicas,
+      backend.replicas == 1 ? "" : "s", units, submit_seconds);
   std::printf(
       "| %-24s | %9s | %8s | %8s | %6s |\n| --- | --- | --- | --- | --- |\n",
       "operation", "calls/s", "p50 ms", "p99 ms", "/health");
 
   const Figures health =
       ClosedLoop::Run(in_flight, seconds, UINT64_MAX,
-                      [&](int, uint64_t, ClosedLoop::Done done) {
-                        client.HealthCheck(std::move(done));
+                      [&](int chain, uint64_t, ClosedLoop::Done done) {
+                        client.HealthCheck(chain, std::move(done));
                       });
   PrintRow("health check", health, health);
 
@@ -535,7 +585,8 @@ absl::Status RunConfiguration(int workers, uint32_t units, int in_flight,
                             "ran out of pre-signed heartbeats"));
           return;
         }
-        client.Heartbeat(heartbeats[chain][sequence], std::move(done));
+        client.Heartbeat(client.WorkerFor(chain, sequence, in_flight),
+                         heartbeats[chain][sequence], std::move(done));
       });
   PrintRow("heartbeat", beats, health);
 
@@ -577,7 +628,7 @@ absl::Status RunConfiguration(int workers, uint32_t units, int in_flight,
         });
     PrintRow("lease + accepted upload", uploads, health);
   }
-  server->Shutdown();
+  for (auto& server : servers) server->Shutdown();
   return absl::OkStatus();
 }
 
@@ -604,15 +655,33 @@ int main(int argc, char** argv) {
   const int in_flight = std::max(1, absl::GetFlag(FLAGS_in_flight));
   std::printf("coordinator load: %d calls in flight, %.1f s per operation\n",
               in_flight, absl::GetFlag(FLAGS_seconds));
-  for (int64_t workers : ParseList(absl::GetFlag(FLAGS_workers), "workers")) {
-    for (int64_t units : ParseList(absl::GetFlag(FLAGS_units), "units")) {
-      absl::Status ran = RunConfiguration(
-          static_cast<int>(workers), static_cast<uint32_t>(units), in_flight,
-          absl::GetFlag(FLAGS_seconds));
-      if (!ran.ok()) {
-        std::fprintf(stderr, "coordinator_load_bench: %s\n",
-                     ran.ToString().c_str());
-        return 1;
+  std::vector<Backend> backends;
+  for (absl::string_view name :
+       absl::StrSplit(absl::GetFlag(FLAGS_backends), ',', absl::SkipEmpty())) {
+    if (name != "sqlite" && name != "postgresql") {
+      std::fprintf(stderr, "--backends: \"%s\" is not sqlite or postgresql\n",
+                   std::string(name).c_str());
+      return 2;
+    }
+    for (int64_t replicas :
+         ParseList(absl::GetFlag(FLAGS_replicas), "replicas")) {
+      // SQLite is one process's database.
+      if (name == "sqlite" && replicas > 1) continue;
+      backends.push_back({std::string(name), static_cast<int>(replicas)});
+    }
+  }
+  for (const Backend& backend : backends) {
+    for (int64_t workers :
+         ParseList(absl::GetFlag(FLAGS_workers), "workers")) {
+      for (int64_t units : ParseList(absl::GetFlag(FLAGS_units), "units")) {
+        absl::Status ran = RunConfiguration(
+            backend, static_cast<int>(workers), static_cast<uint32_t>(units),
+            in_flight, absl::GetFlag(FLAGS_seconds));
+        if (!ran.ok()) {
+          std::fprintf(stderr, "coordinator_load_bench: %s\n",
+                       ran.ToString().c_str());
+          return 1;
+        }
       }
     }
   }
