@@ -23,6 +23,7 @@
 #include "absl/synchronization/mutex.h"
 #include "common/status_macros.h"
 #include "coordinator/internal/group_commit.h"
+#include "coordinator/internal/pg_session.h"
 #include "coordinator/internal/state_rows.h"
 
 namespace openforce::coordinator {
@@ -40,25 +41,34 @@ using internal::state_rows::ReadResult;
 using internal::state_rows::ReadRound;
 using internal::state_rows::ReadUnit;
 using internal::state_rows::ReadWorker;
+using internal::Changes;
+using internal::Params;
+using internal::PgConnection;
+using internal::PgResult;
+using internal::PgRow;
+using internal::PgSession;
+using internal::PgSessionPool;
 
-// PostgreSQL's type oid for bytea (pg_type.h is a server header).
-constexpr Oid kByteaOid = 17;
+// Commits on pool sessions do not wait for the WAL flush; the sync session's
+// one small commit per group does, and flushes everything before it.
+constexpr char kAsyncCommit[] =
+    "SET synchronous_commit = off; SET client_min_messages = warning";
+constexpr char kSyncCommit[] =
+    "SET synchronous_commit = on; SET client_min_messages = warning";
+// Connections per replica: enough for its call threads' reads to overlap on
+// the server, few enough that many replicas fit in max_connections.
+constexpr size_t kSessionsPerReplica = 8;
+
+std::vector<UnitRecord> ReadUnits(const PGresult* result) {
+  std::vector<UnitRecord> units;
+  for (int row = 0; row < PQntuples(result); ++row)
+    units.push_back(ReadUnit(PgRow(result, row)));
+  return units;
+}
 
 // Held while one replica creates or upgrades the schema, so that replicas
 // starting together do not race each other's CREATE statements.
 constexpr int64_t kSchemaLockKey = 0x6f70656e666f7263;  // "openforc"
-
-struct PgConnectionCloser {
-  void operator()(PGconn* connection) const { PQfinish(connection); }
-};
-struct PgResultClearer {
-  void operator()(PGresult* result) const { PQclear(result); }
-};
-struct PgFreer {
-  void operator()(unsigned char* memory) const { PQfreemem(memory); }
-};
-using PgConnection = std::unique_ptr<PGconn, PgConnectionCloser>;
-using PgResult = std::unique_ptr<PGresult, PgResultClearer>;
 
 constexpr char kSchema[] = R"sql(
 CREATE TABLE IF NOT EXISTS workers (
@@ -174,18 +184,27 @@ CREATE TABLE IF NOT EXISTS round_unit_counts (
 CREATE OR REPLACE FUNCTION openforce_count_units() RETURNS trigger
 LANGUAGE plpgsql AS $$
 BEGIN
+  -- Counter rows are locked in the order of their state, whichever way
+  -- a unit moves, so that a lease and a release never deadlock.
   IF TG_OP = 'UPDATE' THEN
     IF OLD.state = NEW.state THEN
       RETURN NEW;
     END IF;
-    UPDATE round_unit_counts SET count = count - 1
-      WHERE job_id = OLD.job_id AND round = OLD.round AND kind = OLD.kind
-        AND state = OLD.state;
+    IF OLD.state < NEW.state THEN
+      UPDATE round_unit_counts SET count = count - 1
+        WHERE job_id = OLD.job_id AND round = OLD.round AND kind = OLD.kind
+          AND state = OLD.state;
+    END IF;
   END IF;
   INSERT INTO round_unit_counts (job_id, round, kind, state, count)
     VALUES (NEW.job_id, NEW.round, NEW.kind, NEW.state, 1)
     ON CONFLICT (job_id, round, kind, state)
     DO UPDATE SET count = round_unit_counts.count + 1;
+  IF TG_OP = 'UPDATE' AND OLD.state > NEW.state THEN
+    UPDATE round_unit_counts SET count = count - 1
+      WHERE job_id = OLD.job_id AND round = OLD.round AND kind = OLD.kind
+        AND state = OLD.state;
+  END IF;
   RETURN NEW;
 END $$;
 CREATE OR REPLACE TRIGGER units_counted
@@ -198,148 +217,25 @@ INSERT INTO durability_marker (id, syncs) VALUES (1, 0)
   ON CONFLICT (id) DO NOTHING;
 )sql";
 
-// Parameters of one statement: text, except bytes (BYTEA) which travel in
-// binary so that no escaping is involved.
-class Params {
- public:
-  Params& Add(int64_t value) { return AddText(absl::StrCat(value)); }
-  Params& Add(const std::string& value) {
-    if (value.find('\0') != std::string::npos) has_nul_ = true;
-    return AddText(value);
-  }
-  Params& Add(const char* value) { return Add(std::string(value)); }
-  Params& AddDouble(double value) {
-    return AddText(absl::StrFormat("%.17g", value));
-  }
-  Params& AddBytes(std::string value) {
-    values_.push_back(std::move(value));
-    formats_.push_back(1);
-    return *this;
-  }
-  Params& AddMessage(const google::protobuf::MessageLite& message) {
-    return AddBytes(message.SerializeAsString());
-  }
-
-  // PostgreSQL text cannot hold NUL; what the coordinator stores as text is
-  // checked before it gets here, so this only guards against a slip.
-  bool has_nul() const { return has_nul_; }
-  int size() const { return static_cast<int>(values_.size()); }
-  std::vector<const char*> values() const {
-    std::vector<const char*> pointers;
-    for (const std::string& value : values_) pointers.push_back(value.data());
-    return pointers;
-  }
-  std::vector<int> lengths() const {
-    std::vector<int> lengths;
-    for (const std::string& value : values_)
-      lengths.push_back(static_cast<int>(value.size()));
-    return lengths;
-  }
-  const std::vector<int>& formats() const { return formats_; }
-
- private:
-  Params& AddText(std::string value) {
-    values_.push_back(std::move(value));
-    formats_.push_back(0);
-    return *this;
-  }
-  std::vector<std::string> values_;
-  std::vector<int> formats_;
-  bool has_nul_ = false;
-};
-
-// One row of a text-format result, read as the shared readers expect.
-class PgRow {
- public:
-  PgRow(const PGresult* result, int row) : result_(result), row_(row) {}
-
-  std::string Text(int column) const {
-    const char* value = PQgetvalue(result_, row_, column);
-    const int length = PQgetlength(result_, row_, column);
-    if (PQftype(result_, column) != kByteaOid)
-      return std::string(value, length);
-    size_t size = 0;
-    std::unique_ptr<unsigned char, PgFreer> bytes(PQunescapeBytea(
-        reinterpret_cast<const unsigned char*>(value), &size));
-    if (bytes == nullptr) return std::string();
-    return std::string(reinterpret_cast<const char*>(bytes.get()), size);
-  }
-  int64_t Int(int column) const {
-    int64_t value = 0;
-    if (!absl::SimpleAtoi(PQgetvalue(result_, row_, column), &value)) return 0;
-    return value;
-  }
-  double Double(int column) const {
-    double value = 0;
-    if (!absl::SimpleAtod(PQgetvalue(result_, row_, column), &value)) return 0;
-    return value;
-  }
-  absl::Status Message(int column, google::protobuf::MessageLite* out) const {
-    if (!out->ParseFromString(Text(column))) {
-      return absl::DataLossError(
-          absl::StrCat("stored ", out->GetTypeName(), " does not parse"));
-    }
-    return absl::OkStatus();
-  }
-
- private:
-  const PGresult* result_;
-  int row_;
-};
-
-// The error of a failed command, by what a caller can do about it.
-absl::Status PgError(const PGresult* result, PGconn* connection) {
-  const char* state =
-      result == nullptr ? nullptr : PQresultErrorField(result, PG_DIAG_SQLSTATE);
-  std::string message = result == nullptr ? PQerrorMessage(connection)
-                                          : PQresultErrorMessage(result);
-  while (!message.empty() && message.back() == '\n') message.pop_back();
-  const std::string sqlstate = state == nullptr ? "" : state;
-  if (absl::StartsWith(sqlstate, "23"))  // integrity constraint violation
-    return absl::AlreadyExistsError(absl::StrCat("constraint: ", message));
-  if (sqlstate == "40001" || sqlstate == "40P01")  // serialization, deadlock
-    return absl::AbortedError(absl::StrCat("postgresql: ", message, "; retry"));
-  if (absl::StartsWith(sqlstate, "22"))  // data exception (encoding, range)
-    return absl::InvalidArgumentError(absl::StrCat("postgresql: ", message));
-  if (absl::StartsWith(sqlstate, "08") || PQstatus(connection) != CONNECTION_OK)
-    return absl::UnavailableError(absl::StrCat("postgresql: ", message));
-  return absl::InternalError(absl::StrCat("postgresql: ", message));
-}
-
-absl::StatusOr<PgConnection> Connect(const std::string& conninfo) {
-  PgConnection connection(PQconnectdb(conninfo.c_str()));
-  if (connection == nullptr) return absl::ResourceExhaustedError("libpq: out of memory");
-  if (PQstatus(connection.get()) != CONNECTION_OK) {
-    std::string message = PQerrorMessage(connection.get());
-    while (!message.empty() && message.back() == '\n') message.pop_back();
-    return absl::UnavailableError(
-        absl::StrCat("cannot connect to PostgreSQL: ", message));
-  }
-  return connection;
-}
-
 class PostgresStateStore : public StateStore {
  public:
-  PostgresStateStore(PgConnection connection, PgConnection sync_connection)
-      : connection_(std::move(connection)),
-        sync_connection_(std::move(sync_connection)),
-        group_commit_([this] { return SyncWal(); }) {}
+  PostgresStateStore(const std::string& conninfo, size_t sessions,
+                     PgConnection sync_connection)
+      : group_commit_([this] { return SyncWal(); }),
+        pool_(conninfo, kAsyncCommit, sessions,
+              [this] { group_commit_.NoteCommit(); }),
+        sync_session_(std::make_unique<PgSession>(
+            std::move(sync_connection), kSyncCommit, nullptr)) {}
 
   absl::Status Init() {
-    absl::MutexLock lock(&mu_);
-    RETURN_IF_ERROR(ExecPlain("SET synchronous_commit = off"));
-    RETURN_IF_ERROR(ExecPlain("SET client_min_messages = warning"));
-    RETURN_IF_ERROR(Transaction([&]() -> absl::Status {
-      RETURN_IF_ERROR(Exec("SELECT pg_advisory_xact_lock($1)",
-                           Params().Add(kSchemaLockKey))
+    ASSIGN_OR_RETURN(PgSessionPool::Handle session, pool_.Acquire());
+    return session->Transaction([&]() -> absl::Status {
+      RETURN_IF_ERROR(session
+                          ->Exec("SELECT pg_advisory_xact_lock($1)",
+                                 Params().Add(kSchemaLockKey))
                           .status());
-      return ExecPlain(kSchema);
-    }));
-    absl::MutexLock sync_lock(&sync_mu_);
-    PgResult set(PQexec(sync_connection_.get(), "SET synchronous_commit = on"));
-    if (PQresultStatus(set.get()) != PGRES_COMMAND_OK)
-      return PgError(set.get(), sync_connection_.get());
-    return absl::OkStatus();
+      return session->ExecPlain(kSchema);
+    });
   }
 
   absl::Status Sync() override {
@@ -347,9 +243,9 @@ class PostgresStateStore : public StateStore {
   }
 
   absl::Status UpsertWorker(const WorkerRecord& worker) override {
-    absl::MutexLock lock(&mu_);
-    return Transaction([&] {
-      return Exec(absl::StrCat(
+    ASSIGN_OR_RETURN(PgSessionPool::Handle session, pool_.Acquire());
+    return session->Transaction([&] {
+      return session->Exec(absl::StrCat(
                       "INSERT INTO workers (", kWorkerColumns,
                       ") VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13) "
                       "ON CONFLICT (worker_id) DO UPDATE SET "
@@ -377,9 +273,9 @@ class PostgresStateStore : public StateStore {
 
   absl::StatusOr<std::optional<WorkerRecord>> GetWorker(
       const std::string& worker_id) override {
-    absl::MutexLock lock(&mu_);
+    ASSIGN_OR_RETURN(PgSessionPool::Handle session, pool_.Acquire());
     ASSIGN_OR_RETURN(PgResult result,
-                     Exec(absl::StrCat("SELECT ", kWorkerColumns,
+                     session->Exec(absl::StrCat("SELECT ", kWorkerColumns,
                                        " FROM workers WHERE worker_id=$1"),
                           Params().Add(worker_id)));
     if (PQntuples(result.get()) == 0) return std::nullopt;
@@ -388,9 +284,9 @@ class PostgresStateStore : public StateStore {
   }
 
   absl::StatusOr<std::vector<WorkerRecord>> ListWorkers() override {
-    absl::MutexLock lock(&mu_);
+    ASSIGN_OR_RETURN(PgSessionPool::Handle session, pool_.Acquire());
     ASSIGN_OR_RETURN(PgResult result,
-                     Exec(absl::StrCat("SELECT ", kWorkerColumns,
+                     session->Exec(absl::StrCat("SELECT ", kWorkerColumns,
                                        " FROM workers ORDER BY worker_id"),
                           Params()));
     std::vector<WorkerRecord> workers;
@@ -405,11 +301,11 @@ class PostgresStateStore : public StateStore {
   absl::Status RecordHeartbeats(
       const std::vector<HeartbeatRecord>& heartbeats) override {
     if (heartbeats.empty()) return absl::OkStatus();
-    absl::MutexLock lock(&mu_);
-    return Transaction([&]() -> absl::Status {
+    ASSIGN_OR_RETURN(PgSessionPool::Handle session, pool_.Acquire());
+    return session->Transaction([&]() -> absl::Status {
       for (const HeartbeatRecord& heartbeat : heartbeats) {
         RETURN_IF_ERROR(
-            Exec("UPDATE workers SET last_heartbeat_ms=GREATEST("
+            session->Exec("UPDATE workers SET last_heartbeat_ms=GREATEST("
                  "last_heartbeat_ms, $1), availability=$2, "
                  "current_unit_id=$3 WHERE worker_id=$4",
                  Params()
@@ -427,10 +323,10 @@ class PostgresStateStore : public StateStore {
                          const std::vector<ShardRecord>& shards,
                          const RoundRecord& first_round,
                          const std::vector<UnitRecord>& units) override {
-    absl::MutexLock lock(&mu_);
-    return Transaction([&]() -> absl::Status {
+    ASSIGN_OR_RETURN(PgSessionPool::Handle session, pool_.Acquire());
+    return session->Transaction([&]() -> absl::Status {
       RETURN_IF_ERROR(
-          Exec(absl::StrCat("INSERT INTO jobs (", kJobColumns,
+          session->Exec(absl::StrCat("INSERT INTO jobs (", kJobColumns,
                             ") VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10)"),
                Params()
                    .Add(job.job_id)
@@ -445,7 +341,7 @@ class PostgresStateStore : public StateStore {
                    .Add(static_cast<int64_t>(job.estimated_memory_bytes)))
               .status());
       for (const ShardRecord& shard : shards) {
-        RETURN_IF_ERROR(Exec("INSERT INTO shards (job_id, shard_index, blob, "
+        RETURN_IF_ERROR(session->Exec("INSERT INTO shards (job_id, shard_index, blob, "
                              "records) VALUES ($1,$2,$3,$4)",
                              Params()
                                  .Add(job.job_id)
@@ -454,15 +350,15 @@ class PostgresStateStore : public StateStore {
                                  .Add(static_cast<int64_t>(shard.records)))
                             .status());
       }
-      return InsertRoundAndUnits(first_round, units);
+      return InsertRoundAndUnits(*session, first_round, units);
     });
   }
 
   absl::StatusOr<std::optional<JobRecord>> GetJob(
       const std::string& job_id) override {
-    absl::MutexLock lock(&mu_);
+    ASSIGN_OR_RETURN(PgSessionPool::Handle session, pool_.Acquire());
     ASSIGN_OR_RETURN(PgResult result,
-                     Exec(absl::StrCat("SELECT ", kJobColumns,
+                     session->Exec(absl::StrCat("SELECT ", kJobColumns,
                                        " FROM jobs WHERE job_id=$1"),
                           Params().Add(job_id)));
     if (PQntuples(result.get()) == 0) return std::nullopt;
@@ -471,9 +367,9 @@ class PostgresStateStore : public StateStore {
   }
 
   absl::StatusOr<std::vector<JobRecord>> ListJobs() override {
-    absl::MutexLock lock(&mu_);
+    ASSIGN_OR_RETURN(PgSessionPool::Handle session, pool_.Acquire());
     ASSIGN_OR_RETURN(PgResult result,
-                     Exec(absl::StrCat("SELECT ", kJobColumns,
+                     session->Exec(absl::StrCat("SELECT ", kJobColumns,
                                        " FROM jobs ORDER BY seq DESC"),
                           Params()));
     std::vector<JobRecord> jobs;
@@ -486,9 +382,9 @@ class PostgresStateStore : public StateStore {
 
   absl::Status SetJobState(const std::string& job_id, v1::JobState state,
                            const std::string& message) override {
-    absl::MutexLock lock(&mu_);
-    return Transaction([&]() -> absl::Status {
-      RETURN_IF_ERROR(Exec("UPDATE jobs SET state=$1, message=$2 WHERE "
+    ASSIGN_OR_RETURN(PgSessionPool::Handle session, pool_.Acquire());
+    return session->Transaction([&]() -> absl::Status {
+      RETURN_IF_ERROR(session->Exec("UPDATE jobs SET state=$1, message=$2 WHERE "
                            "job_id=$3",
                            Params()
                                .Add(static_cast<int64_t>(state))
@@ -497,7 +393,7 @@ class PostgresStateStore : public StateStore {
                           .status());
       if (state == v1::JOB_RUNNING || state == v1::JOB_PENDING)
         return absl::OkStatus();
-      return Exec("UPDATE units SET state=$1, worker_id='', "
+      return session->Exec("UPDATE units SET state=$1, worker_id='', "
                   "lease_deadline_ms=0 WHERE job_id=$2 AND state=$3",
                   Params()
                       .Add(static_cast<int64_t>(v1::UNIT_PENDING))
@@ -509,9 +405,9 @@ class PostgresStateStore : public StateStore {
 
   absl::StatusOr<std::vector<ShardRecord>> ListShards(
       const std::string& job_id) override {
-    absl::MutexLock lock(&mu_);
+    ASSIGN_OR_RETURN(PgSessionPool::Handle session, pool_.Acquire());
     ASSIGN_OR_RETURN(PgResult result,
-                     Exec("SELECT shard_index, blob, records FROM shards "
+                     session->Exec("SELECT shard_index, blob, records FROM shards "
                           "WHERE job_id=$1 ORDER BY shard_index",
                           Params().Add(job_id)));
     std::vector<ShardRecord> shards;
@@ -524,9 +420,9 @@ class PostgresStateStore : public StateStore {
 
   absl::StatusOr<std::optional<ShardRecord>> GetShard(
       const std::string& job_id, uint32_t shard_index) override {
-    absl::MutexLock lock(&mu_);
+    ASSIGN_OR_RETURN(PgSessionPool::Handle session, pool_.Acquire());
     ASSIGN_OR_RETURN(PgResult result,
-                     Exec("SELECT shard_index, blob, records FROM shards "
+                     session->Exec("SELECT shard_index, blob, records FROM shards "
                           "WHERE job_id=$1 AND shard_index=$2",
                           Params().Add(job_id).Add(
                               static_cast<int64_t>(shard_index))));
@@ -537,10 +433,10 @@ class PostgresStateStore : public StateStore {
 
   absl::StatusOr<std::vector<RoundRecord>> ListRounds(
       const std::string& job_id) override {
-    absl::MutexLock lock(&mu_);
+    ASSIGN_OR_RETURN(PgSessionPool::Handle session, pool_.Acquire());
     ASSIGN_OR_RETURN(
         PgResult result,
-        Exec(absl::StrCat("SELECT ", kRoundColumns,
+        session->Exec(absl::StrCat("SELECT ", kRoundColumns,
                           " FROM rounds WHERE job_id=$1 ORDER BY round"),
              Params().Add(job_id)));
     std::vector<RoundRecord> rounds;
@@ -551,10 +447,10 @@ class PostgresStateStore : public StateStore {
 
   absl::StatusOr<std::optional<RoundRecord>> GetRound(const std::string& job_id,
                                                       uint64_t round) override {
-    absl::MutexLock lock(&mu_);
+    ASSIGN_OR_RETURN(PgSessionPool::Handle session, pool_.Acquire());
     ASSIGN_OR_RETURN(
         PgResult result,
-        Exec(absl::StrCat("SELECT ", kRoundColumns,
+        session->Exec(absl::StrCat("SELECT ", kRoundColumns,
                           " FROM rounds WHERE job_id=$1 AND round=$2"),
              Params().Add(job_id).Add(static_cast<int64_t>(round))));
     if (PQntuples(result.get()) == 0) return std::nullopt;
@@ -563,10 +459,10 @@ class PostgresStateStore : public StateStore {
 
   absl::StatusOr<RoundProgress> GetRoundProgress(const std::string& job_id,
                                                  uint64_t round) override {
-    absl::MutexLock lock(&mu_);
+    ASSIGN_OR_RETURN(PgSessionPool::Handle session, pool_.Acquire());
     ASSIGN_OR_RETURN(
         PgResult result,
-        Exec("SELECT kind, state, count FROM round_unit_counts WHERE "
+        session->Exec("SELECT kind, state, count FROM round_unit_counts WHERE "
              "job_id=$1 AND round=$2",
              Params().Add(job_id).Add(static_cast<int64_t>(round))));
     RoundProgress progress;
@@ -581,9 +477,9 @@ class PostgresStateStore : public StateStore {
 
   absl::StatusOr<std::optional<UnitRecord>> GetUnit(
       const std::string& unit_id) override {
-    absl::MutexLock lock(&mu_);
+    ASSIGN_OR_RETURN(PgSessionPool::Handle session, pool_.Acquire());
     ASSIGN_OR_RETURN(PgResult result,
-                     Exec(absl::StrCat("SELECT ", kUnitColumns,
+                     session->Exec(absl::StrCat("SELECT ", kUnitColumns,
                                        " FROM units WHERE unit_id=$1"),
                           Params().Add(unit_id)));
     if (PQntuples(result.get()) == 0) return std::nullopt;
@@ -592,10 +488,10 @@ class PostgresStateStore : public StateStore {
 
   absl::StatusOr<std::vector<UnitRecord>> ListUnits(const std::string& job_id,
                                                     uint64_t round) override {
-    absl::MutexLock lock(&mu_);
+    ASSIGN_OR_RETURN(PgSessionPool::Handle session, pool_.Acquire());
     ASSIGN_OR_RETURN(
         PgResult result,
-        Exec(absl::StrCat("SELECT ", kUnitColumns,
+        session->Exec(absl::StrCat("SELECT ", kUnitColumns,
                           " FROM units WHERE job_id=$1 AND round=$2 "
                           "ORDER BY kind, attempt, shard_index, replica"),
              Params().Add(job_id).Add(static_cast<int64_t>(round))));
@@ -605,12 +501,12 @@ class PostgresStateStore : public StateStore {
   absl::StatusOr<std::optional<UnitRecord>> LeaseNextUnit(
       const std::string& job_id, uint64_t round, const std::string& worker_id,
       int64_t deadline_ms) override {
-    absl::MutexLock lock(&mu_);
+    ASSIGN_OR_RETURN(PgSessionPool::Handle session, pool_.Acquire());
     std::optional<UnitRecord> leased;
-    RETURN_IF_ERROR(Transaction([&]() -> absl::Status {
+    RETURN_IF_ERROR(session->Transaction([&]() -> absl::Status {
       ASSIGN_OR_RETURN(
           PgResult open,
-          Exec("SELECT r.candidate_attempt FROM rounds r JOIN jobs j ON "
+          session->Exec("SELECT r.candidate_attempt FROM rounds r JOIN jobs j ON "
                "j.job_id=r.job_id WHERE r.job_id=$1 AND r.round=$2 AND "
                "r.adapter_version=0 AND j.state=$3",
                Params()
@@ -633,7 +529,7 @@ class PostgresStateStore : public StateStore {
       if (!training) params.Add(static_cast<int64_t>(v1::WORK_VALIDATE));
       ASSIGN_OR_RETURN(
           PgResult found,
-          Exec(absl::StrCat(
+          session->Exec(absl::StrCat(
                    "SELECT ", kUnitColumns,
                    " FROM units u WHERE job_id=$1 AND round=$2 AND state=$3 ",
                    training ? "" : "AND kind=$7 ",
@@ -654,7 +550,7 @@ class PostgresStateStore : public StateStore {
                params));
       if (PQntuples(found.get()) == 0) return absl::OkStatus();
       UnitRecord unit = ReadUnit(PgRow(found.get(), 0));
-      RETURN_IF_ERROR(Exec("UPDATE units SET state=$1, worker_id=$2, "
+      RETURN_IF_ERROR(session->Exec("UPDATE units SET state=$1, worker_id=$2, "
                            "lease_deadline_ms=$3 WHERE unit_id=$4 AND state=$5",
                            Params()
                                .Add(static_cast<int64_t>(v1::UNIT_LEASED))
@@ -674,11 +570,11 @@ class PostgresStateStore : public StateStore {
 
   absl::Status ReleaseUnit(const std::string& unit_id,
                            const std::string& worker_id) override {
-    absl::MutexLock lock(&mu_);
-    return Transaction([&]() -> absl::Status {
+    ASSIGN_OR_RETURN(PgSessionPool::Handle session, pool_.Acquire());
+    return session->Transaction([&]() -> absl::Status {
       ASSIGN_OR_RETURN(
           PgResult result,
-          Exec("UPDATE units SET state=$1, worker_id='', lease_deadline_ms=0 "
+          session->Exec("UPDATE units SET state=$1, worker_id='', lease_deadline_ms=0 "
                "WHERE unit_id=$2 AND state=$3 AND worker_id=$4",
                Params()
                    .Add(static_cast<int64_t>(v1::UNIT_PENDING))
@@ -695,13 +591,13 @@ class PostgresStateStore : public StateStore {
 
   absl::StatusOr<std::vector<UnitRecord>> ExpireLeases(
       int64_t now_ms) override {
-    absl::MutexLock lock(&mu_);
+    ASSIGN_OR_RETURN(PgSessionPool::Handle session, pool_.Acquire());
     std::vector<UnitRecord> expired;
-    RETURN_IF_ERROR(Transaction([&]() -> absl::Status {
+    RETURN_IF_ERROR(session->Transaction([&]() -> absl::Status {
       // The old values, from the rows this update changed (and locked).
       ASSIGN_OR_RETURN(
           PgResult result,
-          Exec(absl::StrCat("UPDATE units u SET state=$1, worker_id='', "
+          session->Exec(absl::StrCat("UPDATE units u SET state=$1, worker_id='', "
                             "lease_deadline_ms=0 FROM units o WHERE "
                             "u.unit_id=o.unit_id AND u.state=$2 AND "
                             "u.lease_deadline_ms<=$3 RETURNING ",
@@ -718,12 +614,12 @@ class PostgresStateStore : public StateStore {
 
   absl::StatusOr<std::vector<UnitRecord>> ExpireLeasesOfSilentWorkers(
       int64_t heard_before_ms) override {
-    absl::MutexLock lock(&mu_);
+    ASSIGN_OR_RETURN(PgSessionPool::Handle session, pool_.Acquire());
     std::vector<UnitRecord> expired;
-    RETURN_IF_ERROR(Transaction([&]() -> absl::Status {
+    RETURN_IF_ERROR(session->Transaction([&]() -> absl::Status {
       ASSIGN_OR_RETURN(
           PgResult result,
-          Exec(absl::StrCat("UPDATE units u SET state=$1, worker_id='', "
+          session->Exec(absl::StrCat("UPDATE units u SET state=$1, worker_id='', "
                             "lease_deadline_ms=0 FROM units o WHERE "
                             "u.unit_id=o.unit_id AND u.state=$2 AND "
                             "u.worker_id IN (SELECT worker_id FROM workers "
@@ -741,10 +637,10 @@ class PostgresStateStore : public StateStore {
 
   absl::StatusOr<std::vector<UnitRecord>> ListWorkerLeases(
       const std::string& worker_id) override {
-    absl::MutexLock lock(&mu_);
+    ASSIGN_OR_RETURN(PgSessionPool::Handle session, pool_.Acquire());
     ASSIGN_OR_RETURN(
         PgResult result,
-        Exec(absl::StrCat("SELECT ", kUnitColumns,
+        session->Exec(absl::StrCat("SELECT ", kUnitColumns,
                           " FROM units WHERE worker_id=$1 AND state=$2 "
                           "ORDER BY unit_id"),
              Params().Add(worker_id).Add(
@@ -753,19 +649,19 @@ class PostgresStateStore : public StateStore {
   }
 
   absl::Status AddUnits(const std::vector<UnitRecord>& units) override {
-    absl::MutexLock lock(&mu_);
-    return Transaction([&]() { return InsertUnits(units); });
+    ASSIGN_OR_RETURN(PgSessionPool::Handle session, pool_.Acquire());
+    return session->Transaction([&]() { return InsertUnits(*session, units); });
   }
 
   absl::StatusOr<int> SkipPendingReplicas(
       const std::string& job_id, uint64_t round, uint32_t shard_index,
       const std::string& except_unit_id) override {
-    absl::MutexLock lock(&mu_);
+    ASSIGN_OR_RETURN(PgSessionPool::Handle session, pool_.Acquire());
     int skipped = 0;
-    RETURN_IF_ERROR(Transaction([&]() -> absl::Status {
+    RETURN_IF_ERROR(session->Transaction([&]() -> absl::Status {
       ASSIGN_OR_RETURN(
           PgResult result,
-          Exec("UPDATE units SET state=$1 WHERE job_id=$2 AND round=$3 AND "
+          session->Exec("UPDATE units SET state=$1 WHERE job_id=$2 AND round=$3 AND "
                "kind=0 AND shard_index=$4 AND state=$5 AND unit_id<>$6",
                Params()
                    .Add(static_cast<int64_t>(v1::UNIT_SKIPPED))
@@ -783,11 +679,11 @@ class PostgresStateStore : public StateStore {
   absl::Status BeginValidation(
       const RoundRecord& candidate,
       const std::vector<UnitRecord>& validation_units) override {
-    absl::MutexLock lock(&mu_);
-    return Transaction([&]() -> absl::Status {
+    ASSIGN_OR_RETURN(PgSessionPool::Handle session, pool_.Acquire());
+    return session->Transaction([&]() -> absl::Status {
       ASSIGN_OR_RETURN(
           PgResult round,
-          Exec("UPDATE rounds SET candidate_sha256=$1, candidate_attempt=$2, "
+          session->Exec("UPDATE rounds SET candidate_sha256=$1, candidate_attempt=$2, "
                "candidate_rule=$3, deadline_ms=$4 WHERE job_id=$5 AND "
                "round=$6 AND adapter_version=0",
                Params()
@@ -803,7 +699,7 @@ class PostgresStateStore : public StateStore {
                          candidate.job_id, " is not open"));
       }
       RETURN_IF_ERROR(
-          Exec("UPDATE units SET state=$1, worker_id='', lease_deadline_ms=0 "
+          session->Exec("UPDATE units SET state=$1, worker_id='', lease_deadline_ms=0 "
                "WHERE job_id=$2 AND round=$3 AND kind=$4 AND attempt<>$5 AND "
                "state IN ($6, $7)",
                Params()
@@ -815,15 +711,15 @@ class PostgresStateStore : public StateStore {
                    .Add(static_cast<int64_t>(v1::UNIT_PENDING))
                    .Add(static_cast<int64_t>(v1::UNIT_LEASED)))
               .status());
-      return InsertUnits(validation_units);
+      return InsertUnits(*session, validation_units);
     });
   }
 
   absl::Status RecordResult(const ResultRecord& result) override {
-    absl::MutexLock lock(&mu_);
-    return Transaction([&]() -> absl::Status {
+    ASSIGN_OR_RETURN(PgSessionPool::Handle session, pool_.Acquire());
+    return session->Transaction([&]() -> absl::Status {
       RETURN_IF_ERROR(
-          Exec(absl::StrCat("INSERT INTO results (", kResultColumns,
+          session->Exec(absl::StrCat("INSERT INTO results (", kResultColumns,
                             ") VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11)"),
                Params()
                    .Add(result.unit_id)
@@ -839,7 +735,7 @@ class PostgresStateStore : public StateStore {
                    .AddDouble(result.l2_norm))
               .status());
       RETURN_IF_ERROR(
-          Exec("UPDATE units SET state=$1, worker_id=$2, lease_deadline_ms=0 "
+          session->Exec("UPDATE units SET state=$1, worker_id=$2, lease_deadline_ms=0 "
                "WHERE unit_id=$3",
                Params()
                    .Add(static_cast<int64_t>(result.accepted
@@ -848,7 +744,7 @@ class PostgresStateStore : public StateStore {
                    .Add(result.accepted ? result.worker_id : std::string())
                    .Add(result.unit_id))
               .status());
-      return Exec(result.accepted
+      return session->Exec(result.accepted
                       ? "UPDATE workers SET units_accepted=units_accepted+1, "
                         "current_unit_id='' WHERE worker_id=$1"
                       : "UPDATE workers SET units_rejected=units_rejected+1, "
@@ -860,10 +756,10 @@ class PostgresStateStore : public StateStore {
 
   absl::StatusOr<std::vector<ResultRecord>> ListResults(
       const std::string& job_id, uint64_t round) override {
-    absl::MutexLock lock(&mu_);
+    ASSIGN_OR_RETURN(PgSessionPool::Handle session, pool_.Acquire());
     ASSIGN_OR_RETURN(
         PgResult result,
-        Exec(absl::StrCat("SELECT ", kResultColumns,
+        session->Exec(absl::StrCat("SELECT ", kResultColumns,
                           " FROM results WHERE job_id=$1 AND round=$2 "
                           "ORDER BY id"),
              Params().Add(job_id).Add(static_cast<int64_t>(round))));
@@ -878,10 +774,10 @@ class PostgresStateStore : public StateStore {
 
   absl::StatusOr<std::optional<ResultRecord>> GetAcceptedResult(
       const std::string& unit_id) override {
-    absl::MutexLock lock(&mu_);
+    ASSIGN_OR_RETURN(PgSessionPool::Handle session, pool_.Acquire());
     ASSIGN_OR_RETURN(
         PgResult result,
-        Exec(absl::StrCat("SELECT ", kResultColumns,
+        session->Exec(absl::StrCat("SELECT ", kResultColumns,
                           " FROM results WHERE unit_id=$1 AND accepted=1"),
              Params().Add(unit_id)));
     if (PQntuples(result.get()) == 0) return std::nullopt;
@@ -891,10 +787,10 @@ class PostgresStateStore : public StateStore {
 
   absl::Status RecordValidationReport(
       const ValidationReportRecord& report) override {
-    absl::MutexLock lock(&mu_);
-    return Transaction([&]() -> absl::Status {
+    ASSIGN_OR_RETURN(PgSessionPool::Handle session, pool_.Acquire());
+    return session->Transaction([&]() -> absl::Status {
       RETURN_IF_ERROR(
-          Exec(absl::StrCat("INSERT INTO validation_reports (", kReportColumns,
+          session->Exec(absl::StrCat("INSERT INTO validation_reports (", kReportColumns,
                             ") VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11)"),
                Params()
                    .Add(report.unit_id)
@@ -911,7 +807,7 @@ class PostgresStateStore : public StateStore {
               .status());
       ASSIGN_OR_RETURN(
           PgResult unit,
-          Exec("UPDATE units SET state=$1, lease_deadline_ms=0 WHERE "
+          session->Exec("UPDATE units SET state=$1, lease_deadline_ms=0 WHERE "
                "unit_id=$2 AND worker_id=$3 AND state=$4",
                Params()
                    .Add(static_cast<int64_t>(v1::UNIT_ACCEPTED))
@@ -922,7 +818,7 @@ class PostgresStateStore : public StateStore {
         return absl::FailedPreconditionError(absl::StrCat(
             "unit ", report.unit_id, " is not leased to ", report.worker_id));
       }
-      return Exec("UPDATE workers SET units_accepted=units_accepted+1, "
+      return session->Exec("UPDATE workers SET units_accepted=units_accepted+1, "
                   "current_unit_id='' WHERE worker_id=$1",
                   Params().Add(report.worker_id))
           .status();
@@ -931,10 +827,10 @@ class PostgresStateStore : public StateStore {
 
   absl::StatusOr<std::vector<ValidationReportRecord>> ListValidationReports(
       const std::string& job_id, uint64_t round) override {
-    absl::MutexLock lock(&mu_);
+    ASSIGN_OR_RETURN(PgSessionPool::Handle session, pool_.Acquire());
     ASSIGN_OR_RETURN(
         PgResult result,
-        Exec(absl::StrCat("SELECT ", kReportColumns,
+        session->Exec(absl::StrCat("SELECT ", kReportColumns,
                           " FROM validation_reports WHERE job_id=$1 AND "
                           "round=$2 ORDER BY attempt, slice, unit_id"),
              Params().Add(job_id).Add(static_cast<int64_t>(round))));
@@ -949,14 +845,14 @@ class PostgresStateStore : public StateStore {
 
   absl::Status CloseRound(const std::string& job_id, uint64_t round,
                           const RoundOutcome& outcome) override {
-    absl::MutexLock lock(&mu_);
-    return Transaction([&]() -> absl::Status {
+    ASSIGN_OR_RETURN(PgSessionPool::Handle session, pool_.Acquire());
+    return session->Transaction([&]() -> absl::Status {
       // The row lock this takes makes a second replica's close wait, then
       // find adapter_version set and change nothing: a round closes once.
       const uint64_t version = outcome.adapter.adapter.version();
       ASSIGN_OR_RETURN(
           PgResult close,
-          Exec("UPDATE rounds SET adapter_version=$1 WHERE job_id=$2 AND "
+          session->Exec("UPDATE rounds SET adapter_version=$1 WHERE job_id=$2 AND "
                "round=$3 AND adapter_version=0",
                Params()
                    .Add(static_cast<int64_t>(version))
@@ -967,7 +863,7 @@ class PostgresStateStore : public StateStore {
             absl::StrCat("round ", round, " of job ", job_id, " is not open"));
       }
       RETURN_IF_ERROR(
-          Exec("INSERT INTO adapters (job_id, version, model_sha256, "
+          session->Exec("INSERT INTO adapters (job_id, version, model_sha256, "
                "config_sha256, adapter) VALUES ($1,$2,$3,$4,$5)",
                Params()
                    .Add(job_id)
@@ -977,7 +873,7 @@ class PostgresStateStore : public StateStore {
                    .AddMessage(outcome.adapter.adapter))
               .status());
       RETURN_IF_ERROR(
-          Exec("UPDATE units SET state=$1, worker_id='', lease_deadline_ms=0 "
+          session->Exec("UPDATE units SET state=$1, worker_id='', lease_deadline_ms=0 "
                "WHERE job_id=$2 AND round=$3 AND state=$4",
                Params()
                    .Add(static_cast<int64_t>(v1::UNIT_PENDING))
@@ -987,7 +883,7 @@ class PostgresStateStore : public StateStore {
               .status());
       for (const ResultVerdict& credit : outcome.credited) {
         RETURN_IF_ERROR(
-            Exec("UPDATE workers SET credit_flop=credit_flop+$1, "
+            session->Exec("UPDATE workers SET credit_flop=credit_flop+$1, "
                  "validated_streak=validated_streak+$2 WHERE worker_id=$3",
                  Params()
                      .AddDouble(credit.credit_flop)
@@ -1000,7 +896,7 @@ class PostgresStateStore : public StateStore {
         // The unit's accepted delta or validation report, whichever it has.
         for (const char* table : {"results", "validation_reports"}) {
           RETURN_IF_ERROR(
-              Exec(absl::StrCat("UPDATE ", table,
+              session->Exec(absl::StrCat("UPDATE ", table,
                                 " SET accepted=0, reject_reason=$1, "
                                 "message=$2 WHERE unit_id=$3 AND accepted=1"),
                    Params()
@@ -1009,19 +905,19 @@ class PostgresStateStore : public StateStore {
                        .Add(excluded.unit_id))
                   .status());
         }
-        RETURN_IF_ERROR(Exec("UPDATE units SET state=$1 WHERE unit_id=$2",
+        RETURN_IF_ERROR(session->Exec("UPDATE units SET state=$1 WHERE unit_id=$2",
                              Params()
                                  .Add(static_cast<int64_t>(v1::UNIT_REJECTED))
                                  .Add(excluded.unit_id))
                             .status());
         RETURN_IF_ERROR(
-            Exec("UPDATE workers SET units_accepted=units_accepted-1, "
+            session->Exec("UPDATE workers SET units_accepted=units_accepted-1, "
                  "units_rejected=units_rejected+1 WHERE worker_id=$1",
                  Params().Add(excluded.worker_id))
                 .status());
         if (excluded.replica == ResultVerdict::Replica::kDisagreed) {
           RETURN_IF_ERROR(
-              Exec("UPDATE workers SET validated_streak=0, "
+              session->Exec("UPDATE workers SET validated_streak=0, "
                    "units_invalid=units_invalid+1 WHERE worker_id=$1",
                    Params().Add(excluded.worker_id))
                   .status());
@@ -1029,9 +925,9 @@ class PostgresStateStore : public StateStore {
       }
       if (outcome.next_round.has_value()) {
         RETURN_IF_ERROR(
-            InsertRoundAndUnits(*outcome.next_round, outcome.next_units));
+            InsertRoundAndUnits(*session, *outcome.next_round, outcome.next_units));
       }
-      return Exec("UPDATE jobs SET latest_version=$1, current_round=$2, "
+      return session->Exec("UPDATE jobs SET latest_version=$1, current_round=$2, "
                   "state=$3 WHERE job_id=$4",
                   Params()
                       .Add(static_cast<int64_t>(version))
@@ -1049,13 +945,13 @@ class PostgresStateStore : public StateStore {
 
   absl::StatusOr<std::optional<AdapterRecord>> GetAdapter(
       const std::string& job_id, uint64_t version) override {
-    absl::MutexLock lock(&mu_);
+    ASSIGN_OR_RETURN(PgSessionPool::Handle session, pool_.Acquire());
     Params params;
     params.Add(job_id);
     if (version != 0) params.Add(static_cast<int64_t>(version));
     ASSIGN_OR_RETURN(
         PgResult result,
-        Exec(version == 0 ? "SELECT adapter FROM adapters WHERE job_id=$1 "
+        session->Exec(version == 0 ? "SELECT adapter FROM adapters WHERE job_id=$1 "
                             "ORDER BY version DESC LIMIT 1"
                           : "SELECT adapter FROM adapters WHERE job_id=$1 "
                             "AND version=$2",
@@ -1068,9 +964,9 @@ class PostgresStateStore : public StateStore {
 
   absl::StatusOr<bool> IsPublishedAdapterBlob(
       const std::string& sha256) override {
-    absl::MutexLock lock(&mu_);
+    ASSIGN_OR_RETURN(PgSessionPool::Handle session, pool_.Acquire());
     ASSIGN_OR_RETURN(PgResult result,
-                     Exec("SELECT 1 FROM adapters WHERE model_sha256=$1 OR "
+                     session->Exec("SELECT 1 FROM adapters WHERE model_sha256=$1 OR "
                           "config_sha256=$1 LIMIT 1",
                           Params().Add(sha256)));
     return PQntuples(result.get()) > 0;
@@ -1085,13 +981,6 @@ class PostgresStateStore : public StateStore {
     return shard;
   }
 
-  static std::vector<UnitRecord> ReadUnits(const PGresult* result) {
-    std::vector<UnitRecord> units;
-    for (int row = 0; row < PQntuples(result); ++row)
-      units.push_back(ReadUnit(PgRow(result, row)));
-    return units;
-  }
-
   // "a, b" -> "o.a, o.b".
   static std::string Prefixed(absl::string_view prefix,
                               absl::string_view columns) {
@@ -1102,94 +991,11 @@ class PostgresStateStore : public StateStore {
     return out;
   }
 
-  static int Changes(const PGresult* result) {
-    int changes = 0;
-    if (!absl::SimpleAtoi(PQcmdTuples(const_cast<PGresult*>(result)),
-                          &changes)) {
-      return 0;
-    }
-    return changes;
-  }
-
-  // Runs `sql` with `params` as a statement prepared once per connection.
-  absl::StatusOr<PgResult> Exec(const std::string& sql, const Params& params)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (params.has_nul()) {
-      return absl::InvalidArgumentError(
-          "a text value holds a NUL byte, which PostgreSQL cannot store");
-    }
-    auto prepared = statements_.find(sql);
-    if (prepared == statements_.end()) {
-      const std::string name = absl::StrCat("s", statements_.size());
-      PgResult result(PQprepare(connection_.get(), name.c_str(), sql.c_str(),
-                                params.size(), nullptr));
-      if (PQresultStatus(result.get()) != PGRES_COMMAND_OK) {
-        absl::Status error = PgError(result.get(), connection_.get());
-        return absl::Status(error.code(),
-                            absl::StrCat(error.message(), " in: ", sql));
-      }
-      prepared = statements_.emplace(sql, name).first;
-    }
-    const std::vector<const char*> values = params.values();
-    const std::vector<int> lengths = params.lengths();
-    PgResult result(PQexecPrepared(connection_.get(), prepared->second.c_str(),
-                                   params.size(), values.data(),
-                                   lengths.data(), params.formats().data(),
-                                   /*resultFormat=*/0));
-    const ExecStatusType status = PQresultStatus(result.get());
-    if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK)
-      return Failed(result.get());
-    return result;
-  }
-
-  // A statement without parameters (session settings, the schema).
-  absl::Status ExecPlain(const char* sql) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    PgResult result(PQexec(connection_.get(), sql));
-    const ExecStatusType status = PQresultStatus(result.get());
-    if (status != PGRES_COMMAND_OK && status != PGRES_TUPLES_OK)
-      return Failed(result.get());
-    return absl::OkStatus();
-  }
-
-  // The error of `result`; a lost connection is re-established for the
-  // next call (its prepared statements are gone with it).
-  absl::Status Failed(const PGresult* result)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    absl::Status error = PgError(result, connection_.get());
-    if (PQstatus(connection_.get()) != CONNECTION_OK) {
-      PQreset(connection_.get());
-      statements_.clear();
-      in_transaction_ = false;
-      if (PQstatus(connection_.get()) == CONNECTION_OK) {
-        PgResult set(PQexec(connection_.get(), "SET synchronous_commit = off"));
-      }
-    }
-    return error;
-  }
-
-  // Runs `body` as one transaction, committed (visible, and durable after
-  // the next Sync()) when it succeeds and rolled back when it fails.
-  template <typename Body>
-  absl::Status Transaction(Body body) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    RETURN_IF_ERROR(ExecPlain("BEGIN"));
-    in_transaction_ = true;
-    absl::Status status = body();
-    if (!status.ok()) {
-      if (in_transaction_) (void)ExecPlain("ROLLBACK");
-      in_transaction_ = false;
-      return status;
-    }
-    in_transaction_ = false;
-    RETURN_IF_ERROR(ExecPlain("COMMIT"));
-    group_commit_.NoteCommit();
-    return absl::OkStatus();
-  }
-
-  absl::Status InsertUnits(const std::vector<UnitRecord>& units)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+  static absl::Status InsertUnits(PgSession& session,
+                                  const std::vector<UnitRecord>& units) {
     for (const UnitRecord& unit : units) {
       RETURN_IF_ERROR(
-          Exec(absl::StrCat("INSERT INTO units (", kUnitColumns,
+          session.Exec(absl::StrCat("INSERT INTO units (", kUnitColumns,
                             ") VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10)"),
                Params()
                    .Add(unit.unit_id)
@@ -1207,10 +1013,10 @@ class PostgresStateStore : public StateStore {
     return absl::OkStatus();
   }
 
-  absl::Status InsertRoundAndUnits(const RoundRecord& round,
-                                   const std::vector<UnitRecord>& units)
-      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    RETURN_IF_ERROR(Exec("INSERT INTO rounds (job_id, round, parent_version, "
+  static absl::Status InsertRoundAndUnits(PgSession& session,
+                                          const RoundRecord& round,
+                                          const std::vector<UnitRecord>& units) {
+    RETURN_IF_ERROR(session.Exec("INSERT INTO rounds (job_id, round, parent_version, "
                          "opened_ms, deadline_ms, adapter_version) VALUES "
                          "($1,$2,$3,$4,$5,0)",
                          Params()
@@ -1220,38 +1026,24 @@ class PostgresStateStore : public StateStore {
                              .Add(round.opened_ms)
                              .Add(round.deadline_ms))
                         .status());
-    return InsertUnits(units);
+    return InsertUnits(session, units);
   }
 
-  // One synchronous commit on the second connection: the server flushes
-  // its WAL up to it, which covers every commit made before it began.
-  // Runs without mu_, so calls go on while it waits for the disk.
+  // One synchronous commit on its own session: the server flushes its WAL
+  // up to it, which covers every commit made before it began. Runs without
+  // holding a pool session, so calls go on while it waits for the disk.
   absl::Status SyncWal() {
     absl::MutexLock lock(&sync_mu_);
-    PgResult result(
-        PQexec(sync_connection_.get(),
-               "UPDATE durability_marker SET syncs=syncs+1 WHERE id=1"));
-    if (PQresultStatus(result.get()) != PGRES_COMMAND_OK) {
-      absl::Status error = PgError(result.get(), sync_connection_.get());
-      if (PQstatus(sync_connection_.get()) != CONNECTION_OK) {
-        PQreset(sync_connection_.get());
-        PgResult set(
-            PQexec(sync_connection_.get(), "SET synchronous_commit = on"));
-      }
-      return error;
-    }
-    return absl::OkStatus();
+    return sync_session_
+        ->Exec("UPDATE durability_marker SET syncs=syncs+1 WHERE id=1",
+               Params())
+        .status();
   }
 
-  absl::Mutex mu_;
-  PgConnection connection_ ABSL_GUARDED_BY(mu_);
-  // SQL -> name of its prepared statement on connection_.
-  absl::flat_hash_map<std::string, std::string> statements_
-      ABSL_GUARDED_BY(mu_);
-  bool in_transaction_ ABSL_GUARDED_BY(mu_) = false;
-  absl::Mutex sync_mu_;
-  PgConnection sync_connection_ ABSL_GUARDED_BY(sync_mu_);
   internal::GroupCommit group_commit_;
+  PgSessionPool pool_;
+  absl::Mutex sync_mu_;
+  std::unique_ptr<PgSession> sync_session_ ABSL_GUARDED_BY(sync_mu_);
 };
 
 }  // namespace
@@ -1263,10 +1055,10 @@ bool IsPostgresConninfo(const std::string& state) {
 
 absl::StatusOr<std::unique_ptr<StateStore>> OpenPostgresStateStore(
     const std::string& conninfo) {
-  ASSIGN_OR_RETURN(PgConnection connection, Connect(conninfo));
-  ASSIGN_OR_RETURN(PgConnection sync_connection, Connect(conninfo));
+  ASSIGN_OR_RETURN(PgConnection sync_connection,
+                   internal::ConnectPg(conninfo, kSyncCommit));
   auto store = std::make_unique<PostgresStateStore>(
-      std::move(connection), std::move(sync_connection));
+      conninfo, kSessionsPerReplica, std::move(sync_connection));
   RETURN_IF_ERROR(store->Init());
   return store;
 }

@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <atomic>
 #include <functional>
 #include <memory>
 #include <set>
@@ -294,6 +295,42 @@ TEST_P(StateStoreContractTest, ConcurrentLeasersNeverShareAUnit) {
             static_cast<size_t>(kUnits));
   EXPECT_EQ(Count(v1::WORK_TRAIN, v1::UNIT_LEASED),
             static_cast<uint64_t>(kUnits));
+}
+
+// Leases and releases racing on one round (as two replicas, or one
+// replica's call threads, make them) all succeed, and the counters end
+// where the units are.
+TEST_P(StateStoreContractTest, RacingLeasesAndReleasesAllSucceed) {
+  constexpr int kUnits = 40;
+  constexpr int kWorkers = 8;
+  constexpr int kCycles = 25;
+  CreateJob(kJob, kUnits, 1);
+  std::atomic<int> failures{0};
+  absl::Mutex mu;
+  std::string first_failure;
+  std::vector<std::thread> workers;
+  for (int w = 0; w < kWorkers; ++w) {
+    workers.emplace_back([&, w] {
+      const std::string worker = absl::StrCat("w-", w);
+      for (int cycle = 0; cycle < kCycles; ++cycle) {
+        auto unit = store_->LeaseNextUnit(kJob, 1, worker, 9);
+        absl::Status released =
+            !unit.ok() ? unit.status()
+            : !unit->has_value()
+                ? absl::NotFoundError("no unit to lease")
+                : store_->ReleaseUnit((*unit)->unit_id, worker);
+        if (!released.ok()) {
+          absl::MutexLock lock(&mu);
+          if (failures++ == 0) first_failure = released.ToString();
+        }
+      }
+    });
+  }
+  for (std::thread& worker : workers) worker.join();
+  EXPECT_EQ(failures.load(), 0) << first_failure;
+  EXPECT_EQ(Count(v1::WORK_TRAIN, v1::UNIT_PENDING),
+            static_cast<uint64_t>(kUnits));
+  EXPECT_EQ(Count(v1::WORK_TRAIN, v1::UNIT_LEASED), 0u);
 }
 
 TEST_P(StateStoreContractTest, HeartbeatBatchesAreWrittenAndNeverMoveBack) {
