@@ -7,6 +7,7 @@
 
 #include <libpq-fe.h>
 
+#include <algorithm>
 #include <memory>
 #include <optional>
 #include <string>
@@ -340,16 +341,14 @@ class PostgresStateStore : public StateStore {
                    .AddMessage(job.adapter_config)
                    .Add(static_cast<int64_t>(job.estimated_memory_bytes)))
               .status());
-      for (const ShardRecord& shard : shards) {
-        RETURN_IF_ERROR(session->Exec("INSERT INTO shards (job_id, shard_index, blob, "
-                             "records) VALUES ($1,$2,$3,$4)",
-                             Params()
-                                 .Add(job.job_id)
-                                 .Add(static_cast<int64_t>(shard.shard_index))
-                                 .AddMessage(shard.blob)
-                                 .Add(static_cast<int64_t>(shard.records)))
-                            .status());
-      }
+      RETURN_IF_ERROR(InsertRows(
+          *session, "shards (job_id, shard_index, blob, records)", 4, shards,
+          [&](const ShardRecord& shard, Params& params) {
+            params.Add(job.job_id)
+                .Add(static_cast<int64_t>(shard.shard_index))
+                .AddMessage(shard.blob)
+                .Add(static_cast<int64_t>(shard.records));
+          }));
       return InsertRoundAndUnits(*session, first_round, units);
     });
   }
@@ -519,6 +518,10 @@ class PostgresStateStore : public StateStore {
       const bool training = PgRow(open.get(), 0).Int(0) == 0;
       // In index order (units_leasable); SKIP LOCKED passes over a unit
       // another replica is leasing right now instead of waiting for it.
+      // The checks are scalar subqueries, not NOT EXISTS: PostgreSQL turns
+      // NOT EXISTS into an anti-join over every pending unit of the round,
+      // while a subquery runs per candidate and the scan stops at the first
+      // that passes, whatever the round's size.
       Params params;
       params.Add(job_id)
           .Add(static_cast<int64_t>(round))
@@ -533,18 +536,19 @@ class PostgresStateStore : public StateStore {
                    "SELECT ", kUnitColumns,
                    " FROM units u WHERE job_id=$1 AND round=$2 AND state=$3 ",
                    training ? "" : "AND kind=$7 ",
-                   "AND NOT EXISTS (SELECT 1 FROM units o WHERE "
+                   "AND (SELECT 1 FROM units o WHERE "
                    "o.job_id=u.job_id AND o.round=u.round AND "
                    "o.shard_index=u.shard_index AND o.worker_id=$4 AND "
                    "o.kind=u.kind AND o.attempt=u.attempt AND "
-                   "o.state IN ($5, $6)) "
-                   "AND (u.kind<>0 OR NOT EXISTS (SELECT 1 FROM results r "
+                   "o.state IN ($5, $6) LIMIT 1) IS NULL "
+                   "AND (u.kind<>0 OR (SELECT 1 FROM results r "
                    "WHERE r.job_id=u.job_id AND r.round=u.round AND "
-                   "r.shard_index=u.shard_index AND r.worker_id=$4)) "
-                   "AND (u.kind=0 OR NOT EXISTS (SELECT 1 FROM "
+                   "r.shard_index=u.shard_index AND r.worker_id=$4 LIMIT 1) "
+                   "IS NULL) "
+                   "AND (u.kind=0 OR (SELECT 1 FROM "
                    "validation_reports v WHERE v.job_id=u.job_id AND "
                    "v.round=u.round AND v.slice=u.shard_index AND "
-                   "v.worker_id=$4 AND v.attempt=u.attempt)) "
+                   "v.worker_id=$4 AND v.attempt=u.attempt LIMIT 1) IS NULL) "
                    "ORDER BY kind DESC, replica, shard_index LIMIT 1 "
                    "FOR UPDATE SKIP LOCKED"),
                params));
@@ -991,26 +995,46 @@ class PostgresStateStore : public StateStore {
     return out;
   }
 
-  static absl::Status InsertUnits(PgSession& session,
-                                  const std::vector<UnitRecord>& units) {
-    for (const UnitRecord& unit : units) {
-      RETURN_IF_ERROR(
-          session.Exec(absl::StrCat("INSERT INTO units (", kUnitColumns,
-                            ") VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10)"),
-               Params()
-                   .Add(unit.unit_id)
-                   .Add(unit.job_id)
-                   .Add(static_cast<int64_t>(unit.round))
-                   .Add(static_cast<int64_t>(unit.shard_index))
-                   .Add(static_cast<int64_t>(unit.replica))
-                   .Add(static_cast<int64_t>(unit.state))
-                   .Add(unit.worker_id)
-                   .Add(unit.lease_deadline_ms)
-                   .Add(static_cast<int64_t>(unit.kind))
-                   .Add(static_cast<int64_t>(unit.attempt)))
-              .status());
+  // Inserts `rows` into `table` ("name (columns)") in statements of up to
+  // kRowsPerInsert rows each, `columns` values per row added by `add`: a
+  // 50,000-shard job is a hundred round trips, not a hundred thousand.
+  template <typename Row, typename AddRow>
+  static absl::Status InsertRows(PgSession& session, absl::string_view table,
+                                 int columns, const std::vector<Row>& rows,
+                                 AddRow add) {
+    constexpr size_t kRowsPerInsert = 500;
+    for (size_t begin = 0; begin < rows.size(); begin += kRowsPerInsert) {
+      const size_t end = std::min(rows.size(), begin + kRowsPerInsert);
+      std::string sql = absl::StrCat("INSERT INTO ", table, " VALUES ");
+      Params params;
+      int next = 1;
+      for (size_t row = begin; row < end; ++row) {
+        absl::StrAppend(&sql, row == begin ? "(" : ",(");
+        for (int column = 0; column < columns; ++column)
+          absl::StrAppend(&sql, column == 0 ? "$" : ",$", next++);
+        absl::StrAppend(&sql, ")");
+        add(rows[row], params);
+      }
+      RETURN_IF_ERROR(session.Exec(sql, params).status());
     }
     return absl::OkStatus();
+  }
+
+  static absl::Status InsertUnits(PgSession& session,
+                                  const std::vector<UnitRecord>& units) {
+    return InsertRows(session, absl::StrCat("units (", kUnitColumns, ")"), 10,
+                      units, [](const UnitRecord& unit, Params& params) {
+                        params.Add(unit.unit_id)
+                            .Add(unit.job_id)
+                            .Add(static_cast<int64_t>(unit.round))
+                            .Add(static_cast<int64_t>(unit.shard_index))
+                            .Add(static_cast<int64_t>(unit.replica))
+                            .Add(static_cast<int64_t>(unit.state))
+                            .Add(unit.worker_id)
+                            .Add(unit.lease_deadline_ms)
+                            .Add(static_cast<int64_t>(unit.kind))
+                            .Add(static_cast<int64_t>(unit.attempt));
+                      });
   }
 
   static absl::Status InsertRoundAndUnits(PgSession& session,
