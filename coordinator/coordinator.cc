@@ -277,7 +277,7 @@ absl::StatusOr<v1::LeaseWorkUnitResponse> Coordinator::LeaseWorkUnit(
     ASSIGN_OR_RETURN(*response.mutable_unit(), DescribeUnit(job, *unit));
     response.set_retry_after_ms(0);
     metrics().RecordLease(unit->kind == v1::WORK_VALIDATE ? "validation"
-                                                            : "training");
+                                                          : "training");
     return response;
   }
   if (!capped_job.empty()) {

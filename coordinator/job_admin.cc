@@ -558,8 +558,9 @@ absl::StatusOr<MetricsSnapshot> Coordinator::CollectMetricsSnapshot() {
     for (const auto& [key, count] : progress.counts) {
       const std::string kind =
           key.first == v1::WORK_VALIDATE ? "validation" : "training";
-      snapshot.units[{kind, LabelValue(v1::UnitState_Name(key.second),
-                                       "UNIT_")}] += count;
+      snapshot
+          .units[{kind, LabelValue(v1::UnitState_Name(key.second), "UNIT_")}] +=
+          count;
     }
   }
   ASSIGN_OR_RETURN(std::vector<WorkerRecord> workers, state_->ListWorkers());

@@ -17,22 +17,25 @@ namespace {
 // Unary calls answer in well under a millisecond when nothing waits and in
 // seconds when the disk stalls; uploads and fetches take longer.
 const prometheus::Histogram::BucketBoundaries& RpcBuckets() {
-  static const auto* const kBuckets = new prometheus::Histogram::BucketBoundaries{
-      0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
-      0.1,     0.25,   0.5,   1,      2.5,   5,    10,   30};
+  static const auto* const kBuckets =
+      new prometheus::Histogram::BucketBoundaries{
+          0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+          0.1,     0.25,   0.5,   1,      2.5,   5,    10,    30};
   return *kBuckets;
 }
 
 // From a minute-long demo round to a day-long community one.
 const prometheus::Histogram::BucketBoundaries& RoundBuckets() {
-  static const auto* const kBuckets = new prometheus::Histogram::BucketBoundaries{
-      1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600, 86400};
+  static const auto* const kBuckets =
+      new prometheus::Histogram::BucketBoundaries{
+          1, 5, 15, 30, 60, 120, 300, 600, 1800, 3600, 7200, 21600, 86400};
   return *kBuckets;
 }
 
 const prometheus::Histogram::BucketBoundaries& AggregationBuckets() {
-  static const auto* const kBuckets = new prometheus::Histogram::BucketBoundaries{
-      0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600};
+  static const auto* const kBuckets =
+      new prometheus::Histogram::BucketBoundaries{
+          0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600};
   return *kBuckets;
 }
 
@@ -100,12 +103,11 @@ struct CoordinatorMetrics::Families {
                 .Help("Worker liveness records written in batches")
                 .Register(registry)
                 .Add({})),
-        snapshot_failures(
-            prometheus::BuildCounter()
-                .Name("openforce_metrics_snapshot_failures_total")
-                .Help("Scrapes whose levels could not be read")
-                .Register(registry)
-                .Add({})) {}
+        snapshot_failures(prometheus::BuildCounter()
+                              .Name("openforce_metrics_snapshot_failures_total")
+                              .Help("Scrapes whose levels could not be read")
+                              .Register(registry)
+                              .Add({})) {}
 
   prometheus::Family<prometheus::Counter>& rpcs;
   prometheus::Family<prometheus::Histogram>& rpc_seconds;
@@ -146,8 +148,8 @@ class CoordinatorMetrics::SnapshotCollector final
     prometheus::MetricFamily units = GaugeFamily(
         "openforce_units", "Units of the open rounds of running jobs");
     for (const auto& [key, count] : snapshot->units) {
-      units.metric.push_back(Gauge(
-          count, {{"kind", key.first}, {"state", key.second}}));
+      units.metric.push_back(
+          Gauge(count, {{"kind", key.first}, {"state", key.second}}));
     }
     families.push_back(std::move(units));
     prometheus::MetricFamily workers = GaugeFamily(
@@ -168,13 +170,13 @@ class CoordinatorMetrics::SnapshotCollector final
         "openforce_blob_store_bytes", "Bytes of complete blobs in the store");
     blob_bytes.metric.push_back(Gauge(snapshot->blob_bytes, {}));
     families.push_back(std::move(blob_bytes));
-    prometheus::MetricFamily blob_count =
-        GaugeFamily("openforce_blob_store_blobs", "Complete blobs in the store");
+    prometheus::MetricFamily blob_count = GaugeFamily(
+        "openforce_blob_store_blobs", "Complete blobs in the store");
     blob_count.metric.push_back(Gauge(snapshot->blob_count, {}));
     families.push_back(std::move(blob_count));
-    prometheus::MetricFamily partial = GaugeFamily(
-        "openforce_blob_store_partial_upload_bytes",
-        "Bytes of uploads in progress");
+    prometheus::MetricFamily partial =
+        GaugeFamily("openforce_blob_store_partial_upload_bytes",
+                    "Bytes of uploads in progress");
     partial.metric.push_back(Gauge(snapshot->partial_upload_bytes, {}));
     families.push_back(std::move(partial));
     return families;
@@ -183,8 +185,7 @@ class CoordinatorMetrics::SnapshotCollector final
  private:
   prometheus::Counter* const failures_;
   mutable absl::Mutex mu_;
-  std::function<absl::StatusOr<MetricsSnapshot>()> source_
-      ABSL_GUARDED_BY(mu_);
+  std::function<absl::StatusOr<MetricsSnapshot>()> source_ ABSL_GUARDED_BY(mu_);
 };
 
 CoordinatorMetrics::CoordinatorMetrics()
@@ -211,8 +212,7 @@ void CoordinatorMetrics::RecordLease(absl::string_view kind) {
 void CoordinatorMetrics::RecordNoWork() { families_->no_work.Increment(); }
 
 void CoordinatorMetrics::RecordUploadAccepted() {
-  families_->uploads.Add({{"outcome", "accepted"}, {"reason", ""}})
-      .Increment();
+  families_->uploads.Add({{"outcome", "accepted"}, {"reason", ""}}).Increment();
 }
 
 void CoordinatorMetrics::RecordUploadRejected(absl::string_view reason) {

@@ -68,7 +68,8 @@ class CoordinatorMetrics {
 
   // Where levels come from; a failing source leaves them out of that
   // scrape (and counts the failure).
-  void SetSnapshotSource(std::function<absl::StatusOr<MetricsSnapshot>()> source);
+  void SetSnapshotSource(
+      std::function<absl::StatusOr<MetricsSnapshot>()> source);
 
   // Everything above, for an exporter (metrics_exporter.h).
   std::vector<std::shared_ptr<prometheus::Collectable>> collectables() const;

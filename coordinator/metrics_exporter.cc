@@ -43,7 +43,9 @@ absl::StatusOr<std::unique_ptr<MetricsExporter>> MetricsExporter::Start(
   exporter->collectables_ = metrics.collectables();
   exporter->server_ = std::make_unique<httplib::Server>();
   httplib::Server& server = *exporter->server_;
-  server.new_task_queue = [] { return new httplib::ThreadPool(kScrapeThreads); };
+  server.new_task_queue = [] {
+    return new httplib::ThreadPool(kScrapeThreads);
+  };
   server.set_payload_max_length(kMaxRequestBodyBytes);
   // httplib's default also sets SO_REUSEPORT, which would let a second
   // coordinator bind the same port and take half the scrapes.
@@ -73,12 +75,13 @@ absl::StatusOr<std::unique_ptr<MetricsExporter>> MetricsExporter::Start(
           absl::StrCat("cannot serve metrics on ", listen_address));
     }
   } else if (!server.bind_to_port(bind_host, port)) {
-    return absl::UnavailableError(absl::StrCat(
-        "cannot serve metrics on ", listen_address,
-        ": the address is in use or not this machine's"));
+    return absl::UnavailableError(
+        absl::StrCat("cannot serve metrics on ", listen_address,
+                     ": the address is in use or not this machine's"));
   }
   exporter->address_ = absl::StrCat(host, ":", port);
-  exporter->listener_ = std::thread([self] { self->server_->listen_after_bind(); });
+  exporter->listener_ =
+      std::thread([self] { self->server_->listen_after_bind(); });
   return exporter;
 }
 

@@ -25,11 +25,20 @@
 #include "common/status_macros.h"
 #include "coordinator/internal/group_commit.h"
 #include "coordinator/internal/pg_session.h"
+#include "coordinator/internal/postgres_schema.h"
 #include "coordinator/internal/state_rows.h"
 
 namespace openforce::coordinator {
 namespace {
 
+using internal::Changes;
+using internal::kPostgresSchema;
+using internal::Params;
+using internal::PgConnection;
+using internal::PgResult;
+using internal::PgRow;
+using internal::PgSession;
+using internal::PgSessionPool;
 using internal::state_rows::kJobColumns;
 using internal::state_rows::kReportColumns;
 using internal::state_rows::kResultColumns;
@@ -42,13 +51,6 @@ using internal::state_rows::ReadResult;
 using internal::state_rows::ReadRound;
 using internal::state_rows::ReadUnit;
 using internal::state_rows::ReadWorker;
-using internal::Changes;
-using internal::Params;
-using internal::PgConnection;
-using internal::PgResult;
-using internal::PgRow;
-using internal::PgSession;
-using internal::PgSessionPool;
 
 // Commits on pool sessions do not wait for the WAL flush; the sync session's
 // one small commit per group does, and flushes everything before it.
@@ -71,153 +73,6 @@ std::vector<UnitRecord> ReadUnits(const PGresult* result) {
 // starting together do not race each other's CREATE statements.
 constexpr int64_t kSchemaLockKey = 0x6f70656e666f7263;  // "openforc"
 
-constexpr char kSchema[] = R"sql(
-CREATE TABLE IF NOT EXISTS workers (
-  worker_id TEXT PRIMARY KEY,
-  public_key BYTEA NOT NULL,
-  display_name TEXT NOT NULL,
-  profile BYTEA NOT NULL,
-  registered_ms BIGINT NOT NULL,
-  last_heartbeat_ms BIGINT NOT NULL,
-  availability BIGINT NOT NULL,
-  current_unit_id TEXT NOT NULL,
-  units_accepted BIGINT NOT NULL DEFAULT 0,
-  units_rejected BIGINT NOT NULL DEFAULT 0,
-  credit_flop DOUBLE PRECISION NOT NULL DEFAULT 0,
-  validated_streak BIGINT NOT NULL DEFAULT 0,
-  units_invalid BIGINT NOT NULL DEFAULT 0);
-CREATE TABLE IF NOT EXISTS jobs (
-  seq BIGSERIAL PRIMARY KEY,
-  job_id TEXT NOT NULL UNIQUE,
-  spec BYTEA NOT NULL,
-  state BIGINT NOT NULL,
-  current_round BIGINT NOT NULL,
-  latest_version BIGINT NOT NULL,
-  created_ms BIGINT NOT NULL,
-  message TEXT NOT NULL,
-  initial_adapter BYTEA NOT NULL,
-  adapter_config BYTEA NOT NULL,
-  estimated_memory_bytes BIGINT NOT NULL);
-CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs (state);
-CREATE TABLE IF NOT EXISTS shards (
-  job_id TEXT NOT NULL,
-  shard_index BIGINT NOT NULL,
-  blob BYTEA NOT NULL,
-  records BIGINT NOT NULL,
-  PRIMARY KEY (job_id, shard_index));
-CREATE TABLE IF NOT EXISTS rounds (
-  job_id TEXT NOT NULL,
-  round BIGINT NOT NULL,
-  parent_version BIGINT NOT NULL,
-  opened_ms BIGINT NOT NULL,
-  deadline_ms BIGINT NOT NULL,
-  adapter_version BIGINT NOT NULL,
-  candidate_sha256 TEXT NOT NULL DEFAULT '',
-  candidate_attempt BIGINT NOT NULL DEFAULT 0,
-  candidate_rule TEXT NOT NULL DEFAULT '',
-  PRIMARY KEY (job_id, round));
-CREATE TABLE IF NOT EXISTS units (
-  unit_id TEXT PRIMARY KEY,
-  job_id TEXT NOT NULL,
-  round BIGINT NOT NULL,
-  shard_index BIGINT NOT NULL,
-  replica BIGINT NOT NULL,
-  state BIGINT NOT NULL,
-  worker_id TEXT NOT NULL,
-  lease_deadline_ms BIGINT NOT NULL,
-  kind BIGINT NOT NULL DEFAULT 0,
-  attempt BIGINT NOT NULL DEFAULT 0);
-CREATE INDEX IF NOT EXISTS units_by_worker ON units (worker_id, state);
-CREATE INDEX IF NOT EXISTS units_leasable
-  ON units (job_id, round, state, kind DESC, replica, shard_index);
-CREATE INDEX IF NOT EXISTS units_by_shard
-  ON units (job_id, round, shard_index, worker_id);
-CREATE INDEX IF NOT EXISTS units_by_lease_deadline
-  ON units (state, lease_deadline_ms);
-CREATE TABLE IF NOT EXISTS results (
-  id BIGSERIAL PRIMARY KEY,
-  unit_id TEXT NOT NULL,
-  worker_id TEXT NOT NULL,
-  job_id TEXT NOT NULL,
-  round BIGINT NOT NULL,
-  shard_index BIGINT NOT NULL,
-  accepted BIGINT NOT NULL,
-  reject_reason BIGINT NOT NULL,
-  message TEXT NOT NULL,
-  header BYTEA NOT NULL,
-  created_ms BIGINT NOT NULL,
-  l2_norm DOUBLE PRECISION NOT NULL DEFAULT 0);
-CREATE INDEX IF NOT EXISTS results_by_round ON results (job_id, round);
-CREATE INDEX IF NOT EXISTS results_by_shard
-  ON results (job_id, round, shard_index, worker_id);
-CREATE UNIQUE INDEX IF NOT EXISTS one_accepted_result_per_unit
-  ON results (unit_id) WHERE accepted = 1;
-CREATE TABLE IF NOT EXISTS adapters (
-  job_id TEXT NOT NULL,
-  version BIGINT NOT NULL,
-  model_sha256 TEXT NOT NULL,
-  config_sha256 TEXT NOT NULL,
-  adapter BYTEA NOT NULL,
-  PRIMARY KEY (job_id, version));
-CREATE INDEX IF NOT EXISTS adapters_by_model ON adapters (model_sha256);
-CREATE INDEX IF NOT EXISTS adapters_by_config ON adapters (config_sha256);
-CREATE TABLE IF NOT EXISTS validation_reports (
-  unit_id TEXT PRIMARY KEY,
-  worker_id TEXT NOT NULL,
-  job_id TEXT NOT NULL,
-  round BIGINT NOT NULL,
-  attempt BIGINT NOT NULL,
-  slice BIGINT NOT NULL,
-  accepted BIGINT NOT NULL,
-  reject_reason BIGINT NOT NULL,
-  message TEXT NOT NULL,
-  report BYTEA NOT NULL,
-  created_ms BIGINT NOT NULL);
-CREATE INDEX IF NOT EXISTS validation_reports_by_slice
-  ON validation_reports (job_id, round, slice, worker_id);
-CREATE TABLE IF NOT EXISTS round_unit_counts (
-  job_id TEXT NOT NULL,
-  round BIGINT NOT NULL,
-  kind BIGINT NOT NULL,
-  state BIGINT NOT NULL,
-  count BIGINT NOT NULL,
-  PRIMARY KEY (job_id, round, kind, state));
-CREATE OR REPLACE FUNCTION openforce_count_units() RETURNS trigger
-LANGUAGE plpgsql AS $$
-BEGIN
-  -- Counter rows are locked in the order of their state, whichever way
-  -- a unit moves, so that a lease and a release never deadlock.
-  IF TG_OP = 'UPDATE' THEN
-    IF OLD.state = NEW.state THEN
-      RETURN NEW;
-    END IF;
-    IF OLD.state < NEW.state THEN
-      UPDATE round_unit_counts SET count = count - 1
-        WHERE job_id = OLD.job_id AND round = OLD.round AND kind = OLD.kind
-          AND state = OLD.state;
-    END IF;
-  END IF;
-  INSERT INTO round_unit_counts (job_id, round, kind, state, count)
-    VALUES (NEW.job_id, NEW.round, NEW.kind, NEW.state, 1)
-    ON CONFLICT (job_id, round, kind, state)
-    DO UPDATE SET count = round_unit_counts.count + 1;
-  IF TG_OP = 'UPDATE' AND OLD.state > NEW.state THEN
-    UPDATE round_unit_counts SET count = count - 1
-      WHERE job_id = OLD.job_id AND round = OLD.round AND kind = OLD.kind
-        AND state = OLD.state;
-  END IF;
-  RETURN NEW;
-END $$;
-CREATE OR REPLACE TRIGGER units_counted
-  AFTER INSERT OR UPDATE OF state ON units
-  FOR EACH ROW EXECUTE FUNCTION openforce_count_units();
-CREATE TABLE IF NOT EXISTS durability_marker (
-  id BIGINT PRIMARY KEY,
-  syncs BIGINT NOT NULL);
-INSERT INTO durability_marker (id, syncs) VALUES (1, 0)
-  ON CONFLICT (id) DO NOTHING;
-)sql";
-
 class PostgresStateStore : public StateStore {
  public:
   PostgresStateStore(const std::string& conninfo, size_t sessions,
@@ -225,8 +80,8 @@ class PostgresStateStore : public StateStore {
       : group_commit_([this] { return SyncWal(); }),
         pool_(conninfo, kAsyncCommit, sessions,
               [this] { group_commit_.NoteCommit(); }),
-        sync_session_(std::make_unique<PgSession>(
-            std::move(sync_connection), kSyncCommit, nullptr)) {}
+        sync_session_(std::make_unique<PgSession>(std::move(sync_connection),
+                                                  kSyncCommit, nullptr)) {}
 
   absl::Status Init() {
     ASSIGN_OR_RETURN(PgSessionPool::Handle session, pool_.Acquire());
@@ -235,7 +90,7 @@ class PostgresStateStore : public StateStore {
                           ->Exec("SELECT pg_advisory_xact_lock($1)",
                                  Params().Add(kSchemaLockKey))
                           .status());
-      return session->ExecPlain(kSchema);
+      return session->ExecPlain(kPostgresSchema);
     });
   }
 
@@ -246,28 +101,29 @@ class PostgresStateStore : public StateStore {
   absl::Status UpsertWorker(const WorkerRecord& worker) override {
     ASSIGN_OR_RETURN(PgSessionPool::Handle session, pool_.Acquire());
     return session->Transaction([&] {
-      return session->Exec(absl::StrCat(
-                      "INSERT INTO workers (", kWorkerColumns,
-                      ") VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13) "
-                      "ON CONFLICT (worker_id) DO UPDATE SET "
-                      "display_name=excluded.display_name, "
-                      "profile=excluded.profile, "
-                      "last_heartbeat_ms=excluded.last_heartbeat_ms, "
-                      "availability=excluded.availability"),
-                  Params()
-                      .Add(worker.worker_id)
-                      .AddBytes(worker.public_key)
-                      .Add(worker.display_name)
-                      .AddMessage(worker.profile)
-                      .Add(worker.registered_ms)
-                      .Add(worker.last_heartbeat_ms)
-                      .Add(static_cast<int64_t>(worker.availability))
-                      .Add(worker.current_unit_id)
-                      .Add(static_cast<int64_t>(worker.units_accepted))
-                      .Add(static_cast<int64_t>(worker.units_rejected))
-                      .AddDouble(worker.credit_flop)
-                      .Add(static_cast<int64_t>(worker.validated_streak))
-                      .Add(static_cast<int64_t>(worker.units_invalid)))
+      return session
+          ->Exec(absl::StrCat(
+                     "INSERT INTO workers (", kWorkerColumns,
+                     ") VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13) "
+                     "ON CONFLICT (worker_id) DO UPDATE SET "
+                     "display_name=excluded.display_name, "
+                     "profile=excluded.profile, "
+                     "last_heartbeat_ms=excluded.last_heartbeat_ms, "
+                     "availability=excluded.availability"),
+                 Params()
+                     .Add(worker.worker_id)
+                     .AddBytes(worker.public_key)
+                     .Add(worker.display_name)
+                     .AddMessage(worker.profile)
+                     .Add(worker.registered_ms)
+                     .Add(worker.last_heartbeat_ms)
+                     .Add(static_cast<int64_t>(worker.availability))
+                     .Add(worker.current_unit_id)
+                     .Add(static_cast<int64_t>(worker.units_accepted))
+                     .Add(static_cast<int64_t>(worker.units_rejected))
+                     .AddDouble(worker.credit_flop)
+                     .Add(static_cast<int64_t>(worker.validated_streak))
+                     .Add(static_cast<int64_t>(worker.units_invalid)))
           .status();
     });
   }
@@ -275,10 +131,11 @@ class PostgresStateStore : public StateStore {
   absl::StatusOr<std::optional<WorkerRecord>> GetWorker(
       const std::string& worker_id) override {
     ASSIGN_OR_RETURN(PgSessionPool::Handle session, pool_.Acquire());
-    ASSIGN_OR_RETURN(PgResult result,
-                     session->Exec(absl::StrCat("SELECT ", kWorkerColumns,
-                                       " FROM workers WHERE worker_id=$1"),
-                          Params().Add(worker_id)));
+    ASSIGN_OR_RETURN(
+        PgResult result,
+        session->Exec(absl::StrCat("SELECT ", kWorkerColumns,
+                                   " FROM workers WHERE worker_id=$1"),
+                      Params().Add(worker_id)));
     if (PQntuples(result.get()) == 0) return std::nullopt;
     ASSIGN_OR_RETURN(WorkerRecord worker, ReadWorker(PgRow(result.get(), 0)));
     return worker;
@@ -286,10 +143,11 @@ class PostgresStateStore : public StateStore {
 
   absl::StatusOr<std::vector<WorkerRecord>> ListWorkers() override {
     ASSIGN_OR_RETURN(PgSessionPool::Handle session, pool_.Acquire());
-    ASSIGN_OR_RETURN(PgResult result,
-                     session->Exec(absl::StrCat("SELECT ", kWorkerColumns,
-                                       " FROM workers ORDER BY worker_id"),
-                          Params()));
+    ASSIGN_OR_RETURN(
+        PgResult result,
+        session->Exec(absl::StrCat("SELECT ", kWorkerColumns,
+                                   " FROM workers ORDER BY worker_id"),
+                      Params()));
     std::vector<WorkerRecord> workers;
     for (int row = 0; row < PQntuples(result.get()); ++row) {
       ASSIGN_OR_RETURN(WorkerRecord worker,
@@ -306,14 +164,15 @@ class PostgresStateStore : public StateStore {
     return session->Transaction([&]() -> absl::Status {
       for (const HeartbeatRecord& heartbeat : heartbeats) {
         RETURN_IF_ERROR(
-            session->Exec("UPDATE workers SET last_heartbeat_ms=GREATEST("
-                 "last_heartbeat_ms, $1), availability=$2, "
-                 "current_unit_id=$3 WHERE worker_id=$4",
-                 Params()
-                     .Add(heartbeat.heard_ms)
-                     .Add(static_cast<int64_t>(heartbeat.availability))
-                     .Add(heartbeat.current_unit_id)
-                     .Add(heartbeat.worker_id))
+            session
+                ->Exec("UPDATE workers SET last_heartbeat_ms=GREATEST("
+                       "last_heartbeat_ms, $1), availability=$2, "
+                       "current_unit_id=$3 WHERE worker_id=$4",
+                       Params()
+                           .Add(heartbeat.heard_ms)
+                           .Add(static_cast<int64_t>(heartbeat.availability))
+                           .Add(heartbeat.current_unit_id)
+                           .Add(heartbeat.worker_id))
                 .status());
       }
       return absl::OkStatus();
@@ -327,28 +186,29 @@ class PostgresStateStore : public StateStore {
     ASSIGN_OR_RETURN(PgSessionPool::Handle session, pool_.Acquire());
     return session->Transaction([&]() -> absl::Status {
       RETURN_IF_ERROR(
-          session->Exec(absl::StrCat("INSERT INTO jobs (", kJobColumns,
-                            ") VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10)"),
-               Params()
-                   .Add(job.job_id)
-                   .AddMessage(job.spec)
-                   .Add(static_cast<int64_t>(job.state))
-                   .Add(static_cast<int64_t>(job.current_round))
-                   .Add(static_cast<int64_t>(job.latest_version))
-                   .Add(job.created_ms)
-                   .Add(job.message)
-                   .AddMessage(job.initial_adapter)
-                   .AddMessage(job.adapter_config)
-                   .Add(static_cast<int64_t>(job.estimated_memory_bytes)))
+          session
+              ->Exec(absl::StrCat("INSERT INTO jobs (", kJobColumns,
+                                  ") VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10)"),
+                     Params()
+                         .Add(job.job_id)
+                         .AddMessage(job.spec)
+                         .Add(static_cast<int64_t>(job.state))
+                         .Add(static_cast<int64_t>(job.current_round))
+                         .Add(static_cast<int64_t>(job.latest_version))
+                         .Add(job.created_ms)
+                         .Add(job.message)
+                         .AddMessage(job.initial_adapter)
+                         .AddMessage(job.adapter_config)
+                         .Add(static_cast<int64_t>(job.estimated_memory_bytes)))
               .status());
-      RETURN_IF_ERROR(InsertRows(
-          *session, "shards (job_id, shard_index, blob, records)", 4, shards,
-          [&](const ShardRecord& shard, Params& params) {
-            params.Add(job.job_id)
-                .Add(static_cast<int64_t>(shard.shard_index))
-                .AddMessage(shard.blob)
-                .Add(static_cast<int64_t>(shard.records));
-          }));
+      RETURN_IF_ERROR(
+          InsertRows(*session, "shards (job_id, shard_index, blob, records)", 4,
+                     shards, [&](const ShardRecord& shard, Params& params) {
+                       params.Add(job.job_id)
+                           .Add(static_cast<int64_t>(shard.shard_index))
+                           .AddMessage(shard.blob)
+                           .Add(static_cast<int64_t>(shard.records));
+                     }));
       return InsertRoundAndUnits(*session, first_round, units);
     });
   }
@@ -358,8 +218,8 @@ class PostgresStateStore : public StateStore {
     ASSIGN_OR_RETURN(PgSessionPool::Handle session, pool_.Acquire());
     ASSIGN_OR_RETURN(PgResult result,
                      session->Exec(absl::StrCat("SELECT ", kJobColumns,
-                                       " FROM jobs WHERE job_id=$1"),
-                          Params().Add(job_id)));
+                                                " FROM jobs WHERE job_id=$1"),
+                                   Params().Add(job_id)));
     if (PQntuples(result.get()) == 0) return std::nullopt;
     ASSIGN_OR_RETURN(JobRecord job, ReadJob(PgRow(result.get(), 0)));
     return job;
@@ -369,8 +229,8 @@ class PostgresStateStore : public StateStore {
     ASSIGN_OR_RETURN(PgSessionPool::Handle session, pool_.Acquire());
     ASSIGN_OR_RETURN(PgResult result,
                      session->Exec(absl::StrCat("SELECT ", kJobColumns,
-                                       " FROM jobs ORDER BY seq DESC"),
-                          Params()));
+                                                " FROM jobs ORDER BY seq DESC"),
+                                   Params()));
     std::vector<JobRecord> jobs;
     for (int row = 0; row < PQntuples(result.get()); ++row) {
       ASSIGN_OR_RETURN(JobRecord job, ReadJob(PgRow(result.get(), row)));
@@ -383,21 +243,24 @@ class PostgresStateStore : public StateStore {
                            const std::string& message) override {
     ASSIGN_OR_RETURN(PgSessionPool::Handle session, pool_.Acquire());
     return session->Transaction([&]() -> absl::Status {
-      RETURN_IF_ERROR(session->Exec("UPDATE jobs SET state=$1, message=$2 WHERE "
-                           "job_id=$3",
-                           Params()
-                               .Add(static_cast<int64_t>(state))
-                               .Add(message)
-                               .Add(job_id))
+      RETURN_IF_ERROR(session
+                          ->Exec("UPDATE jobs SET state=$1, message=$2 WHERE "
+                                 "job_id=$3",
+                                 Params()
+                                     .Add(static_cast<int64_t>(state))
+                                     .Add(message)
+                                     .Add(job_id))
                           .status());
       if (state == v1::JOB_RUNNING || state == v1::JOB_PENDING)
         return absl::OkStatus();
-      return session->Exec("UPDATE units SET state=$1, worker_id='', "
-                  "lease_deadline_ms=0 WHERE job_id=$2 AND state=$3",
-                  Params()
-                      .Add(static_cast<int64_t>(v1::UNIT_PENDING))
-                      .Add(job_id)
-                      .Add(static_cast<int64_t>(v1::UNIT_LEASED)))
+      return session
+          ->Exec(
+              "UPDATE units SET state=$1, worker_id='', "
+              "lease_deadline_ms=0 WHERE job_id=$2 AND state=$3",
+              Params()
+                  .Add(static_cast<int64_t>(v1::UNIT_PENDING))
+                  .Add(job_id)
+                  .Add(static_cast<int64_t>(v1::UNIT_LEASED)))
           .status();
     });
   }
@@ -405,10 +268,11 @@ class PostgresStateStore : public StateStore {
   absl::StatusOr<std::vector<ShardRecord>> ListShards(
       const std::string& job_id) override {
     ASSIGN_OR_RETURN(PgSessionPool::Handle session, pool_.Acquire());
-    ASSIGN_OR_RETURN(PgResult result,
-                     session->Exec("SELECT shard_index, blob, records FROM shards "
-                          "WHERE job_id=$1 ORDER BY shard_index",
-                          Params().Add(job_id)));
+    ASSIGN_OR_RETURN(
+        PgResult result,
+        session->Exec("SELECT shard_index, blob, records FROM shards "
+                      "WHERE job_id=$1 ORDER BY shard_index",
+                      Params().Add(job_id)));
     std::vector<ShardRecord> shards;
     for (int row = 0; row < PQntuples(result.get()); ++row) {
       ASSIGN_OR_RETURN(ShardRecord shard, ReadShard(PgRow(result.get(), row)));
@@ -420,11 +284,12 @@ class PostgresStateStore : public StateStore {
   absl::StatusOr<std::optional<ShardRecord>> GetShard(
       const std::string& job_id, uint32_t shard_index) override {
     ASSIGN_OR_RETURN(PgSessionPool::Handle session, pool_.Acquire());
-    ASSIGN_OR_RETURN(PgResult result,
-                     session->Exec("SELECT shard_index, blob, records FROM shards "
-                          "WHERE job_id=$1 AND shard_index=$2",
-                          Params().Add(job_id).Add(
-                              static_cast<int64_t>(shard_index))));
+    ASSIGN_OR_RETURN(
+        PgResult result,
+        session->Exec(
+            "SELECT shard_index, blob, records FROM shards "
+            "WHERE job_id=$1 AND shard_index=$2",
+            Params().Add(job_id).Add(static_cast<int64_t>(shard_index))));
     if (PQntuples(result.get()) == 0) return std::nullopt;
     ASSIGN_OR_RETURN(ShardRecord shard, ReadShard(PgRow(result.get(), 0)));
     return shard;
@@ -435,9 +300,10 @@ class PostgresStateStore : public StateStore {
     ASSIGN_OR_RETURN(PgSessionPool::Handle session, pool_.Acquire());
     ASSIGN_OR_RETURN(
         PgResult result,
-        session->Exec(absl::StrCat("SELECT ", kRoundColumns,
-                          " FROM rounds WHERE job_id=$1 ORDER BY round"),
-             Params().Add(job_id)));
+        session->Exec(
+            absl::StrCat("SELECT ", kRoundColumns,
+                         " FROM rounds WHERE job_id=$1 ORDER BY round"),
+            Params().Add(job_id)));
     std::vector<RoundRecord> rounds;
     for (int row = 0; row < PQntuples(result.get()); ++row)
       rounds.push_back(ReadRound(PgRow(result.get(), row)));
@@ -450,8 +316,8 @@ class PostgresStateStore : public StateStore {
     ASSIGN_OR_RETURN(
         PgResult result,
         session->Exec(absl::StrCat("SELECT ", kRoundColumns,
-                          " FROM rounds WHERE job_id=$1 AND round=$2"),
-             Params().Add(job_id).Add(static_cast<int64_t>(round))));
+                                   " FROM rounds WHERE job_id=$1 AND round=$2"),
+                      Params().Add(job_id).Add(static_cast<int64_t>(round))));
     if (PQntuples(result.get()) == 0) return std::nullopt;
     return ReadRound(PgRow(result.get(), 0));
   }
@@ -462,8 +328,8 @@ class PostgresStateStore : public StateStore {
     ASSIGN_OR_RETURN(
         PgResult result,
         session->Exec("SELECT kind, state, count FROM round_unit_counts WHERE "
-             "job_id=$1 AND round=$2",
-             Params().Add(job_id).Add(static_cast<int64_t>(round))));
+                      "job_id=$1 AND round=$2",
+                      Params().Add(job_id).Add(static_cast<int64_t>(round))));
     RoundProgress progress;
     for (int row = 0; row < PQntuples(result.get()); ++row) {
       const PgRow counts(result.get(), row);
@@ -479,8 +345,8 @@ class PostgresStateStore : public StateStore {
     ASSIGN_OR_RETURN(PgSessionPool::Handle session, pool_.Acquire());
     ASSIGN_OR_RETURN(PgResult result,
                      session->Exec(absl::StrCat("SELECT ", kUnitColumns,
-                                       " FROM units WHERE unit_id=$1"),
-                          Params().Add(unit_id)));
+                                                " FROM units WHERE unit_id=$1"),
+                                   Params().Add(unit_id)));
     if (PQntuples(result.get()) == 0) return std::nullopt;
     return ReadUnit(PgRow(result.get(), 0));
   }
@@ -490,10 +356,11 @@ class PostgresStateStore : public StateStore {
     ASSIGN_OR_RETURN(PgSessionPool::Handle session, pool_.Acquire());
     ASSIGN_OR_RETURN(
         PgResult result,
-        session->Exec(absl::StrCat("SELECT ", kUnitColumns,
-                          " FROM units WHERE job_id=$1 AND round=$2 "
-                          "ORDER BY kind, attempt, shard_index, replica"),
-             Params().Add(job_id).Add(static_cast<int64_t>(round))));
+        session->Exec(
+            absl::StrCat("SELECT ", kUnitColumns,
+                         " FROM units WHERE job_id=$1 AND round=$2 "
+                         "ORDER BY kind, attempt, shard_index, replica"),
+            Params().Add(job_id).Add(static_cast<int64_t>(round))));
     return ReadUnits(result.get());
   }
 
@@ -505,13 +372,14 @@ class PostgresStateStore : public StateStore {
     RETURN_IF_ERROR(session->Transaction([&]() -> absl::Status {
       ASSIGN_OR_RETURN(
           PgResult open,
-          session->Exec("SELECT r.candidate_attempt FROM rounds r JOIN jobs j ON "
-               "j.job_id=r.job_id WHERE r.job_id=$1 AND r.round=$2 AND "
-               "r.adapter_version=0 AND j.state=$3",
-               Params()
-                   .Add(job_id)
-                   .Add(static_cast<int64_t>(round))
-                   .Add(static_cast<int64_t>(v1::JOB_RUNNING))));
+          session->Exec(
+              "SELECT r.candidate_attempt FROM rounds r JOIN jobs j ON "
+              "j.job_id=r.job_id WHERE r.job_id=$1 AND r.round=$2 AND "
+              "r.adapter_version=0 AND j.state=$3",
+              Params()
+                  .Add(job_id)
+                  .Add(static_cast<int64_t>(round))
+                  .Add(static_cast<int64_t>(v1::JOB_RUNNING))));
       if (PQntuples(open.get()) == 0) return absl::OkStatus();
       // Once the round's deltas are aggregated into a candidate, what is
       // left of its training is not needed (and would change the result).
@@ -532,37 +400,40 @@ class PostgresStateStore : public StateStore {
       if (!training) params.Add(static_cast<int64_t>(v1::WORK_VALIDATE));
       ASSIGN_OR_RETURN(
           PgResult found,
-          session->Exec(absl::StrCat(
-                   "SELECT ", kUnitColumns,
-                   " FROM units u WHERE job_id=$1 AND round=$2 AND state=$3 ",
-                   training ? "" : "AND kind=$7 ",
-                   "AND (SELECT 1 FROM units o WHERE "
-                   "o.job_id=u.job_id AND o.round=u.round AND "
-                   "o.shard_index=u.shard_index AND o.worker_id=$4 AND "
-                   "o.kind=u.kind AND o.attempt=u.attempt AND "
-                   "o.state IN ($5, $6) LIMIT 1) IS NULL "
-                   "AND (u.kind<>0 OR (SELECT 1 FROM results r "
-                   "WHERE r.job_id=u.job_id AND r.round=u.round AND "
-                   "r.shard_index=u.shard_index AND r.worker_id=$4 LIMIT 1) "
-                   "IS NULL) "
-                   "AND (u.kind=0 OR (SELECT 1 FROM "
-                   "validation_reports v WHERE v.job_id=u.job_id AND "
-                   "v.round=u.round AND v.slice=u.shard_index AND "
-                   "v.worker_id=$4 AND v.attempt=u.attempt LIMIT 1) IS NULL) "
-                   "ORDER BY kind DESC, replica, shard_index LIMIT 1 "
-                   "FOR UPDATE SKIP LOCKED"),
-               params));
+          session->Exec(
+              absl::StrCat(
+                  "SELECT ", kUnitColumns,
+                  " FROM units u WHERE job_id=$1 AND round=$2 AND state=$3 ",
+                  training ? "" : "AND kind=$7 ",
+                  "AND (SELECT 1 FROM units o WHERE "
+                  "o.job_id=u.job_id AND o.round=u.round AND "
+                  "o.shard_index=u.shard_index AND o.worker_id=$4 AND "
+                  "o.kind=u.kind AND o.attempt=u.attempt AND "
+                  "o.state IN ($5, $6) LIMIT 1) IS NULL "
+                  "AND (u.kind<>0 OR (SELECT 1 FROM results r "
+                  "WHERE r.job_id=u.job_id AND r.round=u.round AND "
+                  "r.shard_index=u.shard_index AND r.worker_id=$4 LIMIT 1) "
+                  "IS NULL) "
+                  "AND (u.kind=0 OR (SELECT 1 FROM "
+                  "validation_reports v WHERE v.job_id=u.job_id AND "
+                  "v.round=u.round AND v.slice=u.shard_index AND "
+                  "v.worker_id=$4 AND v.attempt=u.attempt LIMIT 1) IS NULL) "
+                  "ORDER BY kind DESC, replica, shard_index LIMIT 1 "
+                  "FOR UPDATE SKIP LOCKED"),
+              params));
       if (PQntuples(found.get()) == 0) return absl::OkStatus();
       UnitRecord unit = ReadUnit(PgRow(found.get(), 0));
-      RETURN_IF_ERROR(session->Exec("UPDATE units SET state=$1, worker_id=$2, "
-                           "lease_deadline_ms=$3 WHERE unit_id=$4 AND state=$5",
-                           Params()
-                               .Add(static_cast<int64_t>(v1::UNIT_LEASED))
-                               .Add(worker_id)
-                               .Add(deadline_ms)
-                               .Add(unit.unit_id)
-                               .Add(static_cast<int64_t>(v1::UNIT_PENDING)))
-                          .status());
+      RETURN_IF_ERROR(
+          session
+              ->Exec("UPDATE units SET state=$1, worker_id=$2, "
+                     "lease_deadline_ms=$3 WHERE unit_id=$4 AND state=$5",
+                     Params()
+                         .Add(static_cast<int64_t>(v1::UNIT_LEASED))
+                         .Add(worker_id)
+                         .Add(deadline_ms)
+                         .Add(unit.unit_id)
+                         .Add(static_cast<int64_t>(v1::UNIT_PENDING)))
+              .status());
       unit.state = v1::UNIT_LEASED;
       unit.worker_id = worker_id;
       unit.lease_deadline_ms = deadline_ms;
@@ -578,13 +449,14 @@ class PostgresStateStore : public StateStore {
     return session->Transaction([&]() -> absl::Status {
       ASSIGN_OR_RETURN(
           PgResult result,
-          session->Exec("UPDATE units SET state=$1, worker_id='', lease_deadline_ms=0 "
-               "WHERE unit_id=$2 AND state=$3 AND worker_id=$4",
-               Params()
-                   .Add(static_cast<int64_t>(v1::UNIT_PENDING))
-                   .Add(unit_id)
-                   .Add(static_cast<int64_t>(v1::UNIT_LEASED))
-                   .Add(worker_id)));
+          session->Exec(
+              "UPDATE units SET state=$1, worker_id='', lease_deadline_ms=0 "
+              "WHERE unit_id=$2 AND state=$3 AND worker_id=$4",
+              Params()
+                  .Add(static_cast<int64_t>(v1::UNIT_PENDING))
+                  .Add(unit_id)
+                  .Add(static_cast<int64_t>(v1::UNIT_LEASED))
+                  .Add(worker_id)));
       if (Changes(result.get()) != 1) {
         return absl::FailedPreconditionError(absl::StrCat(
             "worker ", worker_id, " holds no lease on unit ", unit_id));
@@ -601,15 +473,16 @@ class PostgresStateStore : public StateStore {
       // The old values, from the rows this update changed (and locked).
       ASSIGN_OR_RETURN(
           PgResult result,
-          session->Exec(absl::StrCat("UPDATE units u SET state=$1, worker_id='', "
-                            "lease_deadline_ms=0 FROM units o WHERE "
-                            "u.unit_id=o.unit_id AND u.state=$2 AND "
-                            "u.lease_deadline_ms<=$3 RETURNING ",
-                            Prefixed("o.", kUnitColumns)),
-               Params()
-                   .Add(static_cast<int64_t>(v1::UNIT_PENDING))
-                   .Add(static_cast<int64_t>(v1::UNIT_LEASED))
-                   .Add(now_ms)));
+          session->Exec(
+              absl::StrCat("UPDATE units u SET state=$1, worker_id='', "
+                           "lease_deadline_ms=0 FROM units o WHERE "
+                           "u.unit_id=o.unit_id AND u.state=$2 AND "
+                           "u.lease_deadline_ms<=$3 RETURNING ",
+                           Prefixed("o.", kUnitColumns)),
+              Params()
+                  .Add(static_cast<int64_t>(v1::UNIT_PENDING))
+                  .Add(static_cast<int64_t>(v1::UNIT_LEASED))
+                  .Add(now_ms)));
       expired = ReadUnits(result.get());
       return absl::OkStatus();
     }));
@@ -623,16 +496,17 @@ class PostgresStateStore : public StateStore {
     RETURN_IF_ERROR(session->Transaction([&]() -> absl::Status {
       ASSIGN_OR_RETURN(
           PgResult result,
-          session->Exec(absl::StrCat("UPDATE units u SET state=$1, worker_id='', "
-                            "lease_deadline_ms=0 FROM units o WHERE "
-                            "u.unit_id=o.unit_id AND u.state=$2 AND "
-                            "u.worker_id IN (SELECT worker_id FROM workers "
-                            "WHERE last_heartbeat_ms<$3) RETURNING ",
-                            Prefixed("o.", kUnitColumns)),
-               Params()
-                   .Add(static_cast<int64_t>(v1::UNIT_PENDING))
-                   .Add(static_cast<int64_t>(v1::UNIT_LEASED))
-                   .Add(heard_before_ms)));
+          session->Exec(
+              absl::StrCat("UPDATE units u SET state=$1, worker_id='', "
+                           "lease_deadline_ms=0 FROM units o WHERE "
+                           "u.unit_id=o.unit_id AND u.state=$2 AND "
+                           "u.worker_id IN (SELECT worker_id FROM workers "
+                           "WHERE last_heartbeat_ms<$3) RETURNING ",
+                           Prefixed("o.", kUnitColumns)),
+              Params()
+                  .Add(static_cast<int64_t>(v1::UNIT_PENDING))
+                  .Add(static_cast<int64_t>(v1::UNIT_LEASED))
+                  .Add(heard_before_ms)));
       expired = ReadUnits(result.get());
       return absl::OkStatus();
     }));
@@ -644,11 +518,12 @@ class PostgresStateStore : public StateStore {
     ASSIGN_OR_RETURN(PgSessionPool::Handle session, pool_.Acquire());
     ASSIGN_OR_RETURN(
         PgResult result,
-        session->Exec(absl::StrCat("SELECT ", kUnitColumns,
-                          " FROM units WHERE worker_id=$1 AND state=$2 "
-                          "ORDER BY unit_id"),
-             Params().Add(worker_id).Add(
-                 static_cast<int64_t>(v1::UNIT_LEASED))));
+        session->Exec(
+            absl::StrCat("SELECT ", kUnitColumns,
+                         " FROM units WHERE worker_id=$1 AND state=$2 "
+                         "ORDER BY unit_id"),
+            Params().Add(worker_id).Add(
+                static_cast<int64_t>(v1::UNIT_LEASED))));
     return ReadUnits(result.get());
   }
 
@@ -665,15 +540,16 @@ class PostgresStateStore : public StateStore {
     RETURN_IF_ERROR(session->Transaction([&]() -> absl::Status {
       ASSIGN_OR_RETURN(
           PgResult result,
-          session->Exec("UPDATE units SET state=$1 WHERE job_id=$2 AND round=$3 AND "
-               "kind=0 AND shard_index=$4 AND state=$5 AND unit_id<>$6",
-               Params()
-                   .Add(static_cast<int64_t>(v1::UNIT_SKIPPED))
-                   .Add(job_id)
-                   .Add(static_cast<int64_t>(round))
-                   .Add(static_cast<int64_t>(shard_index))
-                   .Add(static_cast<int64_t>(v1::UNIT_PENDING))
-                   .Add(except_unit_id)));
+          session->Exec(
+              "UPDATE units SET state=$1 WHERE job_id=$2 AND round=$3 AND "
+              "kind=0 AND shard_index=$4 AND state=$5 AND unit_id<>$6",
+              Params()
+                  .Add(static_cast<int64_t>(v1::UNIT_SKIPPED))
+                  .Add(job_id)
+                  .Add(static_cast<int64_t>(round))
+                  .Add(static_cast<int64_t>(shard_index))
+                  .Add(static_cast<int64_t>(v1::UNIT_PENDING))
+                  .Add(except_unit_id)));
       skipped = Changes(result.get());
       return absl::OkStatus();
     }));
@@ -687,33 +563,37 @@ class PostgresStateStore : public StateStore {
     return session->Transaction([&]() -> absl::Status {
       ASSIGN_OR_RETURN(
           PgResult round,
-          session->Exec("UPDATE rounds SET candidate_sha256=$1, candidate_attempt=$2, "
-               "candidate_rule=$3, deadline_ms=$4 WHERE job_id=$5 AND "
-               "round=$6 AND adapter_version=0",
-               Params()
-                   .Add(candidate.candidate_sha256)
-                   .Add(static_cast<int64_t>(candidate.candidate_attempt))
-                   .Add(candidate.candidate_rule)
-                   .Add(candidate.deadline_ms)
-                   .Add(candidate.job_id)
-                   .Add(static_cast<int64_t>(candidate.round))));
+          session->Exec(
+              "UPDATE rounds SET candidate_sha256=$1, candidate_attempt=$2, "
+              "candidate_rule=$3, deadline_ms=$4 WHERE job_id=$5 AND "
+              "round=$6 AND adapter_version=0",
+              Params()
+                  .Add(candidate.candidate_sha256)
+                  .Add(static_cast<int64_t>(candidate.candidate_attempt))
+                  .Add(candidate.candidate_rule)
+                  .Add(candidate.deadline_ms)
+                  .Add(candidate.job_id)
+                  .Add(static_cast<int64_t>(candidate.round))));
       if (Changes(round.get()) != 1) {
         return absl::FailedPreconditionError(
             absl::StrCat("round ", candidate.round, " of job ",
                          candidate.job_id, " is not open"));
       }
       RETURN_IF_ERROR(
-          session->Exec("UPDATE units SET state=$1, worker_id='', lease_deadline_ms=0 "
-               "WHERE job_id=$2 AND round=$3 AND kind=$4 AND attempt<>$5 AND "
-               "state IN ($6, $7)",
-               Params()
-                   .Add(static_cast<int64_t>(v1::UNIT_SKIPPED))
-                   .Add(candidate.job_id)
-                   .Add(static_cast<int64_t>(candidate.round))
-                   .Add(static_cast<int64_t>(v1::WORK_VALIDATE))
-                   .Add(static_cast<int64_t>(candidate.candidate_attempt))
-                   .Add(static_cast<int64_t>(v1::UNIT_PENDING))
-                   .Add(static_cast<int64_t>(v1::UNIT_LEASED)))
+          session
+              ->Exec("UPDATE units SET state=$1, worker_id='', "
+                     "lease_deadline_ms=0 "
+                     "WHERE job_id=$2 AND round=$3 AND kind=$4 AND attempt<>$5 "
+                     "AND "
+                     "state IN ($6, $7)",
+                     Params()
+                         .Add(static_cast<int64_t>(v1::UNIT_SKIPPED))
+                         .Add(candidate.job_id)
+                         .Add(static_cast<int64_t>(candidate.round))
+                         .Add(static_cast<int64_t>(v1::WORK_VALIDATE))
+                         .Add(static_cast<int64_t>(candidate.candidate_attempt))
+                         .Add(static_cast<int64_t>(v1::UNIT_PENDING))
+                         .Add(static_cast<int64_t>(v1::UNIT_LEASED)))
               .status());
       return InsertUnits(*session, validation_units);
     });
@@ -723,37 +603,42 @@ class PostgresStateStore : public StateStore {
     ASSIGN_OR_RETURN(PgSessionPool::Handle session, pool_.Acquire());
     return session->Transaction([&]() -> absl::Status {
       RETURN_IF_ERROR(
-          session->Exec(absl::StrCat("INSERT INTO results (", kResultColumns,
-                            ") VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11)"),
-               Params()
-                   .Add(result.unit_id)
-                   .Add(result.worker_id)
-                   .Add(result.job_id)
-                   .Add(static_cast<int64_t>(result.round))
-                   .Add(static_cast<int64_t>(result.shard_index))
-                   .Add(int64_t{result.accepted ? 1 : 0})
-                   .Add(static_cast<int64_t>(result.reject_reason))
-                   .Add(result.message)
-                   .AddMessage(result.header)
-                   .Add(result.created_ms)
-                   .AddDouble(result.l2_norm))
+          session
+              ->Exec(
+                  absl::StrCat("INSERT INTO results (", kResultColumns,
+                               ") VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11)"),
+                  Params()
+                      .Add(result.unit_id)
+                      .Add(result.worker_id)
+                      .Add(result.job_id)
+                      .Add(static_cast<int64_t>(result.round))
+                      .Add(static_cast<int64_t>(result.shard_index))
+                      .Add(int64_t{result.accepted ? 1 : 0})
+                      .Add(static_cast<int64_t>(result.reject_reason))
+                      .Add(result.message)
+                      .AddMessage(result.header)
+                      .Add(result.created_ms)
+                      .AddDouble(result.l2_norm))
               .status());
-      RETURN_IF_ERROR(
-          session->Exec("UPDATE units SET state=$1, worker_id=$2, lease_deadline_ms=0 "
-               "WHERE unit_id=$3",
-               Params()
-                   .Add(static_cast<int64_t>(result.accepted
-                                                 ? v1::UNIT_ACCEPTED
-                                                 : v1::UNIT_PENDING))
-                   .Add(result.accepted ? result.worker_id : std::string())
-                   .Add(result.unit_id))
-              .status());
-      return session->Exec(result.accepted
-                      ? "UPDATE workers SET units_accepted=units_accepted+1, "
-                        "current_unit_id='' WHERE worker_id=$1"
-                      : "UPDATE workers SET units_rejected=units_rejected+1, "
-                        "current_unit_id='' WHERE worker_id=$1",
-                  Params().Add(result.worker_id))
+      RETURN_IF_ERROR(session
+                          ->Exec("UPDATE units SET state=$1, worker_id=$2, "
+                                 "lease_deadline_ms=0 "
+                                 "WHERE unit_id=$3",
+                                 Params()
+                                     .Add(static_cast<int64_t>(
+                                         result.accepted ? v1::UNIT_ACCEPTED
+                                                         : v1::UNIT_PENDING))
+                                     .Add(result.accepted ? result.worker_id
+                                                          : std::string())
+                                     .Add(result.unit_id))
+                          .status());
+      return session
+          ->Exec(result.accepted
+                     ? "UPDATE workers SET units_accepted=units_accepted+1, "
+                       "current_unit_id='' WHERE worker_id=$1"
+                     : "UPDATE workers SET units_rejected=units_rejected+1, "
+                       "current_unit_id='' WHERE worker_id=$1",
+                 Params().Add(result.worker_id))
           .status();
     });
   }
@@ -764,9 +649,9 @@ class PostgresStateStore : public StateStore {
     ASSIGN_OR_RETURN(
         PgResult result,
         session->Exec(absl::StrCat("SELECT ", kResultColumns,
-                          " FROM results WHERE job_id=$1 AND round=$2 "
-                          "ORDER BY id"),
-             Params().Add(job_id).Add(static_cast<int64_t>(round))));
+                                   " FROM results WHERE job_id=$1 AND round=$2 "
+                                   "ORDER BY id"),
+                      Params().Add(job_id).Add(static_cast<int64_t>(round))));
     std::vector<ResultRecord> results;
     for (int row = 0; row < PQntuples(result.get()); ++row) {
       ASSIGN_OR_RETURN(ResultRecord record,
@@ -781,9 +666,10 @@ class PostgresStateStore : public StateStore {
     ASSIGN_OR_RETURN(PgSessionPool::Handle session, pool_.Acquire());
     ASSIGN_OR_RETURN(
         PgResult result,
-        session->Exec(absl::StrCat("SELECT ", kResultColumns,
-                          " FROM results WHERE unit_id=$1 AND accepted=1"),
-             Params().Add(unit_id)));
+        session->Exec(
+            absl::StrCat("SELECT ", kResultColumns,
+                         " FROM results WHERE unit_id=$1 AND accepted=1"),
+            Params().Add(unit_id)));
     if (PQntuples(result.get()) == 0) return std::nullopt;
     ASSIGN_OR_RETURN(ResultRecord record, ReadResult(PgRow(result.get(), 0)));
     return record;
@@ -794,37 +680,41 @@ class PostgresStateStore : public StateStore {
     ASSIGN_OR_RETURN(PgSessionPool::Handle session, pool_.Acquire());
     return session->Transaction([&]() -> absl::Status {
       RETURN_IF_ERROR(
-          session->Exec(absl::StrCat("INSERT INTO validation_reports (", kReportColumns,
-                            ") VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11)"),
-               Params()
-                   .Add(report.unit_id)
-                   .Add(report.worker_id)
-                   .Add(report.job_id)
-                   .Add(static_cast<int64_t>(report.round))
-                   .Add(static_cast<int64_t>(report.attempt))
-                   .Add(static_cast<int64_t>(report.slice))
-                   .Add(int64_t{report.accepted})
-                   .Add(static_cast<int64_t>(report.reject_reason))
-                   .Add(report.message)
-                   .AddMessage(report.report)
-                   .Add(report.created_ms))
+          session
+              ->Exec(absl::StrCat(
+                         "INSERT INTO validation_reports (", kReportColumns,
+                         ") VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11)"),
+                     Params()
+                         .Add(report.unit_id)
+                         .Add(report.worker_id)
+                         .Add(report.job_id)
+                         .Add(static_cast<int64_t>(report.round))
+                         .Add(static_cast<int64_t>(report.attempt))
+                         .Add(static_cast<int64_t>(report.slice))
+                         .Add(int64_t{report.accepted})
+                         .Add(static_cast<int64_t>(report.reject_reason))
+                         .Add(report.message)
+                         .AddMessage(report.report)
+                         .Add(report.created_ms))
               .status());
       ASSIGN_OR_RETURN(
           PgResult unit,
           session->Exec("UPDATE units SET state=$1, lease_deadline_ms=0 WHERE "
-               "unit_id=$2 AND worker_id=$3 AND state=$4",
-               Params()
-                   .Add(static_cast<int64_t>(v1::UNIT_ACCEPTED))
-                   .Add(report.unit_id)
-                   .Add(report.worker_id)
-                   .Add(static_cast<int64_t>(v1::UNIT_LEASED))));
+                        "unit_id=$2 AND worker_id=$3 AND state=$4",
+                        Params()
+                            .Add(static_cast<int64_t>(v1::UNIT_ACCEPTED))
+                            .Add(report.unit_id)
+                            .Add(report.worker_id)
+                            .Add(static_cast<int64_t>(v1::UNIT_LEASED))));
       if (Changes(unit.get()) != 1) {
         return absl::FailedPreconditionError(absl::StrCat(
             "unit ", report.unit_id, " is not leased to ", report.worker_id));
       }
-      return session->Exec("UPDATE workers SET units_accepted=units_accepted+1, "
-                  "current_unit_id='' WHERE worker_id=$1",
-                  Params().Add(report.worker_id))
+      return session
+          ->Exec(
+              "UPDATE workers SET units_accepted=units_accepted+1, "
+              "current_unit_id='' WHERE worker_id=$1",
+              Params().Add(report.worker_id))
           .status();
     });
   }
@@ -834,10 +724,11 @@ class PostgresStateStore : public StateStore {
     ASSIGN_OR_RETURN(PgSessionPool::Handle session, pool_.Acquire());
     ASSIGN_OR_RETURN(
         PgResult result,
-        session->Exec(absl::StrCat("SELECT ", kReportColumns,
-                          " FROM validation_reports WHERE job_id=$1 AND "
-                          "round=$2 ORDER BY attempt, slice, unit_id"),
-             Params().Add(job_id).Add(static_cast<int64_t>(round))));
+        session->Exec(
+            absl::StrCat("SELECT ", kReportColumns,
+                         " FROM validation_reports WHERE job_id=$1 AND "
+                         "round=$2 ORDER BY attempt, slice, unit_id"),
+            Params().Add(job_id).Add(static_cast<int64_t>(round))));
     std::vector<ValidationReportRecord> reports;
     for (int row = 0; row < PQntuples(result.get()); ++row) {
       ASSIGN_OR_RETURN(ValidationReportRecord report,
@@ -856,93 +747,106 @@ class PostgresStateStore : public StateStore {
       const uint64_t version = outcome.adapter.adapter.version();
       ASSIGN_OR_RETURN(
           PgResult close,
-          session->Exec("UPDATE rounds SET adapter_version=$1 WHERE job_id=$2 AND "
-               "round=$3 AND adapter_version=0",
-               Params()
-                   .Add(static_cast<int64_t>(version))
-                   .Add(job_id)
-                   .Add(static_cast<int64_t>(round))));
+          session->Exec(
+              "UPDATE rounds SET adapter_version=$1 WHERE job_id=$2 AND "
+              "round=$3 AND adapter_version=0",
+              Params()
+                  .Add(static_cast<int64_t>(version))
+                  .Add(job_id)
+                  .Add(static_cast<int64_t>(round))));
       if (Changes(close.get()) != 1) {
         return absl::FailedPreconditionError(
             absl::StrCat("round ", round, " of job ", job_id, " is not open"));
       }
       RETURN_IF_ERROR(
-          session->Exec("INSERT INTO adapters (job_id, version, model_sha256, "
-               "config_sha256, adapter) VALUES ($1,$2,$3,$4,$5)",
-               Params()
-                   .Add(job_id)
-                   .Add(static_cast<int64_t>(version))
-                   .Add(outcome.adapter.adapter.adapter_model().sha256())
-                   .Add(outcome.adapter.adapter.adapter_config().sha256())
-                   .AddMessage(outcome.adapter.adapter))
+          session
+              ->Exec("INSERT INTO adapters (job_id, version, model_sha256, "
+                     "config_sha256, adapter) VALUES ($1,$2,$3,$4,$5)",
+                     Params()
+                         .Add(job_id)
+                         .Add(static_cast<int64_t>(version))
+                         .Add(outcome.adapter.adapter.adapter_model().sha256())
+                         .Add(outcome.adapter.adapter.adapter_config().sha256())
+                         .AddMessage(outcome.adapter.adapter))
               .status());
       RETURN_IF_ERROR(
-          session->Exec("UPDATE units SET state=$1, worker_id='', lease_deadline_ms=0 "
-               "WHERE job_id=$2 AND round=$3 AND state=$4",
-               Params()
-                   .Add(static_cast<int64_t>(v1::UNIT_PENDING))
-                   .Add(job_id)
-                   .Add(static_cast<int64_t>(round))
-                   .Add(static_cast<int64_t>(v1::UNIT_LEASED)))
+          session
+              ->Exec("UPDATE units SET state=$1, worker_id='', "
+                     "lease_deadline_ms=0 "
+                     "WHERE job_id=$2 AND round=$3 AND state=$4",
+                     Params()
+                         .Add(static_cast<int64_t>(v1::UNIT_PENDING))
+                         .Add(job_id)
+                         .Add(static_cast<int64_t>(round))
+                         .Add(static_cast<int64_t>(v1::UNIT_LEASED)))
               .status());
       for (const ResultVerdict& credit : outcome.credited) {
         RETURN_IF_ERROR(
-            session->Exec("UPDATE workers SET credit_flop=credit_flop+$1, "
-                 "validated_streak=validated_streak+$2 WHERE worker_id=$3",
-                 Params()
-                     .AddDouble(credit.credit_flop)
-                     .Add(int64_t{credit.replica ==
-                                  ResultVerdict::Replica::kAgreed})
-                     .Add(credit.worker_id))
+            session
+                ->Exec(
+                    "UPDATE workers SET credit_flop=credit_flop+$1, "
+                    "validated_streak=validated_streak+$2 WHERE worker_id=$3",
+                    Params()
+                        .AddDouble(credit.credit_flop)
+                        .Add(int64_t{credit.replica ==
+                                     ResultVerdict::Replica::kAgreed})
+                        .Add(credit.worker_id))
                 .status());
       }
       for (const ResultVerdict& excluded : outcome.excluded) {
         // The unit's accepted delta or validation report, whichever it has.
         for (const char* table : {"results", "validation_reports"}) {
           RETURN_IF_ERROR(
-              session->Exec(absl::StrCat("UPDATE ", table,
-                                " SET accepted=0, reject_reason=$1, "
-                                "message=$2 WHERE unit_id=$3 AND accepted=1"),
-                   Params()
-                       .Add(static_cast<int64_t>(excluded.reason))
-                       .Add(excluded.message)
-                       .Add(excluded.unit_id))
+              session
+                  ->Exec(absl::StrCat(
+                             "UPDATE ", table,
+                             " SET accepted=0, reject_reason=$1, "
+                             "message=$2 WHERE unit_id=$3 AND accepted=1"),
+                         Params()
+                             .Add(static_cast<int64_t>(excluded.reason))
+                             .Add(excluded.message)
+                             .Add(excluded.unit_id))
                   .status());
         }
-        RETURN_IF_ERROR(session->Exec("UPDATE units SET state=$1 WHERE unit_id=$2",
-                             Params()
-                                 .Add(static_cast<int64_t>(v1::UNIT_REJECTED))
-                                 .Add(excluded.unit_id))
-                            .status());
         RETURN_IF_ERROR(
-            session->Exec("UPDATE workers SET units_accepted=units_accepted-1, "
-                 "units_rejected=units_rejected+1 WHERE worker_id=$1",
-                 Params().Add(excluded.worker_id))
+            session
+                ->Exec("UPDATE units SET state=$1 WHERE unit_id=$2",
+                       Params()
+                           .Add(static_cast<int64_t>(v1::UNIT_REJECTED))
+                           .Add(excluded.unit_id))
+                .status());
+        RETURN_IF_ERROR(
+            session
+                ->Exec("UPDATE workers SET units_accepted=units_accepted-1, "
+                       "units_rejected=units_rejected+1 WHERE worker_id=$1",
+                       Params().Add(excluded.worker_id))
                 .status());
         if (excluded.replica == ResultVerdict::Replica::kDisagreed) {
           RETURN_IF_ERROR(
-              session->Exec("UPDATE workers SET validated_streak=0, "
-                   "units_invalid=units_invalid+1 WHERE worker_id=$1",
-                   Params().Add(excluded.worker_id))
+              session
+                  ->Exec("UPDATE workers SET validated_streak=0, "
+                         "units_invalid=units_invalid+1 WHERE worker_id=$1",
+                         Params().Add(excluded.worker_id))
                   .status());
         }
       }
       if (outcome.next_round.has_value()) {
-        RETURN_IF_ERROR(
-            InsertRoundAndUnits(*session, *outcome.next_round, outcome.next_units));
+        RETURN_IF_ERROR(InsertRoundAndUnits(*session, *outcome.next_round,
+                                            outcome.next_units));
       }
-      return session->Exec("UPDATE jobs SET latest_version=$1, current_round=$2, "
-                  "state=$3 WHERE job_id=$4",
-                  Params()
-                      .Add(static_cast<int64_t>(version))
-                      .Add(static_cast<int64_t>(
-                          outcome.next_round.has_value()
-                              ? outcome.next_round->round
-                              : round))
-                      .Add(static_cast<int64_t>(outcome.next_round.has_value()
-                                                    ? v1::JOB_RUNNING
-                                                    : v1::JOB_SUCCEEDED))
-                      .Add(job_id))
+      return session
+          ->Exec(
+              "UPDATE jobs SET latest_version=$1, current_round=$2, "
+              "state=$3 WHERE job_id=$4",
+              Params()
+                  .Add(static_cast<int64_t>(version))
+                  .Add(static_cast<int64_t>(outcome.next_round.has_value()
+                                                ? outcome.next_round->round
+                                                : round))
+                  .Add(static_cast<int64_t>(outcome.next_round.has_value()
+                                                ? v1::JOB_RUNNING
+                                                : v1::JOB_SUCCEEDED))
+                  .Add(job_id))
           .status();
     });
   }
@@ -955,11 +859,12 @@ class PostgresStateStore : public StateStore {
     if (version != 0) params.Add(static_cast<int64_t>(version));
     ASSIGN_OR_RETURN(
         PgResult result,
-        session->Exec(version == 0 ? "SELECT adapter FROM adapters WHERE job_id=$1 "
+        session->Exec(version == 0
+                          ? "SELECT adapter FROM adapters WHERE job_id=$1 "
                             "ORDER BY version DESC LIMIT 1"
                           : "SELECT adapter FROM adapters WHERE job_id=$1 "
                             "AND version=$2",
-             params));
+                      params));
     if (PQntuples(result.get()) == 0) return std::nullopt;
     AdapterRecord record;
     RETURN_IF_ERROR(PgRow(result.get(), 0).Message(0, &record.adapter));
@@ -969,10 +874,11 @@ class PostgresStateStore : public StateStore {
   absl::StatusOr<bool> IsPublishedAdapterBlob(
       const std::string& sha256) override {
     ASSIGN_OR_RETURN(PgSessionPool::Handle session, pool_.Acquire());
-    ASSIGN_OR_RETURN(PgResult result,
-                     session->Exec("SELECT 1 FROM adapters WHERE model_sha256=$1 OR "
-                          "config_sha256=$1 LIMIT 1",
-                          Params().Add(sha256)));
+    ASSIGN_OR_RETURN(
+        PgResult result,
+        session->Exec("SELECT 1 FROM adapters WHERE model_sha256=$1 OR "
+                      "config_sha256=$1 LIMIT 1",
+                      Params().Add(sha256)));
     return PQntuples(result.get()) > 0;
   }
 
@@ -1037,19 +943,21 @@ class PostgresStateStore : public StateStore {
                       });
   }
 
-  static absl::Status InsertRoundAndUnits(PgSession& session,
-                                          const RoundRecord& round,
-                                          const std::vector<UnitRecord>& units) {
-    RETURN_IF_ERROR(session.Exec("INSERT INTO rounds (job_id, round, parent_version, "
-                         "opened_ms, deadline_ms, adapter_version) VALUES "
-                         "($1,$2,$3,$4,$5,0)",
-                         Params()
-                             .Add(round.job_id)
-                             .Add(static_cast<int64_t>(round.round))
-                             .Add(static_cast<int64_t>(round.parent_version))
-                             .Add(round.opened_ms)
-                             .Add(round.deadline_ms))
-                        .status());
+  static absl::Status InsertRoundAndUnits(
+      PgSession& session, const RoundRecord& round,
+      const std::vector<UnitRecord>& units) {
+    RETURN_IF_ERROR(
+        session
+            .Exec("INSERT INTO rounds (job_id, round, parent_version, "
+                  "opened_ms, deadline_ms, adapter_version) VALUES "
+                  "($1,$2,$3,$4,$5,0)",
+                  Params()
+                      .Add(round.job_id)
+                      .Add(static_cast<int64_t>(round.round))
+                      .Add(static_cast<int64_t>(round.parent_version))
+                      .Add(round.opened_ms)
+                      .Add(round.deadline_ms))
+            .status());
     return InsertUnits(session, units);
   }
 

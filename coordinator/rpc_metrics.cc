@@ -24,8 +24,8 @@ absl::flat_hash_set<std::string> KnownMethods() {
   for (int s = 0; s < file->service_count(); ++s) {
     const google::protobuf::ServiceDescriptor* service = file->service(s);
     for (int m = 0; m < service->method_count(); ++m) {
-      methods.insert(
-          absl::StrCat("/", service->full_name(), "/", service->method(m)->name()));
+      methods.insert(absl::StrCat("/", service->full_name(), "/",
+                                  service->method(m)->name()));
     }
   }
   return methods;
@@ -44,7 +44,8 @@ class RpcMetricsInterceptor final : public grpc::experimental::Interceptor {
     if (!recorded_) Record("CANCELLED");
   }
 
-  void Intercept(grpc::experimental::InterceptorBatchMethods* methods) override {
+  void Intercept(
+      grpc::experimental::InterceptorBatchMethods* methods) override {
     if (methods->QueryInterceptionHookPoint(
             InterceptionHookPoints::PRE_SEND_STATUS)) {
       // gRPC's codes are numerically absl's.

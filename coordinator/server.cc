@@ -39,9 +39,9 @@ absl::StatusOr<std::unique_ptr<CoordinatorServer>> CoordinatorServer::Start(
     Coordinator* const source = server->coordinator_.get();
     source->metrics().SetSnapshotSource(
         [source] { return source->CollectMetricsSnapshot(); });
-    ASSIGN_OR_RETURN(server->metrics_exporter_,
-                     MetricsExporter::Start(options.metrics_listen,
-                                            source->metrics()));
+    ASSIGN_OR_RETURN(
+        server->metrics_exporter_,
+        MetricsExporter::Start(options.metrics_listen, source->metrics()));
   }
 
   grpc::EnableDefaultHealthCheckService(true);

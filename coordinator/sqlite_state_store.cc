@@ -252,18 +252,18 @@ class Statement {
   int index_ = 0;
 };
 
-using internal::state_rows::kWorkerColumns;
 using internal::state_rows::kJobColumns;
-using internal::state_rows::kUnitColumns;
-using internal::state_rows::kRoundColumns;
 using internal::state_rows::kReportColumns;
 using internal::state_rows::kResultColumns;
-using internal::state_rows::ReadWorker;
+using internal::state_rows::kRoundColumns;
+using internal::state_rows::kUnitColumns;
+using internal::state_rows::kWorkerColumns;
 using internal::state_rows::ReadJob;
-using internal::state_rows::ReadUnit;
-using internal::state_rows::ReadRound;
 using internal::state_rows::ReadReport;
 using internal::state_rows::ReadResult;
+using internal::state_rows::ReadRound;
+using internal::state_rows::ReadUnit;
+using internal::state_rows::ReadWorker;
 
 class SqliteStateStore : public StateStore {
  public:

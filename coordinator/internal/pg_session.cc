@@ -49,8 +49,7 @@ absl::Status PgRow::Message(int column,
 
 int Changes(const PGresult* result) {
   int changes = 0;
-  if (!absl::SimpleAtoi(PQcmdTuples(const_cast<PGresult*>(result)),
-                        &changes)) {
+  if (!absl::SimpleAtoi(PQcmdTuples(const_cast<PGresult*>(result)), &changes)) {
     return 0;
   }
   return changes;
@@ -70,8 +69,7 @@ absl::Status PgError(const PGresult* result, PGconn* connection) {
     return absl::AbortedError(absl::StrCat("postgresql: ", message, "; retry"));
   if (absl::StartsWith(sqlstate, "22"))  // data exception (encoding, range)
     return absl::InvalidArgumentError(absl::StrCat("postgresql: ", message));
-  if (absl::StartsWith(sqlstate, "08") ||
-      PQstatus(connection) != CONNECTION_OK)
+  if (absl::StartsWith(sqlstate, "08") || PQstatus(connection) != CONNECTION_OK)
     return absl::UnavailableError(absl::StrCat("postgresql: ", message));
   return absl::InternalError(absl::StrCat("postgresql: ", message));
 }

@@ -133,7 +133,6 @@ absl::StatusOr<ResultRecord> ReadResult(const Row& row) {
   return result;
 }
 
-
 }  // namespace openforce::coordinator::internal::state_rows
 
 #endif  // OPENFORCE_COORDINATOR_INTERNAL_STATE_ROWS_H_

@@ -42,8 +42,8 @@
 #include "common/signing_payload.h"
 #include "common/status_macros.h"
 #include "coordinator/coordinator.h"
-#include "coordinator/server.h"
 #include "coordinator/postgres_state_store.h"
+#include "coordinator/server.h"
 #include "coordinator/sqlite_state_store.h"
 #include "lora/lora_adapter.h"
 #include "lora/safetensors.h"
@@ -239,12 +239,11 @@ class LoadClient {
     grpc::Slice empty("");
     call->request = grpc::ByteBuffer(&empty, 1);
     generics_[chain % generics_.size()]->UnaryCall(
-        &call->context, "/grpc.health.v1.Health/Check",
-                       grpc::StubOptions(), &call->request, &call->response,
-                       [call, done](grpc::Status status) {
-                         delete call;
-                         done(status);
-                       });
+        &call->context, "/grpc.health.v1.Health/Check", grpc::StubOptions(),
+        &call->request, &call->response, [call, done](grpc::Status status) {
+          delete call;
+          done(status);
+        });
   }
 
   void Register(const v1::RegisterRequest& request, int index,
@@ -267,11 +266,12 @@ class LoadClient {
                  ClosedLoop::Done done) {
     auto* call = new UnaryCall<v1::HeartbeatRequest, v1::HeartbeatResponse>;
     call->request = request;
-    StubFor(index)->async()->Heartbeat(&call->context, &call->request, &call->response,
-                              [call, done](grpc::Status status) {
-                                delete call;
-                                done(status);
-                              });
+    StubFor(index)->async()->Heartbeat(&call->context, &call->request,
+                                       &call->response,
+                                       [call, done](grpc::Status status) {
+                                         delete call;
+                                         done(status);
+                                       });
   }
 
   // Leases a unit for worker `index`; `then` gets the unit (or an error, or
@@ -308,11 +308,11 @@ class LoadClient {
     call->request.set_unit_id(unit_id);
     worker.Sign(kReleaseMethod, &call->request);
     StubFor(index)->async()->ReleaseWorkUnit(&call->context, &call->request,
-                                    &call->response,
-                                    [call, done](grpc::Status status) {
-                                      delete call;
-                                      done(status);
-                                    });
+                                             &call->response,
+                                             [call, done](grpc::Status status) {
+                                               delete call;
+                                               done(status);
+                                             });
   }
 
   // Uploads `delta` for `unit` in one message, signed as the worker binary
@@ -450,9 +450,9 @@ absl::Status RunConfiguration(const Backend& backend, int workers,
   const std::string scratch = absl::GetFlag(FLAGS_scratch).empty()
                                   ? scratch_dir.path()
                                   : absl::GetFlag(FLAGS_scratch);
-  const std::string data_dir = absl::StrCat(scratch, "/coordinator-",
-                                            backend.name, "-", workers, "-",
-                                            units, "-", backend.replicas);
+  const std::string data_dir =
+      absl::StrCat(scratch, "/coordinator-", backend.name, "-", workers, "-",
+                   units, "-", backend.replicas);
   RETURN_IF_ERROR(MakeDirectories(data_dir));
   const testing::DemoTaskFiles task =
       testing::WriteDemoTask(scratch + "/task", static_cast<int>(units), 8);
@@ -671,8 +671,7 @@ int main(int argc, char** argv) {
     }
   }
   for (const Backend& backend : backends) {
-    for (int64_t workers :
-         ParseList(absl::GetFlag(FLAGS_workers), "workers")) {
+    for (int64_t workers : ParseList(absl::GetFlag(FLAGS_workers), "workers")) {
       for (int64_t units : ParseList(absl::GetFlag(FLAGS_units), "units")) {
         absl::Status ran = RunConfiguration(
             backend, static_cast<int>(workers), static_cast<uint32_t>(units),

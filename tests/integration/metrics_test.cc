@@ -133,11 +133,10 @@ TEST_F(MetricsTest, ValuesMoveAsARoundRuns) {
   EXPECT_EQ(submitted.Value("openforce_jobs", {{"state", "running"}}), 1);
   // The model, tokenizer and dataset the job needs.
   EXPECT_GT(submitted.Value("openforce_blob_store_bytes"), 0);
-  EXPECT_GT(
-      submitted.Value("openforce_rpcs_total",
-                      {{"method", "/openforce.v1.AdminService/SubmitJob"},
-                       {"code", "OK"}}),
-      0);
+  EXPECT_GT(submitted.Value("openforce_rpcs_total",
+                            {{"method", "/openforce.v1.AdminService/SubmitJob"},
+                             {"code", "OK"}}),
+            0);
 
   auto stub = federation_.WorkerStub();
   ScriptedWorker worker(stub.get(), 1);
@@ -172,9 +171,9 @@ TEST_F(MetricsTest, ValuesMoveAsARoundRuns) {
       worker.Upload(worker.MakeHeader(unit, good, &forger.key()), good);
   ASSERT_EQ(forged.reason, v1::REJECT_BAD_SIGNATURE);
   const Scrape refused = Get();
-  EXPECT_EQ(refused.Value("openforce_uploads_total",
-                          {{"outcome", "rejected"},
-                           {"reason", "REJECT_BAD_SIGNATURE"}}),
+  EXPECT_EQ(refused.Value(
+                "openforce_uploads_total",
+                {{"outcome", "rejected"}, {"reason", "REJECT_BAD_SIGNATURE"}}),
             1);
   EXPECT_EQ(refused.Value("openforce_rpcs_total",
                           {{"method", kUpload}, {"code", "UNAUTHENTICATED"}}),
@@ -192,9 +191,9 @@ TEST_F(MetricsTest, ValuesMoveAsARoundRuns) {
   const Scrape done = Get();
   EXPECT_EQ(done.Value("openforce_uploads_total", {{"outcome", "accepted"}}),
             1);
-  EXPECT_EQ(done.Value("openforce_rpcs_total",
-                       {{"method", kUpload}, {"code", "OK"}}),
-            1);
+  EXPECT_EQ(
+      done.Value("openforce_rpcs_total", {{"method", kUpload}, {"code", "OK"}}),
+      1);
   EXPECT_EQ(done.Value("openforce_round_duration_seconds_count"), 1);
   EXPECT_GT(done.Value("openforce_round_duration_seconds_sum"), 0);
   EXPECT_EQ(done.Value("openforce_aggregation_duration_seconds_count"), 1);

@@ -120,14 +120,16 @@ TEST_F(ReplicasTest, LeasesCrossReplicasAndEachRoundClosesOnce) {
     // both replicas tick and see the round complete at once.
     for (uint64_t worker = 1; worker <= 4; ++worker) {
       const bool at_a = worker % 2 == 1;
-      units.insert(LeaseAndDeliver(worker, at_a ? stub_a_.get() : replica_b_->stub(),
+      units.insert(LeaseAndDeliver(worker,
+                                   at_a ? stub_a_.get() : replica_b_->stub(),
                                    at_a ? replica_b_->stub() : stub_a_.get()));
     }
     EXPECT_EQ(units.size(), 4u) << "a unit was handed out twice";
     const v1::JobStatus status = federation_.WaitForJob(
         job,
         [round](const v1::JobStatus& s) {
-          return s.latest_adapter_version() >= round || s.state() != v1::JOB_RUNNING;
+          return s.latest_adapter_version() >= round ||
+                 s.state() != v1::JOB_RUNNING;
         },
         60);
     ASSERT_EQ(status.latest_adapter_version(), round) << status.DebugString();

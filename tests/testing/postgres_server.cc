@@ -112,10 +112,9 @@ absl::Status PostgresServer::Run(std::vector<std::string> argv) const {
   }
   ProcessResult result = RunProcess(argv);
   if (result.exit_code != 0) {
-    return absl::UnavailableError(absl::StrCat(argv[0], " ... exited ",
-                                               result.exit_code, ": ",
-                                               result.stderr_text,
-                                               result.stdout_text));
+    return absl::UnavailableError(
+        absl::StrCat(argv[0], " ... exited ", result.exit_code, ": ",
+                     result.stderr_text, result.stdout_text));
   }
   return absl::OkStatus();
 }
