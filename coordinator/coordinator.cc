@@ -188,7 +188,8 @@ absl::StatusOr<v1::RegisterResponse> Coordinator::Register(
   RETURN_IF_ERROR(state_->UpsertWorker(worker));
   liveness_.Record(
       {worker.worker_id, worker.last_heartbeat_ms, worker.availability, ""});
-  ASSIGN_OR_RETURN(std::string session, sessions_.Open(worker.worker_id));
+  ASSIGN_OR_RETURN(std::string session,
+                   sessions_.Open(worker.worker_id, worker.public_key));
   v1::RegisterResponse response;
   response.set_worker_id(worker.worker_id);
   response.set_session_id(session);
@@ -201,9 +202,24 @@ absl::StatusOr<v1::RegisterResponse> Coordinator::Register(
 
 absl::StatusOr<v1::HeartbeatResponse> Coordinator::Heartbeat(
     const v1::HeartbeatRequest& request) {
-  ASSIGN_OR_RETURN(WorkerRecord worker,
-                   AuthenticateCall(kHeartbeatMethod, request.worker_id(),
-                                    request.auth(), CallDigest(request)));
+  // The most frequent call: checked against the key the worker's session
+  // holds, without reading the store; without a session here, the long way
+  // (which tells an unknown worker from an unknown session).
+  const std::string digest = CallDigest(request);
+  CallCredentials credentials;
+  credentials.session_id = request.auth().session_id();
+  credentials.counter = request.auth().counter();
+  credentials.signature = request.auth().signature();
+  ASSIGN_OR_RETURN(bool verified, sessions_.VerifyWithSessionKey(
+                                      kHeartbeatMethod, request.worker_id(),
+                                      credentials, digest));
+  if (!verified) {
+    RETURN_IF_ERROR(AuthenticateCall(kHeartbeatMethod, request.worker_id(),
+                                     request.auth(), digest)
+                        .status());
+  }
+  WorkerRecord worker;
+  worker.worker_id = request.worker_id();
   if (!v1::Availability_IsValid(request.availability())) {
     return absl::InvalidArgumentError("availability is unknown");
   }

@@ -8,6 +8,7 @@
 #define OPENFORCE_COORDINATOR_WORKER_SESSIONS_H_
 
 #include <cstdint>
+#include <memory>
 #include <string>
 
 #include "absl/base/thread_annotations.h"
@@ -17,6 +18,7 @@
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
 #include "common/call_auth.h"
+#include "common/ed25519.h"
 
 namespace openforce::coordinator {
 
@@ -28,8 +30,11 @@ struct CallCredentials {
 
 class WorkerSessions {
  public:
-  // A fresh session for `worker_id`, replacing any earlier one; its id.
-  [[nodiscard]] absl::StatusOr<std::string> Open(const std::string& worker_id);
+  // A fresh session for `worker_id`, whose registered key is `public_key`
+  // (raw Ed25519, already checked by Register), replacing any earlier one;
+  // its id.
+  [[nodiscard]] absl::StatusOr<std::string> Open(const std::string& worker_id,
+                                                 const std::string& public_key);
 
   // OK when `credentials` prove that the holder of `public_key` (raw
   // Ed25519) made this call now. Unauthenticated with REJECT_UNKNOWN_SESSION
@@ -41,12 +46,26 @@ class WorkerSessions {
                                     const std::string& public_key,
                                     const CallCredentials& credentials,
                                     absl::string_view request_digest);
+  // As Verify, with the key the worker's session here was opened with, so
+  // that frequent calls (heartbeats) need not read the worker from the
+  // store. False when this coordinator holds no session for `worker_id`:
+  // the caller then checks the call the long way, which says why.
+  [[nodiscard]] absl::StatusOr<bool> VerifyWithSessionKey(
+      absl::string_view method, const std::string& worker_id,
+      const CallCredentials& credentials, absl::string_view request_digest);
 
  private:
   struct Session {
     std::string id;
     ReplayWindow window;
+    // Parsed once; EVP keys may be used by several threads at once.
+    std::shared_ptr<const Ed25519PublicKey> key;
   };
+  // The signature with `key`, then the session and its replay window.
+  absl::Status CheckCall(absl::string_view method, const std::string& worker_id,
+                         const Ed25519PublicKey& key,
+                         const CallCredentials& credentials,
+                         absl::string_view request_digest);
   absl::Mutex mu_;
   absl::flat_hash_map<std::string, Session> sessions_ ABSL_GUARDED_BY(mu_);
 };
