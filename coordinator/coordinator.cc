@@ -41,6 +41,17 @@
 #include "proto/status_convert.h"
 
 namespace openforce::coordinator {
+namespace {
+
+CallCredentials CredentialsOf(const v1::CallAuth& auth) {
+  CallCredentials credentials;
+  credentials.session_id = auth.session_id();
+  credentials.counter = auth.counter();
+  credentials.signature = auth.signature();
+  return credentials;
+}
+
+}  // namespace
 
 absl::StatusOr<std::unique_ptr<Coordinator>> Coordinator::Create(
     CoordinatorOptions options, Ed25519PrivateKey identity,
@@ -126,12 +137,8 @@ absl::StatusOr<WorkerRecord> Coordinator::AuthenticateCall(
     absl::string_view method, const std::string& worker_id,
     const v1::CallAuth& auth, const std::string& digest) {
   ASSIGN_OR_RETURN(WorkerRecord worker, RequireWorker(worker_id));
-  CallCredentials credentials;
-  credentials.session_id = auth.session_id();
-  credentials.counter = auth.counter();
-  credentials.signature = auth.signature();
   RETURN_IF_ERROR(sessions_.Verify(method, worker.worker_id, worker.public_key,
-                                   credentials, digest));
+                                   CredentialsOf(auth), digest));
   return worker;
 }
 
@@ -206,13 +213,9 @@ absl::StatusOr<v1::HeartbeatResponse> Coordinator::Heartbeat(
   // holds, without reading the store; without a session here, the long way
   // (which tells an unknown worker from an unknown session).
   const std::string digest = CallDigest(request);
-  CallCredentials credentials;
-  credentials.session_id = request.auth().session_id();
-  credentials.counter = request.auth().counter();
-  credentials.signature = request.auth().signature();
   ASSIGN_OR_RETURN(bool verified, sessions_.VerifyWithSessionKey(
                                       kHeartbeatMethod, request.worker_id(),
-                                      credentials, digest));
+                                      CredentialsOf(request.auth()), digest));
   if (!verified) {
     RETURN_IF_ERROR(AuthenticateCall(kHeartbeatMethod, request.worker_id(),
                                      request.auth(), digest)

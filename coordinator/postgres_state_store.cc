@@ -62,6 +62,19 @@ constexpr char kSyncCommit[] =
 // the server, few enough that many replicas fit in max_connections.
 constexpr size_t kSessionsPerReplica = 8;
 
+// Every row of `result`, read by `read` (PgRow -> StatusOr<Record>).
+template <typename Record, typename Reader>
+absl::StatusOr<std::vector<Record>> ReadAll(const PGresult* result,
+                                            Reader read) {
+  std::vector<Record> records;
+  records.reserve(PQntuples(result));
+  for (int row = 0; row < PQntuples(result); ++row) {
+    ASSIGN_OR_RETURN(Record record, read(PgRow(result, row)));
+    records.push_back(std::move(record));
+  }
+  return records;
+}
+
 std::vector<UnitRecord> ReadUnits(const PGresult* result) {
   std::vector<UnitRecord> units;
   for (int row = 0; row < PQntuples(result); ++row)
@@ -148,13 +161,7 @@ class PostgresStateStore : public StateStore {
         session->Exec(absl::StrCat("SELECT ", kWorkerColumns,
                                    " FROM workers ORDER BY worker_id"),
                       Params()));
-    std::vector<WorkerRecord> workers;
-    for (int row = 0; row < PQntuples(result.get()); ++row) {
-      ASSIGN_OR_RETURN(WorkerRecord worker,
-                       ReadWorker(PgRow(result.get(), row)));
-      workers.push_back(std::move(worker));
-    }
-    return workers;
+    return ReadAll<WorkerRecord>(result.get(), ReadWorker<PgRow>);
   }
 
   absl::Status RecordHeartbeats(
@@ -231,12 +238,7 @@ class PostgresStateStore : public StateStore {
                      session->Exec(absl::StrCat("SELECT ", kJobColumns,
                                                 " FROM jobs ORDER BY seq DESC"),
                                    Params()));
-    std::vector<JobRecord> jobs;
-    for (int row = 0; row < PQntuples(result.get()); ++row) {
-      ASSIGN_OR_RETURN(JobRecord job, ReadJob(PgRow(result.get(), row)));
-      jobs.push_back(std::move(job));
-    }
-    return jobs;
+    return ReadAll<JobRecord>(result.get(), ReadJob<PgRow>);
   }
 
   absl::Status SetJobState(const std::string& job_id, v1::JobState state,
@@ -273,12 +275,7 @@ class PostgresStateStore : public StateStore {
         session->Exec("SELECT shard_index, blob, records FROM shards "
                       "WHERE job_id=$1 ORDER BY shard_index",
                       Params().Add(job_id)));
-    std::vector<ShardRecord> shards;
-    for (int row = 0; row < PQntuples(result.get()); ++row) {
-      ASSIGN_OR_RETURN(ShardRecord shard, ReadShard(PgRow(result.get(), row)));
-      shards.push_back(std::move(shard));
-    }
-    return shards;
+    return ReadAll<ShardRecord>(result.get(), ReadShard);
   }
 
   absl::StatusOr<std::optional<ShardRecord>> GetShard(
@@ -652,13 +649,7 @@ class PostgresStateStore : public StateStore {
                                    " FROM results WHERE job_id=$1 AND round=$2 "
                                    "ORDER BY id"),
                       Params().Add(job_id).Add(static_cast<int64_t>(round))));
-    std::vector<ResultRecord> results;
-    for (int row = 0; row < PQntuples(result.get()); ++row) {
-      ASSIGN_OR_RETURN(ResultRecord record,
-                       ReadResult(PgRow(result.get(), row)));
-      results.push_back(std::move(record));
-    }
-    return results;
+    return ReadAll<ResultRecord>(result.get(), ReadResult<PgRow>);
   }
 
   absl::StatusOr<std::optional<ResultRecord>> GetAcceptedResult(
@@ -729,13 +720,7 @@ class PostgresStateStore : public StateStore {
                          " FROM validation_reports WHERE job_id=$1 AND "
                          "round=$2 ORDER BY attempt, slice, unit_id"),
             Params().Add(job_id).Add(static_cast<int64_t>(round))));
-    std::vector<ValidationReportRecord> reports;
-    for (int row = 0; row < PQntuples(result.get()); ++row) {
-      ASSIGN_OR_RETURN(ValidationReportRecord report,
-                       ReadReport(PgRow(result.get(), row)));
-      reports.push_back(std::move(report));
-    }
-    return reports;
+    return ReadAll<ValidationReportRecord>(result.get(), ReadReport<PgRow>);
   }
 
   absl::Status CloseRound(const std::string& job_id, uint64_t round,

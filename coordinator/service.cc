@@ -40,6 +40,12 @@ grpc::Status Answer(Coordinator* coordinator, grpc::ServerContextBase* context,
   return grpc::Status::OK;
 }
 
+// What a call gets when the executor's queue is full: transient.
+absl::Status CallQueueFull() {
+  return absl::ResourceExhaustedError(
+      "the coordinator has too many calls waiting; retry later");
+}
+
 // Runs `work` (returning grpc::Status) on the executor and finishes the call
 // with its status; refuses at once when the executor's queue is full.
 template <typename Work>
@@ -48,9 +54,7 @@ grpc::ServerUnaryReactor* RunUnary(CallExecutor* executor,
                                    Work work) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   if (!executor->Submit([reactor, work]() { reactor->Finish(work()); })) {
-    reactor->Finish(grpc::Status(
-        grpc::StatusCode::RESOURCE_EXHAUSTED,
-        "the coordinator has too many calls waiting; retry later"));
+    reactor->Finish(ToGrpcStatus(CallQueueFull(), context));
   }
   return reactor;
 }
@@ -147,8 +151,7 @@ class UploadDeltaReactor final
       // Checking the delta (hashing, tensor checks) and waiting for its
       // fsync run on the executor, not on gRPC's callback threads.
       if (!executor_->Submit([this] { FinishUpload(); })) {
-        Refuse(absl::ResourceExhaustedError(
-            "the coordinator has too many calls waiting; retry later"));
+        Refuse(CallQueueFull());
       }
       return;
     }

@@ -13,6 +13,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "common/file_util.h"
 #include "tests/testing/subprocess.h"
 
 namespace openforce::testing {
@@ -83,16 +84,10 @@ absl::StatusOr<std::unique_ptr<PostgresServer>> PostgresServer::Start() {
                     " -c listen_addresses='' -c max_connections=200"),
        "start"});
   if (!started.ok()) {
-    std::string text;
-    if (FILE* file = std::fopen(log.c_str(), "r")) {
-      char buffer[4096];
-      size_t n;
-      while ((n = std::fread(buffer, 1, sizeof buffer, file)) > 0)
-        text.append(buffer, n);
-      std::fclose(file);
-    }
+    absl::StatusOr<std::string> text = ReadFileToString(log);
     return absl::UnavailableError(
-        absl::StrCat(started.message(), "\nserver log:\n", text));
+        absl::StrCat(started.message(), "\nserver log:\n",
+                     text.ok() ? *text : text.status().ToString()));
   }
   server->started_ = true;
   return server;
