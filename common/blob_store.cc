@@ -203,9 +203,26 @@ absl::StatusOr<std::vector<std::string>> BlobStore::PutMany(
         ::unlink((*pending)[i].temp.c_str());
     }
   } cleanup{&pending};
+  // Blobs already stored (same hash and size) or repeated in `blobs` are
+  // written once or not at all: a rename over an existing file frees its
+  // blocks, which costs a synchronous discard on some filesystems.
+  std::vector<std::string> hashes;
+  hashes.reserve(blobs.size());
+  std::set<std::string> directories;
+  std::set<std::string> seen;
   for (const std::string& data : blobs) {
     RETURN_IF_ERROR(CheckSizeLimit(data.size()));
-    Pending blob{NewTempPath(), Sha256Hex(data)};
+    std::string hash = Sha256Hex(data);
+    hashes.push_back(hash);
+    if (!seen.insert(hash).second) continue;
+    absl::StatusOr<uint64_t> stored = Size(hash);
+    if (stored.ok() && *stored == data.size()) {
+      // Its rename may not have reached the disk yet (a batch that failed
+      // after installing it): its directory is synced with this batch's.
+      directories.insert(ObjectDirectory(hash));
+      continue;
+    }
+    Pending blob{NewTempPath(), std::move(hash)};
     ScopedFd fd(::open(blob.temp.c_str(),
                        O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600));
     if (!fd.valid())
@@ -219,14 +236,10 @@ absl::StatusOr<std::vector<std::string>> BlobStore::PutMany(
   if (!tmp_dir.valid() || ::syncfs(tmp_dir.get()) != 0) {
     return ErrnoToStatus(errno, absl::StrCat("syncfs ", root_, "/tmp"));
   }
-  std::set<std::string> directories;
-  std::vector<std::string> hashes;
-  hashes.reserve(pending.size());
   for (const Pending& blob : pending) {
     RETURN_IF_ERROR(Install(blob.temp, blob.hash, /*sync_directory=*/false));
     ++cleanup.installed;
     directories.insert(ObjectDirectory(blob.hash));
-    hashes.push_back(blob.hash);
   }
   for (const std::string& dir : directories)
     RETURN_IF_ERROR(SyncDirectory(dir));

@@ -456,6 +456,14 @@ absl::Status RunConfiguration(const Backend& backend, int workers,
   RETURN_IF_ERROR(MakeDirectories(data_dir));
   const testing::DemoTaskFiles task =
       testing::WriteDemoTask(scratch + "/task", static_cast<int>(units), 8);
+  // The demo task repeats short prompts; a real dataset's shards differ, so
+  // each record here is made distinct (identical shards would be stored once
+  // and make the submission look cheaper than it is).
+  std::vector<lora::TrainingRecord> records =
+      testing::DemoTaskRecords(static_cast<int>(units), 1);
+  for (size_t i = 0; i < records.size(); ++i)
+    records[i].prompt = absl::StrCat(i, ":", records[i].prompt);
+  testing::WriteJsonl(task.train_path, records);
   // A throwaway PostgreSQL server on this machine, sharing its cores.
   std::unique_ptr<testing::PostgresServer> postgres;
   std::string postgres_uri;

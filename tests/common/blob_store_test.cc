@@ -193,6 +193,33 @@ TEST_F(BlobStoreTest, DetectsCorruptionAndARePutRepairsIt) {
   EXPECT_EQ(*store->Get(*hash), data);
 }
 
+TEST_F(BlobStoreTest, PutManyStoresEachBlobOnceAndRepairsATruncatedOne) {
+  auto store = OpenStore();
+  const std::string stored(300, 's');
+  absl::StatusOr<std::string> stored_hash = store->Put(stored);
+  ASSERT_OK(stored_hash);
+  const std::string truncated(500, 't');
+  absl::StatusOr<std::string> truncated_hash = store->Put(truncated);
+  ASSERT_OK(truncated_hash);
+  std::filesystem::resize_file(ObjectPath(*truncated_hash), 10);
+
+  // Repeats and blobs already stored come back in order, under their hashes.
+  const std::vector<std::string> blobs = {"shard a", stored, "shard a",
+                                          truncated, "shard b"};
+  absl::StatusOr<std::vector<std::string>> hashes = store->PutMany(blobs);
+  ASSERT_OK(hashes);
+  ASSERT_EQ(hashes->size(), blobs.size());
+  for (size_t i = 0; i < blobs.size(); ++i) {
+    EXPECT_EQ((*hashes)[i], Sha256Hex(blobs[i])) << i;
+    absl::StatusOr<std::string> read = store->Get((*hashes)[i]);
+    ASSERT_OK(read);
+    EXPECT_EQ(*read, blobs[i]) << i;
+  }
+  EXPECT_OK(store->Verify(*truncated_hash));
+  // Nothing is left behind in tmp/.
+  EXPECT_TRUE(std::filesystem::is_empty(dir_.Join("blobs/tmp")));
+}
+
 TEST_F(BlobStoreTest, MissingBlobIsNotFound) {
   auto store = OpenStore();
   EXPECT_THAT(store->Get(Sha256Hex("never stored")),

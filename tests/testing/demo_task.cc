@@ -29,6 +29,8 @@ std::map<char, std::string> Mapping() {
   return values;
 }
 
+}  // namespace
+
 void WriteJsonl(const std::string& path,
                 const std::vector<lora::TrainingRecord>& records) {
   std::string text;
@@ -41,8 +43,6 @@ void WriteJsonl(const std::string& path,
   absl::Status written = WriteFileAtomically(path, text);
   if (!written.ok()) throw std::runtime_error(std::string(written.message()));
 }
-
-}  // namespace
 
 lora::LlamaConfig DemoModelConfig() {
   lora::LlamaConfig config = TinyLlamaConfig();

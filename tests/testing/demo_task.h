@@ -29,6 +29,11 @@ lora::LlamaConfig DemoModelConfig();
 // Records of the lookup task for `seed`.
 std::vector<lora::TrainingRecord> DemoTaskRecords(int count, uint64_t seed);
 
+// Writes `records` as JSONL {"prompt","completion"} (throws on failure:
+// test setup).
+void WriteJsonl(const std::string& path,
+                const std::vector<lora::TrainingRecord>& records);
+
 // Writes the model and both datasets under `dir`.
 DemoTaskFiles WriteDemoTask(const std::string& dir, int train_records = 384,
                             int held_out_records = 96);
