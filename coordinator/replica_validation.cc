@@ -1,4 +1,4 @@
-// Replica validation, BOINC-style (see coordinator.h): replicas of a shard
+// Replica validation, BOINC-style (see round_closer.h): replicas of a shard
 // are the same work (same parent, data, seed and steps), so honest results
 // agree within the job's tolerance; the quorum's result is aggregated once,
 // results outside it are invalid and end their worker's validated streak, and
@@ -10,9 +10,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
-#include "coordinator/coordinator.h"
 #include "coordinator/internal/planning.h"
 #include "coordinator/internal/replica_quorum.h"
+#include "coordinator/round_closer.h"
 #include "lora/adapter_delta.h"
 
 namespace openforce::coordinator {
@@ -25,23 +25,7 @@ double ReplicaTolerance(const v1::JobSpec& spec) {
 
 }  // namespace
 
-absl::Status Coordinator::MaybeTrustResult(const JobRecord& job,
-                                           const UnitRecord& unit,
-                                           const std::string& worker_id) {
-  if (job.spec.replication() < 2) return absl::OkStatus();
-  ASSIGN_OR_RETURN(std::optional<WorkerRecord> worker,
-                   state_->GetWorker(worker_id));
-  if (!worker.has_value() || worker->validated_streak < kTrustedStreak)
-    return absl::OkStatus();
-  if (options_.random_fraction() < kTrustedRecheckFraction)
-    return absl::OkStatus();  // re-checked like anyone's
-  return state_
-      ->SkipPendingReplicas(job.job_id, unit.round, unit.shard_index,
-                            unit.unit_id)
-      .status();
-}
-
-absl::StatusOr<Coordinator::ReplicaVerdicts> Coordinator::ValidateReplicas(
+absl::StatusOr<RoundCloser::ReplicaVerdicts> RoundCloser::ValidateReplicas(
     const JobRecord& job, const std::vector<UnitRecord>& units,
     const std::vector<ResultRecord>& accepted, bool may_add_replicas) {
   ReplicaVerdicts verdicts;
@@ -60,10 +44,12 @@ absl::StatusOr<Coordinator::ReplicaVerdicts> Coordinator::ValidateReplicas(
   const double tolerance = ReplicaTolerance(job.spec);
   internal::ReplicaDistance distance = [&](size_t a,
                                            size_t b) -> absl::StatusOr<double> {
-    ASSIGN_OR_RETURN(std::string path_a,
-                     blobs_->ObjectPath(accepted[a].header.content_hash()));
-    ASSIGN_OR_RETURN(std::string path_b,
-                     blobs_->ObjectPath(accepted[b].header.content_hash()));
+    ASSIGN_OR_RETURN(
+        std::string path_a,
+        core_.blobs().ObjectPath(accepted[a].header.content_hash()));
+    ASSIGN_OR_RETURN(
+        std::string path_b,
+        core_.blobs().ObjectPath(accepted[b].header.content_hash()));
     return lora::RelativeDeltaDistance(path_a, path_b);
   };
   auto verdict = [&](size_t i, v1::RejectReason reason, std::string message,

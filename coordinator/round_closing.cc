@@ -1,5 +1,4 @@
-// Periodic work and rounds (see coordinator.h): lease expiry (deadline and
-// silent holders), partial upload expiry, and closing a round: replica
+// Closing rounds (see round_closer.h): replica
 // verdicts, exclusions by norm, coordinator-known weights, aggregation,
 // credit, signing and publishing. The validation phase between aggregation
 // and publishing, for jobs with a validation split, is validation_phase.cc.
@@ -27,9 +26,9 @@
 #include "common/terminal_text.h"
 #include "common/tier.h"
 #include "coordinator/aggregator.h"
-#include "coordinator/coordinator.h"
 #include "coordinator/credit.h"
 #include "coordinator/internal/planning.h"
+#include "coordinator/round_closer.h"
 #include "lora/adapter_delta.h"
 #include "lora/dataset.h"
 #include "lora/federated_aggregation.h"
@@ -65,36 +64,9 @@ class AggregationTimer {
 // ---------------------------------------------------------------------------
 // Rounds
 
-absl::Status Coordinator::SweepUploads(bool force) {
-  absl::MutexLock tick_lock(&tick_mu_);
-  const int64_t interval =
-      std::min(kUploadSweepIntervalMs, options_.upload_expiry_ms / 2);
-  if (!force && Now() - last_upload_sweep_ms_ < interval)
-    return absl::OkStatus();
-  last_upload_sweep_ms_ = Now();
-  return blobs_->ExpireUploads(options_.upload_expiry_ms).status();
-}
-
-absl::Status Coordinator::Tick() {
-  RETURN_IF_ERROR(SweepUploads(/*force=*/false));
-  absl::MutexLock tick_lock(&tick_mu_);
-  // Liveness first, so that the silent-worker check below reads what this
-  // coordinator heard.
-  RETURN_IF_ERROR(PersistLiveness());
-  {
-    absl::MutexLock lock(&mu_);
-    RETURN_IF_ERROR(state_->ExpireLeases(Now()).status());
-    // Three missed intervals, and never under five seconds by default: a
-    // busy volunteer machine may be late with one heartbeat.
-    const int64_t grace =
-        options_.lease_heartbeat_grace_ms > 0
-            ? options_.lease_heartbeat_grace_ms
-            : std::max<int64_t>(5'000,
-                                int64_t{3} * options_.heartbeat_interval_ms);
-    RETURN_IF_ERROR(
-        state_->ExpireLeasesOfSilentWorkers(Now() - grace).status());
-  }
-  ASSIGN_OR_RETURN(std::vector<JobRecord> jobs, state_->ListJobs());
+absl::Status RoundCloser::CloseReadyRounds() {
+  absl::MutexLock closing_lock(&closing_mu_);
+  ASSIGN_OR_RETURN(std::vector<JobRecord> jobs, core_.state().ListJobs());
   absl::Status first_error;
   for (const JobRecord& job : jobs) {
     if (job.state != v1::JOB_RUNNING) continue;
@@ -107,42 +79,31 @@ absl::Status Coordinator::Tick() {
   return first_error;
 }
 
-Coordinator::RoundAggregate::~RoundAggregate() {
+RoundCloser::RoundAggregate::~RoundAggregate() {
   if (path.empty()) return;
   std::error_code ignored;
   std::filesystem::remove(path, ignored);
 }
 
-absl::Status Coordinator::FailJob(const JobRecord& job,
+absl::Status RoundCloser::FailJob(const JobRecord& job,
                                   const std::string& message) {
-  absl::MutexLock lock(&mu_);
-  return state_->SetJobState(job.job_id, v1::JOB_FAILED, message);
+  absl::MutexLock lock(&core_.decision_mu());
+  return core_.state().SetJobState(job.job_id, v1::JOB_FAILED, message);
 }
 
-absl::StatusOr<std::vector<ResultRecord>> Coordinator::AcceptedResults(
-    const std::string& job_id, uint64_t round) {
-  ASSIGN_OR_RETURN(std::vector<ResultRecord> results,
-                   state_->ListResults(job_id, round));
-  std::vector<ResultRecord> accepted;
-  for (ResultRecord& result : results) {
-    if (result.accepted) accepted.push_back(std::move(result));
-  }
-  return accepted;
-}
-
-absl::Status Coordinator::MaybeCloseRound(const JobRecord& job) {
+absl::Status RoundCloser::MaybeCloseRound(const JobRecord& job) {
   ASSIGN_OR_RETURN(const RoundRecord round,
-                   FindRound(job.job_id, job.current_round));
+                   core_.FindRound(job.job_id, job.current_round));
   if (round.adapter_version != 0) return absl::OkStatus();
   const bool past_deadline =
-      round.deadline_ms != 0 && Now() >= round.deadline_ms;
+      round.deadline_ms != 0 && core_.Now() >= round.deadline_ms;
   if (!past_deadline) {
     // The counters say whether every training unit is done (or, with a
     // candidate, every validation unit of its attempt: earlier attempts'
     // open units were skipped); until then there is nothing to read, and
     // the units and results of a big round are read once, when it closes.
     ASSIGN_OR_RETURN(const RoundProgress progress,
-                     state_->GetRoundProgress(job.job_id, round.round));
+                     core_.state().GetRoundProgress(job.job_id, round.round));
     if (round.candidate_attempt == 0) {
       const uint64_t done = progress.Count(v1::WORK_TRAIN, v1::UNIT_ACCEPTED) +
                             progress.Count(v1::WORK_TRAIN, v1::UNIT_SKIPPED);
@@ -154,7 +115,7 @@ absl::Status Coordinator::MaybeCloseRound(const JobRecord& job) {
     }
   }
   ASSIGN_OR_RETURN(std::vector<UnitRecord> all_units,
-                   state_->ListUnits(job.job_id, round.round));
+                   core_.state().ListUnits(job.job_id, round.round));
   std::vector<UnitRecord> units, validation_units;
   for (UnitRecord& unit : all_units) {
     (unit.kind == v1::WORK_VALIDATE ? validation_units : units)
@@ -163,7 +124,7 @@ absl::Status Coordinator::MaybeCloseRound(const JobRecord& job) {
   if (round.candidate_attempt > 0)
     return AdvanceValidation(job, round, units, validation_units);
   ASSIGN_OR_RETURN(std::vector<ResultRecord> accepted,
-                   AcceptedResults(job.job_id, round.round));
+                   core_.AcceptedResults(job.job_id, round.round));
   // Done when every unit has its result, or was skipped because a trusted
   // worker's replica stands for it.
   const bool all_done =
@@ -179,8 +140,8 @@ absl::Status Coordinator::MaybeCloseRound(const JobRecord& job) {
     if (!verdicts.shards_needing_replica.empty()) {
       // Replicas disagreed without a quorum: one more replica each, and the
       // round waits for them.
-      absl::MutexLock lock(&mu_);
-      return state_->AddUnits(
+      absl::MutexLock lock(&core_.decision_mu());
+      return core_.state().AddUnits(
           NextReplicas(units, verdicts.shards_needing_replica));
     }
     return AggregateRound(job, round, verdicts);
@@ -194,7 +155,7 @@ absl::Status Coordinator::MaybeCloseRound(const JobRecord& job) {
   return absl::OkStatus();
 }
 
-absl::Status Coordinator::AggregateRound(const JobRecord& job,
+absl::Status RoundCloser::AggregateRound(const JobRecord& job,
                                          const RoundRecord& round,
                                          const ReplicaVerdicts& verdicts) {
   ASSIGN_OR_RETURN(std::unique_ptr<Aggregator> aggregator,
@@ -214,21 +175,23 @@ absl::Status Coordinator::AggregateRound(const JobRecord& job,
                       std::nullopt, /*validation_retries=*/0);
 }
 
-absl::StatusOr<std::optional<Coordinator::RoundAggregate>>
-Coordinator::BuildAggregate(const JobRecord& job, const RoundRecord& round,
+absl::StatusOr<std::optional<RoundCloser::RoundAggregate>>
+RoundCloser::BuildAggregate(const JobRecord& job, const RoundRecord& round,
                             const ReplicaVerdicts& verdicts,
                             const lora::AggregationRule& rule) {
-  const AggregationTimer timer(&metrics());
+  const AggregationTimer timer(&core_.metrics());
   const std::vector<ResultRecord>& accepted = verdicts.canonical;
   std::string parent_sha = job.initial_adapter.sha256();
   if (round.parent_version != 0) {
-    ASSIGN_OR_RETURN(std::optional<AdapterRecord> parent,
-                     state_->GetAdapter(job.job_id, round.parent_version));
+    ASSIGN_OR_RETURN(
+        std::optional<AdapterRecord> parent,
+        core_.state().GetAdapter(job.job_id, round.parent_version));
     if (!parent.has_value())
       return absl::InternalError("parent adapter version is missing");
     parent_sha = parent->adapter.adapter_model().sha256();
   }
-  ASSIGN_OR_RETURN(std::string parent_path, blobs_->ObjectPath(parent_sha));
+  ASSIGN_OR_RETURN(std::string parent_path,
+                   core_.blobs().ObjectPath(parent_sha));
   RoundAggregate aggregate;
   aggregate.rule = rule;
   aggregate.excluded = verdicts.excluded;
@@ -260,8 +223,8 @@ Coordinator::BuildAggregate(const JobRecord& job, const RoundRecord& round,
   // Weights and credit come from what the coordinator knows: the shard's
   // record count and the job's own settings, never the worker's claims.
   ASSIGN_OR_RETURN(std::vector<ShardRecord> shards,
-                   state_->ListShards(job.job_id));
-  ASSIGN_OR_RETURN(lora::LlamaConfig model, LoadJobModelConfig(job));
+                   core_.state().ListShards(job.job_id));
+  ASSIGN_OR_RETURN(lora::LlamaConfig model, core_.LoadJobModelConfig(job));
   ASSIGN_OR_RETURN(
       const double unit_credit,
       UnitCreditFlop(model.Shape(), job.spec.lora(), job.spec.training()));
@@ -284,7 +247,7 @@ Coordinator::BuildAggregate(const JobRecord& job, const RoundRecord& round,
       return absl::InternalError("result for a shard the job does not have");
     AggregationInput input;
     ASSIGN_OR_RETURN(input.delta_path,
-                     blobs_->ObjectPath(result.header.content_hash()));
+                     core_.blobs().ObjectPath(result.header.content_hash()));
     input.sample_count =
         std::max<uint64_t>(1, shards[result.shard_index].records);
     input.worker_id = result.worker_id;
@@ -299,7 +262,7 @@ Coordinator::BuildAggregate(const JobRecord& job, const RoundRecord& round,
   if (inputs.empty()) return std::nullopt;
   aggregate.inputs = inputs.size();
   const Aggregator aggregator(rule);
-  aggregate.path = absl::StrCat(options_.data_dir, "/tmp/aggregate-",
+  aggregate.path = absl::StrCat(core_.options().data_dir, "/tmp/aggregate-",
                                 job.job_id, "-r", round.round, ".safetensors");
   ASSIGN_OR_RETURN(lora::AggregationReport report,
                    aggregator.Aggregate(parent_path, inputs, aggregate.path));
@@ -351,15 +314,15 @@ Coordinator::BuildAggregate(const JobRecord& job, const RoundRecord& round,
   return std::optional<RoundAggregate>(std::move(aggregate));
 }
 
-absl::Status Coordinator::PublishRound(
+absl::Status RoundCloser::PublishRound(
     const JobRecord& job, const RoundRecord& round, RoundAggregate aggregate,
     const std::string& model_sha, const std::optional<ValidationScore>& score,
     uint32_t validation_retries) {
   std::string published_sha = model_sha;
   if (published_sha.empty()) {
-    ASSIGN_OR_RETURN(published_sha, blobs_->PutFile(aggregate.path));
+    ASSIGN_OR_RETURN(published_sha, core_.blobs().PutFile(aggregate.path));
   }
-  ASSIGN_OR_RETURN(uint64_t model_size, blobs_->Size(published_sha));
+  ASSIGN_OR_RETURN(uint64_t model_size, core_.blobs().Size(published_sha));
   RoundOutcome outcome;
   outcome.credited = std::move(aggregate.credited);
   outcome.excluded = std::move(aggregate.excluded);
@@ -390,27 +353,29 @@ absl::Status Coordinator::PublishRound(
   }
   if (aggregate.rule.exact == lora::ExactStrategy::kSvd)
     metrics["truncation_error"] = aggregate.truncation_error;
-  adapter.set_published_at_ms(Now());
+  adapter.set_published_at_ms(core_.Now());
   adapter.set_content_hash(
       AdapterContentHash(published_sha, job.adapter_config.sha256()));
-  ASSIGN_OR_RETURN(std::string signature,
-                   SignPayload(identity_, AdapterSigningPayload(adapter)));
+  ASSIGN_OR_RETURN(
+      std::string signature,
+      SignPayload(core_.identity(), AdapterSigningPayload(adapter)));
   adapter.set_signature(signature);
   if (round.round < job.spec.rounds()) {
     outcome.next_round =
-        MakeRound(job, round.round + 1, adapter.version(), Now());
+        MakeRound(job, round.round + 1, adapter.version(), core_.Now());
     outcome.next_units = MakeUnits(job, round.round + 1);
   }
-  absl::MutexLock lock(&mu_);
+  absl::MutexLock lock(&core_.decision_mu());
   ASSIGN_OR_RETURN(std::optional<JobRecord> current,
-                   state_->GetJob(job.job_id));
+                   core_.state().GetJob(job.job_id));
   if (!current.has_value() || current->state != v1::JOB_RUNNING)
     return absl::OkStatus();  // cancelled while aggregating
-  absl::Status closed = state_->CloseRound(job.job_id, round.round, outcome);
+  absl::Status closed =
+      core_.state().CloseRound(job.job_id, round.round, outcome);
   if (absl::IsFailedPrecondition(closed)) return absl::OkStatus();
   if (closed.ok()) {
-    this->metrics().RecordRoundPublished(
-        static_cast<double>(Now() - round.opened_ms) / 1000.0);
+    core_.metrics().RecordRoundPublished(
+        static_cast<double>(core_.Now() - round.opened_ms) / 1000.0);
   }
   return closed;
 }

@@ -1,4 +1,4 @@
-// SubmitValidation (see coordinator.h): a validation unit's signed report is
+// SubmitValidation (see delta_intake.h): a validation unit's signed report is
 // checked against the call's signer, the lease and the round it scores (job,
 // round, parent, candidate, slice length, base model) before it is stored.
 // The losses themselves cannot be checked alone; replicas of the slice are
@@ -9,7 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "common/signing_payload.h"
 #include "common/status_macros.h"
-#include "coordinator/coordinator.h"
+#include "coordinator/delta_intake.h"
 #include "coordinator/internal/planning.h"
 #include "proto/call_signing.h"
 #include "proto/signing_convert.h"
@@ -28,12 +28,13 @@ bool IsPlausibleLoss(double loss) {
 
 }  // namespace
 
-absl::StatusOr<v1::SubmitValidationResponse> Coordinator::SubmitValidation(
+absl::StatusOr<v1::SubmitValidationResponse> DeltaIntake::SubmitValidation(
     const v1::SubmitValidationRequest& request) {
   const v1::ValidationReport& report = request.report();
-  ASSIGN_OR_RETURN(WorkerRecord worker,
-                   AuthenticateCall(kSubmitValidationMethod, report.worker_id(),
-                                    request.auth(), CallDigest(request)));
+  ASSIGN_OR_RETURN(
+      WorkerRecord worker,
+      core_.AuthenticateCall(kSubmitValidationMethod, report.worker_id(),
+                             request.auth(), CallDigest(request)));
   if (!IsPlausibleLoss(report.candidate_loss()) ||
       !IsPlausibleLoss(report.parent_loss())) {
     return Rejection(absl::StatusCode::kInvalidArgument, v1::REJECT_NON_FINITE,
@@ -54,9 +55,9 @@ absl::StatusOr<v1::SubmitValidationResponse> Coordinator::SubmitValidation(
                                   signed_by_worker.message()));
   }
 
-  absl::MutexLock lock(&mu_);
+  absl::MutexLock lock(&core_.decision_mu());
   ASSIGN_OR_RETURN(std::optional<UnitRecord> unit,
-                   state_->GetUnit(report.unit_id()));
+                   core_.state().GetUnit(report.unit_id()));
   if (!unit.has_value()) {
     return absl::NotFoundError(absl::StrCat("no unit ", report.unit_id()));
   }
@@ -72,12 +73,13 @@ absl::StatusOr<v1::SubmitValidationResponse> Coordinator::SubmitValidation(
         absl::StrCat("unit ", unit->unit_id, " belongs to job ", unit->job_id,
                      ", the report names job ", report.job_id()));
   }
-  ASSIGN_OR_RETURN(const JobRecord job, RunningJob(unit->job_id));
+  ASSIGN_OR_RETURN(const JobRecord job, core_.RunningJob(unit->job_id));
   v1::SubmitValidationResponse response;
   if (unit->state == v1::UNIT_ACCEPTED && unit->worker_id == worker.worker_id) {
     // A retry after a lost acknowledgement: the same report again is fine.
-    ASSIGN_OR_RETURN(std::vector<ValidationReportRecord> stored,
-                     state_->ListValidationReports(unit->job_id, unit->round));
+    ASSIGN_OR_RETURN(
+        std::vector<ValidationReportRecord> stored,
+        core_.state().ListValidationReports(unit->job_id, unit->round));
     for (const ValidationReportRecord& earlier : stored) {
       if (earlier.unit_id == unit->unit_id &&
           earlier.report.signature() == report.signature()) {
@@ -98,7 +100,7 @@ absl::StatusOr<v1::SubmitValidationResponse> Coordinator::SubmitValidation(
                      v1::REJECT_WRONG_JOB,
                      "the report names another base model than the job's");
   }
-  ASSIGN_OR_RETURN(RoundRecord round, FindRound(job.job_id, unit->round));
+  ASSIGN_OR_RETURN(RoundRecord round, core_.FindRound(job.job_id, unit->round));
   if (report.round() != unit->round || unit->round != job.current_round ||
       round.adapter_version != 0 || unit->attempt != round.candidate_attempt ||
       report.parent_adapter_version() != round.parent_version) {
@@ -131,8 +133,8 @@ absl::StatusOr<v1::SubmitValidationResponse> Coordinator::SubmitValidation(
   record.attempt = unit->attempt;
   record.slice = unit->shard_index;
   record.report = report;
-  record.created_ms = Now();
-  RETURN_IF_ERROR(state_->RecordValidationReport(record));
+  record.created_ms = core_.Now();
+  RETURN_IF_ERROR(core_.state().RecordValidationReport(record));
   response.set_accepted(true);
   return response;
 }

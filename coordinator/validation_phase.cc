@@ -1,4 +1,4 @@
-// The validation phase of a round (see coordinator.h), for jobs with a
+// The validation phase of a round (see round_closer.h), for jobs with a
 // held-out split: the aggregate becomes the round's candidate, workers score
 // it and its parent on slices of the held-out records in validation units
 // (forward only, signed, replicated like training units), the reports of each
@@ -12,10 +12,10 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/status_macros.h"
-#include "coordinator/coordinator.h"
 #include "coordinator/credit.h"
 #include "coordinator/internal/planning.h"
 #include "coordinator/internal/replica_quorum.h"
+#include "coordinator/round_closer.h"
 
 namespace openforce::coordinator {
 namespace {
@@ -27,11 +27,12 @@ double RelativeDifference(double a, double b) {
 
 }  // namespace
 
-absl::Status Coordinator::BeginCandidate(const JobRecord& job,
+absl::Status RoundCloser::BeginCandidate(const JobRecord& job,
                                          const RoundRecord& round,
                                          RoundAggregate aggregate,
                                          uint32_t attempt) {
-  ASSIGN_OR_RETURN(std::string candidate_sha, blobs_->PutFile(aggregate.path));
+  ASSIGN_OR_RETURN(std::string candidate_sha,
+                   core_.blobs().PutFile(aggregate.path));
   RoundRecord candidate = round;
   candidate.candidate_sha256 = candidate_sha;
   candidate.candidate_attempt = attempt;
@@ -39,27 +40,28 @@ absl::Status Coordinator::BeginCandidate(const JobRecord& job,
   // Validators get two lease lengths, and the round's own deadline if it is
   // later; a round without a deadline waits for them.
   if (round.deadline_ms != 0) {
-    candidate.deadline_ms = std::max(
-        round.deadline_ms, Now() + int64_t{2000} * job.spec.unit_deadline_s());
+    candidate.deadline_ms =
+        std::max(round.deadline_ms,
+                 core_.Now() + int64_t{2000} * job.spec.unit_deadline_s());
   }
   const std::vector<UnitRecord> units =
       MakeValidationUnits(job, round.round, attempt);
-  absl::MutexLock lock(&mu_);
+  absl::MutexLock lock(&core_.decision_mu());
   ASSIGN_OR_RETURN(std::optional<JobRecord> current,
-                   state_->GetJob(job.job_id));
+                   core_.state().GetJob(job.job_id));
   if (!current.has_value() || current->state != v1::JOB_RUNNING)
     return absl::OkStatus();  // cancelled while aggregating
-  absl::Status begun = state_->BeginValidation(candidate, units);
+  absl::Status begun = core_.state().BeginValidation(candidate, units);
   if (absl::IsFailedPrecondition(begun)) return absl::OkStatus();
   return begun;
 }
 
-absl::StatusOr<Coordinator::ValidationScore>
-Coordinator::JudgeValidationReports(
+absl::StatusOr<RoundCloser::ValidationScore>
+RoundCloser::JudgeValidationReports(
     const JobRecord& job, const std::vector<UnitRecord>& units,
     const std::vector<ValidationReportRecord>& reports, bool may_add_replicas) {
   ValidationScore score;
-  ASSIGN_OR_RETURN(lora::LlamaConfig model, LoadJobModelConfig(job));
+  ASSIGN_OR_RETURN(lora::LlamaConfig model, core_.LoadJobModelConfig(job));
   std::map<uint32_t, std::vector<size_t>> by_slice;
   for (size_t i = 0; i < reports.size(); ++i) {
     if (reports[i].accepted) by_slice[reports[i].slice].push_back(i);
@@ -142,7 +144,7 @@ Coordinator::JudgeValidationReports(
   return score;
 }
 
-absl::Status Coordinator::AdvanceValidation(
+absl::Status RoundCloser::AdvanceValidation(
     const JobRecord& job, const RoundRecord& round,
     const std::vector<UnitRecord>& training_units,
     const std::vector<UnitRecord>& validation_units) {
@@ -157,11 +159,12 @@ absl::Status Coordinator::AdvanceValidation(
         return unit.state == v1::UNIT_ACCEPTED;
       });
   const bool past_deadline =
-      round.deadline_ms != 0 && Now() >= round.deadline_ms;
+      round.deadline_ms != 0 && core_.Now() >= round.deadline_ms;
   if (!all_reported && !past_deadline) return absl::OkStatus();
 
-  ASSIGN_OR_RETURN(std::vector<ValidationReportRecord> all_reports,
-                   state_->ListValidationReports(job.job_id, round.round));
+  ASSIGN_OR_RETURN(
+      std::vector<ValidationReportRecord> all_reports,
+      core_.state().ListValidationReports(job.job_id, round.round));
   std::map<uint32_t, std::vector<ValidationReportRecord>> reports_by_attempt;
   for (ValidationReportRecord& report : all_reports)
     reports_by_attempt[report.attempt].push_back(std::move(report));
@@ -171,15 +174,15 @@ absl::Status Coordinator::AdvanceValidation(
                              /*may_add_replicas=*/!past_deadline));
   if (!score.slices_needing_replica.empty()) {
     // Validators disagreed without a quorum: one more replica per slice.
-    absl::MutexLock lock(&mu_);
-    return state_->AddUnits(
+    absl::MutexLock lock(&core_.decision_mu());
+    return core_.state().AddUnits(
         NextReplicas(current, score.slices_needing_replica));
   }
 
   // The candidate's verdicts over deltas, made again: training units were
   // closed when the candidate was made, so they come out the same.
   ASSIGN_OR_RETURN(std::vector<ResultRecord> accepted,
-                   AcceptedResults(job.job_id, round.round));
+                   core_.AcceptedResults(job.job_id, round.round));
   ASSIGN_OR_RETURN(ReplicaVerdicts verdicts,
                    ValidateReplicas(job, training_units, accepted,
                                     /*may_add_replicas=*/false));
