@@ -40,19 +40,29 @@ namespace openforce::coordinator {
 
 inline constexpr int64_t kStart = 1'800'000'000'000;
 
-class CoordinatorTest : public ::testing::Test {
+// Real SQLite and blob store in a temporary directory, a fake clock and
+// random source, the demo task, and the helpers that need no coordinator.
+class CoordinatorTestBase : public ::testing::Test {
  protected:
-  void SetUp() override {
+  struct Stores {
+    Ed25519PrivateKey identity;
+    std::unique_ptr<StateStore> state;
+    std::unique_ptr<BlobStore> blobs;
+    CoordinatorOptions options;
+  };
+  // Opens the stores and options every coordinator test uses; blobs_ points
+  // at the blob store.
+  Stores OpenStores() {
     task_ = testing::WriteDemoTask(dir_.path() + "/task", 40, 4);
     auto identity = Ed25519PrivateKey::Generate();
-    ASSERT_OK(identity);
+    EXPECT_OK(identity);
     auto state = OpenSqliteStateStore(dir_.path() + "/state.db");
-    ASSERT_OK(state);
+    EXPECT_OK(state);
     // The store stamps partial uploads with the same (fake) clock.
     BlobStoreOptions blob_options;
     blob_options.now_ms = [this] { return now_; };
     auto blobs = BlobStore::Open(dir_.path() + "/blobs", blob_options);
-    ASSERT_OK(blobs);
+    EXPECT_OK(blobs);
     blobs_ = blobs->get();
     CoordinatorOptions options;
     options.data_dir = dir_.path();
@@ -60,10 +70,8 @@ class CoordinatorTest : public ::testing::Test {
     options.random_fraction = [this] { return random_; };
     options.worker_timeout_ms = 60'000;
     options.max_open_uploads_per_worker = 1;
-    auto coordinator = Coordinator::Create(
-        options, *std::move(identity), *std::move(state), *std::move(blobs));
-    ASSERT_OK(coordinator);
-    coordinator_ = *std::move(coordinator);
+    return {*std::move(identity), *std::move(state), *std::move(blobs),
+            std::move(options)};
   }
 
   v1::JobSpec Spec() {
@@ -104,14 +112,6 @@ class CoordinatorTest : public ::testing::Test {
     return spec;
   }
 
-  std::string Submit(const v1::JobSpec& spec) {
-    v1::SubmitJobRequest request;
-    *request.mutable_spec() = spec;
-    auto response = coordinator_->SubmitJob(request);
-    EXPECT_OK(response);
-    return response.ok() ? response->job_id() : "";
-  }
-
   struct Worker {
     Ed25519PrivateKey key;
     std::string id;
@@ -125,9 +125,14 @@ class CoordinatorTest : public ::testing::Test {
           openforce::SignCall(key, method, id, session, ++*counter, request));
     }
   };
-  Worker Register(uint64_t seed, v1::Tier tier = v1::TIER_CPU) {
+  // A worker with the key of `seed`, not yet registered.
+  static Worker NewWorker(uint64_t seed) {
     std::string seed_bytes(32, static_cast<char>(seed));
-    Worker worker{*Ed25519PrivateKey::FromSeed(seed_bytes), "", ""};
+    return Worker{*Ed25519PrivateKey::FromSeed(seed_bytes), "", ""};
+  }
+  // The request that registers `worker`, with proof of possession.
+  static v1::RegisterRequest RegisterRequestOf(const Worker& worker,
+                                               v1::Tier tier) {
     v1::RegisterRequest request;
     request.set_public_key(worker.key.PublicKey().Raw());
     request.mutable_profile()->set_tier(tier);
@@ -135,37 +140,23 @@ class CoordinatorTest : public ::testing::Test {
     request.set_nonce(nonce);
     request.set_proof_of_possession(*worker.key.Sign(
         RegistrationProofMessage(request.public_key(), nonce)));
-    auto response = coordinator_->Register(request);
-    EXPECT_OK(response);
-    worker.id = response->worker_id();
-    worker.session = response->session_id();
-    return worker;
+    return request;
   }
-
-  absl::StatusOr<v1::LeaseWorkUnitResponse> Lease(const Worker& worker,
-                                                  uint64_t memory = 16ull
-                                                                    << 30) {
+  static v1::LeaseWorkUnitRequest LeaseRequestOf(const Worker& worker,
+                                                 uint64_t memory = 16ull
+                                                                   << 30) {
     v1::LeaseWorkUnitRequest request;
     request.set_worker_id(worker.id);
     request.set_free_memory_bytes(memory);
     worker.Sign(kLeaseMethod, &request);
-    return coordinator_->LeaseWorkUnit(request);
+    return request;
   }
-
-  // Uploads a small valid delta for `unit` through the coordinator's API.
-  absl::StatusOr<v1::UploadDeltaResponse> Deliver(const Worker& worker,
-                                                  const v1::WorkUnit& unit,
-                                                  float value = 0.01f,
-                                                  uint64_t samples = 4) {
-    return DeliverBytes(worker, unit, DeltaForJob(value), samples);
-  }
-
   // The first message of an upload of `delta`, signed as the worker binary
   // signs it.
-  v1::UploadDeltaChunk FirstChunk(const Worker& worker,
-                                  const v1::WorkUnit& unit,
-                                  const std::string& delta,
-                                  uint64_t samples = 4) {
+  static v1::UploadDeltaChunk FirstChunk(const Worker& worker,
+                                         const v1::WorkUnit& unit,
+                                         const std::string& delta,
+                                         uint64_t samples = 4) {
     v1::UploadDeltaChunk first;
     v1::DeltaHeader& header = *first.mutable_header();
     header = DeltaHeaderForUnit(unit, worker.id);
@@ -175,16 +166,6 @@ class CoordinatorTest : public ::testing::Test {
     header.set_signature(*SignPayload(worker.key, DeltaSigningPayload(header)));
     worker.Sign(kUploadDeltaMethod, &first);
     return first;
-  }
-
-  absl::StatusOr<v1::UploadDeltaResponse> DeliverBytes(const Worker& worker,
-                                                       const v1::WorkUnit& unit,
-                                                       const std::string& delta,
-                                                       uint64_t samples = 4) {
-    ASSIGN_OR_RETURN(DeltaUpload upload, coordinator_->BeginUpload(FirstChunk(
-                                             worker, unit, delta, samples)));
-    RETURN_IF_ERROR(coordinator_->AppendUpload(&upload, 0, delta));
-    return coordinator_->FinishUpload(&upload);
   }
 
   // A delta for the Spec() LoRA shape (r4 on q and v) with every value
@@ -202,6 +183,75 @@ class CoordinatorTest : public ::testing::Test {
                                           b_only ? "-b" : "", ".safetensors");
     EXPECT_OK(lora::WriteSafetensors(path, tensors));
     return *ReadFileToString(path);
+  }
+
+  static v1::HeartbeatRequest HeartbeatOf(const Worker& worker,
+                                          const std::string& unit = "") {
+    v1::HeartbeatRequest heartbeat;
+    heartbeat.set_worker_id(worker.id);
+    heartbeat.set_current_unit_id(unit);
+    worker.Sign(kHeartbeatMethod, &heartbeat);
+    return heartbeat;
+  }
+
+  testing::TempDir dir_;
+  testing::DemoTaskFiles task_;
+  BlobStore* blobs_ = nullptr;
+  int64_t now_ = kStart;
+  double random_ = 0.5;  // adaptive replication's draw
+};
+
+// The coordinator under test, and helpers that act as workers through it.
+class CoordinatorTest : public CoordinatorTestBase {
+ protected:
+  void SetUp() override {
+    Stores stores = OpenStores();
+    auto coordinator = Coordinator::Create(
+        std::move(stores.options), std::move(stores.identity),
+        std::move(stores.state), std::move(stores.blobs));
+    ASSERT_OK(coordinator);
+    coordinator_ = *std::move(coordinator);
+  }
+
+  std::string Submit(const v1::JobSpec& spec) {
+    v1::SubmitJobRequest request;
+    *request.mutable_spec() = spec;
+    auto response = coordinator_->SubmitJob(request);
+    EXPECT_OK(response);
+    return response.ok() ? response->job_id() : "";
+  }
+
+  Worker Register(uint64_t seed, v1::Tier tier = v1::TIER_CPU) {
+    Worker worker = NewWorker(seed);
+    auto response = coordinator_->Register(RegisterRequestOf(worker, tier));
+    EXPECT_OK(response);
+    worker.id = response->worker_id();
+    worker.session = response->session_id();
+    return worker;
+  }
+
+  absl::StatusOr<v1::LeaseWorkUnitResponse> Lease(const Worker& worker,
+                                                  uint64_t memory = 16ull
+                                                                    << 30) {
+    return coordinator_->LeaseWorkUnit(LeaseRequestOf(worker, memory));
+  }
+
+  // Uploads a small valid delta for `unit` through the coordinator's API.
+  absl::StatusOr<v1::UploadDeltaResponse> Deliver(const Worker& worker,
+                                                  const v1::WorkUnit& unit,
+                                                  float value = 0.01f,
+                                                  uint64_t samples = 4) {
+    return DeliverBytes(worker, unit, DeltaForJob(value), samples);
+  }
+
+  absl::StatusOr<v1::UploadDeltaResponse> DeliverBytes(const Worker& worker,
+                                                       const v1::WorkUnit& unit,
+                                                       const std::string& delta,
+                                                       uint64_t samples = 4) {
+    ASSIGN_OR_RETURN(DeltaUpload upload, coordinator_->BeginUpload(FirstChunk(
+                                             worker, unit, delta, samples)));
+    RETURN_IF_ERROR(coordinator_->AppendUpload(&upload, 0, delta));
+    return coordinator_->FinishUpload(&upload);
   }
 
   // The job's latest published adapter (unset when none is).
@@ -225,21 +275,66 @@ class CoordinatorTest : public ::testing::Test {
     return v1::WorkerStatus();
   }
 
-  v1::HeartbeatRequest HeartbeatOf(const Worker& worker,
-                                   const std::string& unit = "") {
-    v1::HeartbeatRequest heartbeat;
-    heartbeat.set_worker_id(worker.id);
-    heartbeat.set_current_unit_id(unit);
-    worker.Sign(kHeartbeatMethod, &heartbeat);
-    return heartbeat;
+  std::unique_ptr<Coordinator> coordinator_;
+};
+
+// One CoordinatorCore on the same stores, for the tests of each part
+// (scheduler, delta intake, round closer, job planner, reporter): a test
+// builds the parts it exercises on core_, without the Coordinator that
+// composes them.
+class CoordinatorPartsTest : public CoordinatorTestBase {
+ protected:
+  void SetUp() override {
+    Stores stores = OpenStores();
+    // Coordinator::Create makes it; the planner writes the initial adapter
+    // there.
+    ASSERT_OK(MakeDirectories(dir_.path() + "/tmp"));
+    core_ = std::make_unique<CoordinatorCore>(
+        std::move(stores.options), std::move(stores.identity),
+        std::move(stores.state), std::move(stores.blobs));
   }
 
-  testing::TempDir dir_;
-  testing::DemoTaskFiles task_;
-  BlobStore* blobs_ = nullptr;
-  std::unique_ptr<Coordinator> coordinator_;
-  int64_t now_ = kStart;
-  double random_ = 0.5;  // adaptive replication's draw
+  StateStore& state() { return core_->state(); }
+
+  std::string Submit(JobPlanner& planner, const v1::JobSpec& spec) {
+    v1::SubmitJobRequest request;
+    *request.mutable_spec() = spec;
+    auto response = planner.SubmitJob(request);
+    EXPECT_OK(response);
+    return response.ok() ? response->job_id() : "";
+  }
+
+  Worker Register(Scheduler& scheduler, uint64_t seed,
+                  v1::Tier tier = v1::TIER_CPU) {
+    Worker worker = NewWorker(seed);
+    auto response = scheduler.Register(RegisterRequestOf(worker, tier));
+    EXPECT_OK(response);
+    if (response.ok()) {
+      worker.id = response->worker_id();
+      worker.session = response->session_id();
+    }
+    return worker;
+  }
+
+  // Leases a unit for `worker`; fails the test when none is offered.
+  v1::WorkUnit LeaseOne(Scheduler& scheduler, const Worker& worker) {
+    auto leased = scheduler.LeaseWorkUnit(LeaseRequestOf(worker));
+    EXPECT_OK(leased);
+    EXPECT_TRUE(leased.ok() && leased->has_unit());
+    return leased.ok() ? leased->unit() : v1::WorkUnit();
+  }
+
+  absl::StatusOr<v1::UploadDeltaResponse> Deliver(DeltaIntake& intake,
+                                                  const Worker& worker,
+                                                  const v1::WorkUnit& unit,
+                                                  const std::string& delta) {
+    ASSIGN_OR_RETURN(DeltaUpload upload,
+                     intake.BeginUpload(FirstChunk(worker, unit, delta)));
+    RETURN_IF_ERROR(intake.AppendUpload(&upload, 0, delta));
+    return intake.FinishUpload(&upload);
+  }
+
+  std::unique_ptr<CoordinatorCore> core_;
 };
 
 }  // namespace openforce::coordinator
