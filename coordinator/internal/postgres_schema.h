@@ -146,8 +146,24 @@ BEGIN
   RETURN NEW;
 END $$;
 CREATE OR REPLACE TRIGGER units_counted
-  AFTER INSERT OR UPDATE OF state ON units
+  AFTER UPDATE OF state ON units
   FOR EACH ROW EXECUTE FUNCTION openforce_count_units();
+-- Inserts come 500 rows per statement (a 50,000-shard job): counted once per
+-- statement, one upsert per counter row instead of one per unit.
+CREATE OR REPLACE FUNCTION openforce_count_inserted_units() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+  INSERT INTO round_unit_counts (job_id, round, kind, state, count)
+    SELECT job_id, round, kind, state, count(*) FROM inserted_units
+      GROUP BY job_id, round, kind, state
+      ORDER BY job_id, round, kind, state
+    ON CONFLICT (job_id, round, kind, state)
+    DO UPDATE SET count = round_unit_counts.count + EXCLUDED.count;
+  RETURN NULL;
+END $$;
+CREATE OR REPLACE TRIGGER units_counted_on_insert
+  AFTER INSERT ON units REFERENCING NEW TABLE AS inserted_units
+  FOR EACH STATEMENT EXECUTE FUNCTION openforce_count_inserted_units();
 CREATE TABLE IF NOT EXISTS durability_marker (
   id BIGINT PRIMARY KEY,
   syncs BIGINT NOT NULL);
