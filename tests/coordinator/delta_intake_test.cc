@@ -13,7 +13,15 @@
 namespace openforce::coordinator {
 namespace {
 
-using DeltaIntakeTest = CoordinatorPartsTest;
+class DeltaIntakeTest : public CoordinatorPartsTest {
+ protected:
+  // Partial uploads in the blob store, of any worker.
+  size_t OpenUploads() {
+    auto open = core_->blobs().ListUploads("");
+    EXPECT_OK(open);
+    return open.ok() ? open->size() : 0;
+  }
+};
 
 TEST_F(DeltaIntakeTest, AnAcceptedDeltaIsStoredAndRecordedBeforeTheAnswer) {
   JobPlanner planner(core_.get());
@@ -63,9 +71,7 @@ TEST_F(DeltaIntakeTest, BytesThatDoNotMatchTheHeaderNeverEnterTheStore) {
   EXPECT_EQ(RejectReasonOf(finished.status()), v1::REJECT_HASH_MISMATCH);
   EXPECT_FALSE(core_->blobs().Contains(Sha256Hex(sent)));
   EXPECT_FALSE(core_->blobs().Contains(Sha256Hex(declared)));
-  auto open = core_->blobs().ListUploads("");
-  ASSERT_OK(open);
-  EXPECT_TRUE(open->empty());
+  EXPECT_EQ(OpenUploads(), 0u);
 }
 
 TEST_F(DeltaIntakeTest, AnUploadForAnotherWorkersLeaseIsRefusedBeforeAnyByte) {
@@ -80,9 +86,7 @@ TEST_F(DeltaIntakeTest, AnUploadForAnotherWorkersLeaseIsRefusedBeforeAnyByte) {
   auto refused =
       intake.BeginUpload(FirstChunk(other, unit, DeltaForJob(0.01f)));
   EXPECT_EQ(RejectReasonOf(refused.status()), v1::REJECT_LEASE_NOT_HELD);
-  auto open = core_->blobs().ListUploads("");
-  ASSERT_OK(open);
-  EXPECT_TRUE(open->empty());
+  EXPECT_EQ(OpenUploads(), 0u);
 }
 
 TEST_F(DeltaIntakeTest, PartialUploadsPastTheirAgeAreSwept) {
@@ -98,10 +102,10 @@ TEST_F(DeltaIntakeTest, PartialUploadsPastTheirAgeAreSwept) {
   ASSERT_OK(intake.AppendUpload(&*upload, 0, delta.substr(0, 100)));
 
   ASSERT_OK(intake.SweepUploads(/*force=*/true));
-  EXPECT_EQ(core_->blobs().ListUploads("")->size(), 1u);  // still young
+  EXPECT_EQ(OpenUploads(), 1u);  // still young
   now_ += core_->options().upload_expiry_ms + 1;
   ASSERT_OK(intake.SweepUploads(/*force=*/true));
-  EXPECT_TRUE(core_->blobs().ListUploads("")->empty());
+  EXPECT_EQ(OpenUploads(), 0u);
 }
 
 }  // namespace
