@@ -86,6 +86,29 @@ std::vector<UnitRecord> ReadUnits(const PGresult* result) {
 // starting together do not race each other's CREATE statements.
 constexpr int64_t kSchemaLockKey = 0x6f70656e666f7263;  // "openforc"
 
+// The first key of the two-key advisory locks that guard round closing (one
+// per job, the second key is hashtext(job_id)); two-key locks never collide
+// with the one-key schema lock.
+constexpr int64_t kClosingLockClass = 0x6f66;  // "of"
+
+// A job's closing lock: a session-level advisory lock, so it stays with the
+// session (kept out of the pool until this is destroyed) and goes with the
+// connection if the replica dies.
+class PgClosingLock : public StateStore::ClosingLock {
+ public:
+  PgClosingLock(PgSessionPool::Handle session, std::string job_id)
+      : session_(std::move(session)), job_id_(std::move(job_id)) {}
+  ~PgClosingLock() override {
+    // A lost connection has released it already.
+    (void)session_->Exec("SELECT pg_advisory_unlock($1, hashtext($2))",
+                         Params().Add(kClosingLockClass).Add(job_id_));
+  }
+
+ private:
+  PgSessionPool::Handle session_;
+  const std::string job_id_;
+};
+
 class PostgresStateStore : public StateStore {
  public:
   PostgresStateStore(const std::string& conninfo, size_t sessions,
@@ -109,6 +132,18 @@ class PostgresStateStore : public StateStore {
 
   absl::Status Sync() override {
     return group_commit_.WaitDurable(group_commit_.LatestTicket());
+  }
+
+  absl::StatusOr<std::unique_ptr<ClosingLock>> TryLockRoundClosing(
+      const std::string& job_id) override {
+    ASSIGN_OR_RETURN(PgSessionPool::Handle session, pool_.Acquire());
+    ASSIGN_OR_RETURN(
+        PgResult locked,
+        session->Exec("SELECT pg_try_advisory_lock($1, hashtext($2))",
+                      Params().Add(kClosingLockClass).Add(job_id)));
+    if (PQntuples(locked.get()) != 1 || PgRow(locked.get(), 0).Text(0) != "t")
+      return nullptr;
+    return std::make_unique<PgClosingLock>(std::move(session), job_id);
   }
 
   absl::Status UpsertWorker(const WorkerRecord& worker) override {

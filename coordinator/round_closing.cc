@@ -114,6 +114,18 @@ absl::Status RoundCloser::MaybeCloseRound(const JobRecord& job) {
       return absl::OkStatus();
     }
   }
+  // Replicas sharing the store leave a round to the one closing it; what
+  // that one did before the lock was free is in the round as read again.
+  ASSIGN_OR_RETURN(std::unique_ptr<StateStore::ClosingLock> closing,
+                   core_.state().TryLockRoundClosing(job.job_id));
+  if (closing == nullptr) return absl::OkStatus();
+  ASSIGN_OR_RETURN(const RoundRecord current,
+                   core_.FindRound(job.job_id, job.current_round));
+  if (current.adapter_version != 0 ||
+      current.candidate_attempt != round.candidate_attempt ||
+      current.candidate_sha256 != round.candidate_sha256) {
+    return absl::OkStatus();  // the next tick sees what changed
+  }
   ASSIGN_OR_RETURN(std::vector<UnitRecord> all_units,
                    core_.state().ListUnits(job.job_id, round.round));
   std::vector<UnitRecord> units, validation_units;

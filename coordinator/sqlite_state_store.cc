@@ -15,15 +15,50 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "common/file_util.h"
+#include "common/sha256.h"
 #include "common/status_macros.h"
 #include "coordinator/internal/group_commit.h"
 #include "coordinator/internal/state_rows.h"
 
 namespace openforce::coordinator {
 namespace {
+
+// A job's closing lock: an open-file-description lock on one byte of the
+// database's lock file, at an offset from the job id's hash. It is released
+// when the descriptor closes, so with the process too; two descriptors
+// conflict even within one process.
+class SqliteClosingLock : public StateStore::ClosingLock {
+ public:
+  explicit SqliteClosingLock(ScopedFd fd) : fd_(std::move(fd)) {}
+
+ private:
+  ScopedFd fd_;
+};
+
+absl::StatusOr<std::unique_ptr<StateStore::ClosingLock>> TryLockFileByte(
+    const std::string& lock_path, const std::string& job_id) {
+  ScopedFd fd(::open(lock_path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0600));
+  if (!fd.valid())
+    return ErrnoToStatus(errno, absl::StrCat("open ", lock_path));
+  uint32_t offset = 0;
+  if (!absl::SimpleHexAtoi(Sha256Hex(job_id).substr(0, 7), &offset)) {
+    return absl::InternalError("hex digest did not parse");
+  }
+  struct flock range = {};
+  range.l_type = F_WRLCK;
+  range.l_whence = SEEK_SET;
+  range.l_start = offset;
+  range.l_len = 1;
+  if (::fcntl(fd.get(), F_OFD_SETLK, &range) != 0) {
+    if (errno == EAGAIN || errno == EACCES) return nullptr;
+    return ErrnoToStatus(errno, absl::StrCat("lock ", lock_path));
+  }
+  return std::make_unique<SqliteClosingLock>(std::move(fd));
+}
 
 struct SqliteCloser {
   void operator()(sqlite3* db) const { sqlite3_close_v2(db); }
@@ -314,6 +349,7 @@ class SqliteStateStore : public StateStore {
           "SELECT job_id, round, kind, state, COUNT(*) FROM units "
           "GROUP BY job_id, round, kind, state");
     }));
+    closing_lock_path_ = path + "-closing.lock";
     wal_fd_ = ScopedFd(::open((path + "-wal").c_str(), O_RDWR | O_CLOEXEC));
     if (!wal_fd_.valid()) {
       return ErrnoToStatus(errno, absl::StrCat("open ", path, "-wal"));
@@ -329,6 +365,11 @@ class SqliteStateStore : public StateStore {
   }
 
   uint64_t log_syncs() { return group_commit_.syncs(); }
+
+  absl::StatusOr<std::unique_ptr<ClosingLock>> TryLockRoundClosing(
+      const std::string& job_id) override {
+    return TryLockFileByte(closing_lock_path_, job_id);
+  }
 
   absl::Status UpsertWorker(const WorkerRecord& worker) override {
     absl::MutexLock lock(&mu_);
@@ -1191,6 +1232,7 @@ class SqliteStateStore : public StateStore {
   // The write-ahead log, opened a second time so that a group commit can
   // fdatasync it without the connection (and its lock).
   ScopedFd wal_fd_;
+  std::string closing_lock_path_;
   internal::GroupCommit group_commit_;
 };
 

@@ -308,6 +308,20 @@ class StateStore {
   // Returns once every transaction that returned before the call is on
   // disk (one fsync shared by every caller waiting at the time).
   [[nodiscard]] virtual absl::Status Sync() = 0;
+
+  // Held by whoever closes a job's round: aggregation runs for seconds
+  // outside any transaction, and replicas sharing the store would otherwise
+  // each aggregate the same round (CloseRound keeps publishing exactly-once
+  // either way; this keeps the work from being done twice). Released when
+  // destroyed, or when its process dies.
+  class ClosingLock {
+   public:
+    virtual ~ClosingLock() = default;
+  };
+  // The job's closing lock, or nullptr while another holder (in this process
+  // or another on the same store) has it.
+  [[nodiscard]] virtual absl::StatusOr<std::unique_ptr<ClosingLock>>
+  TryLockRoundClosing(const std::string& job_id) = 0;
 };
 
 }  // namespace openforce::coordinator

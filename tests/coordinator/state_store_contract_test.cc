@@ -12,6 +12,7 @@
 #include <atomic>
 #include <functional>
 #include <memory>
+#include <ostream>
 #include <set>
 #include <string>
 #include <thread>
@@ -41,6 +42,11 @@ struct Backend {
       const std::string& dir)>
       open;
 };
+
+// Test names show the backend, not the struct's bytes.
+void PrintTo(const Backend& backend, std::ostream* out) {
+  *out << backend.name;
+}
 
 // One PostgreSQL server for the whole suite (starting one takes seconds);
 // each test directory gets its own database in it.
@@ -386,6 +392,30 @@ TEST_P(StateStoreContractTest, WhatSyncCoveredSurvivesReopening) {
   ASSERT_TRUE(result->has_value());
   EXPECT_EQ((*result)->worker_id, "w-a");
   EXPECT_EQ(LeaseNext("w-b"), "job-contract-r1-s1-p0");
+}
+
+TEST_P(StateStoreContractTest, AJobsClosingLockHasOneHolderAcrossReplicas) {
+  auto replica = GetParam().open(dir_.path());  // a second replica's store
+  ASSERT_OK(replica);
+  auto held = store_->TryLockRoundClosing(kJob);
+  ASSERT_OK(held);
+  ASSERT_NE(*held, nullptr);
+  auto refused = (*replica)->TryLockRoundClosing(kJob);
+  ASSERT_OK(refused);
+  EXPECT_EQ(*refused, nullptr);
+  // A second closer in the same replica is refused too.
+  auto same_store = store_->TryLockRoundClosing(kJob);
+  ASSERT_OK(same_store);
+  EXPECT_EQ(*same_store, nullptr);
+  // Other jobs close independently.
+  auto other_job = (*replica)->TryLockRoundClosing("job-other");
+  ASSERT_OK(other_job);
+  EXPECT_NE(*other_job, nullptr);
+
+  held->reset();
+  auto after = (*replica)->TryLockRoundClosing(kJob);
+  ASSERT_OK(after);
+  EXPECT_NE(*after, nullptr);
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, StateStoreContractTest,
