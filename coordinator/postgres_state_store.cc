@@ -276,6 +276,16 @@ class PostgresStateStore : public StateStore {
     return ReadAll<JobRecord>(result.get(), ReadJob<PgRow>);
   }
 
+  absl::StatusOr<std::vector<JobRecord>> ListRunningJobs() override {
+    ASSIGN_OR_RETURN(PgSessionPool::Handle session, pool_.Acquire());
+    ASSIGN_OR_RETURN(
+        PgResult result,
+        session->Exec(absl::StrCat("SELECT ", kJobColumns,
+                                   " FROM jobs WHERE state = $1 ORDER BY seq"),
+                      Params().Add(int64_t{v1::JOB_RUNNING})));
+    return ReadAll<JobRecord>(result.get(), ReadJob<PgRow>);
+  }
+
   absl::Status SetJobState(const std::string& job_id, v1::JobState state,
                            const std::string& message) override {
     ASSIGN_OR_RETURN(PgSessionPool::Handle session, pool_.Acquire());

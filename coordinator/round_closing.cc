@@ -66,10 +66,10 @@ class AggregationTimer {
 
 absl::Status RoundCloser::CloseReadyRounds() {
   absl::MutexLock closing_lock(&closing_mu_);
-  ASSIGN_OR_RETURN(std::vector<JobRecord> jobs, core_.state().ListJobs());
+  ASSIGN_OR_RETURN(std::vector<JobRecord> jobs,
+                   core_.state().ListRunningJobs());
   absl::Status first_error;
   for (const JobRecord& job : jobs) {
-    if (job.state != v1::JOB_RUNNING) continue;
     absl::Status closed = MaybeCloseRound(job);
     if (!closed.ok() && first_error.ok()) {
       first_error = absl::Status(

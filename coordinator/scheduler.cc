@@ -121,19 +121,9 @@ absl::StatusOr<v1::RegisterResponse> Scheduler::Register(
 
 absl::StatusOr<v1::HeartbeatResponse> Scheduler::Heartbeat(
     const v1::HeartbeatRequest& request) {
-  // The most frequent call: checked against the key the worker's session
-  // holds, without reading the store; without a session here, the long way
-  // (which tells an unknown worker from an unknown session).
-  const std::string digest = CallDigest(request);
-  ASSIGN_OR_RETURN(bool verified, core_.sessions().VerifyWithSessionKey(
-                                      kHeartbeatMethod, request.worker_id(),
-                                      CredentialsOf(request.auth()), digest));
-  if (!verified) {
-    RETURN_IF_ERROR(core_
-                        .AuthenticateCall(kHeartbeatMethod, request.worker_id(),
-                                          request.auth(), digest)
-                        .status());
-  }
+  // The most frequent call: no store read when the session is here.
+  RETURN_IF_ERROR(core_.VerifyCall(kHeartbeatMethod, request.worker_id(),
+                                   request.auth(), CallDigest(request)));
   WorkerRecord worker;
   worker.worker_id = request.worker_id();
   if (!v1::Availability_IsValid(request.availability())) {
@@ -182,13 +172,13 @@ absl::StatusOr<v1::LeaseWorkUnitResponse> Scheduler::LeaseWorkUnit(
   // Only this worker's calls are serialised (its cap); the store finds and
   // leases a unit in one transaction.
   absl::MutexLock lock(&LeaseLockFor(worker.worker_id));
-  ASSIGN_OR_RETURN(std::vector<JobRecord> jobs, core_.state().ListJobs());
+  // Oldest job first.
+  ASSIGN_OR_RETURN(std::vector<JobRecord> jobs,
+                   core_.state().ListRunningJobs());
   ASSIGN_OR_RETURN(std::vector<UnitRecord> held,
                    core_.state().ListWorkerLeases(worker.worker_id));
-  std::reverse(jobs.begin(), jobs.end());  // oldest job first
   std::string capped_job;
   for (const JobRecord& job : jobs) {
-    if (job.state != v1::JOB_RUNNING) continue;
     const auto held_here = static_cast<uint32_t>(std::count_if(
         held.begin(), held.end(),
         [&](const UnitRecord& unit) { return unit.job_id == job.job_id; }));
@@ -289,12 +279,11 @@ absl::StatusOr<v1::WorkUnit> Scheduler::DescribeUnit(const JobRecord& job,
 
 absl::Status Scheduler::ReleaseWorkUnit(
     const v1::ReleaseWorkUnitRequest& request) {
-  ASSIGN_OR_RETURN(WorkerRecord worker,
-                   core_.AuthenticateCall(kReleaseMethod, request.worker_id(),
-                                          request.auth(), CallDigest(request)));
+  RETURN_IF_ERROR(core_.VerifyCall(kReleaseMethod, request.worker_id(),
+                                   request.auth(), CallDigest(request)));
   // The store releases only a lease the worker holds, in one statement.
   absl::Status released =
-      core_.state().ReleaseUnit(request.unit_id(), worker.worker_id);
+      core_.state().ReleaseUnit(request.unit_id(), request.worker_id());
   if (absl::IsFailedPrecondition(released)) {
     return Rejection(absl::StatusCode::kPermissionDenied,
                      v1::REJECT_LEASE_NOT_HELD, released.message());

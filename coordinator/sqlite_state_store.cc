@@ -498,10 +498,19 @@ class SqliteStateStore : public StateStore {
   }
 
   absl::StatusOr<std::vector<JobRecord>> ListJobs() override {
+    return ReadJobs(
+        absl::StrCat("SELECT ", kJobColumns, " FROM jobs ORDER BY seq DESC"));
+  }
+
+  absl::StatusOr<std::vector<JobRecord>> ListRunningJobs() override {
+    return ReadJobs(
+        absl::StrCat("SELECT ", kJobColumns, " FROM jobs WHERE state = ",
+                     static_cast<int>(v1::JOB_RUNNING), " ORDER BY seq"));
+  }
+
+  absl::StatusOr<std::vector<JobRecord>> ReadJobs(const std::string& sql) {
     absl::MutexLock lock(&mu_);
-    ASSIGN_OR_RETURN(Statement statement,
-                     Prepare(absl::StrCat("SELECT ", kJobColumns,
-                                          " FROM jobs ORDER BY seq DESC")));
+    ASSIGN_OR_RETURN(Statement statement, Prepare(sql));
     std::vector<JobRecord> jobs;
     while (true) {
       ASSIGN_OR_RETURN(bool row, statement.Step());

@@ -207,6 +207,10 @@ class StateStore {
       const std::string& job_id) = 0;
   // Newest first.
   [[nodiscard]] virtual absl::StatusOr<std::vector<JobRecord>> ListJobs() = 0;
+  // The running jobs, oldest first: what leasing and round closing look at,
+  // through an index, however many jobs have finished.
+  [[nodiscard]] virtual absl::StatusOr<std::vector<JobRecord>>
+  ListRunningJobs() = 0;
   // Sets the state and message; a job that stops also ends its leases.
   [[nodiscard]] virtual absl::Status SetJobState(
       const std::string& job_id, v1::JobState state,

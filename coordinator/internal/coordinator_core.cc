@@ -74,6 +74,17 @@ absl::StatusOr<WorkerRecord> CoordinatorCore::AuthenticateCall(
   return worker;
 }
 
+absl::Status CoordinatorCore::VerifyCall(absl::string_view method,
+                                         const std::string& worker_id,
+                                         const v1::CallAuth& auth,
+                                         const std::string& digest) {
+  ASSIGN_OR_RETURN(bool verified,
+                   sessions_.VerifyWithSessionKey(method, worker_id,
+                                                  CredentialsOf(auth), digest));
+  if (verified) return absl::OkStatus();
+  return AuthenticateCall(method, worker_id, auth, digest).status();
+}
+
 absl::StatusOr<JobRecord> CoordinatorCore::RunningJob(
     const std::string& job_id) {
   ASSIGN_OR_RETURN(std::optional<JobRecord> job, state_->GetJob(job_id));

@@ -64,6 +64,14 @@ class CoordinatorCore {
   [[nodiscard]] absl::StatusOr<WorkerRecord> AuthenticateCall(
       absl::string_view method, const std::string& worker_id,
       const v1::CallAuth& auth, const std::string& digest);
+  // AuthenticateCall for calls that need no WorkerRecord: checked against
+  // the key the worker's session holds, without reading the store; without
+  // a session here, the long way (which tells an unknown worker from an
+  // unknown session).
+  [[nodiscard]] absl::Status VerifyCall(absl::string_view method,
+                                        const std::string& worker_id,
+                                        const v1::CallAuth& auth,
+                                        const std::string& digest);
   // The job, when it is running; REJECT_JOB_NOT_ACTIVE when it stopped.
   [[nodiscard]] absl::StatusOr<JobRecord> RunningJob(const std::string& job_id);
   // A round that must exist (Internal otherwise).

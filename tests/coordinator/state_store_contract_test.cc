@@ -394,6 +394,23 @@ TEST_P(StateStoreContractTest, WhatSyncCoveredSurvivesReopening) {
   EXPECT_EQ(LeaseNext("w-b"), "job-contract-r1-s1-p0");
 }
 
+TEST_P(StateStoreContractTest, RunningJobsAreListedOldestFirst) {
+  CreateJob("job-a", 1, 1);
+  CreateJob("job-b", 1, 1);
+  CreateJob("job-c", 1, 1);
+  ASSERT_OK(store_->SetJobState("job-b", v1::JOB_SUCCEEDED, "done"));
+  auto running = store_->ListRunningJobs();
+  ASSERT_OK(running);
+  ASSERT_EQ(running->size(), 2u);
+  EXPECT_EQ((*running)[0].job_id, "job-a");
+  EXPECT_EQ((*running)[1].job_id, "job-c");
+  EXPECT_EQ((*running)[1].state, v1::JOB_RUNNING);
+  auto all = store_->ListJobs();  // newest first, every state
+  ASSERT_OK(all);
+  ASSERT_EQ(all->size(), 3u);
+  EXPECT_EQ((*all)[0].job_id, "job-c");
+}
+
 TEST_P(StateStoreContractTest, AJobsClosingLockHasOneHolderAcrossReplicas) {
   auto replica = GetParam().open(dir_.path());  // a second replica's store
   ASSERT_OK(replica);
