@@ -16,7 +16,6 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
-#include "absl/synchronization/mutex.h"
 #include "coordinator/internal/coordinator_core.h"
 #include "coordinator/state_store.h"
 #include "lora/aggregation_rule.h"
@@ -30,8 +29,9 @@ class RoundCloser {
   RoundCloser& operator=(const RoundCloser&) = delete;
 
   // Closes the current round of every running job that is ready; one job's
-  // failure does not stop the others (the first error is returned). Two
-  // calls never aggregate at once.
+  // failure does not stop the others (the first error is returned). A
+  // round is closed under its job's closing lock (StateStore), so two
+  // calls, here or in another replica, never aggregate it at once.
   [[nodiscard]] absl::Status CloseReadyRounds();
 
  private:
@@ -110,9 +110,6 @@ class RoundCloser {
   absl::Status FailJob(const JobRecord& job, const std::string& message);
 
   CoordinatorCore& core_;
-  // Aggregation runs outside the decision lock; this keeps two closings
-  // from running it at once.
-  absl::Mutex closing_mu_;
 };
 
 }  // namespace openforce::coordinator

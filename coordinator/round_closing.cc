@@ -65,7 +65,6 @@ class AggregationTimer {
 // Rounds
 
 absl::Status RoundCloser::CloseReadyRounds() {
-  absl::MutexLock closing_lock(&closing_mu_);
   ASSIGN_OR_RETURN(std::vector<JobRecord> jobs,
                    core_.state().ListRunningJobs());
   absl::Status first_error;

@@ -3,38 +3,20 @@
 #include "coordinator/scheduler.h"
 
 #include <algorithm>
-#include <chrono>
-#include <cmath>
-#include <filesystem>
-#include <limits>
-#include <map>
-#include <memory>
-#include <random>
-#include <utility>
+#include <functional>
+#include <optional>
+#include <string>
+#include <vector>
 
-#include "absl/strings/match.h"
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_split.h"
-#include "absl/strings/strip.h"
-#include "common/memory_estimate.h"
-#include "common/model_manifest.h"
 #include "common/secret_token.h"
 #include "common/sha256.h"
 #include "common/signing_payload.h"
 #include "common/status_macros.h"
 #include "common/terminal_text.h"
-#include "common/tier.h"
-#include "coordinator/aggregator.h"
-#include "coordinator/credit.h"
 #include "coordinator/internal/planning.h"
-#include "lora/adapter_delta.h"
-#include "lora/dataset.h"
-#include "lora/llama_config.h"
-#include "lora/lora_adapter.h"
 #include "proto/call_signing.h"
 #include "proto/channel.h"
-#include "proto/lora_convert.h"
 #include "proto/signing_convert.h"
 #include "proto/status_convert.h"
 

@@ -66,8 +66,6 @@ class SqliteStateStore : public StateStore {
 
   absl::StatusOr<std::vector<JobRecord>> ListRunningJobs() override;
 
-  absl::StatusOr<std::vector<JobRecord>> ReadJobs(const std::string& sql);
-
   absl::Status SetJobState(const std::string& job_id, v1::JobState state,
                            const std::string& message) override;
 
@@ -125,6 +123,9 @@ class SqliteStateStore : public StateStore {
       const std::string& sha256) override;
 
  private:
+  // The jobs `sql` selects (kJobColumns), in its order.
+  absl::StatusOr<std::vector<JobRecord>> ReadJobs(const std::string& sql);
+
   // The statement for `sql`, prepared once per connection and reused.
   absl::StatusOr<Statement> Prepare(const std::string& sql)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
